@@ -1,0 +1,823 @@
+//! PURE: the configuration file and the `rd.ephemcrypt.*` kernel command line → [`Config`].
+//!
+//! The file (`/etc/ephemcrypt.conf`) holds `key = value` lines, `#` comments and blank lines. The
+//! kernel command line overrides it key by key with `rd.ephemcrypt.<key>=<value>`, and
+//! `rd.ephemcrypt=0` disables the tool. Every value is checked here, once, and every error names the
+//! key, the value, where it came from and what is accepted.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::units::Bytes;
+
+/// Where a raw value came from, for error messages and `plan` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File { path: PathBuf, line: usize },
+    Cmdline,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("the default"),
+            Source::File { path, line } => write!(f, "{} line {}", path.display(), line),
+            Source::Cmdline => f.write_str("the kernel command line"),
+        }
+    }
+}
+
+/// A configuration problem. Its text names the key, the value, the source and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A line of the file that is not `key = value`.
+    Syntax {
+        source: Source,
+        text: String,
+    },
+    UnknownKey {
+        key: String,
+        source: Source,
+    },
+    BadValue {
+        key: &'static str,
+        value: String,
+        source: Source,
+        expected: String,
+    },
+    /// Two settings that cannot hold together.
+    Conflict {
+        a: Box<Setting>,
+        b: Box<Setting>,
+        why: &'static str,
+    },
+}
+
+/// One key's raw value and its source, as quoted in a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: String,
+    pub source: Source,
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = '{}' (from {})", self.key, self.value, self.source)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Syntax { source, text } => write!(
+                f,
+                "configuration: {source}: expected 'key = value', a '#' comment or a blank line, found '{text}'"
+            ),
+            ConfigError::UnknownKey { key, source } => {
+                write!(f, "configuration: unknown key '{key}' (from {source}); known keys: ")?;
+                for (i, k) in KEYS.iter().enumerate() {
+                    write!(f, "{}{}", if i == 0 { "" } else { ", " }, k.name)?;
+                }
+                Ok(())
+            }
+            ConfigError::BadValue { key, value, source, expected } => {
+                write!(f, "configuration: invalid value '{value}' for '{key}' (from {source}): expected {expected}")
+            }
+            ConfigError::Conflict { a, b, why } => {
+                write!(f, "configuration: {a} conflicts with {b}: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A cloud whose local-disk model strings we know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Aws,
+    Gcp,
+    Azure,
+}
+
+impl Cloud {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Gcp => "gcp",
+            Cloud::Azure => "azure",
+        }
+    }
+    /// Ephemeral-disk models as sysfs `device/model` shows them, trailing spaces trimmed.
+    pub fn models(self) -> &'static [&'static str] {
+        match self {
+            Cloud::Aws => &["Amazon EC2 NVMe Instance Storage"],
+            Cloud::Gcp => &["nvme_card"],
+            Cloud::Azure => &["Microsoft NVMe Direct Disk", "Microsoft NVMe Direct Disk v2"],
+        }
+    }
+}
+
+/// One item of `devices` or `exclude`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Preset(Cloud),
+    Model(String),
+    Serial(String),
+    /// A /dev path glob; plain paths may be symlinks (resolved by the host reader).
+    Path(String),
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Preset(c) => f.write_str(c.name()),
+            Selector::Model(g) => write!(f, "model:{g}"),
+            Selector::Serial(g) => write!(f, "serial:{g}"),
+            Selector::Path(g) => write!(f, "path:{g}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectorSize {
+    /// 4096 where the disks allow, else their largest logical block size.
+    Auto,
+    Fixed(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workqueues {
+    /// `no_read_workqueue no_write_workqueue` where the kernel's crypt target supports them.
+    Bypass,
+    Kernel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    None,
+    Size(Bytes),
+    /// A share of the encrypted volume, 1–99 %.
+    Percent(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fs {
+    Ext4,
+    Xfs,
+    None,
+}
+
+impl Fs {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fs::Ext4 => "ext4",
+            Fs::Xfs => "xfs",
+            Fs::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// tmpfs over every bind target, boot goes on: nothing lands unencrypted on a disk.
+    Tmpfs,
+    Continue,
+    /// Exit non-zero so the boot chain stops in its emergency path.
+    Halt,
+}
+
+impl OnFailure {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFailure::Tmpfs => "tmpfs",
+            OnFailure::Continue => "continue",
+            OnFailure::Halt => "halt",
+        }
+    }
+}
+
+/// The resolved configuration. Every field is valid; see [`KEYS`] for meanings and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// False when `rd.ephemcrypt=0` is on the kernel command line.
+    pub enabled: bool,
+    pub devices: Vec<Selector>,
+    pub exclude: Vec<Selector>,
+    pub force: bool,
+    pub min_size: Bytes,
+    pub expect: u32,
+    pub wait_secs: u32,
+    pub cipher: String,
+    pub key_bits: u32,
+    pub sector_size: SectorSize,
+    pub discard: bool,
+    pub workqueues: Workqueues,
+    pub chunk: Bytes,
+    pub swap: Swap,
+    pub fs: Fs,
+    pub mount: PathBuf,
+    pub bind: Vec<PathBuf>,
+    pub on_failure: OnFailure,
+    pub name: String,
+}
+
+/// A configuration key: its name, default and a description of what it accepts.
+pub struct Key {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub accepts: &'static str,
+}
+
+const BOOL: &str = "yes or no (also true/false, on/off, 1/0)";
+
+/// Every key, in the order the README documents them.
+pub const KEYS: &[Key] = &[
+    Key { name: "devices", default: "aws,gcp,azure", accepts: "a comma-separated list of aws, gcp, azure, model:GLOB, serial:GLOB, path:GLOB" },
+    Key { name: "exclude", default: "", accepts: "a comma-separated list of aws, gcp, azure, model:GLOB, serial:GLOB, path:GLOB (may be empty)" },
+    Key { name: "force", default: "no", accepts: BOOL },
+    Key { name: "min-size", default: "1G", accepts: "a size such as 512M or 1G (suffixes K, M, G, T)" },
+    Key { name: "expect", default: "0", accepts: "a whole number of disks from 0 to 64" },
+    Key { name: "wait", default: "10", accepts: "a whole number of seconds from 0 to 600" },
+    Key { name: "cipher", default: "aes-xts-plain64", accepts: "a dm-crypt cipher spec cipher-mode-iv such as aes-xts-plain64 (iv plain64, plain64be, essiv:sha256 or benbi; never plain)" },
+    Key { name: "key-bits", default: "512", accepts: "256 or 512 for xts ciphers, 128, 192 or 256 otherwise" },
+    Key { name: "sector-size", default: "auto", accepts: "auto, 512, 1024, 2048 or 4096" },
+    Key { name: "discard", default: "no", accepts: BOOL },
+    Key { name: "workqueues", default: "bypass", accepts: "bypass or kernel" },
+    Key { name: "chunk", default: "256K", accepts: "a power of two from 4K to 1G, such as 256K" },
+    Key { name: "swap", default: "0", accepts: "0, a size such as 4G, or a share of the volume from 1% to 99%" },
+    Key { name: "fs", default: "ext4", accepts: "ext4, xfs or none" },
+    Key { name: "mount", default: "/mnt/ephemcrypt", accepts: "an absolute path other than / inside the new root" },
+    Key { name: "bind", default: "/var/log,/tmp,/var/tmp", accepts: "a comma-separated list of absolute directories other than / (may be empty)" },
+    Key { name: "on-failure", default: "tmpfs", accepts: "tmpfs, continue or halt" },
+    Key { name: "name", default: "ephemcrypt", accepts: "1 to 64 characters from A-Z a-z 0-9 _ -, starting with a letter" },
+];
+
+/// Raw `key → (value, source)` pairs before validation; later sets win.
+#[derive(Debug, Default, Clone)]
+pub struct Raw {
+    values: Vec<(&'static str, String, Source)>,
+    disabled_by_cmdline: bool,
+}
+
+impl Raw {
+    fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let Some(k) = KEYS.iter().find(|k| k.name == key) else {
+            return Err(ConfigError::UnknownKey { key: key.to_string(), source });
+        };
+        self.values.retain(|(n, _, _)| *n != k.name);
+        self.values.push((k.name, value.to_string(), source));
+        Ok(())
+    }
+
+    fn get(&self, key: &'static str) -> Setting {
+        match self.values.iter().find(|(n, _, _)| *n == key) {
+            Some((_, v, s)) => Setting { key, value: v.clone(), source: s.clone() },
+            None => {
+                let k = KEYS.iter().find(|k| k.name == key).expect("every key used is in KEYS");
+                Setting { key, value: k.default.to_string(), source: Source::Default }
+            }
+        }
+    }
+
+    /// Read a configuration file's text (`path` is only used in messages).
+    pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        for (i, line) in text.lines().enumerate() {
+            let source = Source::File { path: path.to_path_buf(), line: i + 1 };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(ConfigError::Syntax { source, text: line.to_string() });
+            };
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(ConfigError::Syntax { source, text: line.to_string() });
+            }
+            self.set(key, unquote(value.trim()), source)?;
+        }
+        Ok(())
+    }
+
+    /// Apply the `rd.ephemcrypt*` parameters of a kernel command line.
+    pub fn add_cmdline(&mut self, cmdline: &str) -> Result<(), ConfigError> {
+        for word in split_cmdline(cmdline) {
+            let (name, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
+            if name == "rd.ephemcrypt" {
+                match parse_bool(value) {
+                    Some(on) => self.disabled_by_cmdline = !on,
+                    None => {
+                        return Err(ConfigError::BadValue {
+                            key: "rd.ephemcrypt",
+                            value: value.to_string(),
+                            source: Source::Cmdline,
+                            expected: "0 to disable ephemcrypt or 1 to enable it".into(),
+                        })
+                    }
+                }
+            } else if let Some(key) = name.strip_prefix("rd.ephemcrypt.") {
+                self.set(key, unquote(value), Source::Cmdline)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validate every value and check the pairs that must agree.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let cipher = self.get("cipher");
+        let key_bits = self.get("key-bits");
+        let fs = self.get("fs");
+        let bind = self.get("bind");
+        let mount = self.get("mount");
+        let config = Config {
+            enabled: !self.disabled_by_cmdline,
+            devices: field(&self.get("devices"), parse_selectors_nonempty)?,
+            exclude: field(&self.get("exclude"), parse_selectors)?,
+            force: field(&self.get("force"), parse_bool)?,
+            min_size: field(&self.get("min-size"), parse_size)?,
+            expect: field(&self.get("expect"), |v| v.parse().ok().filter(|n| *n <= 64))?,
+            wait_secs: field(&self.get("wait"), |v| v.parse().ok().filter(|n| *n <= 600))?,
+            cipher: field(&cipher, parse_cipher)?,
+            key_bits: field(&key_bits, |v| v.parse().ok().filter(|n| [128, 192, 256, 512].contains(n)))?,
+            sector_size: field(&self.get("sector-size"), |v| match v {
+                "auto" => Some(SectorSize::Auto),
+                _ => v.parse().ok().filter(|n| [512, 1024, 2048, 4096].contains(n)).map(SectorSize::Fixed),
+            })?,
+            discard: field(&self.get("discard"), parse_bool)?,
+            workqueues: field(&self.get("workqueues"), |v| match v {
+                "bypass" => Some(Workqueues::Bypass),
+                "kernel" => Some(Workqueues::Kernel),
+                _ => None,
+            })?,
+            // A power of two ≥ 4K is always a multiple of the crypt sector (≤ 4096) and the page.
+            chunk: field(&self.get("chunk"), |v| {
+                parse_size(v).filter(|b| b.0.is_power_of_two() && (4096..=1 << 30).contains(&b.0))
+            })?,
+            swap: field(&self.get("swap"), parse_swap)?,
+            fs: field(&fs, |v| match v {
+                "ext4" => Some(Fs::Ext4),
+                "xfs" => Some(Fs::Xfs),
+                "none" => Some(Fs::None),
+                _ => None,
+            })?,
+            mount: field(&mount, |v| parse_dir(v).map(PathBuf::from))?,
+            bind: field(&bind, parse_dirs)?,
+            on_failure: field(&self.get("on-failure"), |v| match v {
+                "tmpfs" => Some(OnFailure::Tmpfs),
+                "continue" => Some(OnFailure::Continue),
+                "halt" => Some(OnFailure::Halt),
+                _ => None,
+            })?,
+            name: field(&self.get("name"), parse_name)?,
+        };
+
+        let conflict = |a, b, why| Err(ConfigError::Conflict { a: Box::new(a), b: Box::new(b), why });
+        let xts = config.cipher.split('-').nth(1) == Some("xts");
+        if xts && ![256, 512].contains(&config.key_bits) {
+            return conflict(key_bits, cipher, "an xts cipher takes two keys: 256 or 512 bits");
+        }
+        if !xts && config.key_bits == 512 {
+            return conflict(key_bits, cipher, "only xts ciphers take a 512-bit key; use 128, 192 or 256");
+        }
+        if config.fs == Fs::None && !config.bind.is_empty() {
+            return conflict(bind, fs, "bind targets need a file system; set bind to empty or choose ext4 or xfs");
+        }
+        for b in &config.bind {
+            if config.mount.starts_with(b) || b.starts_with(&config.mount) {
+                return conflict(bind, mount, "a bind target may not contain the mount point or lie inside it");
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// The configuration from a file's text (if any) and a kernel command line.
+    pub fn load(file: Option<(&Path, &str)>, cmdline: &str) -> Result<Config, ConfigError> {
+        let mut raw = Raw::default();
+        if let Some((path, text)) = file {
+            raw.add_file(path, text)?;
+        }
+        raw.add_cmdline(cmdline)?;
+        raw.resolve()
+    }
+
+    /// The crypt sector size a fixed setting asks for, if any.
+    pub fn fixed_sector_size(&self) -> Option<u32> {
+        match self.sector_size {
+            SectorSize::Fixed(s) => Some(s),
+            SectorSize::Auto => None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Raw::default().resolve().expect("the defaults are valid")
+    }
+}
+
+/// Parse one setting with `parse`, or explain what the key accepts.
+fn field<T>(s: &Setting, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, ConfigError> {
+    parse(&s.value).ok_or_else(|| ConfigError::BadValue {
+        key: s.key,
+        value: s.value.clone(),
+        source: s.source.clone(),
+        expected: KEYS.iter().find(|k| k.name == s.key).map_or("", |k| k.accepts).to_string(),
+    })
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v)
+}
+
+/// Split a kernel command line into words the way the kernel does: spaces separate, double
+/// quotes group (`rd.ephemcrypt.devices="serial:a b"`).
+pub fn split_cmdline(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                word.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    // The kernel drops the quotes around a value: name="a b" means name=a b.
+    words.into_iter().map(|w| w.replace('"', "")).collect()
+}
+
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Some(true),
+        "no" | "false" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// `512`, `4K`, `1.5G`? No: whole numbers only, with an optional K/M/G/T suffix (powers of 1024)
+/// and an optional trailing `B` or `iB`.
+pub fn parse_size(v: &str) -> Option<Bytes> {
+    let v = v.trim();
+    let v = v.strip_suffix("iB").or_else(|| v.strip_suffix('B')).unwrap_or(v);
+    let (num, shift) = match v.char_indices().last()? {
+        (i, 'K' | 'k') => (&v[..i], 10),
+        (i, 'M' | 'm') => (&v[..i], 20),
+        (i, 'G' | 'g') => (&v[..i], 30),
+        (i, 'T' | 't') => (&v[..i], 40),
+        _ => (v, 0),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(1 << shift).map(Bytes)
+}
+
+fn parse_swap(v: &str) -> Option<Swap> {
+    if let Some(p) = v.strip_suffix('%') {
+        return p.parse().ok().filter(|p| (1..=99).contains(p)).map(Swap::Percent);
+    }
+    match parse_size(v)? {
+        Bytes(0) => Some(Swap::None),
+        b if b.0 < 40 * 1024 => None, // mkswap's floor: ten pages
+        b => Some(Swap::Size(b)),
+    }
+}
+
+fn parse_cipher(v: &str) -> Option<String> {
+    let mut parts = v.splitn(3, '-');
+    let (cipher, mode, iv) = (parts.next()?, parts.next()?, parts.next()?);
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let iv_ok = ["plain64", "plain64be", "benbi", "essiv:sha256"].contains(&iv);
+    (word(cipher) && word(mode) && iv_ok).then(|| v.to_string())
+}
+
+fn parse_selectors(v: &str) -> Option<Vec<Selector>> {
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let sel = match item.split_once(':') {
+            None => match item {
+                "aws" => Selector::Preset(Cloud::Aws),
+                "gcp" => Selector::Preset(Cloud::Gcp),
+                "azure" => Selector::Preset(Cloud::Azure),
+                _ => return None,
+            },
+            Some((_, "")) => return None,
+            Some(("model", g)) => Selector::Model(g.to_string()),
+            Some(("serial", g)) => Selector::Serial(g.to_string()),
+            Some(("path", g)) if g.starts_with("/dev/") => Selector::Path(g.to_string()),
+            Some(_) => return None,
+        };
+        out.push(sel);
+    }
+    Some(out)
+}
+
+fn parse_selectors_nonempty(v: &str) -> Option<Vec<Selector>> {
+    parse_selectors(v).filter(|s| !s.is_empty())
+}
+
+/// An absolute, normal directory path other than `/` (no `.`/`..` parts), without trailing `/`.
+fn parse_dir(v: &str) -> Option<&str> {
+    let v = v.trim();
+    let ok = v.starts_with('/')
+        && v.len() > 1
+        && !v.ends_with('/')
+        && v[1..].split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+    ok.then_some(v)
+}
+
+fn parse_dirs(v: &str) -> Option<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let p = PathBuf::from(parse_dir(item)?);
+        // One target inside another would be hidden by the outer bind.
+        if out.iter().any(|o| o.starts_with(&p) || p.starts_with(o)) {
+            return None;
+        }
+        out.push(p);
+    }
+    Some(out)
+}
+
+fn parse_name(v: &str) -> Option<String> {
+    let ok = (1..=64).contains(&v.len())
+        && v.starts_with(|c: char| c.is_ascii_alphabetic())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then(|| v.to_string())
+}
+
+/// Shell-style glob: `*` any run, `?` one character, `[abc]`/`[a-z]`/`[!a]` a class.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    glob_at(&p, &t)
+}
+
+fn glob_at(p: &[char], t: &[char]) -> bool {
+    match p.first() {
+        None => t.is_empty(),
+        Some('*') => (0..=t.len()).any(|i| glob_at(&p[1..], &t[i..])),
+        Some('?') => !t.is_empty() && glob_at(&p[1..], &t[1..]),
+        Some('[') => {
+            let Some(end) = p.iter().skip(2).position(|c| *c == ']').map(|i| i + 2) else {
+                return t.first() == Some(&'[') && glob_at(&p[1..], &t[1..]);
+            };
+            let Some(c) = t.first() else { return false };
+            let (negate, class) = match p[1] {
+                '!' | '^' => (true, &p[2..end]),
+                _ => (false, &p[1..end]),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == '-' {
+                    hit |= (class[i]..=class[i + 2]).contains(c);
+                    i += 3;
+                } else {
+                    hit |= class[i] == *c;
+                    i += 1;
+                }
+            }
+            hit != negate && glob_at(&p[end + 1..], &t[1..])
+        }
+        Some(c) => t.first() == Some(c) && glob_at(&p[1..], &t[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<Config, ConfigError> {
+        Config::load(Some((Path::new("/etc/ephemcrypt.conf"), text)), "")
+    }
+
+    fn cmdline(line: &str) -> Result<Config, ConfigError> {
+        Config::load(None, line)
+    }
+
+    fn err(text: &str) -> String {
+        file(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert!(c.enabled);
+        assert_eq!(
+            c.devices,
+            vec![Selector::Preset(Cloud::Aws), Selector::Preset(Cloud::Gcp), Selector::Preset(Cloud::Azure)]
+        );
+        assert!(c.exclude.is_empty());
+        assert!(!c.force);
+        assert_eq!(c.min_size, Bytes(1 << 30));
+        assert_eq!((c.expect, c.wait_secs), (0, 10));
+        assert_eq!((c.cipher.as_str(), c.key_bits), ("aes-xts-plain64", 512));
+        assert_eq!(c.sector_size, SectorSize::Auto);
+        assert!(!c.discard);
+        assert_eq!(c.workqueues, Workqueues::Bypass);
+        assert_eq!(c.chunk, Bytes(256 << 10));
+        assert_eq!(c.swap, Swap::None);
+        assert_eq!(c.fs, Fs::Ext4);
+        assert_eq!(c.mount, PathBuf::from("/mnt/ephemcrypt"));
+        assert_eq!(c.bind, ["/var/log", "/tmp", "/var/tmp"].map(PathBuf::from));
+        assert_eq!(c.on_failure, OnFailure::Tmpfs);
+        assert_eq!(c.name, "ephemcrypt");
+    }
+
+    /// Every key, one accepted value, checked through the resolved config.
+    #[test]
+    fn every_key_accepts_a_value() {
+        let c = file(
+            "# a comment\n\n  devices = aws, model:Foo*, serial:S?1, path:/dev/disk/by-id/nvme-*\n\
+             exclude = serial:BAD\nforce = yes\nmin-size = 512M\nexpect = 2\nwait = 30\n\
+             cipher = aes-cbc-essiv:sha256\nkey-bits = 256\nsector-size = 512\ndiscard = true\n\
+             workqueues = kernel\nchunk = 1M\nswap = 10%\nfs = xfs\nmount = /data\n\
+             bind = /var/log, /srv/cache\non-failure = halt\nname = eph_0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.devices,
+            vec![
+                Selector::Preset(Cloud::Aws),
+                Selector::Model("Foo*".into()),
+                Selector::Serial("S?1".into()),
+                Selector::Path("/dev/disk/by-id/nvme-*".into())
+            ]
+        );
+        assert_eq!(c.exclude, vec![Selector::Serial("BAD".into())]);
+        assert!(c.force);
+        assert_eq!(c.min_size, Bytes(512 << 20));
+        assert_eq!((c.expect, c.wait_secs), (2, 30));
+        assert_eq!((c.cipher.as_str(), c.key_bits), ("aes-cbc-essiv:sha256", 256));
+        assert_eq!(c.sector_size, SectorSize::Fixed(512));
+        assert!(c.discard);
+        assert_eq!(c.workqueues, Workqueues::Kernel);
+        assert_eq!(c.chunk, Bytes(1 << 20));
+        assert_eq!(c.swap, Swap::Percent(10));
+        assert_eq!(c.fs, Fs::Xfs);
+        assert_eq!(c.mount, PathBuf::from("/data"));
+        assert_eq!(c.bind, ["/var/log", "/srv/cache"].map(PathBuf::from));
+        assert_eq!(c.on_failure, OnFailure::Halt);
+        assert_eq!(c.name, "eph_0");
+        assert_eq!(file("swap = 4G\nfs = none\nbind =\n").unwrap().swap, Swap::Size(Bytes(4 << 30)));
+        assert_eq!(file("swap = 0\n").unwrap().swap, Swap::None);
+        assert_eq!(file("on-failure = continue\n").unwrap().on_failure, OnFailure::Continue);
+        assert_eq!(file("exclude = \n").unwrap().exclude, vec![]);
+        assert_eq!(file("devices = \"gcp,azure\"\n").unwrap().devices.len(), 2);
+    }
+
+    /// Every key, one refused value: the message names key, value, source and what is accepted.
+    #[test]
+    fn every_key_refuses_a_bad_value() {
+        let cases = [
+            ("devices", "ibm", "a comma-separated list of aws, gcp, azure"),
+            ("devices", "", "a comma-separated list"),
+            ("devices", "path:nvme0n1", "path:GLOB"),
+            ("devices", "serial:", "serial:GLOB"),
+            ("exclude", "colour:red", "aws, gcp, azure"),
+            ("force", "maybe", "yes or no"),
+            ("min-size", "1.5G", "a size such as 512M"),
+            ("min-size", "12X", "suffixes K, M, G, T"),
+            ("expect", "-1", "from 0 to 64"),
+            ("expect", "65", "from 0 to 64"),
+            ("wait", "601", "from 0 to 600"),
+            ("cipher", "aes-xts-plain", "never plain"),
+            ("cipher", "aes", "cipher-mode-iv"),
+            ("key-bits", "100", "256 or 512"),
+            ("sector-size", "8192", "auto, 512, 1024, 2048 or 4096"),
+            ("discard", "2", "yes or no"),
+            ("workqueues", "none", "bypass or kernel"),
+            ("chunk", "3K", "a power of two from 4K"),
+            ("chunk", "2K", "a power of two from 4K"),
+            ("swap", "100%", "from 1% to 99%"),
+            ("swap", "4K", "a size such as 4G"),
+            ("fs", "btrfs", "ext4, xfs or none"),
+            ("mount", "relative/dir", "an absolute path other than /"),
+            ("mount", "/", "an absolute path other than /"),
+            ("mount", "/mnt/../etc", "an absolute path"),
+            ("bind", "/var/log,/var", "a comma-separated list of absolute directories"),
+            ("bind", "/", "absolute directories other than /"),
+            ("on-failure", "panic", "tmpfs, continue or halt"),
+            ("name", "eph crypt", "1 to 64 characters"),
+            ("name", "0abc", "starting with a letter"),
+        ];
+        for (key, value, accepts) in cases {
+            let e = err(&format!("# first line\n{key} = {value}\n"));
+            let want = format!("invalid value '{value}' for '{key}' (from /etc/ephemcrypt.conf line 2): expected ");
+            assert!(e.contains(&want), "{key}={value}: {e}");
+            assert!(e.contains(accepts), "{key}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_and_syntax_errors() {
+        let e = err("\ncolour = blue\n");
+        assert_eq!(
+            e,
+            "configuration: unknown key 'colour' (from /etc/ephemcrypt.conf line 2); known keys: devices, exclude, \
+             force, min-size, expect, wait, cipher, key-bits, sector-size, discard, workqueues, chunk, swap, fs, \
+             mount, bind, on-failure, name"
+        );
+        assert_eq!(
+            err("devices aws\n"),
+            "configuration: /etc/ephemcrypt.conf line 1: expected 'key = value', a '#' comment or a blank line, found 'devices aws'"
+        );
+        assert!(err("= aws\n").contains("found '= aws'"));
+        let e = cmdline("quiet rd.ephemcrypt.colour=blue").unwrap_err().to_string();
+        assert!(e.contains("unknown key 'colour' (from the kernel command line)"), "{e}");
+    }
+
+    #[test]
+    fn conflicts_name_both_settings() {
+        let e = err("cipher = aes-cbc-essiv:sha256\n");
+        assert_eq!(
+            e,
+            "configuration: key-bits = '512' (from the default) conflicts with cipher = 'aes-cbc-essiv:sha256' \
+             (from /etc/ephemcrypt.conf line 1): only xts ciphers take a 512-bit key; use 128, 192 or 256"
+        );
+        let e = err("key-bits = 128\n");
+        assert!(e.contains("key-bits = '128' (from /etc/ephemcrypt.conf line 1) conflicts with cipher = 'aes-xts-plain64' (from the default): an xts cipher takes two keys"), "{e}");
+        let e = err("fs = none\n");
+        assert!(e.contains("bind = '/var/log,/tmp,/var/tmp' (from the default) conflicts with fs = 'none' (from /etc/ephemcrypt.conf line 1)"), "{e}");
+        assert!(file("sector-size = 4096\nchunk = 4K\n").is_ok());
+        let e = err("mount = /var\n");
+        assert!(e.contains("bind = '/var/log,/tmp,/var/tmp' (from the default) conflicts with mount = '/var'"), "{e}");
+    }
+
+    #[test]
+    fn cmdline_overrides_file_key_by_key() {
+        let c = Config::load(
+            Some((Path::new("/etc/ephemcrypt.conf"), "devices = aws\nfs = xfs\nswap = 1G\n")),
+            "BOOT_IMAGE=/vmlinuz rd.ephemcrypt.fs=ext4 rd.ephemcrypt.devices=\"serial:A B,gcp\" quiet",
+        )
+        .unwrap();
+        assert_eq!(c.fs, Fs::Ext4);
+        assert_eq!(c.swap, Swap::Size(Bytes(1 << 30)));
+        assert_eq!(c.devices, vec![Selector::Serial("A B".into()), Selector::Preset(Cloud::Gcp)]);
+        // The last occurrence on the command line wins.
+        assert_eq!(cmdline("rd.ephemcrypt.expect=1 rd.ephemcrypt.expect=3").unwrap().expect, 3);
+        let e = cmdline("rd.ephemcrypt.expect=many").unwrap_err().to_string();
+        assert!(e.contains("invalid value 'many' for 'expect' (from the kernel command line)"), "{e}");
+        // Other rd.* parameters are not ours.
+        assert!(cmdline("rd.ephemcryptx=1 rd.luks=0 ephemcrypt.fs=bad").is_ok());
+    }
+
+    #[test]
+    fn disable_switch() {
+        assert!(!cmdline("rd.ephemcrypt=0").unwrap().enabled);
+        assert!(cmdline("rd.ephemcrypt=0 rd.ephemcrypt=1").unwrap().enabled);
+        let e = cmdline("rd.ephemcrypt=sometimes").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "configuration: invalid value 'sometimes' for 'rd.ephemcrypt' (from the kernel command line): \
+             expected 0 to disable ephemcrypt or 1 to enable it"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(Bytes(4096)));
+        assert_eq!(parse_size("4K"), Some(Bytes(4096)));
+        assert_eq!(parse_size("2m"), Some(Bytes(2 << 20)));
+        assert_eq!(parse_size("1GiB"), Some(Bytes(1 << 30)));
+        assert_eq!(parse_size("3T"), Some(Bytes(3 << 40)));
+        assert_eq!(parse_size("1GB"), Some(Bytes(1 << 30)));
+        for bad in ["", "G", "-1G", "1.5G", "1 G", "99999999999999999999T", "1Z"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cmdline_words() {
+        assert_eq!(split_cmdline(" a  b=\"c d\" e"), vec!["a", "b=c d", "e"]);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("Amazon*", "Amazon EC2 NVMe Instance Storage"));
+        assert!(glob_match("nvme_card", "nvme_card"));
+        assert!(!glob_match("nvme_card", "nvme_card-pd"));
+        assert!(glob_match("S?1", "SX1"));
+        assert!(!glob_match("S?1", "S1"));
+        assert!(glob_match("/dev/nvme[1-3]n1", "/dev/nvme2n1"));
+        assert!(!glob_match("/dev/nvme[!1-3]n1", "/dev/nvme2n1"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a[b", "a[b"));
+    }
+}

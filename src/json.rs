@@ -1,0 +1,293 @@
+//! A small JSON writer (and, for `status`, a reader): the two documents ephemcrypt writes are
+//! flat and known, so a 100-line module replaces serde and its size in the initramfs.
+
+use std::fmt::Write;
+
+/// A JSON value built in code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Value>),
+    Obj(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// An object from `(key, value)` pairs, in order.
+    pub fn obj<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Value)>) -> Value {
+        Value::Obj(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Obj(p) => p.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> &[Value] {
+        match self {
+            Value::Arr(a) => a,
+            _ => &[],
+        }
+    }
+
+    /// Pretty-printed with two-space indents and a trailing newline.
+    pub fn pretty(&self) -> String {
+        let mut s = String::new();
+        self.write(&mut s, 0);
+        s.push('\n');
+        s
+    }
+
+    fn write(&self, out: &mut String, indent: usize) {
+        let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Num(n) if n.fract() == 0.0 && n.abs() < 9.007e15 => {
+                let _ = write!(out, "{}", *n as i64);
+            }
+            Value::Num(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Str(s) => escape(out, s),
+            Value::Arr(a) if a.is_empty() => out.push_str("[]"),
+            Value::Obj(o) if o.is_empty() => out.push_str("{}"),
+            Value::Arr(a) => {
+                out.push_str("[\n");
+                for (i, v) in a.iter().enumerate() {
+                    pad(out, indent + 2);
+                    v.write(out, indent + 2);
+                    out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push(']');
+            }
+            Value::Obj(o) => {
+                out.push_str("{\n");
+                for (i, (k, v)) in o.iter().enumerate() {
+                    pad(out, indent + 2);
+                    escape(out, k);
+                    out.push_str(": ");
+                    v.write(out, indent + 2);
+                    out.push_str(if i + 1 < o.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push('}');
+            }
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<u64> for Value {
+    fn from(n: u64) -> Value {
+        Value::Num(n as f64)
+    }
+}
+impl From<u32> for Value {
+    fn from(n: u32) -> Value {
+        Value::Num(f64::from(n))
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(o: Option<T>) -> Value {
+        o.map_or(Value::Null, Into::into)
+    }
+}
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Value {
+        Value::Arr(v.into_iter().map(Into::into).collect())
+    }
+}
+
+fn escape(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Parse a JSON document (what [`Value::pretty`] writes, and any other valid JSON).
+pub fn parse(text: &str) -> Option<Value> {
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let v = p.value()?;
+    p.ws();
+    (p.i == p.s.len()).then_some(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        let ok = self.s[self.i..].starts_with(lit.as_bytes());
+        if ok {
+            self.i += lit.len();
+        }
+        ok
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        self.ws();
+        match *self.s.get(self.i)? {
+            b'n' if self.eat("null") => Some(Value::Null),
+            b't' if self.eat("true") => Some(Value::Bool(true)),
+            b'f' if self.eat("false") => Some(Value::Bool(false)),
+            b'"' => self.string().map(Value::Str),
+            b'[' => {
+                self.i += 1;
+                let mut a = Vec::new();
+                self.ws();
+                if self.eat("]") {
+                    return Some(Value::Arr(a));
+                }
+                loop {
+                    a.push(self.value()?);
+                    self.ws();
+                    if self.eat("]") {
+                        return Some(Value::Arr(a));
+                    }
+                    if !self.eat(",") {
+                        return None;
+                    }
+                }
+            }
+            b'{' => {
+                self.i += 1;
+                let mut o = Vec::new();
+                self.ws();
+                if self.eat("}") {
+                    return Some(Value::Obj(o));
+                }
+                loop {
+                    self.ws();
+                    let k = self.string()?;
+                    self.ws();
+                    if !self.eat(":") {
+                        return None;
+                    }
+                    o.push((k, self.value()?));
+                    self.ws();
+                    if self.eat("}") {
+                        return Some(Value::Obj(o));
+                    }
+                    if !self.eat(",") {
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                let start = self.i;
+                while self.s.get(self.i).is_some_and(|c| b"+-.eE0123456789".contains(c)) {
+                    self.i += 1;
+                }
+                std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok().map(Value::Num)
+            }
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        if !self.eat("\"") {
+            return None;
+        }
+        let mut out = Vec::new();
+        loop {
+            let c = *self.s.get(self.i)?;
+            self.i += 1;
+            match c {
+                b'"' => return String::from_utf8(out).ok(),
+                b'\\' => {
+                    let e = *self.s.get(self.i)?;
+                    self.i += 1;
+                    let ch = match e {
+                        b'n' => '\n',
+                        b't' => '\t',
+                        b'r' => '\r',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'u' => {
+                            let hex = std::str::from_utf8(self.s.get(self.i..self.i + 4)?).ok()?;
+                            self.i += 4;
+                            char::from_u32(u32::from_str_radix(hex, 16).ok()?).unwrap_or('\u{fffd}')
+                        }
+                        other => other as char,
+                    };
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let v = Value::obj([
+            ("a", Value::from("x\"y\\z\n\u{1}")),
+            ("b", Value::from(vec![1u64, 2, 3])),
+            ("c", Value::Null),
+            ("d", Value::from(true)),
+            ("e", Value::obj::<&str>([])),
+            ("f", Value::Num(1.5)),
+        ]);
+        let text = v.pretty();
+        assert!(text.contains("\"x\\\"y\\\\z\\n\\u0001\""));
+        assert_eq!(parse(&text), Some(v));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(parse("{\"a\": }"), None);
+        assert_eq!(parse("[1, 2"), None);
+        assert_eq!(parse("{} x"), None);
+    }
+}

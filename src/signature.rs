@@ -1,0 +1,1113 @@
+//! On-disk signature probe.
+//!
+//! Before ephemcrypt overwrites a disk, it looks for anything that says "someone's data lives
+//! here": partition tables, file systems, RAID/LVM/LUKS metadata, swap, ... and refuses the disk
+//! (unless forced) if it finds one. Magics and offsets follow util-linux libblkid
+//! (`libblkid/src/superblocks/*.c`, `libblkid/src/partitions/{dos,gpt}.c`).
+//!
+//! Two rules shape every check:
+//!
+//! * **Loose where loose only refuses more.** We skip libblkid's checksum and consistency checks
+//!   (LVM label CRC, GPT header CRC, md `super_offset`, bcache checksum, ...): a damaged
+//!   signature is still somebody's data.
+//! * **Silent on random data.** A disk that ephemcrypt encrypted on a previous boot is full of
+//!   ciphertext. A false positive there would make ephemcrypt refuse its own disk. Every check
+//!   must therefore need far more than 16 matching bits. The two signatures that libblkid finds by
+//!   a 2-byte magic get extra checks that every real instance passes: for ext2/3/4, a block size
+//!   of at most 64 KiB and revision level 0 or 1; for MBR, all four boot indicators 0x00 or 0x80.
+//!
+//! All offsets below are absolute disk offsets; [`Disk::bytes`] finds them in the head or in the
+//! tail buffer, so every check works on small disks (where head and tail overlap) and large ones.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::error::Error;
+
+/// How much we read from the start **and** from the end of each disk: 256 KiB each.
+///
+/// A 64 KiB head would miss some signatures, so we read more:
+/// * start: btrfs' primary superblock magic at 0x10040 (64 KiB + 64), the LUKS2 secondary
+///   headers at 16/32/64/128 KiB, and the ZFS L0 uberblock ring at 128..256 KiB;
+/// * end: the md v0.90 superblock, which lies up to 128 KiB − 1 before the end (the size rounded
+///   down to 64 KiB, minus 64 KiB), and the ZFS L3 uberblock ring.
+///
+/// Disks of at most `2 * PROBE_BYTES` are read completely.
+pub const PROBE_BYTES: usize = 256 * 1024;
+
+// The layout assumptions above, checked at compile time.
+const _: () = assert!(PROBE_BYTES >= BTRFS_MAGIC_OFF as usize + BTRFS_MAGIC.len());
+const _: () = assert!(PROBE_BYTES >= 2 * MD_RESERVED as usize);
+const _: () = assert!(PROBE_BYTES >= (ZFS_LABEL_SIZE as usize));
+
+/// A known on-disk signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// DOS/MBR partition table.
+    Mbr,
+    /// GPT partition table: a primary or backup header, or a protective MBR.
+    Gpt,
+    /// ext2/3/4 file system (or an ext3/4 external journal, which uses the same superblock).
+    Ext,
+    Xfs,
+    Btrfs,
+    /// Linux swap area, including one that holds a hibernation image.
+    Swap,
+    /// LUKS1 or LUKS2 header (primary, or a LUKS2 secondary header).
+    Luks,
+    Lvm2,
+    /// Linux md RAID member, metadata 0.90, 1.0, 1.1 or 1.2.
+    MdRaid,
+    Ntfs,
+    Fat,
+    Iso9660,
+    /// bcache backing or cache device.
+    Bcache,
+    Bcachefs,
+    ZfsMember,
+    F2fs,
+    Exfat,
+    DmIntegrity,
+    DmVerity,
+    Vdo,
+}
+
+impl Signature {
+    /// Human-readable name, for messages such as "refusing /dev/nvme1n1: it holds an xfs file system".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Signature::Mbr => "MBR partition table",
+            Signature::Gpt => "GPT partition table",
+            Signature::Ext => "ext2/3/4 file system",
+            Signature::Xfs => "xfs file system",
+            Signature::Btrfs => "btrfs file system",
+            Signature::Swap => "swap area",
+            Signature::Luks => "LUKS header",
+            Signature::Lvm2 => "LVM2 physical volume",
+            Signature::MdRaid => "md RAID member",
+            Signature::Ntfs => "NTFS file system",
+            Signature::Fat => "FAT file system",
+            Signature::Iso9660 => "ISO 9660 file system",
+            Signature::Bcache => "bcache device",
+            Signature::Bcachefs => "bcachefs file system",
+            Signature::ZfsMember => "ZFS pool member",
+            Signature::F2fs => "f2fs file system",
+            Signature::Exfat => "exFAT file system",
+            Signature::DmIntegrity => "dm-integrity superblock",
+            Signature::DmVerity => "dm-verity hash device",
+            Signature::Vdo => "VDO volume",
+        }
+    }
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Probe the first and last bytes of a disk for a known signature.
+///
+/// `head` holds the first bytes of the disk (normally [`PROBE_BYTES`]), `tail` the last bytes
+/// (its first byte is at offset `disk_size - tail.len()`), and `disk_size` is the disk size in
+/// bytes. Either slice may be shorter than `PROBE_BYTES` or empty: checks whose bytes are not
+/// available are skipped. This function never panics. If `tail` is longer than `disk_size`, it
+/// cannot be placed on the disk and is ignored.
+///
+/// Checks run in a fixed order and the first match wins: RAID and crypto metadata come first (as
+/// in libblkid), then file systems, then FAT, then partition tables. So a disk that carries more
+/// than one signature gets the most specific name.
+pub fn probe(head: &[u8], tail: &[u8], disk_size: u64) -> Option<Signature> {
+    type Check = fn(&Disk<'_>) -> bool;
+    const CHECKS: &[(Check, Signature)] = &[
+        (is_md_raid, Signature::MdRaid),
+        (has_gpt_primary, Signature::Gpt),
+        (is_luks, Signature::Luks),
+        (is_lvm2, Signature::Lvm2),
+        (is_bcache, Signature::Bcache),
+        (is_bcachefs, Signature::Bcachefs),
+        (is_dm_integrity, Signature::DmIntegrity),
+        (is_dm_verity, Signature::DmVerity),
+        (is_vdo, Signature::Vdo),
+        (is_xfs, Signature::Xfs),
+        (is_ext, Signature::Ext),
+        (is_btrfs, Signature::Btrfs),
+        (is_f2fs, Signature::F2fs),
+        (is_swap, Signature::Swap),
+        (is_ntfs, Signature::Ntfs),
+        (is_exfat, Signature::Exfat),
+        (is_iso9660, Signature::Iso9660),
+        (is_zfs_member, Signature::ZfsMember),
+        // FAT before MBR: a FAT boot sector also ends in 0x55AA.
+        (is_fat, Signature::Fat),
+        (is_protective_mbr, Signature::Gpt),
+        (is_mbr, Signature::Mbr),
+        (has_gpt_backup, Signature::Gpt),
+    ];
+    let disk = Disk::new(head, tail, disk_size);
+    CHECKS.iter().find(|(check, _)| check(&disk)).map(|&(_, sig)| sig)
+}
+
+/// Read the head and tail of `path` (a block device or file of `disk_size` bytes) and [`probe`]
+/// them.
+///
+/// Reads `PROBE_BYTES` from each end, or the whole disk if it is at most `2 * PROBE_BYTES`.
+/// `disk_size` should come from the device (`BLKGETSIZE64`). If the device turns out to be
+/// shorter, the result is an error rather than a guess, because the tail offsets would be wrong.
+pub fn probe_path(path: &Path, disk_size: u64) -> crate::Result<Option<Signature>> {
+    let file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
+    let chunk = PROBE_BYTES as u64;
+    let found = if disk_size <= 2 * chunk {
+        // At most 512 KiB, so the cast is lossless.
+        let all = read_full_at(&file, path, 0, disk_size as usize, disk_size)?;
+        probe(&all, &all, disk_size)
+    } else {
+        let head = read_full_at(&file, path, 0, PROBE_BYTES, disk_size)?;
+        let tail = read_full_at(&file, path, disk_size - chunk, PROBE_BYTES, disk_size)?;
+        probe(&head, &tail, disk_size)
+    };
+    match found {
+        Some(sig) => log::debug!("{}: found {sig}", path.display()),
+        None => log::debug!("{}: no known signature", path.display()),
+    }
+    Ok(found)
+}
+
+/// Read exactly `len` bytes at `offset`. Hitting end-of-file first is an error (the device is
+/// smaller than `disk_size`).
+fn read_full_at(file: &File, path: &Path, offset: u64, len: usize, disk_size: u64) -> crate::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let pos = offset + done as u64;
+        match file.read_at(&mut buf[done..], pos) {
+            Ok(0) => {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("short read: end of data at offset {pos}, expected {disk_size} bytes"),
+                );
+                return Err(Error::os("read", path.display(), e));
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::os("read", path.display(), e)),
+        }
+    }
+    Ok(buf)
+}
+
+/// `len` bytes of `buf` at `off`, or `None` if the slice is too short (never panics).
+fn at(buf: &[u8], off: usize, len: usize) -> Option<&[u8]> {
+    buf.get(off..off.checked_add(len)?)
+}
+
+/// The probed parts of a disk, addressed by absolute disk offset.
+struct Disk<'a> {
+    head: &'a [u8],
+    tail: &'a [u8],
+    /// Disk offset of `tail[0]`; `None` if the tail cannot be placed (longer than the disk).
+    tail_start: Option<u64>,
+    size: u64,
+}
+
+impl<'a> Disk<'a> {
+    fn new(head: &'a [u8], tail: &'a [u8], size: u64) -> Disk<'a> {
+        Disk { head, tail, tail_start: size.checked_sub(tail.len() as u64), size }
+    }
+
+    /// `len` bytes at disk offset `off`, from the head or the tail, if either holds all of them.
+    fn bytes(&self, off: u64, len: usize) -> Option<&'a [u8]> {
+        if let Some(b) = usize::try_from(off).ok().and_then(|o| at(self.head, o, len)) {
+            return Some(b);
+        }
+        let rel = off.checked_sub(self.tail_start?)?;
+        at(self.tail, usize::try_from(rel).ok()?, len)
+    }
+
+    fn has(&self, off: u64, magic: &[u8]) -> bool {
+        self.bytes(off, magic.len()) == Some(magic)
+    }
+
+    fn array<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
+        self.bytes(off, N)?.try_into().ok()
+    }
+
+    fn u8(&self, off: u64) -> Option<u8> {
+        self.array::<1>(off).map(|[b]| b)
+    }
+    fn le16(&self, off: u64) -> Option<u16> {
+        self.array(off).map(u16::from_le_bytes)
+    }
+    fn be16(&self, off: u64) -> Option<u16> {
+        self.array(off).map(u16::from_be_bytes)
+    }
+    fn le32(&self, off: u64) -> Option<u32> {
+        self.array(off).map(u32::from_le_bytes)
+    }
+    fn be32(&self, off: u64) -> Option<u32> {
+        self.array(off).map(u32::from_be_bytes)
+    }
+    fn le64(&self, off: u64) -> Option<u64> {
+        self.array(off).map(u64::from_le_bytes)
+    }
+    fn be64(&self, off: u64) -> Option<u64> {
+        self.array(off).map(u64::from_be_bytes)
+    }
+}
+
+// ---- md RAID (libblkid superblocks/linux_raid.c) ----
+
+const MD_MAGIC: u32 = 0xa92b_4efc;
+/// v0.90 keeps the last 64 KiB-aligned 64 KiB of the device.
+const MD_RESERVED: u64 = 0x10000;
+
+/// v0.90: magic (either byte order; 0.90 is host-endian) at (size rounded down to 64 KiB) − 64 KiB,
+/// followed by major_version 0.
+/// v1.x: little-endian magic, then major_version 1. v1.0 is at (size rounded down to 4 KiB) − 8 KiB,
+/// v1.1 at 0, and v1.2 at 4 KiB.
+fn is_md_raid(d: &Disk<'_>) -> bool {
+    let md0 = |off: u64| (d.le32(off) == Some(MD_MAGIC) || d.be32(off) == Some(MD_MAGIC)) && d.le32(off + 4) == Some(0);
+    let md1 = |off: u64| d.le32(off) == Some(MD_MAGIC) && d.le32(off + 4) == Some(1);
+    if d.size > MD_RESERVED {
+        // Both subtractions are safe: size > 64 KiB, so either rounded value is ≥ 64 KiB.
+        if md0((d.size & !(MD_RESERVED - 1)) - MD_RESERVED) {
+            return true;
+        }
+        if md1((d.size & !0xfff) - 0x2000) {
+            return true;
+        }
+    }
+    md1(0) || md1(0x1000)
+}
+
+// ---- GPT and MBR (libblkid partitions/gpt.c, partitions/dos.c) ----
+
+const GPT_SIGNATURE: &[u8] = b"EFI PART";
+const MBR_SIGNATURE: &[u8] = &[0x55, 0xAA];
+const MBR_GPT_TYPE: u8 = 0xEE;
+
+/// "EFI PART" at LBA 1: offset 512 for 512-byte sectors, 4096 for 4 KiB sectors.
+fn has_gpt_primary(d: &Disk<'_>) -> bool {
+    d.has(512, GPT_SIGNATURE) || d.has(4096, GPT_SIGNATURE)
+}
+
+/// "EFI PART" at the last LBA, for either sector size (the backup header).
+fn has_gpt_backup(d: &Disk<'_>) -> bool {
+    [512u64, 4096].iter().any(|&sector| {
+        let lbas = d.size / sector;
+        lbas >= 2 && d.has((lbas - 1) * sector, GPT_SIGNATURE)
+    })
+}
+
+/// The 64-byte MBR partition table (offset 446), if sector 0 ends in 0x55AA and all four boot
+/// indicators are 0x00 or 0x80 (libblkid dos.c rejects the others).
+fn mbr_table<'a>(d: &Disk<'a>) -> Option<&'a [u8]> {
+    if !d.has(510, MBR_SIGNATURE) {
+        return None;
+    }
+    let table = d.bytes(446, 64)?;
+    table.chunks_exact(16).all(|entry| entry[0] == 0x00 || entry[0] == 0x80).then_some(table)
+}
+
+/// A protective (or hybrid) MBR: a valid MBR with any partition of type 0xEE. The GPT header
+/// itself may be gone.
+///
+/// Unlike libblkid, we also require valid boot indicators here: 0x55AA plus one 0xEE byte alone
+/// would match random data about once in 4 million disks.
+fn is_protective_mbr(d: &Disk<'_>) -> bool {
+    mbr_table(d).is_some_and(|t| t.chunks_exact(16).any(|e| e[4] == MBR_GPT_TYPE))
+}
+
+/// A DOS partition table with at least one used entry (non-zero type or size).
+fn is_mbr(d: &Disk<'_>) -> bool {
+    mbr_table(d).is_some_and(|t| t.chunks_exact(16).any(|e| e[4] != 0 || e[12..16] != [0, 0, 0, 0]))
+}
+
+// ---- crypto, volume managers, caches ----
+
+const LUKS_MAGIC: &[u8] = b"LUKS\xba\xbe";
+const LUKS2_SECONDARY_MAGIC: &[u8] = b"SKUL\xba\xbe";
+/// Where a LUKS2 secondary header may be (libblkid superblocks/luks.c).
+const LUKS2_SECONDARY_OFFSETS: [u64; 9] =
+    [0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000, 0x200000, 0x400000];
+
+/// LUKS1/LUKS2 primary header at 0, or a LUKS2 secondary header at one of its standard offsets
+/// (only those that lie inside the head). As in libblkid, a version-2 header must name its own
+/// offset in `hdr_offset` (big-endian u64 at +256).
+fn is_luks(d: &Disk<'_>) -> bool {
+    let valid =
+        |off: u64, magic: &[u8]| d.has(off, magic) && (d.be16(off + 6) != Some(2) || d.be64(off + 256) == Some(off));
+    valid(0, LUKS_MAGIC) || LUKS2_SECONDARY_OFFSETS.iter().any(|&off| valid(off, LUKS2_SECONDARY_MAGIC))
+}
+
+/// "LABELONE" in one of the first four sectors, with type "LVM2 001" 24 bytes further on.
+fn is_lvm2(d: &Disk<'_>) -> bool {
+    (0..4u64).any(|sector| {
+        let off = sector * 512;
+        d.has(off, b"LABELONE") && d.has(off + 24, b"LVM2 001")
+    })
+}
+
+/// Superblock at 4 KiB; its 16-byte magic is at +24.
+const BCACHE_MAGIC_OFF: u64 = 0x1000 + 24;
+
+fn is_bcache(d: &Disk<'_>) -> bool {
+    d.has(BCACHE_MAGIC_OFF, b"\xc6\x85\x73\xf6\x4e\x1a\x45\xca\x82\x65\xf5\x7f\x48\xba\x6d\x81")
+}
+
+fn is_bcachefs(d: &Disk<'_>) -> bool {
+    d.has(BCACHE_MAGIC_OFF, b"\xc6\x85\x73\xf6\x66\xce\x90\xa9\xd9\x6a\x60\xcf\x80\x3d\xf7\xef")
+}
+
+fn is_dm_integrity(d: &Disk<'_>) -> bool {
+    d.has(0, b"integrt\0")
+}
+
+fn is_dm_verity(d: &Disk<'_>) -> bool {
+    d.has(0, b"verity\0\0")
+}
+
+fn is_vdo(d: &Disk<'_>) -> bool {
+    d.has(0, b"dmvdo001")
+}
+
+// ---- file systems ----
+
+/// "XFSB" at 0, with a big-endian block size that is a power of two from 512 to 64 KiB (one of
+/// libblkid's xfs_verify_sb checks).
+fn is_xfs(d: &Disk<'_>) -> bool {
+    d.has(0, b"XFSB") && d.be32(4).is_some_and(|bs| bs.is_power_of_two() && (512..=65536).contains(&bs))
+}
+
+/// Superblock at 1024: magic 0xEF53 (little-endian) at +0x38. The magic is only 16 bits, so we
+/// also require s_log_block_size (+0x18) ≤ 6 (blocks of at most 64 KiB) and s_rev_level (+0x4C)
+/// ≤ 1. Every ext2/3/4 file system and journal passes these checks.
+fn is_ext(d: &Disk<'_>) -> bool {
+    d.has(0x438, &[0x53, 0xEF])
+        && d.le32(0x418).is_some_and(|log| log <= 6)
+        && d.le32(0x44C).is_some_and(|rev| rev <= 1)
+}
+
+const BTRFS_MAGIC: &[u8] = b"_BHRfS_M";
+/// Primary superblock at 64 KiB, magic at +0x40.
+const BTRFS_MAGIC_OFF: u64 = 0x10040;
+
+fn is_btrfs(d: &Disk<'_>) -> bool {
+    d.has(BTRFS_MAGIC_OFF, BTRFS_MAGIC)
+}
+
+/// Superblock at 1024: magic 0xF2F52010 (little-endian), plus the kernel's sanity ranges for
+/// log_sectorsize (9..=12) and log_blocksize (12..=16).
+fn is_f2fs(d: &Disk<'_>) -> bool {
+    d.has(0x400, &[0x10, 0x20, 0xF5, 0xF2])
+        && d.le32(0x408).is_some_and(|l| (9..=12).contains(&l))
+        && d.le32(0x410).is_some_and(|l| (12..=16).contains(&l))
+}
+
+/// Swap and hibernation-image magics, found in the last 10 bytes of the first page.
+const SWAP_MAGICS: [&[u8]; 6] = [b"SWAPSPACE2", b"SWAP-SPACE", b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND", b"LINHIB0001"];
+
+/// A swap magic at page_size − 10, for page sizes 4, 8, 16, 32 and 64 KiB.
+fn is_swap(d: &Disk<'_>) -> bool {
+    [4096u64, 8192, 16384, 32768, 65536].iter().any(|&page| SWAP_MAGICS.iter().any(|magic| d.has(page - 10, magic)))
+}
+
+/// OEM ID "NTFS    " at 3.
+fn is_ntfs(d: &Disk<'_>) -> bool {
+    d.has(3, b"NTFS    ")
+}
+
+/// OEM ID "EXFAT   " at 3.
+fn is_exfat(d: &Disk<'_>) -> bool {
+    d.has(3, b"EXFAT   ")
+}
+
+/// Volume descriptor at 32 KiB; its standard identifier "CD001" is at +1.
+fn is_iso9660(d: &Disk<'_>) -> bool {
+    d.has(0x8001, b"CD001")
+}
+
+const ZFS_LABEL_SIZE: u64 = 256 * 1024;
+/// The uberblock ring fills the second half of each label.
+const ZFS_UBERBLOCKS_OFF: u64 = 128 * 1024;
+const ZFS_UBERBLOCK_MAGIC: u64 = 0x00ba_b10c;
+
+/// A ZFS uberblock magic (a host-endian u64) in any 1 KiB slot of the uberblock ring of any of the
+/// four vdev labels: L0 at 0, L1 at 256 KiB, L2 and L3 in the last 512 KiB of the 256 KiB-aligned
+/// size. With 256 KiB reads, L0 and part of L3 are visible. libblkid wants 4 uberblocks; one is
+/// enough here, and an 8-byte magic is still far beyond reach of random data.
+fn is_zfs_member(d: &Disk<'_>) -> bool {
+    let align = d.size % ZFS_LABEL_SIZE;
+    let labels = [
+        Some(0),
+        Some(ZFS_LABEL_SIZE),
+        d.size.checked_sub(2 * ZFS_LABEL_SIZE + align),
+        d.size.checked_sub(ZFS_LABEL_SIZE + align),
+    ];
+    labels.into_iter().flatten().any(|label| {
+        (0..128u64).any(|slot| {
+            let off = label + ZFS_UBERBLOCKS_OFF + slot * 1024;
+            d.le64(off) == Some(ZFS_UBERBLOCK_MAGIC) || d.be64(off) == Some(ZFS_UBERBLOCK_MAGIC)
+        })
+    })
+}
+
+/// FAT boot sector (libblkid superblocks/vfat.c):
+/// * a file-system type string ("FAT12   ", "FAT16   ", "FAT     " or "MSDOS" at 0x36, or
+///   "FAT32   " or "MSWIN" at 0x52), or failing that, 0x55AA at 510;
+/// * and a sane BIOS parameter block: at least one FAT (0x10), non-zero reserved sectors (0x0E),
+///   media descriptor 0xF0 or ≥ 0xF8 (0x15), power-of-two sectors per cluster (0x0D), and sector
+///   size a power of two from 512 to 4096 (0x0B).
+///
+/// A zeroed sector, or a typical MBR's boot code, fails the BPB checks.
+fn is_fat(d: &Disk<'_>) -> bool {
+    let labelled = [&b"FAT12   "[..], b"FAT16   ", b"FAT     ", b"MSDOS"].iter().any(|m| d.has(0x36, m))
+        || [&b"FAT32   "[..], b"MSWIN"].iter().any(|m| d.has(0x52, m));
+    if !labelled && !d.has(510, MBR_SIGNATURE) {
+        return false;
+    }
+    let (Some(sector_size), Some(cluster), Some(reserved), Some(fats), Some(media)) =
+        (d.le16(0x0B), d.u8(0x0D), d.le16(0x0E), d.u8(0x10), d.u8(0x15))
+    else {
+        return false;
+    };
+    sector_size.is_power_of_two()
+        && (512..=4096).contains(&sector_size)
+        && cluster.is_power_of_two()
+        && reserved != 0
+        && fats != 0
+        && (media >= 0xF8 || media == 0xF0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    /// 10 MiB plus 7 sectors: not aligned to 4 KiB, 64 KiB or 256 KiB.
+    const ODD_SIZE: u64 = 10 * MIB + 7 * 512;
+    const P: u64 = PROBE_BYTES as u64;
+
+    /// A disk of any size, holding only what `probe_path` would read (head and tail), zeroed.
+    struct Img {
+        size: u64,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    }
+
+    impl Img {
+        fn new(size: u64) -> Img {
+            let n = size.min(P) as usize;
+            Img { size, head: vec![0; n], tail: vec![0; n] }
+        }
+
+        /// Write `bytes` at disk offset `off`, in the head and/or tail (wherever it is covered).
+        fn put(&mut self, off: u64, bytes: &[u8]) -> &mut Img {
+            let end = off + bytes.len() as u64;
+            let mut written = false;
+            if end <= self.head.len() as u64 {
+                self.head[off as usize..end as usize].copy_from_slice(bytes);
+                written = true;
+            }
+            let tail_start = self.size - self.tail.len() as u64;
+            if off >= tail_start && end <= self.size {
+                let rel = (off - tail_start) as usize;
+                self.tail[rel..rel + bytes.len()].copy_from_slice(bytes);
+                written = true;
+            }
+            assert!(written, "offset {off} is neither in the head nor in the tail");
+            self
+        }
+
+        fn probe(&self) -> Option<Signature> {
+            probe(&self.head, &self.tail, self.size)
+        }
+    }
+
+    /// Probe a complete in-memory disk image the way `probe_path` slices it.
+    fn probe_image(img: &[u8]) -> Option<Signature> {
+        let n = img.len().min(PROBE_BYTES);
+        probe(&img[..n], &img[img.len() - n..], img.len() as u64)
+    }
+
+    fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    fn one(sig: Signature, build: impl FnOnce(&mut Img)) {
+        let mut img = Img::new(ODD_SIZE);
+        build(&mut img);
+        assert_eq!(img.probe(), Some(sig));
+    }
+
+    // ---- nothing there ----
+
+    #[test]
+    fn zeroed_disk_is_clean() {
+        assert_eq!(Img::new(ODD_SIZE).probe(), None);
+        assert_eq!(Img::new(1 << 40).probe(), None);
+        assert_eq!(probe_image(&vec![0; 100 * KIB as usize]), None);
+    }
+
+    #[test]
+    fn random_disk_is_clean() {
+        // Like the ciphertext that a previous ephemcrypt run leaves on the disk.
+        for seed in 1..=64u64 {
+            let head = xorshift_bytes(seed, PROBE_BYTES);
+            let tail = xorshift_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), PROBE_BYTES);
+            assert_eq!(probe(&head, &tail, ODD_SIZE), None, "seed {seed}");
+            assert_eq!(probe(&head, &tail, 1 << 40), None, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn random_bytes_with_weak_magics_are_clean() {
+        // 16-bit magics on random data must not be enough: ext's 0xEF53 and MBR/FAT's 0x55AA.
+        for seed in 1..=64u64 {
+            let mut head = xorshift_bytes(seed, PROBE_BYTES);
+            head[0x438..0x43A].copy_from_slice(&[0x53, 0xEF]);
+            head[510..512].copy_from_slice(MBR_SIGNATURE);
+            assert_eq!(probe(&head, &[], ODD_SIZE), None, "seed {seed}");
+        }
+    }
+
+    // ---- partition tables ----
+
+    fn mbr_entry(boot: u8, kind: u8, start: u32, sectors: u32) -> [u8; 16] {
+        let mut e = [0u8; 16];
+        e[0] = boot;
+        e[4] = kind;
+        e[8..12].copy_from_slice(&start.to_le_bytes());
+        e[12..16].copy_from_slice(&sectors.to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn mbr() {
+        one(Signature::Mbr, |img| {
+            img.put(446, &mbr_entry(0x80, 0x83, 2048, 18000))
+                .put(462, &mbr_entry(0x00, 0x82, 20048, 400))
+                .put(510, MBR_SIGNATURE);
+        });
+        // Typical boot code in front of the table must not turn it into FAT.
+        one(Signature::Mbr, |img| {
+            img.put(0, &[0x33, 0xC0, 0x8E, 0xD0, 0xBC, 0x00, 0x7C, 0x8E, 0xC0, 0x8E, 0xD8])
+                .put(11, &[0xBE, 0x00, 0x7C, 0xBF, 0x00, 0x06, 0xB9, 0x00, 0x02, 0xFC, 0xF3])
+                .put(478, &mbr_entry(0x00, 0x07, 63, 1000))
+                .put(510, MBR_SIGNATURE);
+        });
+    }
+
+    #[test]
+    fn mbr_rejects() {
+        // 0x55AA alone, with an empty table: nothing to protect.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(510, MBR_SIGNATURE);
+        assert_eq!(img.probe(), None);
+        // A boot indicator other than 0x00/0x80: not a partition table (libblkid dos.c).
+        img.put(446, &mbr_entry(0x12, 0x83, 2048, 1000));
+        assert_eq!(img.probe(), None);
+        // A table without the 0x55AA signature.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(446, &mbr_entry(0x80, 0x83, 2048, 1000));
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn gpt_primary_header() {
+        one(Signature::Gpt, |img| {
+            img.put(512, b"EFI PART");
+        });
+        // 4 KiB logical sectors: LBA 1 is at 4096.
+        one(Signature::Gpt, |img| {
+            img.put(4096, b"EFI PART");
+        });
+        // Somewhere else: no.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(1024, b"EFI PART");
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn gpt_protective_mbr_alone() {
+        one(Signature::Gpt, |img| {
+            img.put(446, &mbr_entry(0x00, 0xEE, 1, u32::MAX)).put(510, MBR_SIGNATURE);
+        });
+        // Hybrid MBR: 0xEE next to ordinary entries, still GPT.
+        one(Signature::Gpt, |img| {
+            img.put(446, &mbr_entry(0x00, 0x0C, 2048, 1000))
+                .put(462, &mbr_entry(0x00, 0xEE, 1, 2047))
+                .put(510, MBR_SIGNATURE);
+        });
+    }
+
+    #[test]
+    fn gpt_backup_header_only() {
+        // 512-byte sectors: the last LBA starts 512 bytes before the end.
+        one(Signature::Gpt, |img| {
+            img.put(ODD_SIZE - 512, b"EFI PART");
+        });
+        // 4 KiB sectors: the size rounded down to 4 KiB is 10 MiB, so the last LBA is at 10 MiB − 4 KiB.
+        one(Signature::Gpt, |img| {
+            img.put(10 * MIB - 4096, b"EFI PART");
+        });
+        // A huge disk.
+        let size = (1u64 << 40) + 5 * 512;
+        let mut img = Img::new(size);
+        img.put(size - 512, b"EFI PART");
+        assert_eq!(img.probe(), Some(Signature::Gpt));
+        // One sector off: no.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(ODD_SIZE - 1024, b"EFI PART");
+        assert_eq!(img.probe(), None);
+    }
+
+    // ---- FAT ----
+
+    /// A FAT boot sector with a sane BPB: 512-byte sectors, `cluster` sectors per cluster,
+    /// `reserved` reserved sectors, 2 FATs, media 0xF8.
+    fn fat_boot_sector(img: &mut Img, cluster: u8, reserved: u16) {
+        img.put(0, &[0xEB, 0x3C, 0x90])
+            .put(3, b"mkfs.fat")
+            .put(0x0B, &512u16.to_le_bytes())
+            .put(0x0D, &[cluster])
+            .put(0x0E, &reserved.to_le_bytes())
+            .put(0x10, &[2])
+            .put(0x15, &[0xF8])
+            .put(510, MBR_SIGNATURE);
+    }
+
+    #[test]
+    fn fat_variants() {
+        one(Signature::Fat, |img| {
+            fat_boot_sector(img, 4, 1);
+            img.put(0x36, b"FAT12   ");
+        });
+        one(Signature::Fat, |img| {
+            fat_boot_sector(img, 4, 1);
+            img.put(0x36, b"FAT16   ");
+        });
+        one(Signature::Fat, |img| {
+            fat_boot_sector(img, 8, 32);
+            img.put(0x52, b"FAT32   ");
+        });
+        // No type string (old DOS), but 0x55AA and a sane BPB.
+        one(Signature::Fat, |img| fat_boot_sector(img, 1, 1));
+    }
+
+    #[test]
+    fn fat_type_string_needs_a_sane_bpb() {
+        let mut img = Img::new(ODD_SIZE);
+        img.put(0x36, b"FAT16   ").put(510, MBR_SIGNATURE);
+        assert_eq!(img.probe(), None);
+        img.put(0x52, b"FAT32   ");
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn fat_wins_over_mbr() {
+        // The boot code of a FAT boot sector can look like a partition table at 446.
+        one(Signature::Fat, |img| {
+            fat_boot_sector(img, 4, 1);
+            img.put(0x36, b"FAT16   ").put(446, &mbr_entry(0x00, 0x06, 63, 1000));
+        });
+        // The same table without the FAT boot sector is an MBR.
+        one(Signature::Mbr, |img| {
+            img.put(446, &mbr_entry(0x00, 0x06, 63, 1000)).put(510, MBR_SIGNATURE);
+        });
+    }
+
+    // ---- file systems ----
+
+    #[test]
+    fn ext() {
+        // Magic only (all other fields zero: 1 KiB blocks, revision 0).
+        one(Signature::Ext, |img| {
+            img.put(1024 + 56, &0xEF53u16.to_le_bytes());
+        });
+        // As mkfs.ext4 writes it: 4 KiB blocks (log 2), dynamic revision 1.
+        one(Signature::Ext, |img| {
+            img.put(1024 + 56, &0xEF53u16.to_le_bytes())
+                .put(1024 + 24, &2u32.to_le_bytes())
+                .put(1024 + 76, &1u32.to_le_bytes());
+        });
+        // Implausible block size or revision level: no.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(1024 + 56, &0xEF53u16.to_le_bytes()).put(1024 + 24, &7u32.to_le_bytes());
+        assert_eq!(img.probe(), None);
+        let mut img = Img::new(ODD_SIZE);
+        img.put(1024 + 56, &0xEF53u16.to_le_bytes()).put(1024 + 76, &2u32.to_le_bytes());
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn xfs() {
+        one(Signature::Xfs, |img| {
+            img.put(0, b"XFSB").put(4, &4096u32.to_be_bytes());
+        });
+        // Magic with a nonsense block size: no.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(0, b"XFSB").put(4, &4096u32.to_le_bytes());
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn btrfs_beyond_first_64k() {
+        one(Signature::Btrfs, |img| {
+            img.put(65536 + 64, b"_BHRfS_M");
+        });
+    }
+
+    #[test]
+    fn swap_all_page_sizes() {
+        for page in [4096u64, 8192, 16384, 32768, 65536] {
+            for magic in [&b"SWAPSPACE2"[..], b"SWAP-SPACE", b"S1SUSPEND", b"LINHIB0001"] {
+                let mut img = Img::new(ODD_SIZE);
+                img.put(page - 10, magic);
+                assert_eq!(img.probe(), Some(Signature::Swap), "page {page}");
+            }
+        }
+        let mut img = Img::new(ODD_SIZE);
+        img.put(4096 - 11, b"SWAPSPACE2");
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn ntfs_exfat_iso9660_f2fs() {
+        one(Signature::Ntfs, |img| {
+            img.put(0, &[0xEB, 0x52, 0x90]).put(3, b"NTFS    ").put(510, MBR_SIGNATURE);
+        });
+        one(Signature::Exfat, |img| {
+            img.put(0, &[0xEB, 0x76, 0x90]).put(3, b"EXFAT   ").put(510, MBR_SIGNATURE);
+        });
+        one(Signature::Iso9660, |img| {
+            img.put(0x8000, &[1]).put(0x8001, b"CD001");
+        });
+        one(Signature::F2fs, |img| {
+            img.put(0x400, &0xF2F5_2010u32.to_le_bytes())
+                .put(0x408, &9u32.to_le_bytes())
+                .put(0x410, &12u32.to_le_bytes());
+        });
+        let mut img = Img::new(ODD_SIZE);
+        img.put(0x400, &0xF2F5_2010u32.to_le_bytes());
+        assert_eq!(img.probe(), None, "f2fs magic without sane sizes");
+    }
+
+    #[test]
+    fn iso_hybrid_is_named_iso() {
+        // isohybrid images carry an MBR too; the ISO 9660 name is the more useful one.
+        one(Signature::Iso9660, |img| {
+            img.put(446, &mbr_entry(0x80, 0x00, 0, 1000)).put(510, MBR_SIGNATURE).put(0x8001, b"CD001");
+        });
+    }
+
+    #[test]
+    fn zfs_labels() {
+        // L0: uberblock ring at 128 KiB.
+        one(Signature::ZfsMember, |img| {
+            img.put(128 * KIB + 3 * KIB, &ZFS_UBERBLOCK_MAGIC.to_le_bytes());
+        });
+        // L3 (big-endian pool): the 256 KiB-aligned size is 10 MiB, so L3 is at 10 MiB − 256 KiB
+        // and its uberblock ring at 10 MiB − 128 KiB.
+        one(Signature::ZfsMember, |img| {
+            img.put(10 * MIB - 128 * KIB + 5 * KIB, &ZFS_UBERBLOCK_MAGIC.to_be_bytes());
+        });
+        // Not in an uberblock slot: no.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(128 * KIB + 8, &ZFS_UBERBLOCK_MAGIC.to_le_bytes());
+        assert_eq!(img.probe(), None);
+    }
+
+    // ---- RAID, crypto, volume managers ----
+
+    #[test]
+    fn luks() {
+        one(Signature::Luks, |img| {
+            img.put(0, LUKS_MAGIC).put(6, &1u16.to_be_bytes());
+        });
+        one(Signature::Luks, |img| {
+            img.put(0, LUKS_MAGIC).put(6, &2u16.to_be_bytes()).put(256, &0u64.to_be_bytes());
+        });
+    }
+
+    #[test]
+    fn luks2_secondary_header_only() {
+        for off in [0x4000u64, 0x8000, 0x10000, 0x20000] {
+            let mut img = Img::new(ODD_SIZE);
+            img.put(off, LUKS2_SECONDARY_MAGIC).put(off + 6, &2u16.to_be_bytes()).put(off + 256, &off.to_be_bytes());
+            assert_eq!(img.probe(), Some(Signature::Luks), "offset {off:#x}");
+        }
+        // hdr_offset must name the header's own position (libblkid luks.c).
+        let mut img = Img::new(ODD_SIZE);
+        img.put(0x4000, LUKS2_SECONDARY_MAGIC)
+            .put(0x4006, &2u16.to_be_bytes())
+            .put(0x4000 + 256, &0x8000u64.to_be_bytes());
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn lvm2_any_of_first_four_sectors() {
+        for sector in 0..4u64 {
+            let mut img = Img::new(ODD_SIZE);
+            img.put(sector * 512, b"LABELONE")
+                .put(sector * 512 + 8, &sector.to_le_bytes())
+                .put(sector * 512 + 24, b"LVM2 001");
+            assert_eq!(img.probe(), Some(Signature::Lvm2), "sector {sector}");
+        }
+        let mut img = Img::new(ODD_SIZE);
+        img.put(0, b"LABELONE");
+        assert_eq!(img.probe(), None, "label without LVM2 type");
+    }
+
+    /// An md 1.x superblock at `off`: magic, major_version 1, and super_offset (+144, in sectors),
+    /// which the probe does not need but a real superblock has.
+    fn md1(img: &mut Img, off: u64) {
+        img.put(off, &MD_MAGIC.to_le_bytes())
+            .put(off + 4, &1u32.to_le_bytes())
+            .put(off + 144, &(off / 512).to_le_bytes());
+    }
+
+    #[test]
+    fn md_raid_v1_1_and_v1_2() {
+        one(Signature::MdRaid, |img| md1(img, 0));
+        one(Signature::MdRaid, |img| md1(img, 4096));
+    }
+
+    #[test]
+    fn md_raid_v1_0_at_end() {
+        // Size rounded down to 4 KiB is 10 MiB; the superblock is 8 KiB before that.
+        one(Signature::MdRaid, |img| md1(img, 10 * MIB - 8 * KIB));
+        let size = (1u64 << 40) + 5 * 512;
+        let mut img = Img::new(size);
+        md1(&mut img, (1 << 40) - 8 * KIB);
+        assert_eq!(img.probe(), Some(Signature::MdRaid));
+        // Measured from the unrounded end instead: no.
+        let mut img = Img::new(ODD_SIZE);
+        md1(&mut img, ODD_SIZE - 8 * KIB);
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn md_raid_v0_90_at_end() {
+        // Size rounded down to 64 KiB is 10 MiB; the superblock is 64 KiB before that, which
+        // is 64 KiB + 3.5 KiB before the end (beyond a 64 KiB tail).
+        let off = 10 * MIB - 64 * KIB;
+        one(Signature::MdRaid, |img| {
+            img.put(off, &MD_MAGIC.to_le_bytes()).put(off + 8, &90u32.to_le_bytes());
+        });
+        // Big-endian host.
+        one(Signature::MdRaid, |img| {
+            img.put(off, &MD_MAGIC.to_be_bytes()).put(off + 8, &90u32.to_be_bytes());
+        });
+        // Worst case: size just below a 64 KiB boundary puts it ~128 KiB before the end.
+        let size = 20 * MIB - 512;
+        let mut img = Img::new(size);
+        img.put(20 * MIB - 128 * KIB, &MD_MAGIC.to_le_bytes());
+        assert_eq!(img.probe(), Some(Signature::MdRaid));
+        // Measured from the unrounded end instead: no.
+        let mut img = Img::new(ODD_SIZE);
+        img.put(ODD_SIZE - 64 * KIB, &MD_MAGIC.to_le_bytes());
+        assert_eq!(img.probe(), None);
+    }
+
+    #[test]
+    fn md_raid_wins_over_contents() {
+        // A RAID1 member with 1.0 metadata shows its file system at offset 0.
+        one(Signature::MdRaid, |img| {
+            img.put(0, b"XFSB").put(4, &4096u32.to_be_bytes());
+            md1(img, 10 * MIB - 8 * KIB);
+        });
+    }
+
+    #[test]
+    fn caches_and_device_mapper_targets() {
+        one(Signature::Bcache, |img| {
+            img.put(0x1018, b"\xc6\x85\x73\xf6\x4e\x1a\x45\xca\x82\x65\xf5\x7f\x48\xba\x6d\x81");
+        });
+        one(Signature::Bcachefs, |img| {
+            img.put(0x1018, b"\xc6\x85\x73\xf6\x66\xce\x90\xa9\xd9\x6a\x60\xcf\x80\x3d\xf7\xef");
+        });
+        one(Signature::DmIntegrity, |img| {
+            img.put(0, b"integrt\0");
+        });
+        one(Signature::DmVerity, |img| {
+            img.put(0, b"verity\0\0");
+        });
+        one(Signature::Vdo, |img| {
+            img.put(0, b"dmvdo001");
+        });
+    }
+
+    // ---- small disks and odd inputs ----
+
+    #[test]
+    fn disk_smaller_than_probe_size() {
+        // 8 KiB disk: head and tail are the same bytes.
+        let mut img = vec![0u8; 8 * KIB as usize];
+        img[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+        assert_eq!(probe_image(&img), Some(Signature::Ext));
+        // The GPT backup header of a 40 KiB disk is also in the head.
+        let mut img = vec![0u8; 40 * KIB as usize];
+        img[40 * 1024 - 512..][..8].copy_from_slice(b"EFI PART");
+        assert_eq!(probe_image(&img), Some(Signature::Gpt));
+        // Too small to hold the ISO 9660 descriptor: no panic, nothing found.
+        let mut img = vec![0u8; 0x8003];
+        img[0x8001..].copy_from_slice(b"CD");
+        assert_eq!(probe_image(&img), None);
+    }
+
+    #[test]
+    fn short_and_inconsistent_inputs_never_panic() {
+        assert_eq!(probe(&[], &[], 0), None);
+        assert_eq!(probe(&[], &[], u64::MAX), None);
+        assert_eq!(probe(&[0; 10], &[], 1 << 40), None);
+        // Tail longer than the disk: ignored.
+        assert_eq!(probe(&[], &[0; 4096], 100), None);
+        let sizes = [
+            0u64,
+            1,
+            3,
+            511,
+            512,
+            513,
+            1081,
+            4095,
+            4096,
+            8191,
+            65535,
+            65536,
+            65537,
+            65608,
+            131071,
+            131072,
+            131073,
+            262143,
+            262144,
+            262145,
+            524287,
+            524288,
+            524289,
+            1 << 30,
+        ];
+        let data = xorshift_bytes(7, PROBE_BYTES);
+        for &size in &sizes {
+            let n = size.min(P) as usize;
+            for cut in [0, 1, n / 2, n.saturating_sub(1), n] {
+                let _ = probe(&data[..cut], &data[..n], size);
+                let _ = probe(&data[..n], &data[..cut], size);
+                let _ = probe(&data[..cut], &data[..cut], size);
+            }
+        }
+    }
+
+    #[test]
+    fn names() {
+        let all = [
+            Signature::Mbr,
+            Signature::Gpt,
+            Signature::Ext,
+            Signature::Xfs,
+            Signature::Btrfs,
+            Signature::Swap,
+            Signature::Luks,
+            Signature::Lvm2,
+            Signature::MdRaid,
+            Signature::Ntfs,
+            Signature::Fat,
+            Signature::Iso9660,
+            Signature::Bcache,
+            Signature::Bcachefs,
+            Signature::ZfsMember,
+            Signature::F2fs,
+            Signature::Exfat,
+            Signature::DmIntegrity,
+            Signature::DmVerity,
+            Signature::Vdo,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), all.len(), "names are unique");
+        assert_eq!(Signature::Ext.name(), "ext2/3/4 file system");
+        assert_eq!(Signature::Iso9660.to_string(), "ISO 9660 file system");
+    }
+
+    // ---- probe_path ----
+
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, size: u64, writes: &[(u64, &[u8])]) -> TempFile {
+            let path = std::env::temp_dir().join(format!("ephemcrypt-signature-test-{}-{tag}", std::process::id()));
+            let file = File::create(&path).unwrap();
+            file.set_len(size).unwrap(); // sparse
+            for (off, bytes) in writes {
+                file.write_all_at(bytes, *off).unwrap();
+            }
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn probe_path_finds_ext4_in_sparse_file() {
+        let size = 3 * MIB + 3 * 512;
+        let f = TempFile::new("ext4", size, &[(1080, &[0x53, 0xEF])]);
+        assert_eq!(probe_path(&f.0, size).unwrap(), Some(Signature::Ext));
+        let clean = TempFile::new("clean", size, &[]);
+        assert_eq!(probe_path(&clean.0, size).unwrap(), None);
+    }
+
+    #[test]
+    fn probe_path_reads_the_tail() {
+        let size = ODD_SIZE;
+        let off = 10 * MIB - 8 * KIB;
+        let mut sb = [0u8; 8];
+        sb[..4].copy_from_slice(&MD_MAGIC.to_le_bytes());
+        sb[4..].copy_from_slice(&1u32.to_le_bytes());
+        let f = TempFile::new("md10", size, &[(off, &sb)]);
+        assert_eq!(probe_path(&f.0, size).unwrap(), Some(Signature::MdRaid));
+    }
+
+    #[test]
+    fn probe_path_small_file_is_read_whole() {
+        let size = 300 * KIB; // between PROBE_BYTES and 2 * PROBE_BYTES
+        let f = TempFile::new("small", size, &[(size - 512, b"EFI PART")]);
+        assert_eq!(probe_path(&f.0, size).unwrap(), Some(Signature::Gpt));
+        let tiny = TempFile::new("tiny", 0, &[]);
+        assert_eq!(probe_path(&tiny.0, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn probe_path_device_shorter_than_claimed() {
+        let f = TempFile::new("short", MIB, &[]);
+        let err = probe_path(&f.0, 4 * MIB).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&f.0.display().to_string()), "{text}");
+        assert!(text.contains("short read"), "{text}");
+    }
+
+    #[test]
+    fn probe_path_missing_file() {
+        let path = std::env::temp_dir().join("ephemcrypt-signature-test-does-not-exist");
+        let err = probe_path(&path, MIB).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("ENOENT"), "{text}");
+    }
+}

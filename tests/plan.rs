@@ -1,0 +1,223 @@
+//! Whole `ephemcrypt plan` runs against the host trees in tests/fixtures/.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ephemcrypt::json::{self, Value};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ephemcrypt")).args(args).output().expect("run ephemcrypt")
+}
+
+fn plan_json(tree: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["plan", "--json", "--host", tree.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    json::parse(&String::from_utf8(out.stdout).unwrap()).expect("plan --json prints JSON")
+}
+
+/// (name, use, reason) of every disk, in plan order.
+fn verdicts(plan: &Value) -> Vec<(String, bool, String)> {
+    plan.get("disks")
+        .unwrap()
+        .as_array()
+        .iter()
+        .map(|d| {
+            (
+                d.get("name").unwrap().as_str().unwrap().to_string(),
+                d.get("use") == Some(&Value::Bool(true)),
+                d.get("reason").unwrap().as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn used(plan: &Value) -> Vec<String> {
+    verdicts(plan).into_iter().filter(|v| v.1).map(|v| v.0).collect()
+}
+
+fn reason<'a>(v: &'a [(String, bool, String)], name: &str) -> &'a str {
+    &v.iter().find(|d| d.0 == name).unwrap_or_else(|| panic!("{name} listed")).2
+}
+
+/// A copy of a fixture tree in a fresh temporary directory, to vary one file.
+fn copy_tree(name: &str) -> PathBuf {
+    let dst = std::env::temp_dir().join(format!(
+        "ephemcrypt-test-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dst);
+    let st = Command::new("cp").arg("-a").arg(fixture(name)).arg(&dst).status().unwrap();
+    assert!(st.success());
+    dst
+}
+
+#[test]
+fn aws_instance_store_beside_ebs_root() {
+    let p = plan_json(&fixture("aws"), &[]);
+    // Ordered by serial (AWS11… before AWS22…), not by nvme number.
+    assert_eq!(used(&p), ["nvme2n1", "nvme1n1"]);
+    let v = verdicts(&p);
+    assert!(reason(&v, "nvme0n1").starts_with("an AWS EBS volume (model 'Amazon Elastic Block Store')"));
+    assert!(reason(&v, "nvme3n1").contains("EBS"));
+    let disk0 = &p.get("disks").unwrap().as_array()[0];
+    assert_eq!(disk0.get("model").unwrap().as_str(), Some("Amazon EC2 NVMe Instance Storage"));
+    assert_eq!(disk0.get("serial").unwrap().as_str(), Some("AWS11A1C5F8A1D0E0002"));
+    assert_eq!(disk0.get("path").unwrap().as_str(), Some("/dev/nvme2n1"));
+    assert_eq!(disk0.get("size_bytes"), Some(&Value::Num((1769u64 << 30) as f64)));
+    let vol = p.get("volume").unwrap();
+    assert_eq!(vol.get("stripe").unwrap().get("name").unwrap().as_str(), Some("ephemcrypt-stripe"));
+    assert_eq!(vol.get("crypt").unwrap().get("cipher").unwrap().as_str(), Some("aes-xts-plain64"));
+    assert_eq!(p.get("state").unwrap().as_str(), Some("ready"));
+}
+
+#[test]
+fn gcp_local_ssds_beside_persistent_disk() {
+    let p = plan_json(&fixture("gcp"), &[]);
+    // Equal serials (one controller): ordered by path.
+    assert_eq!(used(&p), ["nvme1n1", "nvme1n2"]);
+    assert!(reason(&verdicts(&p), "nvme0n1").starts_with("a GCP persistent disk (model 'nvme_card-pd')"));
+    let crypt = p.get("volume").unwrap().get("crypt").unwrap().clone();
+    assert_eq!(crypt.get("sector_size"), Some(&Value::Num(4096.0)));
+}
+
+#[test]
+fn azure_direct_disks_beside_remote_os_disk() {
+    let p = plan_json(&fixture("azure"), &[]);
+    assert_eq!(used(&p), ["nvme2n1", "nvme1n1"]);
+    assert!(reason(&verdicts(&p), "nvme0n1").starts_with("an Azure remote disk (model 'MSFT NVMe Accelerator v1.0')"));
+}
+
+#[test]
+fn every_refusal_rule() {
+    let p = plan_json(&fixture("refusals"), &[]);
+    let v = verdicts(&p);
+    assert_eq!(used(&p), ["sdk"]);
+    let expect = [
+        ("nvme0n1", "an AWS EBS volume (model 'Amazon Elastic Block Store'): persistent disks are never used"),
+        ("sda", "holds the root file system (mounted at /sysroot)"),
+        ("sdb", "mounted at /data disk"),
+        ("sdc", "has partitions (sdc1)"),
+        ("sdd", "in use by dm-3 (holders)"),
+        ("sde", "active swap (sde)"),
+        ("sdf", "read-only"),
+        ("sdg", "removable"),
+        ("sdh", "too small (256M < min-size 1G)"),
+        ("sdi", "carries a signature: ext2/3/4 file system (set force=yes to overwrite it)"),
+        ("sdj", "excluded by 'exclude' (serial:EXCLUDED)"),
+        ("sdl", "not selected by 'devices'"),
+    ];
+    for (name, why) in expect {
+        assert_eq!(reason(&v, name), why, "{name}");
+    }
+    assert_eq!(v.len(), expect.len() + 1, "virtual devices (loop0, dm-3) are not listed: {v:?}");
+}
+
+#[test]
+fn force_takes_signed_disks_but_nothing_else() {
+    let tree = copy_tree("refusals");
+    let conf = tree.join("etc/ephemcrypt.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{text}force = yes\n")).unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(used(&p), ["sdk", "sdi"]); // serial GOOD < SIGNATURE
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+#[test]
+fn cmdline_selects_by_path_link_and_disables() {
+    let tree = copy_tree("refusals");
+    std::fs::write(
+        tree.join("proc/cmdline"),
+        "root=/dev/sda rd.ephemcrypt.devices=path:/dev/disk/by-id/nvme-Other_disk_OTHER\n",
+    )
+    .unwrap();
+    assert_eq!(used(&plan_json(&tree, &[])), ["sdl"]);
+    std::fs::write(tree.join("proc/cmdline"), "root=/dev/sda rd.ephemcrypt=0\n").unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(p.get("state").unwrap().as_str(), Some("disabled"));
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+#[test]
+fn no_disk_is_exit_0_and_says_so() {
+    let tree = copy_tree("aws");
+    std::fs::write(tree.join("proc/cmdline"), "rd.ephemcrypt.devices=gcp\n").unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(p.get("state").unwrap().as_str(), Some("absent"));
+    assert_eq!(p.get("volume"), Some(&Value::Null));
+    let out = run(&["plan", "--host", tree.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("result: absent (no eligible disk; nothing to do)"));
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+#[test]
+fn text_output_lists_disks_and_steps() {
+    let out = run(&["plan", "--host", fixture("aws").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("nvme2n1"), "{text}");
+    assert!(text.contains("-> use"), "{text}");
+    assert!(text.contains("-> skip: an AWS EBS volume"), "{text}");
+    assert!(text.contains("create /dev/mapper/ephemcrypt-stripe: striped over 2 disks, chunk 256K"), "{text}");
+    assert!(out.stderr.is_empty(), "stdout carries data, stderr logs: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn config_errors_exit_2_naming_key_value_and_source() {
+    let tree = copy_tree("aws");
+    let conf = tree.join("my.conf");
+    std::fs::write(&conf, "# test\nchunk = 3K\n").unwrap();
+    let out = run(&["plan", "--host", tree.to_str().unwrap(), "--config", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "invalid value '3K' for 'chunk' (from {} line 2): expected a power of two",
+            conf.display()
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    std::fs::write(tree.join("proc/cmdline"), "rd.ephemcrypt.fs=zfs\n").unwrap();
+    let out = run(&["plan", "--host", tree.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("invalid value 'zfs' for 'fs' (from the kernel command line): expected ext4, xfs or none"));
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+#[test]
+fn usage_errors_help_and_version() {
+    for (args, code, needle) in [
+        (&["plan", "--bogus"][..], 2, "unknown option '--bogus' for 'plan'"),
+        (&["frobnicate"][..], 2, "unknown command 'frobnicate'"),
+        (&[][..], 2, "no command given"),
+        (&["plan", "--host"][..], 2, "--host needs a value"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{args:?}");
+    }
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ephemcrypt plan [--host DIR]"));
+    let out = run(&["--version"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("ephemcrypt {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn missing_host_files_are_named() {
+    let out = run(&["plan", "--host", "/nonexistent/host"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read /nonexistent/host/proc/cmdline: No such file or directory")
+    );
+}

@@ -12,12 +12,16 @@
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod dm;
 pub mod error;
 pub mod host;
 pub mod json;
+pub mod key;
 pub mod log;
 pub mod plan;
 pub mod signature;
+pub mod swap;
+pub mod sys;
 pub mod units;
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! of each disk ([`signature`]). [`config`] resolves the settings; [`classify`] decides, disk by
 //! disk, which are ephemeral and free; [`plan`] lays out the volume, purely. Nothing is touched
 //! until the plan is complete, and `ephemcrypt plan` shows it without touching anything.
+pub mod apply;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -20,8 +21,10 @@ pub mod key;
 pub mod log;
 pub mod plan;
 pub mod signature;
+pub mod status;
 pub mod swap;
 pub mod sys;
+pub mod system;
 pub mod units;
 
 #[cfg(test)]

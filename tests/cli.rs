@@ -1,0 +1,142 @@
+//! `ephemcrypt setup` and `ephemcrypt status` on paths that need no device-mapper: usage
+//! errors, nothing to do, disabled, a configuration error at boot, and reading the status back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ephemcrypt::json::{self, Value};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ephemcrypt")).args(args).output().expect("run ephemcrypt")
+}
+
+/// A copy of a fixture host tree plus an empty new root, in a fresh temporary directory.
+struct Machine {
+    base: PathBuf,
+}
+
+impl Machine {
+    fn new(fixture: &str, cmdline: &str) -> Machine {
+        let base = std::env::temp_dir().join(format!("ephemcrypt-cli-{fixture}-{}-{}", std::process::id(), cmdline.len()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("newroot")).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+        assert!(Command::new("cp").arg("-a").arg(src).arg(base.join("host")).status().unwrap().success());
+        std::fs::write(base.join("host/proc/cmdline"), cmdline).unwrap();
+        Machine { base }
+    }
+    fn host(&self) -> String {
+        self.base.join("host").display().to_string()
+    }
+    fn newroot(&self) -> String {
+        self.base.join("newroot").display().to_string()
+    }
+    fn setup(&self) -> Output {
+        run(&["setup", "--host", &self.host(), "--newroot", &self.newroot()])
+    }
+    fn status_json(&self) -> Value {
+        let text = std::fs::read_to_string(self.base.join("host/run/ephemcrypt/status.json")).expect("status written");
+        json::parse(&text).expect("status is JSON")
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn setup_usage_errors() {
+    let o = run(&["setup"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("setup needs --newroot DIR"), "{}", stderr(&o));
+    let o = run(&["setup", "--newroot", "/nonexistent/sysroot"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--newroot /nonexistent/sysroot: not a directory"));
+    let o = run(&["setup", "--newroot", "/", "--json"]);
+    assert!(stderr(&o).contains("--json does not go with 'setup'"));
+    let o = run(&["plan", "--newroot", "/"]);
+    assert!(stderr(&o).contains("--newroot does not go with 'plan'"));
+}
+
+#[test]
+fn setup_with_no_eligible_disk_is_absent() {
+    let m = Machine::new("aws", "root=/dev/nvme0n1p1 rd.ephemcrypt.devices=gcp");
+    let o = m.setup();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ephemcrypt: no eligible disk; nothing to do"), "{}", stderr(&o));
+    let s = m.status_json();
+    assert_eq!(s.get("result").unwrap().as_str(), Some("absent"));
+    let disks = s.get("disks").unwrap().as_array();
+    assert_eq!(disks.len(), 4);
+    assert!(disks.iter().all(|d| d.get("use") == Some(&Value::Bool(false))));
+    // status reads it back
+    let o = run(&["status", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("result: absent (no eligible disk; nothing to do)"), "{text}");
+    assert!(text.contains("disk /dev/nvme1n1 (Amazon EC2 NVMe Instance Storage AWS22B2C5F8A1D0E0001): refused: not selected"), "{text}");
+}
+
+#[test]
+fn setup_disabled() {
+    let m = Machine::new("aws", "root=/dev/nvme0n1p1 rd.ephemcrypt=0");
+    assert_eq!(m.setup().status.code(), Some(0));
+    assert_eq!(m.status_json().get("result").unwrap().as_str(), Some("disabled"));
+}
+
+#[test]
+fn setup_with_a_configuration_error_reports_failed_and_lets_the_boot_go_on() {
+    let m = Machine::new("aws", "root=/dev/nvme0n1p1 rd.ephemcrypt.fs=zfs");
+    let o = m.setup();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = m.status_json();
+    assert_eq!(s.get("result").unwrap().as_str(), Some("failed"));
+    assert!(s.get("reason").unwrap().as_str().unwrap().contains("invalid value 'zfs' for 'fs' (from the kernel command line)"));
+    // The empty new root has no bind targets, so the tmpfs fallback had nothing to cover.
+    assert!(stderr(&o).contains("newroot/var/log: No such file or directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn status_json_adds_a_live_check() {
+    let m = Machine::new("aws", "rd.ephemcrypt.devices=gcp");
+    let dir = m.base.join("host/run/ephemcrypt");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("status.json"),
+        r#"{"result": "ok", "reason": "2 disk(s) encrypted", "mappings": [{"name": "ephemcrypt", "dev": "253:1"}],
+            "cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 4096, "flags": ["sector_size:4096"],
+            "key": "kernel keyring (logon), never stored", "mount": "/mnt/ephemcrypt", "binds": ["/var/log"],
+            "steps": [{"step": "mkfs", "ms": 120}]}"#,
+    )
+    .unwrap();
+    let o = run(&["status", "--host", &m.host(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let s = json::parse(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    let map = &s.get("mappings").unwrap().as_array()[0];
+    assert_eq!(map.get("live"), Some(&Value::Null), "no control device under this host tree");
+    let text = String::from_utf8(run(&["status", "--host", &m.host()]).stdout).unwrap();
+    for needle in [
+        "result: ok (2 disk(s) encrypted)",
+        "mapping /dev/mapper/ephemcrypt (253:1): unknown",
+        "cipher: aes-xts-plain64, 512-bit key, sector 4096, flags: sector_size:4096",
+        "key: kernel keyring (logon), never stored",
+        "bind: /var/log",
+        "120 ms  mkfs",
+    ] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
+}
+
+#[test]
+fn status_without_a_status_file_says_why() {
+    let m = Machine::new("aws", "");
+    let o = run(&["status", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("read status (has setup run in this boot?)"), "{}", stderr(&o));
+}

@@ -1,18 +1,19 @@
 # ephemcrypt: build, test, install.
 #   make build   static musl release binary: target/x86_64-unknown-linux-musl/release/ephemcrypt
-#   make test    everything CI runs: lints, unit/fixture tests, the static-binary check
+#   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
+#                check and the VM tests (qemu, Debian cloud kernel; installed on first use)
 TARGET  := x86_64-unknown-linux-musl
 BIN     := target/$(TARGET)/release/ephemcrypt
 CARGO   ?= cargo
 
-.PHONY: build test lint unit check-static clean
+.PHONY: build test lint unit check-static vm-test clean
 
 build: $(BIN)
 
 $(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
 	$(CARGO) build --release --locked --target $(TARGET)
 
-test: lint unit check-static
+test: lint unit check-static vm-test
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -27,8 +28,13 @@ check-static: $(BIN)
 	@if readelf -dW $(BIN) | grep -q 'NEEDED'; then echo "$(BIN) needs shared libraries" >&2; exit 1; fi
 	@echo "$(BIN): static, $$(stat -c %s $(BIN)) bytes"
 
+# Real kernel, real dm-crypt: qemu (TCG) boots a Debian cloud kernel with throwaway NVMe disks.
+vm-test: $(BIN)
+	bash tests/vm/setup.sh
+
 clean:
 	$(CARGO) clean
+	rm -rf tests/vm/.cache
 
 .PHONY: plan-demo
 # What ephemcrypt decides on fixture machines: disks used and refused, with reasons, and the steps.

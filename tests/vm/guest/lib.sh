@@ -1,0 +1,51 @@
+# shellcheck shell=sh
+# Guest side of the VM tests, installed as /lib/vmtest.sh: . /lib/vmtest.sh
+# Result protocol read by run.sh: "VMTEST PASS name", "VMTEST FAIL name: why", "VMTEST DONE".
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+# vm_init: mount the API file systems and load the drivers of the devices present, as udev
+# would (busybox modprobe resolves modaliases through modules.alias). Repeat while new
+# devices appear: a PCI driver (virtio_pci) adds devices (virtio) that want more drivers.
+vm_init() {
+	mount -t proc proc /proc
+	mount -t sysfs sysfs /sys
+	mount -t devtmpfs devtmpfs /dev
+	mount -t tmpfs -o mode=755 tmpfs /run
+	_seen=
+	while _now=$(sort -u /sys/bus/*/devices/*/modalias) && [ "$_now" != "$_seen" ]; do
+		_seen=$_now
+		echo "$_now" | xargs modprobe -qa 2>/dev/null || true
+	done
+}
+
+# vm_wait_dev PATH...: wait up to 10 s for each block device node (NVMe probes asynchronously).
+vm_wait_dev() {
+	for _d; do
+		_i=0
+		while [ ! -b "$_d" ] && [ $_i -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+		[ -b "$_d" ] || fail "wait-dev" "$_d did not appear"
+	done
+}
+
+pass() { echo "VMTEST PASS $1"; }
+fail() { echo "VMTEST FAIL $1: $2"; }
+
+# check NAME CMD...: PASS when CMD succeeds, else FAIL with the last line of its output
+# (all of its output is shown, indented, when it fails).
+check() {
+	_name=$1
+	shift
+	if _out=$("$@" 2>&1); then
+		pass "$_name"
+	else
+		echo "$_out" | sed 's/^/    /'
+		fail "$_name" "$* -> $(echo "$_out" | tail -n1)"
+	fi
+}
+
+# vm_done: report the end of the test (with guest uptime) and power off.
+vm_done() {
+	echo "VMTEST DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
+	sync
+	poweroff -f
+}

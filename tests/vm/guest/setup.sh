@@ -1,0 +1,68 @@
+#!/bin/sh
+# /init of the setup VM test (tests/vm/setup.sh): `ephemcrypt setup` on a real kernel with four
+# NVMe disks: EPH-A and EPH-B blank (used), EPH-C selected but carrying ext4 (refused), OTHER-D
+# not selected. The new root is a tmpfs laid out like a real root.
+# shellcheck disable=SC2016 # sh -c '...' expands in the guest
+# shellcheck source=lib.sh
+. /lib/vmtest.sh
+vm_init
+vm_wait_dev /dev/nvme0n1 /dev/nvme1n1 /dev/nvme2n1 /dev/nvme3n1
+
+mkdir -p /sysroot
+mount -t tmpfs -o mode=755 newroot /sysroot
+mkdir -p /sysroot/var/log/journal /sysroot/var/log/private /sysroot/tmp/.X11-unix /sysroot/var/tmp /sysroot/etc
+chmod 1777 /sysroot/tmp /sysroot/var/tmp /sysroot/tmp/.X11-unix
+chown 0:4 /sysroot/var/log/journal
+chmod 2755 /sysroot/var/log/journal
+chmod 700 /sysroot/var/log/private
+echo "a log written before setup" >/sysroot/var/log/old.log
+
+# dev_of SERIAL: major:minor of the NVMe namespace with that serial
+dev_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && cat "$d/dev"; done; }
+dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
+
+ephemcrypt setup --newroot /sysroot
+check setup-exit-0 test $? = 0
+
+a=$(dev_of EPH-A) b=$(dev_of EPH-B)
+check stripe-by-serial-order sh -c "dmsetup table ephemcrypt-stripe | grep -q '^0 [0-9]* striped 2 512 $a 0 $b 0\$'"
+check crypt-over-stripe sh -c "dmsetup table ephemcrypt | grep -q ' crypt aes-xts-plain64 :64:logon:ephemcrypt:ephemcrypt:[^ ]* 0 $(dm_dev ephemcrypt-stripe) 0 '"
+check crypt-flags sh -c 'dmsetup table ephemcrypt | grep -q "no_read_workqueue" && dmsetup table ephemcrypt | grep -q "sector_size:4096"'
+check showkeys-is-a-reference sh -c 'dmsetup table --showkeys ephemcrypt | grep -q " :64:logon:" && ! dmsetup table --showkeys ephemcrypt | grep -Eq " [0-9a-f]{64,} "'
+check no-keyring-entry-left sh -c '! grep -q "logon.*ephemcrypt" /proc/keys'
+check swap-slice-on-crypt sh -c "dmsetup table ephemcrypt-swap | grep -q '^0 131072 linear $(dm_dev ephemcrypt) 0\$'"
+check data-slice-on-crypt sh -c "dmsetup table ephemcrypt-data | grep -q ' linear $(dm_dev ephemcrypt) 131072\$'"
+check swap-active sh -c 'grep -q "^/dev/mapper/ephemcrypt-swap " /proc/swaps'
+check swap-signature sh -c 'blkid -o value -s TYPE /dev/mapper/ephemcrypt-swap | grep -qx swap'
+check fs-mounted sh -c 'grep -q "^/dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 rw,nosuid,nodev" /proc/mounts'
+for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do
+	check "bind-$t" sh -c "grep -q '^/dev/mapper/ephemcrypt-data $t ext4 ' /proc/mounts"
+done
+check skeleton-tmp-1777 sh -c 'test "$(stat -c %a /sysroot/tmp)" = 1777 && test "$(stat -c %a /sysroot/var/tmp)" = 1777'
+check skeleton-subdir sh -c 'test "$(stat -c %a /sysroot/tmp/.X11-unix)" = 1777'
+check skeleton-journal sh -c 'test "$(stat -c "%a %u %g" /sysroot/var/log/journal)" = "2755 0 4"'
+check skeleton-private sh -c 'test "$(stat -c %a /sysroot/var/log/private)" = 700'
+check skeleton-no-files sh -c '! test -e /sysroot/var/log/old.log'
+check status-ok grep -q '"result": "ok"' /run/ephemcrypt/status.json
+check status-refused-signature grep -q 'carries a signature: ext2/3/4 file system' /run/ephemcrypt/status.json
+check status-refused-unselected grep -q "not selected by 'devices'" /run/ephemcrypt/status.json
+check status-key-held grep -q 'kernel keyring (logon), never stored' /run/ephemcrypt/status.json
+check status-command sh -c 'ephemcrypt status | grep -q "mapping /dev/mapper/ephemcrypt ([0-9:]*): live"'
+sed 's/^/STATUS /' /run/ephemcrypt/status.json
+ephemcrypt status | sed 's/^/STATUS-TEXT /'
+
+# A marker through the volume; the host looks for it in the raw disk images.
+i=0
+while [ $i -lt 4000 ]; do echo "EPHEMCRYPT-PLAINTEXT-MARKER-$i"; i=$((i + 1)); done >/sysroot/var/log/marker.log
+sync
+before=$(md5sum </run/ephemcrypt/status.json)
+ephemcrypt setup --newroot /sysroot
+check second-run-exit-0 test $? = 0
+check second-run-keeps-data sh -c 'test "$(grep -c EPHEMCRYPT-PLAINTEXT-MARKER /sysroot/var/log/marker.log)" = 4000'
+check second-run-keeps-status test "$(md5sum </run/ephemcrypt/status.json)" = "$before"
+check second-run-one-stripe sh -c 'test "$(dmsetup ls | grep -c ephemcrypt)" = 4'
+swapoff -a
+umount /sysroot/var/log /sysroot/tmp /sysroot/var/tmp /sysroot/mnt/ephemcrypt
+sync
+echo 3 >/proc/sys/vm/drop_caches
+vm_done

@@ -1,0 +1,84 @@
+#!/bin/bash
+# run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE]]... [--virtio FILE[:SIZE]]... [--append ARGS]
+#        [--log FILE] [--timeout SECONDS] [--mem MIB] [--show]
+# Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here).
+# Each --disk is an NVMe controller with that serial, each --virtio a virtio-blk disk; with SIZE
+# (truncate syntax, e.g. 512M) a missing FILE is created sparse. The console goes to the log
+# (default .cache/last.log); --show also streams it. Exit 0 only when the guest printed
+# "VMTEST DONE" and no "VMTEST FAIL"; on failure the log's tail is printed.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+initrd='' append='' logf=$CACHE/last.log timeout=300 mem=1024 show='' drives=()
+add_drive() { # add_drive FILE[:SIZE] DEVICE-OPTIONS
+	local file=${1%%:*} size=${1#*:} id=d${#drives[@]}
+	[[ $size == "$1" ]] && size=
+	[[ -e $file || -z $size ]] || truncate -s "$size" "$file"
+	[[ -f $file ]] || die "no disk image $file"
+	drives+=(-drive "file=$file,if=none,format=raw,id=$id" -device "$2,drive=$id")
+}
+while (($#)); do
+	case $1 in
+	--initrd) initrd=$2 ;;
+	--disk) # FILE:SERIAL[:SIZE]
+		IFS=: read -r f s z <<<"$2"
+		[[ -n $s ]] || die "--disk wants FILE:SERIAL[:SIZE], got $2"
+		add_drive "$f${z:+:$z}" "nvme,serial=$s" ;;
+	--virtio) add_drive "$2" virtio-blk-pci ;;
+	--append) append+=" $2" ;;
+	--log) logf=$2 ;;
+	--timeout) timeout=$2 ;;
+	--mem) mem=$2 ;;
+	--show) show=1; shift; continue ;;
+	*) die "unknown argument $1 (see the header of $0)" ;;
+	esac
+	shift 2
+done
+[[ -f $initrd ]] || die "--initrd IMG is required"
+eval "$("$VM_DIR/kernel.sh")"
+mkdir -p "$(dirname "$logf")"
+
+qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
+	-nic none -kernel "$VMLINUZ" -initrd "$initrd"
+	-append "console=ttyS0 panic=-1 quiet$append" "${drives[@]}")
+ms() { date +%s%3N; }
+# results: the VMTEST lines of the log (without CRs and the firmware's terminal escapes)
+results() { tr -d '\r' <"$logf" | sed 's/\x1b[^A-Za-z]*[A-Za-z]//g' | grep -a '^VMTEST ' || true; }
+secs() { printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)); } # secs MS -> "12.3"
+start=$(ms) done_at='' timed_out=''
+"${qemu[@]}" </dev/null >"$logf" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+[[ -z $show ]] || tail -n +1 -f --pid="$pid" "$logf" &
+# Poll the log: note when DONE appears, kill qemu at the deadline, or shortly after DONE
+# if the guest fails to power off.
+while kill -0 "$pid" 2>/dev/null; do
+	now=$(ms)
+	if [[ -z $done_at ]] && results | grep '^VMTEST DONE' >/dev/null; then done_at=$now; fi
+	if [[ -n $done_at ]] && ((now - done_at > 30000)); then
+		log "guest did not power off 30 s after DONE: killing qemu"
+		break
+	fi
+	if ((now - start > timeout * 1000)); then
+		timed_out=1
+		break
+	fi
+	sleep 0.2
+done
+kill "$pid" 2>/dev/null || true
+wait "$pid" || true
+[[ -z $timed_out ]] || echo "VMTEST FAIL run.sh: timeout after $timeout s" >>"$logf"
+end=$(ms)
+[[ -n $done_at ]] || done_at=$end
+wait
+
+res=$(results)
+echo "$res" >&2
+if grep -q '^VMTEST DONE' <<<"$res" && ! grep -q '^VMTEST FAIL' <<<"$res"; then
+	log "PASS: VMTEST DONE after $(secs $((done_at - start))) s, qemu ran $(secs $((end - start))) s (log $logf)"
+	exit 0
+fi
+[[ -n $show ]] || { echo "--- last 60 lines of $logf:"; tail -n 60 "$logf"; } >&2
+grep -q '^VMTEST DONE' <<<"$res" || log "no VMTEST DONE"
+log "FAIL after $(secs $((end - start))) s (log $logf)"
+exit 1

@@ -41,3 +41,36 @@ clean:
 plan-demo:
 	$(CARGO) build --locked --quiet
 	@for t in aws refusals; do echo "== ephemcrypt plan --host tests/fixtures/$$t"; target/debug/ephemcrypt plan --host tests/fixtures/$$t; echo; done
+
+# --- install -------------------------------------------------------------------------------
+# make install [DESTDIR=...] [PREFIX=/usr]: the binary, the dracut module, the mkinitcpio hooks,
+# the systemd unit (used by systemd initrds only: it is conditioned on /etc/initrd-release) and
+# an example configuration. Nothing is enabled: see the README for each distribution.
+PREFIX      ?= /usr
+DESTDIR     ?=
+SBINDIR     := $(PREFIX)/sbin
+DRACUTDIR   := $(PREFIX)/lib/dracut/modules.d/90ephemcrypt
+INITCPIODIR := $(PREFIX)/lib/initcpio
+UNITDIR     := $(PREFIX)/lib/systemd/system
+DOCDIR      := $(PREFIX)/share/doc/ephemcrypt
+INSTALLED   := $(SBINDIR)/ephemcrypt \
+	$(DRACUTDIR)/module-setup.sh $(DRACUTDIR)/ephemcrypt-hook.sh $(DRACUTDIR)/ephemcrypt.service \
+	$(INITCPIODIR)/install/ephemcrypt $(INITCPIODIR)/install/sd-ephemcrypt $(INITCPIODIR)/hooks/ephemcrypt \
+	$(UNITDIR)/ephemcrypt.service $(DOCDIR)/ephemcrypt.conf.example $(DOCDIR)/dracut.conf.d-ephemcrypt.conf
+
+.PHONY: install uninstall
+install: $(BIN)
+	install -Dm755 $(BIN) $(DESTDIR)$(SBINDIR)/ephemcrypt
+	install -Dm755 dracut/90ephemcrypt/module-setup.sh $(DESTDIR)$(DRACUTDIR)/module-setup.sh
+	install -Dm755 dracut/90ephemcrypt/ephemcrypt-hook.sh $(DESTDIR)$(DRACUTDIR)/ephemcrypt-hook.sh
+	install -Dm644 systemd/ephemcrypt.service $(DESTDIR)$(DRACUTDIR)/ephemcrypt.service
+	install -Dm644 mkinitcpio/install/ephemcrypt $(DESTDIR)$(INITCPIODIR)/install/ephemcrypt
+	install -Dm644 mkinitcpio/install/sd-ephemcrypt $(DESTDIR)$(INITCPIODIR)/install/sd-ephemcrypt
+	install -Dm644 mkinitcpio/hooks/ephemcrypt $(DESTDIR)$(INITCPIODIR)/hooks/ephemcrypt
+	install -Dm644 systemd/ephemcrypt.service $(DESTDIR)$(UNITDIR)/ephemcrypt.service
+	install -Dm644 ephemcrypt.conf.example $(DESTDIR)$(DOCDIR)/ephemcrypt.conf.example
+	install -Dm644 dracut/ephemcrypt.conf $(DESTDIR)$(DOCDIR)/dracut.conf.d-ephemcrypt.conf
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(DRACUTDIR) $(DESTDIR)$(DOCDIR) 2>/dev/null

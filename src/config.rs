@@ -821,3 +821,22 @@ mod tests {
         assert!(glob_match("a[b", "a[b"));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    /// The shipped example names every key with its default, so it cannot drift from the code.
+    #[test]
+    fn example_lists_every_key_with_its_default() {
+        let text = include_str!("../ephemcrypt.conf.example");
+        for k in super::KEYS {
+            let line = format!("#{} = {}", k.name, k.default);
+            assert!(text.lines().any(|l| l.trim_end() == line.trim_end()), "missing '{line}'");
+        }
+        // And, uncommented, it is a valid configuration giving the defaults.
+        let uncommented: String = text.lines().map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(""))).collect();
+        let uncommented: String =
+            uncommented.lines().filter(|l| l.contains(" = ") || l.ends_with(" =")).map(|l| format!("{l}\n")).collect();
+        let c = super::Config::load(Some((std::path::Path::new("example"), &uncommented)), "").unwrap();
+        assert_eq!(c, super::Config::default());
+    }
+}

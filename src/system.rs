@@ -128,7 +128,6 @@ impl LinuxSystem {
     }
 }
 
-
 /// The first of `names` found on PATH (or the usual sbin/bin directories).
 pub fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -287,20 +286,51 @@ impl System for LinuxSystem {
         run(&program, &args)
     }
 
+    /// A mount point missing from a root that the boot chain mounted read-only (dracut's
+    /// default, and `ro` on most cloud images' command lines) is made by remounting that file
+    /// system read-write for the mkdir and read-only again right after.
     fn mkdir(&mut self, path: &Path) -> Result<bool> {
         if path.is_dir() {
             return Ok(false);
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(path)
-            .map_err(|e| Error::os("create directory", path.display(), e))?;
-        Ok(true)
+        let create = || fs::DirBuilder::new().recursive(true).mode(0o755).create(path);
+        match create() {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                let (mount_point, flags) = self.mount_containing(path)?;
+                log::info!(
+                    "{} is read-only: remounting it read-write to create {}",
+                    mount_point.display(),
+                    path.display()
+                );
+                let remount = |extra: MsFlags| {
+                    nix::mount::mount(
+                        None::<&str>,
+                        &mount_point,
+                        None::<&str>,
+                        MsFlags::MS_REMOUNT | flags | extra,
+                        None::<&str>,
+                    )
+                    .map_err(|e| Error::errno("remount", mount_point.display(), e))
+                };
+                remount(MsFlags::empty())?;
+                let made = create().map_err(|e| Error::os("create directory", path.display(), e));
+                remount(MsFlags::MS_RDONLY)?;
+                made.map(|()| true)
+            }
+            Err(e) => Err(Error::os("create directory", path.display(), e)),
+        }
     }
 
     fn rmdir(&mut self, path: &Path) -> Result<()> {
-        fs::remove_dir(path).map_err(|e| Error::os("remove directory", path.display(), e))
+        match fs::remove_dir(path) {
+            // Made through a brief read-write remount: an empty directory stays, harmlessly.
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                log::info!("leaving empty directory {} on a read-only file system", path.display());
+                Ok(())
+            }
+            r => r.map_err(|e| Error::os("remove directory", path.display(), e)),
+        }
     }
 
     fn mount_dm(&mut self, name: &str, target: &Path, fs: Fs) -> Result<()> {
@@ -328,10 +358,7 @@ impl System for LinuxSystem {
     }
 
     fn is_mountpoint(&mut self, target: &Path) -> Result<bool> {
-        let info = self.path("/proc/self/mountinfo");
-        let text = fs::read_to_string(&info).map_err(|e| Error::os("read", info.display(), e))?;
-        let want = target.to_string_lossy();
-        Ok(text.lines().any(|l| l.split_whitespace().nth(4).is_some_and(|m| unescape_octal(m) == want)))
+        Ok(self.mounts()?.iter().any(|(m, _)| m == target))
     }
 
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
@@ -361,6 +388,47 @@ impl System for LinuxSystem {
     fn now_ms(&mut self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
+}
+
+impl LinuxSystem {
+    /// (mount point, per-mount options) of every mount, from /proc/self/mountinfo.
+    fn mounts(&self) -> Result<Vec<(PathBuf, String)>> {
+        let info = self.path("/proc/self/mountinfo");
+        let text = fs::read_to_string(&info).map_err(|e| Error::os("read", info.display(), e))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().skip(4);
+                Some((PathBuf::from(unescape_octal(f.next()?)), f.next()?.to_string()))
+            })
+            .collect())
+    }
+
+    /// The mount that holds `path`, and its per-mount flags (kept across a remount).
+    fn mount_containing(&self, path: &Path) -> Result<(PathBuf, MsFlags)> {
+        let mounts = self.mounts()?;
+        let (mount_point, options) = mounts
+            .iter()
+            .filter(|(m, _)| path.starts_with(m))
+            .max_by_key(|(m, _)| m.as_os_str().len())
+            .ok_or_else(|| Error::msg(format!("no mount holds {}", path.display())))?;
+        Ok((mount_point.clone(), mount_flags(options)))
+    }
+}
+
+/// The per-mount flags of a mountinfo options field (`rw,nosuid,nodev,relatime`), without `ro`.
+fn mount_flags(options: &str) -> MsFlags {
+    options.split(',').fold(MsFlags::empty(), |f, o| {
+        f | match o {
+            "nosuid" => MsFlags::MS_NOSUID,
+            "nodev" => MsFlags::MS_NODEV,
+            "noexec" => MsFlags::MS_NOEXEC,
+            "noatime" => MsFlags::MS_NOATIME,
+            "nodiratime" => MsFlags::MS_NODIRATIME,
+            "relatime" => MsFlags::MS_RELATIME,
+            _ => MsFlags::empty(),
+        }
+    })
 }
 
 /// Mount points in mountinfo escape space, tab, newline and backslash as octal.
@@ -431,6 +499,13 @@ mod tests {
         let e = copy_dir_tree(&base.join("missing"), &to).unwrap_err().to_string();
         assert!(e.contains("stat") && e.contains("missing"), "{e}");
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn mount_flags_are_kept_across_a_remount() {
+        let f = mount_flags("ro,nosuid,nodev,noexec,relatime");
+        assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+        assert!(!f.contains(MsFlags::MS_RDONLY));
     }
 
     #[test]

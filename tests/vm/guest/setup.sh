@@ -16,6 +16,8 @@ chown 0:4 /sysroot/var/log/journal
 chmod 2755 /sysroot/var/log/journal
 chmod 700 /sysroot/var/log/private
 echo "a log written before setup" >/sysroot/var/log/old.log
+# As dracut leaves it by default: read-only, and without the mount point /mnt/ephemcrypt.
+mount -o remount,ro /sysroot
 
 # dev_of SERIAL: major:minor of the NVMe namespace with that serial
 dev_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && cat "$d/dev"; done; }
@@ -23,6 +25,8 @@ dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
 
 ephemcrypt setup --newroot /sysroot
 check setup-exit-0 test $? = 0
+check mount-point-made-on-ro-root test -d /sysroot/mnt/ephemcrypt
+check root-read-only-again sh -c 'grep -q "^newroot /sysroot tmpfs ro[, ]" /proc/mounts'
 
 a=$(dev_of EPH-A) b=$(dev_of EPH-B)
 check stripe-by-serial-order sh -c "dmsetup table ephemcrypt-stripe | grep -q '^0 [0-9]* striped 2 512 $a 0 $b 0\$'"

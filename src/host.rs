@@ -37,6 +37,31 @@ pub struct Disk {
     pub probe: Probe,
 }
 
+impl Disk {
+    /// A clean, unmounted, unpartitioned disk with no identity yet; the reader and tests fill in
+    /// the rest.
+    pub fn new(name: &str, dev: DevNo, size: Bytes) -> Disk {
+        Disk {
+            name: name.to_string(),
+            path: PathBuf::from("/dev").join(name),
+            dev,
+            size,
+            model: String::new(),
+            serial: String::new(),
+            vendor: String::new(),
+            logical_block_size: 512,
+            read_only: false,
+            removable: false,
+            holders: Vec::new(),
+            partitions: Vec::new(),
+            mounts: Vec::new(),
+            swaps: Vec::new(),
+            links: Vec::new(),
+            probe: Probe::Clean,
+        }
+    }
+}
+
 /// What the signature probe of a disk's first and last bytes found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
@@ -173,10 +198,6 @@ impl Host {
         };
         let lbs = attr("queue/logical_block_size")?;
         Ok(Disk {
-            name: name.to_string(),
-            path: PathBuf::from("/dev").join(name),
-            dev,
-            size: Sectors(number("size")?).bytes(),
             model: attr("device/model")?,
             serial: serial.trim().to_string(),
             vendor: attr("device/vendor")?,
@@ -189,10 +210,7 @@ impl Host {
                 .into_iter()
                 .filter(|p| self.path(sys.join(p).join("partition")).exists())
                 .collect(),
-            mounts: Vec::new(),
-            swaps: Vec::new(),
-            links: Vec::new(),
-            probe: Probe::Clean,
+            ..Disk::new(name, dev, Sectors(number("size")?).bytes())
         })
     }
 

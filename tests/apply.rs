@@ -9,7 +9,7 @@ use ephemcrypt::apply::setup;
 use ephemcrypt::config::{Config, Fs};
 use ephemcrypt::dm::{TableLine, Target};
 use ephemcrypt::error::{Error, Result};
-use ephemcrypt::host::{Disk, Probe};
+use ephemcrypt::host::Disk;
 use ephemcrypt::key::{Key, KeySerial};
 use ephemcrypt::status::{Outcome, Result_};
 use ephemcrypt::system::System;
@@ -217,24 +217,8 @@ impl System for Fake {
 }
 
 fn disk(name: &str, serial: &str, minor: u32) -> Disk {
-    Disk {
-        name: name.into(),
-        path: PathBuf::from("/dev").join(name),
-        dev: DevNo { major: 259, minor },
-        size: Bytes(100 << 30),
-        model: "Amazon EC2 NVMe Instance Storage".into(),
-        serial: serial.into(),
-        vendor: String::new(),
-        logical_block_size: 512,
-        read_only: false,
-        removable: false,
-        holders: vec![],
-        partitions: vec![],
-        mounts: vec![],
-        swaps: vec![],
-        links: vec![],
-        probe: Probe::Clean,
-    }
+    let d = Disk::new(name, DevNo { major: 259, minor }, Bytes(100 << 30));
+    Disk { model: "Amazon EC2 NVMe Instance Storage".into(), serial: serial.into(), ..d }
 }
 
 fn two_disks() -> Vec<Disk> {

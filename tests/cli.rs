@@ -17,7 +17,8 @@ struct Machine {
 
 impl Machine {
     fn new(fixture: &str, cmdline: &str) -> Machine {
-        let base = std::env::temp_dir().join(format!("ephemcrypt-cli-{fixture}-{}-{}", std::process::id(), cmdline.len()));
+        let base =
+            std::env::temp_dir().join(format!("ephemcrypt-cli-{fixture}-{}-{}", std::process::id(), cmdline.len()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("newroot")).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
@@ -80,7 +81,12 @@ fn setup_with_no_eligible_disk_is_absent() {
     assert_eq!(o.status.code(), Some(0));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.starts_with("result: absent (no eligible disk; nothing to do)"), "{text}");
-    assert!(text.contains("disk /dev/nvme1n1 (Amazon EC2 NVMe Instance Storage AWS22B2C5F8A1D0E0001): refused: not selected"), "{text}");
+    assert!(
+        text.contains(
+            "disk /dev/nvme1n1 (Amazon EC2 NVMe Instance Storage AWS22B2C5F8A1D0E0001): refused: not selected"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -97,7 +103,12 @@ fn setup_with_a_configuration_error_reports_failed_and_lets_the_boot_go_on() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = m.status_json();
     assert_eq!(s.get("result").unwrap().as_str(), Some("failed"));
-    assert!(s.get("reason").unwrap().as_str().unwrap().contains("invalid value 'zfs' for 'fs' (from the kernel command line)"));
+    assert!(s
+        .get("reason")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .contains("invalid value 'zfs' for 'fs' (from the kernel command line)"));
     // The empty new root has no bind targets, so the tmpfs fallback had nothing to cover.
     assert!(stderr(&o).contains("newroot/var/log: No such file or directory"), "{}", stderr(&o));
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::path::Path;
 
 use crate::apply;
-use crate::config::Config;
+use crate::config::{Config, OnFailure};
 use crate::dm::Control;
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -160,19 +160,18 @@ fn setup(c: &Common, newroot: &Path) -> Result<i32> {
     }
     let host = Host::new(&c.host);
     let mut sys = LinuxSystem::new(&c.host);
-    let facts = host.facts(c.config.as_deref()).and_then(|f| {
-        let file = f.config.as_ref().map(|(p, t)| (p.as_path(), t.as_str()));
-        Ok(Config::load(file, &f.cmdline)?)
-    });
-    let (plan, outcome) = match facts {
-        Ok(config) => apply::setup(&config, newroot, &mut sys, &mut || host.disks()),
+    let (plan, outcome, policy_halts) = match host.config(c.config.as_deref()) {
+        Ok(config) => {
+            let (plan, outcome) = apply::setup(&config, newroot, &mut sys, &mut || host.disks());
+            (plan, outcome, config.on_failure == OnFailure::Halt)
+        }
         Err(e) => {
             // Without a configuration there is no policy to follow: keep data off the disks
             // with tmpfs over the default bind targets, report, and let the machine boot.
             log::error!("{e}");
             let mut o = apply::fallback(&Config::default(), newroot, &mut sys, e.to_string());
             o.result = Some(Result_::Failed);
-            (None, o)
+            (None, o, false)
         }
     };
     if outcome.already_active {
@@ -180,8 +179,7 @@ fn setup(c: &Common, newroot: &Path) -> Result<i32> {
     } else if let Err(e) = sys.write_status(&outcome.to_json(plan.as_ref()).pretty()) {
         log::error!("{e}");
     }
-    let halt = outcome.result() == Result_::Failed && plan.is_some();
-    Ok(if halt { 1 } else { 0 })
+    Ok(if policy_halts && outcome.result() == Result_::Failed { 1 } else { 0 })
 }
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.
@@ -217,7 +215,5 @@ fn doc_get_mut<'a>(doc: &'a mut Value, key: &str) -> Option<&'a mut Value> {
 /// Read the host and compute the plan, as both `plan` and `setup` do.
 pub fn compute_plan(c: &Common, caps: Caps) -> Result<plan::Plan> {
     let host = Host::new(&c.host);
-    let facts = host.facts(c.config.as_deref())?;
-    let config = Config::load(facts.config.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &facts.cmdline)?;
-    Ok(plan::plan(&config, &facts.disks, caps))
+    Ok(plan::plan(&host.config(c.config.as_deref())?, &host.disks()?, caps))
 }

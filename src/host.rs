@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::signature::{self, Signature};
 use crate::units::{Bytes, DevNo, Sectors};
@@ -81,15 +82,6 @@ pub struct Mount {
     pub fstype: String,
 }
 
-/// Everything `plan` needs from the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
-    pub cmdline: String,
-    /// The configuration file's path and text, when it exists.
-    pub config: Option<(PathBuf, String)>,
-    pub disks: Vec<Disk>,
-}
-
 /// Kernel names that are never physical disks.
 const VIRTUAL_PREFIXES: &[&str] = &["dm-", "md", "ram", "zram", "loop", "nbd", "sr", "fd", "zd"];
 
@@ -125,18 +117,18 @@ impl Host {
         }
     }
 
-    /// Everything `plan` needs: command line, configuration file and disks.
-    /// `config` overrides the default `/etc/ephemcrypt.conf` (a path on this machine, not under root).
-    pub fn facts(&self, config: Option<&Path>) -> Result<Facts> {
+    /// The configuration: the file (`file`, a path on this machine, or else the root's
+    /// /etc/ephemcrypt.conf when it exists) overridden by the kernel command line.
+    pub fn config(&self, file: Option<&Path>) -> Result<Config> {
         let cmdline = self.read("/proc/cmdline")?;
-        let config = match config {
+        let file = match file {
             Some(p) => {
                 let text = fs::read_to_string(p).map_err(|e| Error::os("read configuration", p.display(), e))?;
                 Some((p.to_path_buf(), text))
             }
             None => self.read_opt("/etc/ephemcrypt.conf")?.map(|t| (PathBuf::from("/etc/ephemcrypt.conf"), t)),
         };
-        Ok(Facts { cmdline: cmdline.trim().to_string(), config, disks: self.disks()? })
+        Ok(Config::load(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), cmdline.trim())?)
     }
 
     /// All whole disks, sorted by name, with mounts, swaps, links and a signature probe.

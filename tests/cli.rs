@@ -114,6 +114,20 @@ fn setup_with_a_configuration_error_reports_failed_and_lets_the_boot_go_on() {
 }
 
 #[test]
+fn unreadable_disks_follow_the_failure_policy() {
+    let m = Machine::new("aws", "rd.ephemcrypt.on-failure=halt");
+    std::fs::remove_dir_all(m.base.join("host/sys/block")).unwrap();
+    let o = m.setup();
+    assert_eq!(o.status.code(), Some(1), "halt exits non-zero: {}", stderr(&o));
+    let s = m.status_json();
+    assert_eq!(s.get("result").unwrap().as_str(), Some("failed"));
+    assert!(
+        s.get("reason").unwrap().as_str().unwrap().contains("list")
+            && s.get("reason").unwrap().as_str().unwrap().contains("sys/block")
+    );
+}
+
+#[test]
 fn status_json_adds_a_live_check() {
     let m = Machine::new("aws", "rd.ephemcrypt.devices=gcp");
     let dir = m.base.join("host/run/ephemcrypt");

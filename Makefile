@@ -29,8 +29,11 @@ check-static: $(BIN)
 	@echo "$(BIN): static, $$(stat -c %s $(BIN)) bytes"
 
 # Real kernel, real dm-crypt: qemu (TCG) boots a Debian cloud kernel with throwaway NVMe disks.
+# mkinitcpio.sh: the mkinitcpio hooks as installed, checked against mkinitcpio's functions, then
+# booted by an init that does what mkinitcpio's does.
 vm-test: $(BIN)
 	bash tests/vm/setup.sh
+	bash tests/vm/mkinitcpio.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,131 @@
+#!/bin/bash
+# mkinitcpio.sh [run.sh options...]: the mkinitcpio hooks as `make install` installs them
+# (mkinitcpio itself is not packaged for Debian).
+#  1. build: install/ephemcrypt and install/sd-ephemcrypt are sourced with stand-ins for
+#     mkinitcpio's add_* functions that fail on any module (not in the cached Debian kernel,
+#     unless optional with a '?' suffix), binary, file, runtime hook or unit that does not exist,
+#     and copy what they add into an image tree laid out as mkinitcpio's (/usr/sbin, /sbin and
+#     /bin are /usr/bin). build() and help() run for both; the sd flavour must hook its unit
+#     into initrd.target.
+#  2. boot: the busybox flavour's image tree, in an initramfs whose /init does what mkinitcpio's
+#     init does (guest/mkinitcpio-init.sh), boots a busybox real root that checks the volume
+#     (guest/mkinitcpio-root.sh). Disks: two throwaway 1G NVMe, chosen on the command line.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+out=$CACHE/mkinitcpio dest=$CACHE/mkinitcpio/dest
+rm -rf "$out"
+mkdir -p "$out"
+make --no-print-directory -s -C "$VM_DIR/../.." install DESTDIR="$dest" >&2
+eval "$("$VM_DIR/kernel.sh")"
+declare -A kmods # every module of the kernel, loadable or built in, by name with '_'
+while read -r m; do
+	m=${m%%:*} m=${m##*/} m=${m%.ko*}
+	kmods[${m//-/_}]=1
+done < <(cat "$MODDIR"/modules.{dep,builtin})
+# canon PATH: where a path of an image really is in mkinitcpio's layout (usr-merged, sbin in bin)
+canon() {
+	case $1 in
+	/bin/* | /sbin/* | /usr/sbin/*) echo "/usr/bin/${1#*bin/}" ;;
+	/lib/* | /lib64/* | /usr/lib64/*) echo "/usr/lib/${1#*lib*/}" ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# build_image HOOK IMG: run install/HOOK's build() and help() with the stand-ins; IMG gets what
+# they add. Fails on anything missing. mkinitcpio.conf's variables come from the environment.
+# shellcheck disable=SC2317 # the stand-ins are called by the hook
+build_image() (
+	local hook=$1 BUILDROOT=$2 errors=0
+	PATH=$dest/usr/sbin:$dest/usr/bin:$PATH # where make install put ephemcrypt
+	miss() { echo "MISSING in $hook: $*" >&2; errors=$((errors + 1)); return 1; }
+	# resolve PATH: that path of the installed system, from make install's tree or this host
+	resolve() { if [[ -e $dest$1 ]]; then echo "$dest$1"; elif [[ -e $1 ]]; then echo "$1"; else return 1; fi; }
+	put() { install -D -m "${3:-$(stat -Lc %a "$1")}" "$1" "$BUILDROOT$(canon "$2")"; }
+	map() { local r=0 a; for a in "${@:2}"; do "$1" "$a" || r=1; done; return "$r"; }
+	add_module() {
+		local m=${1%\?}
+		[[ $m != \?* ]] || { miss "module $1: optional is a '?' suffix (xfs?), not a prefix"; return 1; }
+		m=${m%.ko*} m=${m//-/_}
+		[[ -n ${kmods[$m]:-} || $1 == *\? ]] || miss "module $1 (not in $KVER)"
+	}
+	add_all_modules() {
+		local OPTIND=1 f list
+		local -a filters=()
+		while getopts f: f; do filters+=("$OPTARG"); done
+		shift $((OPTIND - 1))
+		list=$(find "$MODDIR" -name '*.ko*' | grep -E "$@")
+		for f in "${filters[@]}"; do list=$(grep -Ev "$f" <<<"$list"); done
+		[[ -n $list ]] || miss "no module matches $*"
+	}
+	add_checked_modules() { add_all_modules "$@"; } # as without the autodetect hook
+	add_binary() {
+		local src
+		if [[ $1 == /* ]]; then src=$(resolve "$1"); else src=$(type -P "$1"); fi || { miss "binary $1"; return 1; }
+		put "$src" "${2:-${src#"$dest"}}" "${3:-}"
+	}
+	add_file() {
+		local src
+		src=$(resolve "$1") || { miss "file $1"; return 1; }
+		put "$src" "${2:-$1}" "${3:-}"
+	}
+	add_dir() { mkdir -p "$BUILDROOT$1"; }
+	add_symlink() {
+		local link
+		link=$BUILDROOT$(canon "$1")
+		mkdir -p "${link%/*}" && ln -sfn "${2:-$(readlink "$1")}" "$link"
+	}
+	add_runscript() { # the runtime hook named as the install hook that calls this
+		local name=${BASH_SOURCE[1]##*/} src
+		src=$(resolve "/usr/lib/initcpio/hooks/$name") || { miss "runtime hook hooks/$name"; return 1; }
+		grep -q '^run_[a-z]*hook()' "$src" || miss "hooks/$name defines no run_*hook function"
+		put "$src" "/hooks/$name" 755
+	}
+	add_systemd_unit() { # as install/systemd's: Requires=/OnFailure= units and Exec* binaries too
+		local dir unit='' key values
+		for dir in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+			unit=$(resolve "$dir/$1") && break
+		done
+		[[ -n $unit ]] || { miss "systemd unit $1"; return 1; }
+		put "$unit" "$dir/$1"
+		while IFS='=' read -r key values; do
+			read -ra values <<<"$values"
+			case $key in
+			Requires | OnFailure) map add_systemd_unit "${values[@]}" ;;
+			Exec*) [[ ${values[0]} == -* ]] || { values[0]=${values[0]#!!} && add_binary "${values[0]#[@!:+]}"; } ;;
+			esac
+		done <"$unit"
+	}
+
+	set +eu # mkinitcpio runs hooks without errexit and nounset, and counts add_* failures
+	# shellcheck source=/dev/null
+	. "$dest/usr/lib/initcpio/install/$hook"
+	build
+	set -eu
+	[[ -n $(help) ]] || miss "help() printed nothing"
+	((errors == 0)) || die "install/$hook: $errors missing item(s), see above"
+	log "install/$hook: build() and help() ok, image tree $BUILDROOT:"
+	(cd "$BUILDROOT" && find . ! -type d | sed 's/^\./    /' | sort >&2)
+)
+
+build_image ephemcrypt "$out/image"
+CRYPTO_MODULES='aesni_intel xts' build_image sd-ephemcrypt "$out/image-sd"
+sd=$out/image-sd units=/usr/lib/systemd/system
+link=$(readlink "$sd$units/initrd.target.wants/ephemcrypt.service") || die "sd-ephemcrypt: initrd.target wants nothing"
+[[ $link == /* ]] || link=$units/initrd.target.wants/$link
+[[ $sd$link -ef $sd$units/ephemcrypt.service ]] || die "sd-ephemcrypt: initrd.target.wants/ephemcrypt.service -> $link, not the unit"
+exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$sd$units/ephemcrypt.service")
+[[ -x $sd$(canon "$exe") ]] || die "sd-ephemcrypt: the unit runs $exe, which is not in the image"
+log "sd-ephemcrypt: initrd.target wants ephemcrypt.service, which runs $exe (in the image)"
+
+# The boot test: the busybox flavour's files at their image paths, plus the util-linux
+# switch_root of mkinitcpio's base hook (it moves /dev, /proc, /sys and /run to the new root).
+extras=(/usr/sbin/switch_root:/usr/bin/switch_root)
+while IFS= read -r f; do extras+=("$f:${f#"$out/image"}"); done < <(find "$out/image" -type f)
+"$VM_DIR/mkinitrd.sh" "$out/initrd.img" "$VM_DIR/guest/mkinitcpio-init.sh" "${extras[@]}"
+"$VM_DIR/rootfs-busybox.sh" "$out/root.img" "$VM_DIR/guest/mkinitcpio-root.sh" "$dest/usr/sbin/ephemcrypt:/usr/sbin/ephemcrypt"
+"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/console.log" --timeout 600 --virtio "$out/root.img" \
+	--disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
+	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=30 rd.ephemcrypt.swap=64M" "$@"
+times=$(tr -d '\r' <"$out/console.log" | sed -n 's/^VMTEST \(TIME\|DONE\) //p' | tr '\n' ' ')
+log "PASS: mkinitcpio hooks; boot times (guest uptime, s): $times"

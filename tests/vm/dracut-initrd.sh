@@ -1,0 +1,68 @@
+#!/bin/bash
+# dracut-initrd.sh OUT.img [--conf-d]
+# An initramfs made by Debian's real dracut (dracut-core) from the module `make install` puts in
+# a staging directory, for the cloud kernel of kernel.sh. The host's /usr and /etc stay as they
+# are: dracut's tree (/usr/lib/dracut) is copied to the cache with the installed module added, and
+# /usr/bin/dracut is pointed at the copy with dracutbasedir= (it honours the variable when set),
+# at an empty configuration (--conf, --confdir) and at the cached kernel (--kver, --kmoddir). The
+# staged sbin leads DRACUT_PATH (dracut replaces PATH with it), so the module's
+# `require_binaries ephemcrypt` finds the binary there.
+# Shell init (systemd omitted), not host-only, with dm (its udev rules see ephemcrypt's mappings)
+# and the drivers of a virtio root and NVMe disks. Root stacks the test root does not have (lvm,
+# md, LUKS, resume, ...) are left out: under TCG each dracut module's hooks cost boot time.
+# ephemcrypt comes in by --add ephemcrypt or, with --conf-d, by the dracut.conf.d snippet that
+# make install ships. lsinitrd must then show the binary, dm-crypt, mkfs.ext4 and the pre-pivot
+# hook. Images are cached by their inputs (installed files, this script, kernel, host packages).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(($# >= 1)) || die "usage: ${0##*/} OUT.img [--conf-d]"
+out=$1 via=${2:---add}
+[[ $via == --add || $via == --conf-d ]] || die "unknown option $via"
+need_pkgs dracut-core zstd
+eval "$("$VM_DIR/kernel.sh")"
+
+work=$CACHE/dracut
+lock dracut
+rm -rf "${work:?}"/{staging,lib,conf.d}
+mkdir -p "$work/conf.d" "$(dirname "$out")"
+make -s -C "$VM_DIR/../.." install DESTDIR="$work/staging" >&2
+
+key=$({
+	cat "$VM_DIR/dracut-initrd.sh" "$VM_DIR/lib.sh"
+	(cd "$work/staging" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+	echo "$KVER $via"
+	dpkg-query -W
+} | sha256sum | cut -c1-16)
+img=$work/initrd-$KVER-${via#--}-$key.img
+if [[ ! -s $img ]]; then
+	cp -a /usr/lib/dracut "$work/lib"
+	cp -a "$work/staging/usr/lib/dracut/modules.d/90ephemcrypt" "$work/lib/modules.d/"
+	: >"$work/dracut.conf"
+	add=(--add "dm ephemcrypt")
+	if [[ $via == --conf-d ]]; then
+		cp "$work/staging/usr/share/doc/ephemcrypt/dracut.conf.d-ephemcrypt.conf" "$work/conf.d/ephemcrypt.conf"
+		add=(--add dm)
+	fi
+	omit=(systemd i18n console-setup lvm mdraid dmraid crypt resume usrmount nvdimm lunmask virtiofs terminfo
+		kernel-modules-extra modsign)
+	start=$SECONDS
+	trap 'rm -f "$img.$$"' EXIT
+	DRACUT_PATH="$work/staging/usr/sbin /sbin /bin /usr/sbin /usr/bin" dracutbasedir=$work/lib dracut \
+		--quiet --force --conf "$work/dracut.conf" --confdir "$work/conf.d" --kver "$KVER" --kmoddir "$MODDIR" \
+		--no-hostonly --omit "${omit[*]}" --add-drivers "ext4 virtio_blk virtio_pci nvme" \
+		--compress zstd --no-early-microcode "${add[@]}" "$img.$$" 2>"$work/dracut.log" ||
+		{ cat "$work/dracut.log" >&2; die "dracut failed"; }
+	grep -v "depends on '\?systemd" "$work/dracut.log" >&2 || true # the omitted module's dependants
+	# The image must hold what the module installs, and shell init must run the hook.
+	files=$(dracutbasedir=$work/lib lsinitrd "$img.$$" | awk '{ print $9 }')
+	for want in usr/sbin/ephemcrypt '.*/dm-crypt\.ko' 'usr/s\?bin/mkfs\.ext4' 'usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'; do
+		grep -qx "$want" <<<"$files" || die "the image lacks $want (see lsinitrd $img.$$)"
+	done
+	! grep -q 'ephemcrypt\.service$' <<<"$files" || die "the image has the systemd unit: not a shell-init image"
+	mv "$img.$$" "$img"
+	log "dracut built $img in $((SECONDS - start)) s ($(du -h "$img" | cut -f1))"
+	find "$work" -maxdepth 1 -name 'initrd-*.img' -mtime +7 -delete # unused for a week
+fi
+touch "$img"
+cp "$img" "$out"

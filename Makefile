@@ -31,9 +31,11 @@ check-static: $(BIN)
 # Real kernel, real dm-crypt: qemu (TCG) boots a Debian cloud kernel with throwaway NVMe disks.
 # mkinitcpio.sh: the mkinitcpio hooks as installed, checked against mkinitcpio's functions, then
 # booted by an init that does what mkinitcpio's does.
+# boot-dracut.sh: initramfs images from Debian's dracut (shell init) into a busybox real root.
 vm-test: $(BIN)
 	bash tests/vm/setup.sh
 	bash tests/vm/mkinitcpio.sh
+	bash tests/vm/boot-dracut.sh
 
 clean:
 	$(CARGO) clean

@@ -118,9 +118,16 @@ impl Host {
     }
 
     /// The configuration: the file (`file`, a path on this machine, or else the root's
-    /// /etc/ephemcrypt.conf when it exists) overridden by the kernel command line.
+    /// /etc/ephemcrypt.conf when it exists) overridden by the kernel command line. As dracut's
+    /// `getarg` does, arguments baked into the image (/etc/cmdline.d/*.conf, from dracut's
+    /// `kernel_cmdline=`) come first, so the boot loader's /proc/cmdline wins.
     pub fn config(&self, file: Option<&Path>) -> Result<Config> {
-        let cmdline = self.read("/proc/cmdline")?;
+        let mut cmdline = String::new();
+        for name in self.list("/etc/cmdline.d").iter().filter(|n| n.ends_with(".conf")) {
+            cmdline += &self.read(Path::new("/etc/cmdline.d").join(name))?;
+            cmdline.push(' ');
+        }
+        cmdline += &self.read("/proc/cmdline")?;
         let file = match file {
             Some(p) => {
                 let text = fs::read_to_string(p).map_err(|e| Error::os("read configuration", p.display(), e))?;

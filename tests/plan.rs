@@ -146,6 +146,20 @@ fn cmdline_selects_by_path_link_and_disables() {
 }
 
 #[test]
+fn image_cmdline_d_is_read_and_the_boot_loader_wins() {
+    let tree = copy_tree("aws");
+    std::fs::create_dir_all(tree.join("etc/cmdline.d")).unwrap();
+    std::fs::write(tree.join("etc/cmdline.d/50-ephemcrypt.conf"), "rd.ephemcrypt.devices=gcp rd.ephemcrypt.swap=1G\n")
+        .unwrap();
+    assert_eq!(plan_json(&tree, &[]).get("state").unwrap().as_str(), Some("absent"));
+    std::fs::write(tree.join("proc/cmdline"), "root=/dev/nvme0n1p1 rd.ephemcrypt.devices=aws\n").unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(used(&p), ["nvme2n1", "nvme1n1"]);
+    assert!(p.get("volume").unwrap().get("swap").unwrap().get("size_bytes").is_some(), "swap from cmdline.d kept");
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+#[test]
 fn no_disk_is_exit_0_and_says_so() {
     let tree = copy_tree("aws");
     std::fs::write(tree.join("proc/cmdline"), "rd.ephemcrypt.devices=gcp\n").unwrap();

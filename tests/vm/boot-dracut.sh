@@ -44,7 +44,7 @@ boot() {
 }
 # halted LOG: PASS when dracut's emergency path stopped the boot and the real root never ran.
 halted() {
-	if grep -aq 'dracut: FATAL: ephemcrypt: setup failed' "$1" && grep -aq 'dracut: Refusing to continue' "$1" &&
+	if grep -aq 'dracut: FATAL: ephemcrypt: setup exited with status 1' "$1" && grep -aq 'dracut: Refusing to continue' "$1" &&
 		! tr -d '\r' <"$1" | grep -v '^VMTEST FAIL run.sh' | grep -aq '^VMTEST '; then
 		log "halt: $(tr -d '\r' <"$1" | grep -a -m1 -o 'dracut: FATAL: .*'); the real root never ran"
 		echo PASS

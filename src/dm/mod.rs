@@ -21,13 +21,6 @@ pub use self::table::{Crypt, CryptKey, Linear, Striped, TableLine, Target, Targe
 use crate::units::DevNo;
 use crate::{Error, Result};
 
-/// Low 16 bits of a libdevmapper udev cookie. The kernel passes a non-zero `event_nr` to udev as
-/// `DM_COOKIE`, and udev's dm rules read the flags in its high 16 bits. Without a cookie, a device
-/// made by raw ioctls looks to the real root's udev like a spurious event and may be marked
-/// `SYSTEMD_READY=0` (lvm2 issue 31, systemd issue 34683). No semaphore stands behind this value:
-/// we do not wait for udev.
-pub const DM_COOKIE_MAGIC: u32 = 0x0D4D;
-
 /// Udev flags carried in the cookie (libdevmapper's libdm-common.h / libdevmapper.h).
 pub const DM_UDEV_DISABLE_DM_RULES_FLAG: u16 = 0x0001;
 pub const DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG: u16 = 0x0002;
@@ -38,9 +31,21 @@ pub const DM_UDEV_DISABLE_LIBRARY_FALLBACK: u16 = 0x0020;
 /// Marks the event as coming from the tool that made the change, not from `udevadm trigger`.
 pub const DM_UDEV_PRIMARY_SOURCE_FLAG: u16 = 0x0040;
 
-/// The `event_nr` value that carries `udev_flags` to udev.
+/// The `event_nr` value that carries `udev_flags` to udev: the flags in the high 16 bits and a base
+/// of 0 in the low 16, which is what libdevmapper sends when it does not wait for udev
+/// (`dm_task_set_cookie` without udev sync support).
+///
+/// The kernel passes a non-zero `event_nr` to udev as `DM_COOKIE` on the resume ("change") and
+/// remove events; the dm rules (`10-dm.rules`, Debian's `55-dm.rules`) read the flags with `dmsetup
+/// udevflags` and store `DM_UDEV_PRIMARY_SOURCE_FLAG` in the udev database. When the real root's udev
+/// replays the device after switch_root (an "add" event without a cookie), it finds the flag there;
+/// without it the rules take the device for a half-made one and mark it `SYSTEMD_READY=0` (lvm2
+/// issue 31, systemd issue 34683). The base must be 0: `95-dm-notify.rules` runs `dmsetup
+/// udevcomplete $DM_COOKIE`, which treats a zero base as "flags only, nobody waits" and otherwise
+/// looks for the semaphore keyed `DM_COOKIE_MAGIC (0x0D4D) << 16 | base`: there is none for us, so it
+/// would fail on every event. The magic belongs to that key, never to `event_nr`.
 pub fn cookie(udev_flags: u16) -> u32 {
-    DM_COOKIE_MAGIC | u32::from(udev_flags) << 16
+    u32::from(udev_flags) << 16
 }
 
 /// A target type the kernel has loaded, and its version.
@@ -183,8 +188,11 @@ mod tests {
 
     #[test]
     fn cookie_carries_udev_flags_above_the_magic() {
-        assert_eq!(cookie(0), 0x0000_0D4D);
-        assert_eq!(cookie(DM_UDEV_PRIMARY_SOURCE_FLAG), 0x0040_0D4D);
+        // No flags: no cookie, and the kernel sends no DM_COOKIE at all.
+        assert_eq!(cookie(0), 0);
+        // A zero base: `dmsetup udevcomplete` returns at once instead of looking for a semaphore.
+        assert_eq!(cookie(DM_UDEV_PRIMARY_SOURCE_FLAG), 0x0040_0000);
+        assert_eq!(cookie(DM_UDEV_PRIMARY_SOURCE_FLAG) & 0xffff, 0);
         let all = DM_UDEV_DISABLE_DM_RULES_FLAG
             | DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
             | DM_UDEV_DISABLE_DISK_RULES_FLAG
@@ -192,7 +200,7 @@ mod tests {
             | DM_UDEV_LOW_PRIORITY_FLAG
             | DM_UDEV_DISABLE_LIBRARY_FALLBACK
             | DM_UDEV_PRIMARY_SOURCE_FLAG;
-        assert_eq!(cookie(all), 0x007F_0D4D);
+        assert_eq!(cookie(all), 0x007F_0000);
     }
 
     #[test]

@@ -43,9 +43,14 @@ check() {
 	fi
 }
 
-# vm_done: report the end of the test (with guest uptime) and power off.
+# vm_done: report the end of the test (with guest uptime) and power off: cleanly when systemd
+# is PID 1 (a real root), at once otherwise (a test init).
 vm_done() {
 	echo "VMTEST DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 	sync
-	poweroff -f
+	if [ "$(cat /proc/1/comm)" = systemd ]; then
+		systemctl --no-block --job-mode=replace-irreversibly start poweroff.target # not via logind
+	else
+		poweroff -f
+	fi
 }

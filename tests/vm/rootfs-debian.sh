@@ -1,0 +1,98 @@
+#!/bin/bash
+# rootfs-debian.sh OUT.img TEST_SCRIPT [FILE:DEST ...]
+# A Debian 12 real root with systemd for boot-chain tests: a raw ext4 image (root=/dev/vda) made
+# from `debootstrap --variant=minbase bookworm` plus systemd-sysv, udev and dmsetup (lsblk,
+# findmnt and mke2fs come with minbase). Root has no password (serial console), the journal is
+# persistent (/var/log/journal), and vmtest.service runs /usr/local/sbin/vmtest after
+# multi-user.target with its output on the console. The image is cached under .cache/debian and
+# rebuilt only when the way it is built changes; each call copies it to OUT.img and
+# writes TEST_SCRIPT as /usr/local/sbin/vmtest, guest/lib.sh as /lib/vmtest.sh and each FILE at
+# DEST into the copy (debugfs: no mounting). Env: DEBIAN_MIRROR overrides apt's bookworm mirror.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(($# >= 2)) || die "usage: ${0##*/} OUT.img TEST_SCRIPT [FILE:DEST ...]"
+out=$1 script=$2
+shift 2
+need_pkgs debootstrap e2fsprogs
+PACKAGES=systemd-sysv,udev,dmsetup
+
+build() { # build IMG: debootstrap into a tree, configure it, make the ext4 image
+	local img=$1 tree mirror
+	tree=$(mktemp -d "$CACHE/debian/tree.XXXXXX")
+	trap 'rm -rf "$tree"' EXIT
+	# shellcheck disable=SC2016 # $(REPO_URI) is apt's, not ours
+	mirror=${DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI)' 'Codename: bookworm' \
+		'Identifier: Packages' 2>/dev/null | grep -v security | head -n1)}
+	log "debootstrap bookworm from ${mirror:=http://deb.debian.org/debian/}"
+	mkdir -p "$CACHE/debs/debootstrap"
+	debootstrap --variant=minbase --include="$PACKAGES" --cache-dir="$CACHE/debs/debootstrap" \
+		bookworm "$tree" "$mirror" >"$CACHE/debian/debootstrap.log" 2>&1 ||
+		die "debootstrap failed: see $CACHE/debian/debootstrap.log"
+	# Small and quiet: no docs, man pages, locales, apt lists or package cache.
+	rm -rf "$tree"/usr/share/{doc,man,info,locale}/* "$tree"/var/lib/apt/lists/* "$tree"/var/cache/apt/*.bin \
+		"$tree"/var/cache/apt/archives/*.deb "$tree"/var/log/*.log "$tree"/var/log/apt/*
+	echo ephemcrypt-vm >"$tree/etc/hostname"
+	echo '/dev/vda / ext4 errors=remount-ro 0 1' >"$tree/etc/fstab"
+	chroot "$tree" passwd -q -d root
+	chroot "$tree" systemd-machine-id-setup >/dev/null 2>&1
+	mkdir -p "$tree/etc/systemd/journald.conf.d" "$tree/var/log/journal" "$tree/mnt/ephemcrypt"
+	chroot "$tree" chown root:systemd-journal /var/log/journal
+	chmod 2755 "$tree/var/log/journal"
+	printf '[Journal]\nStorage=persistent\n' >"$tree/etc/systemd/journald.conf.d/persistent.conf"
+	echo "a log line from the image, hidden once /var/log is bound" >"$tree/var/log/image.log"
+	cat >"$tree/etc/systemd/system/vmtest.service" <<-'UNIT'
+		[Unit]
+		Description=VM test checks (tests/vm), then power off
+		After=multi-user.target
+		ConditionPathExists=/usr/local/sbin/vmtest
+
+		[Service]
+		Type=exec
+		ExecStart=/usr/local/sbin/vmtest
+		StandardOutput=tty
+		StandardError=tty
+
+		[Install]
+		WantedBy=multi-user.target
+	UNIT
+	chroot "$tree" systemctl -q enable vmtest.service
+	mkfs.ext4 -q -F -L debian-root -d "$tree" "$img.tmp" 1G >/dev/null
+	mv "$img.tmp" "$img"
+	rm -rf "$tree"
+	trap - EXIT
+}
+
+key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" | sha256sum | cut -c1-16)
+img=$CACHE/debian/bookworm-$key.img
+[[ -s $img ]] || lock debian
+if [[ ! -s $img ]]; then
+	start=$SECONDS
+	mkdir -p "$CACHE/debian"
+	build "$img"
+	log "Debian root $img built in $((SECONDS - start)) s ($(du -h "$img" | cut -f1) used of 1G)"
+	find "$CACHE/debian" -name 'bookworm-*.img' ! -name "${img##*/}" -delete # superseded images
+fi
+
+# Copy the image and write the files of this test into the copy.
+cp --sparse=always "$img" "$out.tmp"
+cmds=() checks=()
+put() { # put SRC DEST MODE
+	local dir=${2%/*} d='' part
+	cmds+=("cd /")
+	for part in ${dir//\// }; do d+=${d:+/}$part && cmds+=("mkdir $d"); done
+	cmds+=("cd ${dir:-/}" "rm ${2##*/}" "write $(realpath "$1") ${2##*/}" "sif ${2##*/} mode 0100$3")
+	checks+=("$2")
+}
+put "$script" /usr/local/sbin/vmtest 755
+put "$VM_DIR/guest/lib.sh" /usr/lib/vmtest.sh 644 # /lib is a link to usr/lib
+for pair; do
+	[[ $pair == *:/* ]] || die "expected FILE:/DEST, got $pair"
+	[[ -f ${pair%:/*} ]] || die "no file ${pair%:/*}"
+	put "${pair%:/*}" "/${pair##*:/}" "$(stat -c %a "${pair%:/*}")"
+done
+printf '%s\n' "${cmds[@]}" | debugfs -w -f - "$out.tmp" >/dev/null 2>&1 || true
+for f in "${checks[@]}"; do
+	debugfs -R "stat $f" "$out.tmp" 2>/dev/null | grep -q 'Type: regular' || die "could not write $f into $out"
+done
+mv "$out.tmp" "$out"

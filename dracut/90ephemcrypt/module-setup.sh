@@ -11,6 +11,11 @@ check() {
 
 # called by dracut
 depends() {
+    # dm: dmsetup and the device-mapper udev rules. They turn the udev flags ephemcrypt passes
+    # with each mapping (DM_UDEV_PRIMARY_SOURCE_FLAG) into udev database entries that survive
+    # switch_root (11-dm.rules: db_persist). Without them a real root with the dm rules marks
+    # the mappings SYSTEMD_READY=0: systemd never sees their devices (tests/vm/boot-systemd.sh).
+    echo dm
     return 0
 }
 

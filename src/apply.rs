@@ -136,6 +136,26 @@ pub fn setup<S: System>(
     }
 }
 
+/// A mapping that was just written to (mkfs, a swap signature) is opened by udev for a moment: the
+/// dm rules probe it (blkid) on the uevent that closing it after writing raises. Removing it in that
+/// window fails with EBUSY. Try again as `dmsetup remove --retry` does (libdevmapper: 25 tries, 200
+/// ms apart).
+const REMOVE_TRIES: u32 = 25;
+const REMOVE_RETRY_MS: u64 = 200;
+
+fn remove_mapping<S: System>(sys: &mut S, name: &str) -> Result<()> {
+    for _ in 1..REMOVE_TRIES {
+        match sys.dm_remove(name) {
+            Err(e) if e.is_busy() => {
+                log::info!("{e}; trying again in {REMOVE_RETRY_MS} ms");
+                sys.sleep_ms(REMOVE_RETRY_MS);
+            }
+            r => return r,
+        }
+    }
+    sys.dm_remove(name)
+}
+
 /// Undo in reverse order; returns what could not be undone.
 fn rollback<S: System>(sys: &mut S, undo: Vec<Undo>) -> Vec<String> {
     let mut left = Vec::new();
@@ -144,7 +164,7 @@ fn rollback<S: System>(sys: &mut S, undo: Vec<Undo>) -> Vec<String> {
         let r = match &u {
             Undo::Mapping { name, node } => {
                 let n = if *node { sys.remove_node(name) } else { Ok(()) };
-                n.and(sys.dm_remove(name))
+                n.and_then(|()| remove_mapping(sys, name))
             }
             Undo::Key(serial) => sys.invalidate_key(*serial),
             Undo::Swap(name) => sys.swapoff(name),

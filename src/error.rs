@@ -36,6 +36,11 @@ impl Error {
         Error::Msg(text.into())
     }
 
+    /// An OS error with errno EBUSY: the device or mount is still in use.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Os { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    }
+
     /// The process exit code `main` maps this error to.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -46,6 +46,8 @@ fn capture_logs() {
 struct Fake {
     calls: Vec<String>,
     fail_at: Option<usize>,
+    /// How many more removes of a mapping fail with EBUSY (udev probing it).
+    busy: BTreeMap<String, u32>,
     crypt_version: Option<[u32; 3]>,
     next_minor: u32,
     mappings: BTreeMap<String, DevNo>,
@@ -132,6 +134,10 @@ impl System for Fake {
     }
     fn dm_remove(&mut self, name: &str) -> Result<()> {
         self.call(format!("dm_remove {name}"))?;
+        if let Some(n) = self.busy.get_mut(name).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(Error::os("device-mapper remove", name, std::io::Error::from_raw_os_error(libc::EBUSY)));
+        }
         self.mappings.remove(name);
         self.live.remove(name);
         Ok(())
@@ -346,6 +352,37 @@ fn failure_at_every_step_leaves_nothing_behind() {
             }
         }
     }
+}
+
+/// Fail at the mount point (a read-only root without it), with the data mapping held by udev for
+/// `busy` removes after mkfs, as in a dracut systemd initrd with the dm rules.
+fn fail_at_mount_point_with_busy_data(busy: u32) -> (Fake, Outcome) {
+    let mut reference = Fake::new();
+    run(&mut reference, &config("swap = 4G"), two_disks());
+    let at = reference.calls.iter().position(|c| c == "mkdir /sysroot/mnt/ephemcrypt").unwrap();
+    let mut fake = Fake { fail_at: Some(at), busy: [("ephemcrypt-data".into(), busy)].into(), ..Fake::new() };
+    let o = run(&mut fake, &config("swap = 4G"), two_disks());
+    (fake, o)
+}
+
+#[test]
+fn rollback_waits_for_udev_to_let_go_of_a_mapping() {
+    let (fake, o) = fail_at_mount_point_with_busy_data(3);
+    fake.assert_clean();
+    assert_eq!(o.result(), Result_::Degraded);
+    assert!(!o.reason.contains("cleanup"), "{}", o.reason);
+    assert_eq!(fake.calls.iter().filter(|c| *c == "dm_remove ephemcrypt-data").count(), 4);
+    assert!(fake.clock >= 600, "waited {} ms", fake.clock);
+}
+
+#[test]
+fn rollback_gives_up_on_a_mapping_that_stays_busy() {
+    let (fake, o) = fail_at_mount_point_with_busy_data(u32::MAX);
+    assert_eq!(fake.calls.iter().filter(|c| *c == "dm_remove ephemcrypt-data").count(), 25);
+    assert!(o.reason.contains("cleanup: device-mapper remove ephemcrypt-data: "), "{}", o.reason);
+    assert!(o.reason.contains("(EBUSY)"), "{}", o.reason);
+    assert!(fake.mappings.contains_key("ephemcrypt-data"));
+    assert_eq!(fake.tmpfs.len(), 3, "the failure policy still runs");
 }
 
 #[test]

@@ -1,0 +1,103 @@
+#!/bin/sh
+# /usr/local/sbin/vmtest of boot-systemd.sh: run by vmtest.service in the Debian root after
+# multi-user.target, once the boot has finished; ephemcrypt ran in the dracut systemd initrd.
+# vmtest=volume (kernel command line): EPH-A and EPH-B blank (used), EPH-C with ext4 (refused).
+# Prints a report (lines "REPORT ...") of what a user wants to see, then checks that everything
+# survived switch_root and the real root's udev and systemd.
+# vmtest=fallback: the mount point cannot be made (on a root mounted read-only in the initrd)
+# after mkfs, while the initrd's udev probes the new file system: setup must roll back every
+# mapping and cover the bind targets with tmpfs, and the boot must go on.
+# shellcheck disable=SC2016 # sh -c '...' expands in the guest
+# shellcheck source=lib.sh
+. /lib/vmtest.sh
+
+state=$(systemctl is-system-running --wait)
+# report TITLE CMD...: a section of the report
+report() {
+	_title=$1
+	shift
+	printf 'REPORT\nREPORT == %s\n' "$_title"
+	"$@" 2>&1 | sed 's/^/REPORT   /'
+}
+# dm_dev NAME: major:minor of a mapping
+dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
+# on_volume PATH: PATH lies on the data slice of the encrypted volume
+on_volume() { test "$(findmnt -n -r -o MAJ:MIN -T "$1")" = "$(dm_dev ephemcrypt-data)"; }
+mount_active() { systemctl is-active -q "$(systemd-escape -p --suffix=mount "$1")"; }
+# one_swap_on NAME: the only active swap is mapping NAME
+one_swap_on() {
+	_s=$(swapon --noheadings --show=NAME)
+	[ "$(echo "$_s" | wc -l)" = 1 ] &&
+		[ "$(stat -L -c %t:%T "$_s")" = "$(dm_dev "$1" | awk -F: '{ printf "%x:%x", $1, $2 }')" ]
+}
+# first_of A B: which of two patterns the journal of this boot shows first
+first_of() { journalctl -b -q -o cat | grep -m1 -o -e "$1" -e "$2"; }
+# from_kmsg PATTERN: a line ephemcrypt wrote to /dev/kmsg matches
+from_kmsg() { journalctl -b -q -o cat _TRANSPORT=kernel SYSLOG_IDENTIFIER=ephemcrypt | grep -q "$1"; }
+# udev_ready NAME: udev has not marked mapping NAME SYSTEMD_READY=0
+udev_ready() { ! udevadm info -q property "/dev/block/$(dm_dev "$1")" | grep '^SYSTEMD_READY=0'; }
+
+status=$(ephemcrypt status 2>&1)
+status_has() { printf "%s\n" "$status" | grep -q "$1"; }
+check boot-finished-running test "$state" = running
+check no-failed-units test -z "$(systemctl --failed --plain --no-legend)"
+
+if grep -q ' vmtest=fallback' /proc/cmdline; then
+	report "ephemcrypt status" echo "$status"
+	check status-degraded status_has '^result: degraded (create directory /sysroot/srv/ephemcrypt: Read-only'
+	check rollback-complete eval '! status_has cleanup'
+	check no-mapping-left eval '! dmsetup ls | grep -q ephemcrypt'
+	check no-swap test -z "$(swapon --noheadings)"
+	for m in /var/log /tmp /var/tmp; do
+		check "tmpfs-$m" test "$(findmnt -n -o FSTYPE "$m")" = tmpfs
+		check "unit-active-$m" mount_active "$m"
+	done
+	vm_done
+	exit
+fi
+
+report "Disks chosen and refused, mappings, step timings (ephemcrypt status)" echo "$status"
+report "Device tree (lsblk)" lsblk -o NAME,MAJ:MIN,TYPE,SIZE,SERIAL,FSTYPE,MOUNTPOINTS
+report "Device-mapper tables: the key is a keyring reference, even with --showkeys" \
+	sh -c 'dmsetup table; echo "--showkeys ephemcrypt: $(dmsetup table --showkeys ephemcrypt)"'
+report "Mounts on the volume (findmnt)" sh -c \
+	'findmnt -l -o TARGET,SOURCE,FSTYPE,OPTIONS | awk "NR == 1 || /ephemcrypt/"'
+report "Swap" swapon --show
+journal=/var/log/journal/$(cat /etc/machine-id)/system.journal
+report "Journal (persistent, on the volume)" sh -c \
+	"ls -l $journal; findmnt -o TARGET,SOURCE,FSTYPE -T $journal; journalctl --disk-usage"
+report "What ephemcrypt logged in the initrd (journalctl -b -t ephemcrypt, from /dev/kmsg)" \
+	journalctl -b -q -o short-monotonic --no-hostname _TRANSPORT=kernel SYSLOG_IDENTIFIER=ephemcrypt
+report "Boot time (systemd-analyze)" systemd-analyze
+report "Units of the volume (systemctl)" systemctl list-units --all --no-pager --plain --no-legend \
+	var-log.mount tmp.mount var-tmp.mount mnt-ephemcrypt.mount '*.swap' 'dev-mapper-ephemcrypt*'
+
+check ran-in-initrd test "$(first_of '^done: 2 disk' '^Switching root')" = "done: 2 disk"
+check initrd-lines-from-kmsg from_kmsg '^done: 2 disk(s) encrypted'
+check initrd-unit-journal sh -c 'journalctl -b -q -o cat -u ephemcrypt.service | grep -q "done: 2 disk"'
+check status-ok status_has "^result: ok"
+check status-live status_has ": live\$"
+check status-none-gone eval "! status_has GONE"
+check status-refused-ext4 status_has "EPH-C.*refused: .*ext2/3/4"
+for m in /mnt/ephemcrypt /var/log /tmp /var/tmp; do
+	check "mounted-$m" on_volume "$m"
+	check "unit-active-$m" mount_active "$m"
+done
+check swap-active one_swap_on ephemcrypt-swap
+check journal-flushed systemctl is-active -q systemd-journal-flush.service
+check journal-persistent test -s "$journal"
+check journal-on-volume on_volume "$journal"
+check image-log-hidden test ! -e /var/log/image.log
+check root-no-password sh -c 'passwd -S root | grep -q " NP "'
+for n in ephemcrypt ephemcrypt-swap ephemcrypt-data; do
+	check "udev-ready-$n" udev_ready "$n"
+done
+# A later uevent (a package's udev rules, `udevadm trigger`) must not take the volume away either.
+udevadm trigger --settle --subsystem-match=block
+sleep 2
+for m in /var/log /tmp /var/tmp; do
+	check "after-trigger-mount-$m" mount_active "$m"
+	check "after-trigger-on-volume-$m" on_volume "$m"
+done
+check after-trigger-swap one_swap_on ephemcrypt-swap
+vm_done

@@ -2,6 +2,7 @@
 #   make build   static musl release binary: target/x86_64-unknown-linux-musl/release/ephemcrypt
 #   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
 #                check and the VM tests (qemu, Debian cloud kernel; installed on first use)
+#   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
 TARGET  := x86_64-unknown-linux-musl
 BIN     := target/$(TARGET)/release/ephemcrypt
 CARGO   ?= cargo
@@ -32,14 +33,26 @@ check-static: $(BIN)
 # mkinitcpio.sh: the mkinitcpio hooks as installed, checked against mkinitcpio's functions, then
 # booted by an init that does what mkinitcpio's does.
 # boot-dracut.sh: initramfs images from Debian's dracut (shell init) into a busybox real root.
+# boot-systemd.sh: Debian's dracut with systemd in the initrd into a Debian 12 systemd root.
 vm-test: $(BIN)
 	bash tests/vm/setup.sh
 	bash tests/vm/mkinitcpio.sh
 	bash tests/vm/boot-dracut.sh
+	bash tests/vm/boot-systemd.sh
 
 clean:
 	$(CARGO) clean
 	rm -rf tests/vm/.cache
+
+.PHONY: demo
+# The whole boot chain in a VM: Debian's dracut with its systemd module, two throwaway disks
+# encrypted and one refused, then a Debian 12 systemd root; shows what ephemcrypt did, read from
+# inside the guest. Installs what it needs (the musl target; Debian packages on first use).
+demo:
+	@if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx '$(TARGET)'; then \
+		rustup target add $(TARGET); fi
+	@$(MAKE) --no-print-directory build
+	@bash tests/vm/boot-systemd.sh --demo
 
 .PHONY: plan-demo
 # What ephemcrypt decides on fixture machines: disks used and refused, with reasons, and the steps.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# dracut-initrd.sh OUT.img [--conf-d]
+# dracut-initrd.sh OUT.img [--conf-d | --systemd]
 # An initramfs made by Debian's real dracut (dracut-core) from the module `make install` puts in
 # a staging directory, for the cloud kernel of kernel.sh. The host's /usr and /etc stay as they
 # are: dracut's tree (/usr/lib/dracut) is copied to the cache with the installed module added, and
@@ -7,19 +7,22 @@
 # at an empty configuration (--conf, --confdir) and at the cached kernel (--kver, --kmoddir). The
 # staged sbin leads DRACUT_PATH (dracut replaces PATH with it), so the module's
 # `require_binaries ephemcrypt` finds the binary there.
-# Shell init (systemd omitted), not host-only, with dm (its udev rules see ephemcrypt's mappings)
-# and the drivers of a virtio root and NVMe disks. Root stacks the test root does not have (lvm,
-# md, LUKS, resume, ...) are left out: under TCG each dracut module's hooks cost boot time.
-# ephemcrypt comes in by --add ephemcrypt or, with --conf-d, by the dracut.conf.d snippet that
-# make install ships. lsinitrd must then show the binary, dm-crypt, mkfs.ext4 and the pre-pivot
-# hook. Images are cached by their inputs (installed files, this script, kernel, host packages).
+# Shell init (systemd omitted) or, with --systemd, dracut's systemd initrd; not host-only, with
+# the drivers of a virtio root and NVMe disks. Root stacks the test root does not have (lvm, md,
+# LUKS, multipath, resume, ...) are left out, as on a host without those tools: what ephemcrypt
+# needs (dm and its udev rules) must come from its own module's dependencies; and under TCG each
+# dracut module's hooks cost boot time. ephemcrypt comes in by --add ephemcrypt or, with
+# --conf-d, by the dracut.conf.d snippet that make install ships. lsinitrd must then show the
+# binary, dm-crypt, mkfs.ext4, the dm udev rules and the pre-pivot hook (shell init) or the unit
+# wanted by initrd.target (systemd). Images are cached by their inputs (installed files, this
+# script, kernel, host packages).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 (($# >= 1)) || die "usage: ${0##*/} OUT.img [--conf-d]"
 out=$1 via=${2:---add}
-[[ $via == --add || $via == --conf-d ]] || die "unknown option $via"
-need_pkgs dracut-core zstd
+[[ $via == --add || $via == --conf-d || $via == --systemd ]] || die "unknown option $via"
+need_pkgs dracut-core systemd udev dmsetup zstd
 eval "$("$VM_DIR/kernel.sh")"
 
 work=$CACHE/dracut
@@ -39,12 +42,14 @@ if [[ ! -s $img ]]; then
 	cp -a /usr/lib/dracut "$work/lib"
 	cp -a "$work/staging/usr/lib/dracut/modules.d/90ephemcrypt" "$work/lib/modules.d/"
 	: >"$work/dracut.conf"
-	add=(--add "dm ephemcrypt")
-	if [[ $via == --conf-d ]]; then
+	add=(--add ephemcrypt) omit=(systemd)
+	case $via in
+	--conf-d)
 		cp "$work/staging/usr/share/doc/ephemcrypt/dracut.conf.d-ephemcrypt.conf" "$work/conf.d/ephemcrypt.conf"
-		add=(--add dm)
-	fi
-	omit=(systemd i18n console-setup lvm mdraid dmraid crypt resume usrmount nvdimm lunmask virtiofs terminfo
+		add=() ;;
+	--systemd) add=(--add "systemd ephemcrypt") omit=() ;;
+	esac
+	omit+=(i18n console-setup lvm mdraid dmraid multipath crypt resume usrmount nvdimm lunmask virtiofs terminfo
 		kernel-modules-extra modsign)
 	start=$SECONDS
 	trap 'rm -f "$img.$$"' EXIT
@@ -54,12 +59,15 @@ if [[ ! -s $img ]]; then
 		--compress zstd --no-early-microcode "${add[@]}" "$img.$$" 2>"$work/dracut.log" ||
 		{ cat "$work/dracut.log" >&2; die "dracut failed"; }
 	grep -v "depends on '\?systemd" "$work/dracut.log" >&2 || true # the omitted module's dependants
-	# The image must hold what the module installs, and shell init must run the hook.
+	# The image must hold what the module installs; shell init must run the hook, systemd the unit.
 	files=$(dracutbasedir=$work/lib lsinitrd "$img.$$" | awk '{ print $9 }')
-	for want in usr/sbin/ephemcrypt '.*/dm-crypt\.ko' 'usr/s\?bin/mkfs\.ext4' 'usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'; do
-		grep -qx "$want" <<<"$files" || die "the image lacks $want (see lsinitrd $img.$$)"
+	hook='usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'
+	unit='usr/lib/systemd/system/initrd\.target\.wants/ephemcrypt\.service'
+	if [[ $via == --systemd ]]; then want=$unit unwanted=$hook; else want=$hook unwanted=$unit; fi
+	for w in usr/sbin/ephemcrypt '.*/dm-crypt\.ko' 'usr/s\?bin/mkfs\.ext4' '.*/rules\.d/[0-9]*-dm\.rules' "$want"; do
+		grep -qx "$w" <<<"$files" || die "the image lacks $w (see lsinitrd $img.$$)"
 	done
-	! grep -q 'ephemcrypt\.service$' <<<"$files" || die "the image has the systemd unit: not a shell-init image"
+	! grep -qx "$unwanted" <<<"$files" || die "the image has $unwanted: the wrong init flavour"
 	mv "$img.$$" "$img"
 	log "dracut built $img in $((SECONDS - start)) s ($(du -h "$img" | cut -f1))"
 	find "$work" -maxdepth 1 -name 'initrd-*.img' -mtime +7 -delete # unused for a week

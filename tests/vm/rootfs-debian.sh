@@ -36,7 +36,8 @@ build() { # build IMG: debootstrap into a tree, configure it, make the ext4 imag
 	echo '/dev/vda / ext4 errors=remount-ro 0 1' >"$tree/etc/fstab"
 	chroot "$tree" passwd -q -d root
 	chroot "$tree" systemd-machine-id-setup >/dev/null 2>&1
-	mkdir -p "$tree/etc/systemd/journald.conf.d" "$tree/var/log/journal" "$tree/mnt/ephemcrypt"
+	# No /mnt/ephemcrypt: setup makes it on the root the initrd mounted read-only.
+	mkdir -p "$tree/etc/systemd/journald.conf.d" "$tree/var/log/journal"
 	chroot "$tree" chown root:systemd-journal /var/log/journal
 	chmod 2755 "$tree/var/log/journal"
 	printf '[Journal]\nStorage=persistent\n' >"$tree/etc/systemd/journald.conf.d/persistent.conf"

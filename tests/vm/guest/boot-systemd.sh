@@ -4,8 +4,7 @@
 # vmtest=volume (kernel command line): EPH-A and EPH-B blank (used), EPH-C with ext4 (refused).
 # Prints a report (lines "REPORT ...") of what a user wants to see, then checks that everything
 # survived switch_root and the real root's udev and systemd.
-# vmtest=fallback: the mount point cannot be made (on a root mounted read-only in the initrd)
-# after mkfs, while the initrd's udev probes the new file system: setup must roll back every
+# vmtest=fallback: the mount point cannot be made (it lies under a regular file) after mkfs, while the initrd's udev probes the new file system: setup must roll back every
 # mapping and cover the bind targets with tmpfs, and the boot must go on.
 # shellcheck disable=SC2016 # sh -c '...' expands in the guest
 # shellcheck source=lib.sh
@@ -44,7 +43,7 @@ check no-failed-units test -z "$(systemctl --failed --plain --no-legend)"
 
 if grep -q ' vmtest=fallback' /proc/cmdline; then
 	report "ephemcrypt status" echo "$status"
-	check status-degraded status_has '^result: degraded (create directory /sysroot/srv/ephemcrypt: Read-only'
+	check status-degraded status_has '^result: degraded (create directory /sysroot/etc/hostname/ephemcrypt: Not a directory'
 	check rollback-complete eval '! status_has cleanup'
 	check no-mapping-left eval '! dmsetup ls | grep -q ephemcrypt'
 	check no-swap test -z "$(swapon --noheadings)"

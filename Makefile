@@ -7,16 +7,24 @@ TARGET  := x86_64-unknown-linux-musl
 BIN     := target/$(TARGET)/release/ephemcrypt
 CARGO   ?= cargo
 
-.PHONY: build test lint unit check-static vm-test clean
+.PHONY: build test lint unit check-static vm-test clean toolchain
 
 build: $(BIN)
 
-$(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
+# The musl target, clippy and rustfmt, added with rustup where missing (a fresh machine).
+toolchain:
+	@if command -v rustup >/dev/null; then \
+		rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET); \
+		rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \
+		rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt; \
+	fi
+
+$(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs') | toolchain
 	$(CARGO) build --release --locked --target $(TARGET)
 
 test: lint unit check-static vm-test
 
-lint:
+lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
@@ -49,8 +57,6 @@ clean:
 # encrypted and one refused, then a Debian 12 systemd root; shows what ephemcrypt did, read from
 # inside the guest. Installs what it needs (the musl target; Debian packages on first use).
 demo:
-	@if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx '$(TARGET)'; then \
-		rustup target add $(TARGET); fi
 	@$(MAKE) --no-print-directory build
 	@bash tests/vm/boot-systemd.sh --demo
 

@@ -62,7 +62,7 @@ if [[ ! -s $img ]]; then
 	# The image must hold what the module installs; shell init must run the hook, systemd the unit.
 	files=$(dracutbasedir=$work/lib lsinitrd "$img.$$" | awk '{ print $9 }')
 	hook='usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'
-	unit='usr/lib/systemd/system/initrd\.target\.wants/ephemcrypt\.service'
+	unit='.*/systemd/system/initrd\.target\.wants/ephemcrypt\.service'
 	if [[ $via == --systemd ]]; then want=$unit unwanted=$hook; else want=$hook unwanted=$unit; fi
 	for w in usr/sbin/ephemcrypt '.*/dm-crypt\.ko' 'usr/s\?bin/mkfs\.ext4' '.*/rules\.d/[0-9]*-dm\.rules' "$want"; do
 		grep -qx "$w" <<<"$files" || die "the image lacks $w (see lsinitrd $img.$$)"

@@ -129,7 +129,9 @@ pub fn render(status: &Value, live: &dyn Fn(&str) -> Option<bool>) -> String {
         let f = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let used = d.get("use") == Some(&Value::Bool(true));
         let verdict = if used { "used".to_string() } else { format!("refused: {}", f("reason")) };
-        out += &format!("disk {} ({} {}): {verdict}\n", f("path"), f("model"), f("serial"));
+        let id: Vec<String> = [f("model"), f("serial")].into_iter().filter(|s| !s.is_empty()).collect();
+        let id = if id.is_empty() { "no model or serial".to_string() } else { id.join(" ") };
+        out += &format!("disk {} ({id}): {verdict}\n", f("path"));
     }
     for m in status.get("mappings").map(Value::as_array).unwrap_or(&[]) {
         let name = m.get("name").and_then(Value::as_str).unwrap_or("");

@@ -135,6 +135,7 @@ fn status_json_adds_a_live_check() {
     std::fs::write(
         dir.join("status.json"),
         r#"{"result": "ok", "reason": "2 disk(s) encrypted", "mappings": [{"name": "ephemcrypt", "dev": "253:1"}],
+            "disks": [{"path": "/dev/vda", "model": "", "serial": "", "use": false, "reason": "not selected by 'devices'"}],
             "cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 4096, "flags": ["sector_size:4096"],
             "key": "kernel keyring (logon), never stored", "mount": "/mnt/ephemcrypt", "binds": ["/var/log"],
             "steps": [{"step": "mkfs", "ms": 120}]}"#,
@@ -153,6 +154,7 @@ fn status_json_adds_a_live_check() {
         "key: kernel keyring (logon), never stored",
         "bind: /var/log",
         "120 ms  mkfs",
+        "disk /dev/vda (no model or serial): refused: not selected by 'devices'",
     ] {
         assert!(text.contains(needle), "{needle} in\n{text}");
     }

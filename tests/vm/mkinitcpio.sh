@@ -81,6 +81,13 @@ build_image() (
 		grep -q '^run_[a-z]*hook()' "$src" || miss "hooks/$name defines no run_*hook function"
 		put "$src" "/hooks/$name" 755
 	}
+	add_udev_rule() { # a name in udev's rules.d, or a path; Arch's names (device-mapper package,
+		# mkinitcpio's own initcpio/udev) are taken as they are: Debian ships these rules renamed.
+		local arch='10-dm.rules 13-dm-disk.rules 95-dm-notify.rules /usr/lib/initcpio/udev/11-dm-initramfs.rules'
+		[[ " $arch " == *" $1 "* ]] && return 0
+		if [[ $1 == /* ]]; then resolve "$1" >/dev/null; else compgen -G "/lib/udev/rules.d/$1" >/dev/null; fi ||
+			miss "udev rule $1"
+	}
 	add_systemd_unit() { # as install/systemd's: Requires=/OnFailure= units and Exec* binaries too
 		local dir unit='' key values
 		for dir in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do

@@ -102,16 +102,22 @@ fn preset_matches(cloud: Cloud, model: &str) -> bool {
     cloud.models().contains(&model)
 }
 
-/// Classify one disk. Every refusal that applies is listed, the most telling first.
-pub fn classify(disk: &Disk, config: &Config) -> Verdict {
+/// Identity alone: a persistent cloud disk, one no `devices` selector picks, or an excluded one.
+/// `None` means the disk is a candidate and the other rules decide.
+pub fn identity(disk: &Disk, config: &Config) -> Option<Refusal> {
     if let Some((model, what)) = PERSISTENT_MODELS.iter().find(|(m, _)| *m == disk.model) {
-        return Verdict::Refuse(vec![Refusal::Persistent { model: model.to_string(), what }]);
+        return Some(Refusal::Persistent { model: model.to_string(), what });
     }
     if !config.devices.iter().any(|s| selects(s, disk)) {
-        return Verdict::Refuse(vec![Refusal::NotSelected]);
+        return Some(Refusal::NotSelected);
     }
-    if let Some(s) = config.exclude.iter().find(|s| selects(s, disk)) {
-        return Verdict::Refuse(vec![Refusal::Excluded(s.clone())]);
+    config.exclude.iter().find(|s| selects(s, disk)).map(|s| Refusal::Excluded(s.clone()))
+}
+
+/// Classify one disk. Every refusal that applies is listed, the most telling first.
+pub fn classify(disk: &Disk, config: &Config) -> Verdict {
+    if let Some(r) = identity(disk, config) {
+        return Verdict::Refuse(vec![r]);
     }
     let mut why = Vec::new();
     if !disk.mounts.is_empty() {
@@ -141,6 +147,8 @@ pub fn classify(disk: &Disk, config: &Config) -> Verdict {
         Probe::Found(_) => {}
         // Not being able to read a disk is never overridden by force.
         Probe::Failed(e) => why.push(Refusal::Unreadable(e.clone())),
+        // A candidate always is probed (Host::disks); refuse rather than trust a missing probe.
+        Probe::NotProbed => why.push(Refusal::Unreadable("it was not probed".into())),
     }
     if why.is_empty() {
         Verdict::Use

@@ -162,7 +162,7 @@ fn setup(c: &Common, newroot: &Path) -> Result<i32> {
     let mut sys = LinuxSystem::new(&c.host);
     let (plan, outcome, policy_halts) = match host.config(c.config.as_deref()) {
         Ok(config) => {
-            let (plan, outcome) = apply::setup(&config, newroot, &mut sys, &mut || host.disks());
+            let (plan, outcome) = apply::setup(&config, newroot, &mut sys, &mut || host.disks(&config));
             (plan, outcome, config.on_failure == OnFailure::Halt)
         }
         Err(e) => {
@@ -215,5 +215,6 @@ fn doc_get_mut<'a>(doc: &'a mut Value, key: &str) -> Option<&'a mut Value> {
 /// Read the host and compute the plan, as both `plan` and `setup` do.
 pub fn compute_plan(c: &Common, caps: Caps) -> Result<plan::Plan> {
     let host = Host::new(&c.host);
-    Ok(plan::plan(&host.config(c.config.as_deref())?, &host.disks()?, caps))
+    let config = host.config(c.config.as_deref())?;
+    Ok(plan::plan(&config, &host.disks(&config)?, caps))
 }

@@ -58,7 +58,7 @@ impl Disk {
             mounts: Vec::new(),
             swaps: Vec::new(),
             links: Vec::new(),
-            probe: Probe::Clean,
+            probe: Probe::NotProbed,
         }
     }
 }
@@ -66,6 +66,8 @@ impl Disk {
 /// What the signature probe of a disk's first and last bytes found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
+    /// Not read: a disk that no selector picks (or a persistent cloud disk) is never probed.
+    NotProbed,
     Clean,
     Found(Signature),
     /// The disk could not be read; the text names the path and the errno.
@@ -138,8 +140,10 @@ impl Host {
         Ok(Config::load(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), cmdline.trim())?)
     }
 
-    /// All whole disks, sorted by name, with mounts, swaps, links and a signature probe.
-    pub fn disks(&self) -> Result<Vec<Disk>> {
+    /// All whole disks, sorted by name, with mounts, swaps and links. Only the disks that
+    /// `config` picks by identity get the signature probe: reading the root disk or an unselected
+    /// one at boot would be wasted I/O, and their verdict never depends on it.
+    pub fn disks(&self, config: &Config) -> Result<Vec<Disk>> {
         let mounts = self.mounts()?;
         let swaps = self.swaps()?;
         let links = self.dev_links();
@@ -168,7 +172,9 @@ impl Host {
             disk.mounts.dedup();
             disk.swaps = swaps.iter().filter(|s| own(s)).cloned().collect();
             disk.links = links.iter().filter(|(_, n)| *n == disk.name).map(|(l, _)| l.clone()).collect();
-            disk.probe = self.probe(&disk.name);
+            if crate::classify::identity(&disk, config).is_none() {
+                disk.probe = self.probe(&disk.name);
+            }
             disks.push(disk);
         }
         Ok(disks)

@@ -9,7 +9,7 @@ use ephemcrypt::apply::setup;
 use ephemcrypt::config::{Config, Fs};
 use ephemcrypt::dm::{TableLine, Target};
 use ephemcrypt::error::{Error, Result};
-use ephemcrypt::host::Disk;
+use ephemcrypt::host::{Disk, Probe};
 use ephemcrypt::key::{Key, KeySerial};
 use ephemcrypt::status::{Outcome, Result_};
 use ephemcrypt::system::System;
@@ -224,7 +224,7 @@ impl System for Fake {
 
 fn disk(name: &str, serial: &str, minor: u32) -> Disk {
     let d = Disk::new(name, DevNo { major: 259, minor }, Bytes(100 << 30));
-    Disk { model: "Amazon EC2 NVMe Instance Storage".into(), serial: serial.into(), ..d }
+    Disk { model: "Amazon EC2 NVMe Instance Storage".into(), serial: serial.into(), probe: Probe::Clean, ..d }
 }
 
 fn two_disks() -> Vec<Disk> {

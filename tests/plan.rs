@@ -235,3 +235,13 @@ fn missing_host_files_are_named() {
         String::from_utf8_lossy(&out.stderr).contains("read /nonexistent/host/proc/cmdline: No such file or directory")
     );
 }
+
+#[test]
+fn only_candidate_disks_are_probed() {
+    use ephemcrypt::config::Config;
+    use ephemcrypt::host::{Host, Probe};
+    let disks = Host::new(fixture("aws")).disks(&Config::default()).unwrap();
+    let probe = |name: &str| disks.iter().find(|d| d.name == name).unwrap().probe.clone();
+    assert_eq!(probe("nvme1n1"), Probe::Clean, "instance store: probed");
+    assert_eq!(probe("nvme0n1"), Probe::NotProbed, "the EBS root disk is never read");
+}

@@ -77,11 +77,6 @@ impl Key {
         self.bytes.is_empty()
     }
 
-    /// Whether mlock(2) succeeded for this key's buffer.
-    pub fn locked(&self) -> bool {
-        self.locked
-    }
-
     /// The raw key bytes. This is the only way to read a key; its callers are
     /// [`add_logon_key`] and the hex fallback [`Key::to_hex`]. Keep the borrow short.
     pub fn expose(&self) -> &[u8] {
@@ -177,9 +172,9 @@ pub fn set_non_dumpable() -> Result<()> {
 
 // From include/uapi/linux/keyctl.h (stable ABI).
 const KEY_SPEC_PROCESS_KEYRING: c_long = -2;
-const KEYCTL_GET_KEYRING_ID: c_long = 0;
 const KEYCTL_REVOKE: c_long = 3;
 const KEYCTL_UNLINK: c_long = 9;
+#[cfg(test)]
 const KEYCTL_SEARCH: c_long = 10;
 #[cfg(test)]
 const KEYCTL_READ: c_long = 11;
@@ -270,9 +265,11 @@ pub fn invalidate_key(serial: KeySerial) -> Result<()> {
     }
 }
 
-/// Look for a usable logon key with this description in the process keyring.
+/// Look for a usable logon key with this description in the process keyring (tests prove with it
+/// that nothing is left behind).
 ///
 /// Revoked or expired keys that are still linked count as absent: their payload is gone.
+#[cfg(test)]
 pub fn find_logon_key(description: &str) -> Result<Option<KeySerial>> {
     let desc = CString::new(description)
         .map_err(|_| Error::msg(format!("invalid key description {description:?}: contains NUL")))?;
@@ -293,13 +290,6 @@ pub fn find_logon_key(description: &str) -> Result<Option<KeySerial>> {
         Err(Errno::ENOKEY | Errno::EKEYREVOKED | Errno::EKEYEXPIRED) => Ok(None),
         Err(e) => Err(Error::errno("search keyring for", description, e)),
     }
-}
-
-/// Whether this process may use the kernel keyring: false without `CONFIG_KEYS` (ENOSYS) or
-/// under a seccomp filter that refuses keyctl (EPERM, as in container sandboxes). This does not
-/// say whether dm-crypt accepts keyring keys; that is the crypt target's version (≥ 1.15).
-pub fn keyring_supported() -> bool {
-    matches!(keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_PROCESS_KEYRING, 0), Ok(_) | Err(Errno::ENOKEY))
 }
 
 #[cfg(test)]
@@ -383,7 +373,6 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
         };
-        assert!(keyring_supported());
         assert_eq!(find_logon_key(&desc).unwrap(), Some(serial));
 
         // A logon key must never be readable from userspace.

@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use self::flags::DM_BUFFER_FULL_FLAG;
 use super::table::{TableLine, Target};
 use super::TargetVersion;
-use crate::units::{DevNo, Sectors};
+use crate::units::Sectors;
 use crate::{Error, Result};
 
 const DM_IOCTL: u8 = 0xfd;
@@ -106,28 +106,21 @@ struct DmTargetVersions {
     version: [u32; 3],
 }
 
-/// `struct dm_name_list`. Its name is a C flexible array after `next`, so it starts at offset 12,
-/// inside what Rust counts as this struct's tail padding.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DmNameList {
-    dev: u64,
-    next: u32,
-}
-
 const HEADER: usize = size_of::<DmIoctl>();
 const SPEC: usize = size_of::<DmTargetSpec>();
 const VERSIONS_NAME: usize = size_of::<DmTargetVersions>();
-const NAME_LIST_NAME: usize = offset_of!(DmNameList, next) + size_of::<u32>();
 
 /// The commands we send, numbered as in dm-ioctl.h.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Cmd {
+    /// Not sent: ephemcrypt needs neither (the numbering test keeps the list honest).
+    #[allow(dead_code)]
     Version = 0,
     /// Never sent: it removes every mapping on the host, not only ours. Listed for completeness.
     #[allow(dead_code)]
     RemoveAll = 1,
+    #[allow(dead_code)]
     ListDevices = 2,
     DevCreate = 3,
     DevRemove = 4,
@@ -459,26 +452,6 @@ pub(crate) fn decode_versions(b: &[u8]) -> Result<Vec<TargetVersion>, String> {
     Ok(out)
 }
 
-/// Decodes a DM_LIST_DEVICES reply into (name, device number) pairs.
-pub(crate) fn decode_names(b: &[u8]) -> Result<Vec<(String, DevNo)>, String> {
-    let data = data_area(b)?;
-    let mut out = Vec::new();
-    // No devices: the kernel writes `dev = 0` past a zero-length data area.
-    if data.len() < NAME_LIST_NAME {
-        return Ok(out);
-    }
-    walk_chain(data, offset_of!(DmNameList, next), |at| {
-        let dev = u64_at(record(data, at, NAME_LIST_NAME, "device entry")?, 0);
-        if dev == 0 {
-            return Ok(false);
-        }
-        let name = c_str_at(data, at + NAME_LIST_NAME, "device name")?;
-        out.push((String::from_utf8_lossy(name).into_owned(), DevNo::from_dev_t(dev)));
-        Ok(true)
-    })?;
-    Ok(out)
-}
-
 /// Decodes a DM_TABLE_STATUS reply (`target_count` specs; `next` counts from the data area's start).
 pub(crate) fn decode_table(b: &[u8]) -> Result<Vec<TableLine>, String> {
     let data = data_area(b)?;
@@ -510,6 +483,7 @@ mod tests {
     use super::flags::*;
     use super::*;
     use crate::dm::table::{Crypt, CryptKey, Linear, TargetKind};
+    use crate::units::DevNo;
 
     #[test]
     fn layout_matches_the_kernel_header() {
@@ -540,7 +514,6 @@ mod tests {
         ];
         assert_eq!(spec, [0, 8, 16, 20, 24]);
         assert_eq!((offset_of!(DmTargetVersions, version), VERSIONS_NAME), (4, 16));
-        assert_eq!((offset_of!(DmNameList, next), NAME_LIST_NAME), (8, 12));
     }
 
     #[test]
@@ -710,32 +683,6 @@ mod tests {
         put(&mut b, offset_of!(DmIoctl, data_size), &100_000u32.to_ne_bytes());
         assert!(decode_versions(&b).is_err());
         assert!(decode_versions(&b[..100]).is_err());
-    }
-
-    #[test]
-    fn decode_list_devices() {
-        let entry = |dev: u64, next: u32, name: &str| {
-            let mut e = dev.to_ne_bytes().to_vec();
-            e.extend(next.to_ne_bytes());
-            e.extend(name.as_bytes());
-            e.push(0);
-            e.resize(align(e.len() + 8), 0); // newer kernels put event_nr and uuid after the name
-            e
-        };
-        let first = entry(DevNo { major: 253, minor: 0 }.to_dev_t(), 0, "ephemeral_stripe");
-        let mut data = entry(DevNo { major: 253, minor: 0 }.to_dev_t(), first.len() as u32, "ephemeral_stripe");
-        data.extend(entry(DevNo { major: 253, minor: 1 }.to_dev_t(), 0, "ephemeral"));
-        let got = decode_names(&reply(&data, 0, 0)).unwrap();
-        assert_eq!(
-            got,
-            [
-                ("ephemeral_stripe".to_string(), DevNo { major: 253, minor: 0 }),
-                ("ephemeral".to_string(), DevNo { major: 253, minor: 1 })
-            ]
-        );
-        // No devices: data_size == data_start, or a first entry with dev 0.
-        assert!(decode_names(&reply(&[], 0, 0)).unwrap().is_empty());
-        assert!(decode_names(&reply(&[0; 16], 0, 0)).unwrap().is_empty());
     }
 
     /// A DM_TABLE_STATUS data area as the kernel writes it: each spec's `next` is the aligned end

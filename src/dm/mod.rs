@@ -55,11 +55,6 @@ pub struct TargetVersion {
     pub version: [u32; 3],
 }
 
-/// Is target `target` loaded at version `min` or newer? (Optional dm-crypt arguments depend on it.)
-pub fn supports(versions: &[TargetVersion], target: &str, min: [u32; 3]) -> bool {
-    versions.iter().any(|v| v.name == target && v.version >= min)
-}
-
 /// What DM_DEV_STATUS says about a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DevInfo {
@@ -91,12 +86,6 @@ impl Control {
 
     fn call(&self, req: &Request<'_>) -> Result<Buffer> {
         ioctl::call(self.fd.as_fd(), req)
-    }
-
-    /// The kernel's device-mapper ioctl interface version.
-    pub fn version(&self) -> Result<[u32; 3]> {
-        let req = Request::new(Cmd::Version, "device-mapper version", "");
-        Ok(self.call(&req)?.header().version)
     }
 
     /// The target types the kernel has loaded (a module not yet loaded is not listed).
@@ -174,12 +163,6 @@ impl Control {
         };
         ioctl::decode_table(self.call(&req)?.bytes()).map_err(|why| req.error(why))
     }
-
-    /// All device-mapper devices: name and device number.
-    pub fn list(&self) -> Result<Vec<(String, DevNo)>> {
-        let req = Request::new(Cmd::ListDevices, "device-mapper list devices", "");
-        ioctl::decode_names(self.call(&req)?.bytes()).map_err(|why| req.error(why))
-    }
 }
 
 #[cfg(test)]
@@ -201,16 +184,6 @@ mod tests {
             | DM_UDEV_DISABLE_LIBRARY_FALLBACK
             | DM_UDEV_PRIMARY_SOURCE_FLAG;
         assert_eq!(cookie(all), 0x007F_0000);
-    }
-
-    #[test]
-    fn supports_compares_versions() {
-        let v = [TargetVersion { name: "crypt".into(), version: [1, 22, 0] }];
-        assert!(supports(&v, "crypt", [1, 22, 0]));
-        assert!(supports(&v, "crypt", [1, 9, 7]));
-        assert!(!supports(&v, "crypt", [1, 23, 0]));
-        assert!(!supports(&v, "crypt", [2, 0, 0]));
-        assert!(!supports(&v, "striped", [1, 0, 0]));
     }
 
     #[test]

@@ -196,27 +196,6 @@ pub struct TableLine {
 }
 
 impl TableLine {
-    /// Does this live line say what `target` says? Compared word by word, except that a crypt
-    /// target's optional arguments are a set (the kernel prints them in its own order) and a hex key
-    /// is compared without regard to case (the kernel prints lowercase).
-    pub fn matches(&self, target: &Target) -> bool {
-        if self.start != target.start || self.len != target.len || self.target_type != target.kind.type_name() {
-            return false;
-        }
-        let want = target.params();
-        let (have, want): (Vec<&str>, Vec<&str>) =
-            (self.params.split_whitespace().collect(), want.split_whitespace().collect());
-        if !matches!(target.kind, TargetKind::Crypt(_)) {
-            return have == want;
-        }
-        const FIXED: usize = 5; // cipher key iv_offset dev offset
-        if have.len() < FIXED || want.len() < FIXED {
-            return false;
-        }
-        let fixed_eq = have[..FIXED].iter().zip(&want[..FIXED]).all(|(a, b)| a.eq_ignore_ascii_case(b));
-        fixed_eq && crypt_options(&have[FIXED..]) == crypt_options(&want[FIXED..])
-    }
-
     /// `params` with the key of a crypt line replaced unless it is a keyring reference.
     fn redacted_params(&self) -> String {
         if self.target_type != "crypt" {
@@ -229,19 +208,6 @@ impl TableLine {
             .collect::<Vec<_>>()
             .join(" ")
     }
-}
-
-/// The optional-argument words of a crypt line (after the count), sorted; `None` if the count lies.
-fn crypt_options<'a>(words: &[&'a str]) -> Option<Vec<&'a str>> {
-    let Some((count, opts)) = words.split_first() else {
-        return Some(Vec::new());
-    };
-    if count.parse::<usize>().ok()? != opts.len() {
-        return None;
-    }
-    let mut opts = opts.to_vec();
-    opts.sort_unstable();
-    Some(opts)
 }
 
 /// Parses `<start> <len> <type> <params>` (the `dmsetup table` form). The error never quotes the
@@ -408,32 +374,5 @@ mod tests {
         assert!(!format!("{hex_line:?}").contains(HEX));
         let logon_line: TableLine = "0 2048 crypt aes-xts-plain64 :64:logon:ephemcrypt:abc 0 253:0 0".parse().unwrap();
         assert!(logon_line.to_string().contains(":64:logon:ephemcrypt:abc"));
-    }
-
-    #[test]
-    fn live_line_matches_target() {
-        let t = crypt(logon(), &["sector_size:4096", "no_read_workqueue", "no_write_workqueue"]);
-        // The kernel prints optional arguments in its own order.
-        let live: TableLine = "0 2048 crypt aes-xts-plain64 :64:logon:ephemcrypt:abc 0 253:0 0 3 \
-                               no_read_workqueue no_write_workqueue sector_size:4096"
-            .parse()
-            .unwrap();
-        assert!(live.matches(&t));
-        assert!(!live.matches(&crypt(logon(), &["sector_size:4096"])));
-        assert!(!live.matches(&Target { len: Sectors(4096), ..t.clone() }));
-
-        let hex_live: TableLine =
-            format!("0 2048 crypt aes-xts-plain64 {} 0 253:0 0", HEX.to_uppercase()).parse().unwrap();
-        assert!(hex_live.matches(&crypt(hex(), &[])));
-        assert!(!hex_live.matches(&crypt(logon(), &[])));
-
-        let lin = Target {
-            start: Sectors(0),
-            len: Sectors(8),
-            kind: TargetKind::Linear(Linear { dev: dev(8, 0), offset: Sectors(0) }),
-        };
-        assert!("0 8 linear 8:0 0".parse::<TableLine>().unwrap().matches(&lin));
-        assert!(!"0 8 linear 8:0 1".parse::<TableLine>().unwrap().matches(&lin));
-        assert!(!"0 8 striped 8:0 0".parse::<TableLine>().unwrap().matches(&lin));
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Fs, OnFailure};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Linear, Striped, Target, TargetKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::Disk;
 use crate::key::{self, KeySerial};
 use crate::plan::{self, Caps, KeyPath, Plan, State, Volume};
@@ -227,6 +227,16 @@ fn reattach<S: System>(config: &Config, crypt_dev: DevNo, newroot: &Path, sys: &
     };
     let mount = under(newroot, &config.mount);
     let r = (|| -> Result<()> {
+        // Only our own volume is reattached: a mapping of that name must be one crypt target.
+        let table = sys.dm_table(&config.name)?;
+        if !matches!(table.as_slice(), [line] if line.target_type == "crypt") {
+            let kinds: Vec<&str> = table.iter().map(|l| l.target_type.as_str()).collect();
+            return Err(Error::msg(format!(
+                "/dev/mapper/{} exists but is not a dm-crypt volume ({}); set 'name' to another prefix",
+                config.name,
+                kinds.join(", ")
+            )));
+        }
         if config.fs == Fs::None || sys.is_mountpoint(&mount)? {
             return Ok(());
         }

@@ -207,6 +207,11 @@ impl System for LinuxSystem {
     }
 
     fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>> {
+        // Asked first on every boot, also on machines without local disks: without device-mapper
+        // in the kernel yet there can be no mapping, and no reason to load the module.
+        if self.control.is_none() && !self.path("/sys/class/misc/device-mapper").exists() {
+            return Ok(None);
+        }
         Ok(self.control()?.info(name)?.filter(|i| i.active).map(|i| i.dev))
     }
 

@@ -53,6 +53,8 @@ struct Fake {
     mappings: BTreeMap<String, DevNo>,
     live: BTreeSet<String>,
     tables: Vec<String>,
+    /// The table lines of each mapping, as `dmsetup table` shows them.
+    loaded: BTreeMap<String, Vec<String>>,
     nodes: BTreeSet<String>,
     keys: BTreeMap<i32, String>,
     swaps: BTreeSet<String>,
@@ -125,7 +127,9 @@ impl System for Fake {
             targets.iter().map(|t| format!("{} {} {} {}", t.start, t.len, t.kind.type_name(), *t.params())).collect();
         self.tables.push(line.join("\n"));
         let shown: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-        self.call(format!("dm_load {name} secure={secure} {}", shown.join(" | ")))
+        self.call(format!("dm_load {name} secure={secure} {}", shown.join(" | ")))?;
+        self.loaded.insert(name.into(), line);
+        Ok(())
     }
     fn dm_resume(&mut self, name: &str) -> Result<()> {
         self.call(format!("dm_resume {name}"))?;
@@ -145,8 +149,8 @@ impl System for Fake {
     fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>> {
         Ok(self.mappings.get(name).copied().filter(|_| self.live.contains(name)))
     }
-    fn dm_table(&mut self, _name: &str) -> Result<Vec<TableLine>> {
-        Ok(Vec::new())
+    fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>> {
+        Ok(self.loaded.get(name).into_iter().flatten().map(|l| l.parse().unwrap()).collect())
     }
     fn make_node(&mut self, name: &str, _dev: DevNo) -> Result<bool> {
         self.call(format!("make_node {name}"))?;
@@ -441,6 +445,21 @@ fn second_run_finds_the_live_volume_and_changes_nothing() {
     assert_eq!(o.result(), Result_::Ok);
     assert!(o.already_active);
     assert_eq!(fake.calls.len(), before, "no operation: {:?}", &fake.calls[before..]);
+}
+
+#[test]
+fn a_foreign_mapping_with_our_name_is_not_taken_for_the_volume() {
+    let mut fake = Fake::new();
+    // Someone else's linear mapping happens to be called "ephemcrypt".
+    fake.mappings.insert("ephemcrypt".into(), DevNo { major: 253, minor: 9 });
+    fake.live.insert("ephemcrypt".into());
+    fake.loaded.insert("ephemcrypt".into(), vec!["0 2048 linear 8:16 0".into()]);
+    let o = run(&mut fake, &Config::default(), two_disks());
+    assert_eq!(o.result(), Result_::Degraded);
+    assert!(o.reason.contains("/dev/mapper/ephemcrypt exists but is not a dm-crypt volume (linear)"), "{}", o.reason);
+    assert!(fake.calls.iter().all(|c| c.starts_with("tmpfs ")), "only the fallback: {:?}", fake.calls);
+    assert_eq!(fake.tmpfs.len(), 3);
+    assert_eq!(fake.mappings.len(), 1, "the foreign mapping is left alone");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::host::Disk;
 use crate::key::{self, KeySerial};
 use crate::plan::{self, Caps, KeyPath, Plan, State, Volume};
-use crate::status::{Outcome, Result_};
+use crate::status::{Outcome, SetupResult};
 use crate::system::System;
 use crate::units::{DevNo, Sectors};
 
@@ -49,7 +49,7 @@ pub fn setup<S: System>(
     scan: &mut dyn FnMut() -> Result<Vec<Disk>>,
 ) -> (Option<Plan>, Outcome) {
     if !config.enabled {
-        let o = Outcome { result: Some(Result_::Disabled), reason: "rd.ephemcrypt=0".into(), ..Outcome::default() };
+        let o = Outcome { result: Some(SetupResult::Disabled), reason: "rd.ephemcrypt=0".into(), ..Outcome::default() };
         return (None, o);
     }
     // A second run in the same boot: the volume is live and its disks are now held by it.
@@ -79,7 +79,7 @@ pub fn setup<S: System>(
         State::Disabled => unreachable!("checked above"),
         State::Absent => {
             log::info!("no eligible disk; nothing to do");
-            outcome.result = Some(Result_::Absent);
+            outcome.result = Some(SetupResult::Absent);
             outcome.reason = plan.state_text().1;
             return (Some(plan), outcome);
         }
@@ -115,7 +115,7 @@ pub fn setup<S: System>(
     let Setup { undo, mut outcome, .. } = s;
     match result {
         Ok(()) => {
-            outcome.result = Some(Result_::Ok);
+            outcome.result = Some(SetupResult::Ok);
             outcome.reason = format!("{} disk(s) encrypted", volume.members.len());
             log::info!("done: {}", outcome.reason);
             (Some(plan), outcome)
@@ -196,8 +196,8 @@ fn fail<S: System>(
     log::error!("setup failed: {reason}; on-failure={}", policy.name());
     outcome.reason = reason;
     outcome.result = Some(match policy {
-        OnFailure::Halt => Result_::Failed,
-        OnFailure::Continue => Result_::Degraded,
+        OnFailure::Halt => SetupResult::Failed,
+        OnFailure::Continue => SetupResult::Degraded,
         OnFailure::Tmpfs => {
             for b in binds {
                 let target = under(newroot, b);
@@ -209,7 +209,7 @@ fn fail<S: System>(
                     Err(e) => log::error!("{e}"),
                 }
             }
-            Result_::Degraded
+            SetupResult::Degraded
         }
     });
     outcome
@@ -248,7 +248,7 @@ fn reattach<S: System>(config: &Config, crypt_dev: DevNo, newroot: &Path, sys: &
     })();
     match r {
         Ok(()) => {
-            o.result = Some(Result_::Ok);
+            o.result = Some(SetupResult::Ok);
             o.reason = "already set up in this boot".into();
         }
         Err(e) => o = fail(config.on_failure, &config.bind, newroot, sys, e.to_string(), o),

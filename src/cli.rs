@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::json::Value;
 use crate::plan::{self, Caps};
-use crate::status::{Result_, STATUS_PATH};
+use crate::status::{SetupResult, STATUS_PATH};
 use crate::system::{LinuxSystem, System};
 
 pub const USAGE: &str = "\
@@ -170,7 +170,7 @@ fn setup(c: &Common, newroot: &Path) -> Result<i32> {
             // with tmpfs over the default bind targets, report, and let the machine boot.
             log::error!("{e}");
             let mut o = apply::fallback(&Config::default(), newroot, &mut sys, e.to_string());
-            o.result = Some(Result_::Failed);
+            o.result = Some(SetupResult::Failed);
             (None, o, false)
         }
     };
@@ -179,7 +179,7 @@ fn setup(c: &Common, newroot: &Path) -> Result<i32> {
     } else if let Err(e) = sys.write_status(&outcome.to_json(plan.as_ref()).pretty()) {
         log::error!("{e}");
     }
-    Ok(if policy_halts && outcome.result() == Result_::Failed { 1 } else { 0 })
+    Ok(if policy_halts && outcome.result() == SetupResult::Failed { 1 } else { 0 })
 }
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.

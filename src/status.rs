@@ -12,7 +12,7 @@ pub const STATUS_PATH: &str = "/run/ephemcrypt/status.json";
 
 /// The overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Result_ {
+pub enum SetupResult {
     /// The volume is in place.
     Ok,
     /// Something failed; everything made was undone and the failure policy (tmpfs or continue)
@@ -26,19 +26,19 @@ pub enum Result_ {
     Disabled,
 }
 
-impl Result_ {
+impl SetupResult {
     pub fn name(self) -> &'static str {
         match self {
-            Result_::Ok => "ok",
-            Result_::Degraded => "degraded",
-            Result_::Failed => "failed",
-            Result_::Absent => "absent",
-            Result_::Disabled => "disabled",
+            SetupResult::Ok => "ok",
+            SetupResult::Degraded => "degraded",
+            SetupResult::Failed => "failed",
+            SetupResult::Absent => "absent",
+            SetupResult::Disabled => "disabled",
         }
     }
 }
 
-impl fmt::Display for Result_ {
+impl fmt::Display for SetupResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -47,7 +47,7 @@ impl fmt::Display for Result_ {
 /// What setup did: the plan's facts plus what happened.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    pub result: Option<Result_>,
+    pub result: Option<SetupResult>,
     pub reason: String,
     /// The mappings made (or found), in creation order.
     pub mappings: Vec<(String, DevNo)>,
@@ -65,8 +65,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn result(&self) -> Result_ {
-        self.result.unwrap_or(Result_::Failed)
+    pub fn result(&self) -> SetupResult {
+        self.result.unwrap_or(SetupResult::Failed)
     }
 
     pub fn to_json(&self, plan: Option<&Plan>) -> Value {

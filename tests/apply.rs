@@ -11,7 +11,7 @@ use ephemcrypt::dm::{TableLine, Target};
 use ephemcrypt::error::{Error, Result};
 use ephemcrypt::host::{Disk, Probe};
 use ephemcrypt::key::{Key, KeySerial};
-use ephemcrypt::status::{Outcome, Result_};
+use ephemcrypt::status::{Outcome, SetupResult};
 use ephemcrypt::system::System;
 use ephemcrypt::units::{Bytes, DevNo};
 
@@ -263,7 +263,7 @@ fn shape(calls: &[String]) -> Vec<String> {
 fn order_of_operations_two_disks_with_swap() {
     let mut fake = Fake::new();
     let o = run(&mut fake, &config("swap = 4G"), two_disks());
-    assert_eq!(o.result(), Result_::Ok, "{}", o.reason);
+    assert_eq!(o.result(), SetupResult::Ok, "{}", o.reason);
     let want = [
         "crypt_version",
         "dm_create ephemcrypt-stripe EPHEMCRYPT-STRIPE-ephemcrypt-stripe",
@@ -315,7 +315,7 @@ fn order_of_operations_two_disks_with_swap() {
 fn one_disk_no_swap_is_crypt_directly_on_the_disk() {
     let mut fake = Fake::new();
     let o = run(&mut fake, &Config::default(), vec![disk("nvme1n1", "A", 1)]);
-    assert_eq!(o.result(), Result_::Ok);
+    assert_eq!(o.result(), SetupResult::Ok);
     let creates: Vec<&String> = fake.calls.iter().filter(|c| c.starts_with("dm_create")).collect();
     assert_eq!(creates, ["dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt"]);
     assert!(fake.calls.iter().any(|c| c.contains(" 259:1 0 3 ")), "crypt on the disk itself: {:#?}", fake.calls);
@@ -340,16 +340,16 @@ fn failure_at_every_step_leaves_nothing_behind() {
             let status = fake.status.as_deref().unwrap();
             match policy {
                 "tmpfs" => {
-                    assert_eq!(o.result(), Result_::Degraded);
+                    assert_eq!(o.result(), SetupResult::Degraded);
                     assert_eq!(fake.tmpfs, ["/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"].map(PathBuf::from));
                     assert!(status.contains("\"result\": \"degraded\""));
                 }
                 "continue" => {
-                    assert_eq!(o.result(), Result_::Degraded);
+                    assert_eq!(o.result(), SetupResult::Degraded);
                     assert!(fake.tmpfs.is_empty());
                 }
                 _ => {
-                    assert_eq!(o.result(), Result_::Failed);
+                    assert_eq!(o.result(), SetupResult::Failed);
                     assert!(fake.tmpfs.is_empty());
                     assert!(status.contains("\"result\": \"failed\""));
                 }
@@ -373,7 +373,7 @@ fn fail_at_mount_point_with_busy_data(busy: u32) -> (Fake, Outcome) {
 fn rollback_waits_for_udev_to_let_go_of_a_mapping() {
     let (fake, o) = fail_at_mount_point_with_busy_data(3);
     fake.assert_clean();
-    assert_eq!(o.result(), Result_::Degraded);
+    assert_eq!(o.result(), SetupResult::Degraded);
     assert!(!o.reason.contains("cleanup"), "{}", o.reason);
     assert_eq!(fake.calls.iter().filter(|c| *c == "dm_remove ephemcrypt-data").count(), 4);
     assert!(fake.clock >= 600, "waited {} ms", fake.clock);
@@ -393,7 +393,7 @@ fn rollback_gives_up_on_a_mapping_that_stays_busy() {
 fn no_disk_is_absent_and_touches_nothing() {
     let mut fake = Fake::new();
     let o = run(&mut fake, &Config::default(), vec![]);
-    assert_eq!(o.result(), Result_::Absent);
+    assert_eq!(o.result(), SetupResult::Absent);
     assert!(fake.calls.is_empty(), "{:?}", fake.calls);
     assert!(fake.tmpfs.is_empty());
 }
@@ -402,7 +402,7 @@ fn no_disk_is_absent_and_touches_nothing() {
 fn too_few_disks_after_waiting_is_a_failure() {
     let mut fake = Fake::new();
     let o = run(&mut fake, &config("expect = 3\nwait = 2"), two_disks());
-    assert_eq!(o.result(), Result_::Degraded);
+    assert_eq!(o.result(), SetupResult::Degraded);
     assert_eq!(o.reason, "2 eligible disk(s), 3 expected");
     assert!(fake.clock >= 2000, "waited {} ms", fake.clock);
     assert_eq!(fake.tmpfs.len(), 3);
@@ -418,7 +418,7 @@ fn late_disks_are_waited_for() {
         scans += 1;
         Ok(if scans < 4 { vec![disk("nvme1n1", "A", 1)] } else { two_disks() })
     });
-    assert_eq!(o.result(), Result_::Ok, "{}", o.reason);
+    assert_eq!(o.result(), SetupResult::Ok, "{}", o.reason);
     assert_eq!(scans, 4);
     assert_eq!(o.steps[0].0, "wait for disks");
 }
@@ -428,7 +428,7 @@ fn disabled_does_nothing() {
     let mut fake = Fake::new();
     let cfg = Config::load(None, "rd.ephemcrypt=0").unwrap();
     let o = run(&mut fake, &cfg, two_disks());
-    assert_eq!(o.result(), Result_::Disabled);
+    assert_eq!(o.result(), SetupResult::Disabled);
     assert!(fake.calls.is_empty() && fake.tmpfs.is_empty());
 }
 
@@ -436,13 +436,13 @@ fn disabled_does_nothing() {
 fn second_run_finds_the_live_volume_and_changes_nothing() {
     let mut fake = Fake::new();
     let cfg = config("swap = 4G");
-    assert_eq!(run(&mut fake, &cfg, two_disks()).result(), Result_::Ok);
+    assert_eq!(run(&mut fake, &cfg, two_disks()).result(), SetupResult::Ok);
     let before = fake.calls.len();
     // On the second run the disks are held by the stripe: the plan alone would find none.
     let mut held = two_disks();
     held.iter_mut().for_each(|d| d.holders = vec!["dm-0".into()]);
     let (_, o) = setup(&cfg, Path::new("/sysroot"), &mut fake, &mut || Ok(held.clone()));
-    assert_eq!(o.result(), Result_::Ok);
+    assert_eq!(o.result(), SetupResult::Ok);
     assert!(o.already_active);
     assert_eq!(fake.calls.len(), before, "no operation: {:?}", &fake.calls[before..]);
 }
@@ -455,7 +455,7 @@ fn a_foreign_mapping_with_our_name_is_not_taken_for_the_volume() {
     fake.live.insert("ephemcrypt".into());
     fake.loaded.insert("ephemcrypt".into(), vec!["0 2048 linear 8:16 0".into()]);
     let o = run(&mut fake, &Config::default(), two_disks());
-    assert_eq!(o.result(), Result_::Degraded);
+    assert_eq!(o.result(), SetupResult::Degraded);
     assert!(o.reason.contains("/dev/mapper/ephemcrypt exists but is not a dm-crypt volume (linear)"), "{}", o.reason);
     assert!(fake.calls.iter().all(|c| c.starts_with("tmpfs ")), "only the fallback: {:?}", fake.calls);
     assert_eq!(fake.tmpfs.len(), 3);
@@ -466,7 +466,7 @@ fn a_foreign_mapping_with_our_name_is_not_taken_for_the_volume() {
 fn old_kernel_gets_a_hex_key_with_secure_flag_and_no_keyring() {
     let mut fake = Fake { crypt_version: Some([1, 14, 1]), ..Fake::new() };
     let o = run(&mut fake, &Config::default(), two_disks());
-    assert_eq!(o.result(), Result_::Ok);
+    assert_eq!(o.result(), SetupResult::Ok);
     assert!(!fake.calls.iter().any(|c| c.starts_with("add_logon_key")));
     let hex = "a5".repeat(64);
     assert!(fake.tables.iter().any(|t| t.contains(&hex)), "the table carries the key on this path");
@@ -479,7 +479,7 @@ fn old_kernel_gets_a_hex_key_with_secure_flag_and_no_keyring() {
 fn missing_crypt_target_is_a_failure() {
     let mut fake = Fake { crypt_version: None, ..Fake::new() };
     let o = run(&mut fake, &Config::default(), two_disks());
-    assert_eq!(o.result(), Result_::Degraded);
+    assert_eq!(o.result(), SetupResult::Degraded);
     assert_eq!(o.reason, "no crypt target");
     fake.assert_clean();
 }

@@ -125,11 +125,8 @@ pub fn setup<S: System>(
             let cleanup = rollback(sys, undo);
             let reason =
                 if cleanup.is_empty() { e.to_string() } else { format!("{e}; cleanup: {}", cleanup.join("; ")) };
-            outcome.mappings.clear();
-            outcome.swap = None;
-            outcome.mount = None;
-            outcome.binds.clear();
-            outcome.key = None;
+            // Everything made was undone: only the step timings still say something true.
+            let outcome = Outcome { steps: outcome.steps, ..Outcome::default() };
             let o = fail(config.on_failure, &config.bind, newroot, sys, reason, outcome);
             (Some(plan), o)
         }

@@ -135,7 +135,7 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<i32> {
         Command::Help => write(out, USAGE)?,
         Command::Version => write(out, &format!("ephemcrypt {}\n", env!("CARGO_PKG_VERSION")))?,
         Command::Plan(c) => {
-            let plan = compute_plan(c, Caps::ASSUMED)?;
+            let plan = compute_plan(c)?;
             let text = if c.json { plan.to_json().pretty() } else { plan.to_string() };
             write(out, &text)?;
         }
@@ -191,7 +191,7 @@ fn status(c: &Common) -> Result<(String, i32)> {
     let control = Control::open(&Host::new(&c.host).path("/dev/mapper/control")).ok();
     let live = |name: &str| control.as_ref().and_then(|ctl| ctl.info(name).ok()).map(|i| i.is_some_and(|i| i.active));
     let mut gone = false;
-    if let Some(Value::Arr(maps)) = doc_get_mut(&mut doc, "mappings") {
+    if let Some(Value::Arr(maps)) = doc.get_mut("mappings") {
         for m in maps.iter_mut() {
             let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
             let state = live(&name);
@@ -201,20 +201,14 @@ fn status(c: &Common) -> Result<(String, i32)> {
             }
         }
     }
-    let out = if c.json { doc.pretty() } else { crate::status::render(&doc, &live) };
+    let out = if c.json { doc.pretty() } else { crate::status::render(&doc) };
     Ok((out, if gone { 1 } else { 0 }))
 }
 
-fn doc_get_mut<'a>(doc: &'a mut Value, key: &str) -> Option<&'a mut Value> {
-    match doc {
-        Value::Obj(pairs) => pairs.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
-        _ => None,
-    }
-}
-
-/// Read the host and compute the plan, as both `plan` and `setup` do.
-pub fn compute_plan(c: &Common, caps: Caps) -> Result<plan::Plan> {
+/// `ephemcrypt plan`: read the host and plan, with the kernel's features assumed (setup reads
+/// them from the running kernel).
+fn compute_plan(c: &Common) -> Result<plan::Plan> {
     let host = Host::new(&c.host);
     let config = host.config(c.config.as_deref())?;
-    Ok(plan::plan(&config, &host.disks(&config)?, caps))
+    Ok(plan::plan(&config, &host.disks(&config)?, Caps::ASSUMED))
 }

@@ -117,8 +117,9 @@ impl Outcome {
     }
 }
 
-/// Render a status document as text, with `live` telling for each mapping whether it still exists.
-pub fn render(status: &Value, live: &dyn Fn(&str) -> Option<bool>) -> String {
+/// Render a status document as text; each mapping's `live` field (added by `ephemcrypt status`)
+/// says whether it still exists.
+pub fn render(status: &Value) -> String {
     let s = |k: &str| status.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let mut out = format!("result: {}", s("result"));
     if !s("reason").is_empty() {
@@ -135,10 +136,10 @@ pub fn render(status: &Value, live: &dyn Fn(&str) -> Option<bool>) -> String {
     }
     for m in status.get("mappings").map(Value::as_array).unwrap_or(&[]) {
         let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-        let state = match live(name) {
-            Some(true) => "live",
-            Some(false) => "GONE",
-            None => "unknown (no device-mapper access)",
+        let state = match m.get("live") {
+            Some(Value::Bool(true)) => "live",
+            Some(Value::Bool(false)) => "GONE",
+            _ => "unknown (no device-mapper access)",
         };
         out +=
             &format!("mapping /dev/mapper/{name} ({}): {state}\n", m.get("dev").and_then(Value::as_str).unwrap_or(""));

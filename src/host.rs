@@ -2,7 +2,7 @@
 //! a directory of plain files can stand in for a whole machine in tests.
 
 use std::fs;
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::Config;
@@ -344,11 +344,7 @@ impl Host {
 
     /// Probe a disk's first and last bytes for a known signature.
     pub fn probe(&self, name: &str) -> Probe {
-        let path = self.path(Path::new("/dev").join(name));
-        // The size comes from the open file, not sysfs: a block device and a fixture file agree.
-        let size = fs::File::open(&path).and_then(|mut f| f.seek(SeekFrom::End(0)));
-        let found = size.map_err(|e| Error::os("open for signature probe", path.display(), e));
-        match found.and_then(|size| signature::probe_path(&path, size)) {
+        match signature::probe_device(&self.path(Path::new("/dev").join(name))) {
             Ok(None) => Probe::Clean,
             Ok(Some(sig)) => Probe::Found(sig),
             Err(e) => Probe::Failed(e.to_string()),

@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -159,14 +159,26 @@ pub fn probe(head: &[u8], tail: &[u8], disk_size: u64) -> Option<Signature> {
 /// shorter, the result is an error rather than a guess, because the tail offsets would be wrong.
 pub fn probe_path(path: &Path, disk_size: u64) -> crate::Result<Option<Signature>> {
     let file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
+    probe_file(&file, path, disk_size)
+}
+
+/// Probe a device (or an image file) whose size is its own: the end of the open file, which a
+/// block device and a fixture file report alike. One open, no sysfs size to trust.
+pub fn probe_device(path: &Path) -> crate::Result<Option<Signature>> {
+    let mut file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
+    let size = file.seek(SeekFrom::End(0)).map_err(|e| Error::os("find the size of", path.display(), e))?;
+    probe_file(&file, path, size)
+}
+
+fn probe_file(file: &File, path: &Path, disk_size: u64) -> crate::Result<Option<Signature>> {
     let chunk = PROBE_BYTES as u64;
     let found = if disk_size <= 2 * chunk {
         // At most 512 KiB, so the cast is lossless.
-        let all = read_full_at(&file, path, 0, disk_size as usize, disk_size)?;
+        let all = read_full_at(file, path, 0, disk_size as usize, disk_size)?;
         probe(&all, &all, disk_size)
     } else {
-        let head = read_full_at(&file, path, 0, PROBE_BYTES, disk_size)?;
-        let tail = read_full_at(&file, path, disk_size - chunk, PROBE_BYTES, disk_size)?;
+        let head = read_full_at(file, path, 0, PROBE_BYTES, disk_size)?;
+        let tail = read_full_at(file, path, disk_size - chunk, PROBE_BYTES, disk_size)?;
         probe(&head, &tail, disk_size)
     };
     match found {

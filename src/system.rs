@@ -95,7 +95,7 @@ impl LinuxSystem {
                 // devtmpfs makes /dev/mapper/control only where udev's static nodes do not.
                 let misc = self.path("/sys/class/misc/device-mapper/dev");
                 if let Some(dev) = fs::read_to_string(&misc).ok().and_then(|t| DevNo::parse(&t)) {
-                    self.mknod(&path, dev)?;
+                    self.mknod(&path, SFlag::S_IFCHR, dev)?; // a misc character device
                 }
             }
             self.control = Some(Control::open(&path)?);
@@ -115,7 +115,7 @@ impl LinuxSystem {
         }
     }
 
-    fn mknod(&self, path: &Path, dev: DevNo) -> Result<()> {
+    fn mknod(&self, path: &Path, kind: SFlag, dev: DevNo) -> Result<()> {
         if let Some(dir) = path.parent() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -123,7 +123,7 @@ impl LinuxSystem {
                 .create(dir)
                 .map_err(|e| Error::os("create directory", dir.display(), e))?;
         }
-        nix::sys::stat::mknod(path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), dev.to_dev_t())
+        nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(0o600), dev.to_dev_t())
             .map_err(|e| Error::errno("create device node", path.display(), e))
     }
 }
@@ -227,7 +227,7 @@ impl System for LinuxSystem {
             }
             fs::remove_file(&path).map_err(|e| Error::os("remove stale device node", path.display(), e))?;
         }
-        self.mknod(&path, dev)?;
+        self.mknod(&path, SFlag::S_IFBLK, dev)?;
         Ok(true)
     }
 

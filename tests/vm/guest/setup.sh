@@ -23,8 +23,11 @@ mount -o remount,ro /sysroot
 dev_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && cat "$d/dev"; done; }
 dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
 
+# No /dev/mapper/control (no udev static nodes): setup makes it from sysfs.
+modprobe dm-mod && rm -f /dev/mapper/control
 ephemcrypt setup --newroot /sysroot
 check setup-exit-0 test $? = 0
+check control-node-made test -c /dev/mapper/control
 check mount-point-made-on-ro-root test -d /sysroot/mnt/ephemcrypt
 check root-read-only-again sh -c 'grep -q "^newroot /sysroot tmpfs ro[, ]" /proc/mounts'
 

@@ -383,7 +383,8 @@ impl Plan {
         s
     }
 
-    pub fn to_json(&self) -> Value {
+    /// Every disk with its verdict, as `plan --json` and the status file show them.
+    pub fn disks_json(&self) -> Value {
         let disks = self
             .disks
             .iter()
@@ -400,13 +401,17 @@ impl Plan {
                 ])
             })
             .collect();
+        Value::Arr(disks)
+    }
+
+    pub fn to_json(&self) -> Value {
         let (state, reason) = self.state_text();
         Value::obj([
             ("state", Value::from(state)),
             ("reason", reason.into()),
             ("on_failure", self.on_failure.name().into()),
             ("kernel_features", if self.caps.crypt.is_some() { "read" } else { "assumed" }.into()),
-            ("disks", Value::Arr(disks)),
+            ("disks", self.disks_json()),
             ("volume", self.volume().map_or(Value::Null, volume_json)),
             ("steps", self.steps().into()),
         ])

@@ -77,8 +77,7 @@ impl Outcome {
             ("version", env!("CARGO_PKG_VERSION").into()),
         ];
         if let Some(plan) = plan {
-            let j = plan.to_json();
-            pairs.push(("disks", j.get("disks").cloned().unwrap_or(Value::Null)));
+            pairs.push(("disks", plan.disks_json()));
             if let Some(v) = plan.volume() {
                 pairs.push(("cipher", v.crypt.cipher.as_str().into()));
                 pairs.push(("key_bits", v.crypt.key_bits.into()));

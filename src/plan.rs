@@ -495,12 +495,11 @@ impl fmt::Display for Plan {
         }
         let (state, reason) = self.state_text();
         writeln!(f, "result: {state} ({reason})")?;
-        if let Some(v) = self.volume() {
+        if self.volume().is_some() {
             writeln!(f, "steps:")?;
             for (i, s) in self.steps().iter().enumerate() {
                 writeln!(f, "  {}. {s}", i + 1)?;
             }
-            let _ = v;
         } else if !matches!(self.state, State::Disabled | State::Absent) {
             writeln!(f, "on failure: {}", self.on_failure.name())?;
         }

@@ -91,11 +91,16 @@ impl LinuxSystem {
         if self.control.is_none() {
             let path = self.path("/dev/mapper/control");
             if !path.exists() {
+                // Loading dm_mod makes devtmpfs create the node; make it from sysfs only where
+                // nothing did (no devtmpfs), and accept one that appears meanwhile.
                 self.modprobe("dm_mod");
-                // devtmpfs makes /dev/mapper/control only where udev's static nodes do not.
                 let misc = self.path("/sys/class/misc/device-mapper/dev");
-                if let Some(dev) = fs::read_to_string(&misc).ok().and_then(|t| DevNo::parse(&t)) {
-                    self.mknod(&path, SFlag::S_IFCHR, dev)?; // a misc character device
+                match fs::read_to_string(&misc).ok().and_then(|t| DevNo::parse(&t)) {
+                    Some(dev) if !path.exists() => match self.mknod(&path, SFlag::S_IFCHR, dev) {
+                        Err(Error::Os { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {}
+                        r => r?,
+                    },
+                    _ => {}
                 }
             }
             self.control = Some(Control::open(&path)?);

@@ -42,11 +42,10 @@ check-static: $(BIN)
 # booted by an init that does what mkinitcpio's does.
 # boot-dracut.sh: initramfs images from Debian's dracut (shell init) into a busybox real root.
 # boot-systemd.sh: Debian's dracut with systemd in the initrd into a Debian 12 systemd root.
+# tests/vm/all.sh resolves the Debian kernel once for the whole run (every apt-get update comes
+# before that), so every image is built for the kernel that boots it.
 vm-test: $(BIN)
-	bash tests/vm/setup.sh
-	bash tests/vm/mkinitcpio.sh
-	bash tests/vm/boot-dracut.sh
-	bash tests/vm/boot-systemd.sh
+	bash tests/vm/all.sh
 
 clean:
 	$(CARGO) clean

@@ -14,6 +14,7 @@
 # scenario failed.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+vm_kernel # once for the whole script: its images and its boots use the same kernel
 
 # The binary make install puts into the images (no EPHEMCRYPT_BIN here: the images come from
 # make install), for `ephemcrypt status` in the real root.

@@ -11,6 +11,7 @@
 # boot and prints the report (make demo).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+vm_kernel # once for the whole script: its images and its boots use the same kernel
 
 demo=''
 [[ ${1:-} != --demo ]] || { demo=1 && shift; }

@@ -23,7 +23,7 @@ set -euo pipefail
 out=$1 via=${2:---add}
 [[ $via == --add || $via == --conf-d || $via == --systemd ]] || die "unknown option $via"
 need_pkgs dracut-core systemd udev dmsetup zstd
-eval "$("$VM_DIR/kernel.sh")"
+vm_kernel
 
 work=$CACHE/dracut
 lock dracut

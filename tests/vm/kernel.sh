@@ -1,23 +1,40 @@
 #!/bin/bash
 # Ensure a Debian cloud kernel is unpacked under .cache/kernel/ and print
-#   KVER=...  VMLINUZ=...  MODDIR=...
-# as shell assignments. From another script:  eval "$(tests/vm/kernel.sh)"
-# KERNEL_PKG=linux-image-X-cloud-amd64 pins a package; by default the one that
-# linux-image-cloud-amd64 depends on (in the local apt lists) is used.
+#   KERNEL_PKG=...  KVER=...  VMLINUZ=...  MODDIR=...
+# as exported shell assignments. From another script: vm_kernel (lib.sh), or
+# eval "$(tests/vm/kernel.sh)".
+# KERNEL_PKG=linux-image-X-cloud-amd64 pins a package (a run that resolved it once passes it on).
+# Otherwise it is resolved now, once: every package of the VM tests is installed first (an
+# apt-get update, where one is needed, happens before the lists are read, never between
+# building an image and booting it), then linux-image-cloud-amd64's dependency is read from the
+# apt lists. Lists older than the archive name a kernel the archive may no longer have: when its
+# download fails, the lists are updated and the kernel resolved again.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-need_pkgs qemu-system-x86 busybox-static cpio kmod zstd xz-utils dmsetup keyutils e2fsprogs xfsprogs util-linux
-
 meta=linux-image-cloud-amd64
-resolved=$CACHE/kernel/resolved # apt-cache is slow here: resolve again only after apt-get update
-if [[ -z ${KERNEL_PKG:-} && -s $resolved && $resolved -nt /var/lib/apt/lists ]]; then
-	KERNEL_PKG=$(<"$resolved")
-elif [[ -z ${KERNEL_PKG:-} ]]; then
+resolve() { apt-cache depends "$meta" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'; }
+# download PKG: the .deb into the cache, unless it is there
+download() {
+	compgen -G "$CACHE/debs/${1}_*.deb" >/dev/null && return 0
+	log "downloading $1"
+	mkdir -p "$CACHE/debs"
+	# _apt cannot write into a root-owned cache dir; download as root, quietly.
+	(cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$1" >&2)
+}
+
+if [[ -z ${KERNEL_PKG:-} ]]; then
+	need_pkgs "${VM_PACKAGES[@]}"
 	apt_lists "$meta"
-	KERNEL_PKG=$(apt-cache depends "$meta" | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')
+	KERNEL_PKG=$(resolve)
 	[[ -n $KERNEL_PKG ]] || die "cannot resolve the kernel package of $meta"
-	mkdir -p "${resolved%/*}" && echo "$KERNEL_PKG" >"$resolved"
+	if [[ ! -e $CACHE/kernel/${KERNEL_PKG#linux-image-}/.done ]] && ! download "$KERNEL_PKG"; then
+		log "$KERNEL_PKG is not in the archive (apt lists older than it): apt-get update"
+		apt-get update -q -o DPkg::Lock::Timeout=1800 >&2
+		KERNEL_PKG=$(resolve)
+		[[ -n $KERNEL_PKG ]] || die "cannot resolve the kernel package of $meta"
+	fi
+	log "kernel for this run: $KERNEL_PKG"
 fi
 KVER=${KERNEL_PKG#linux-image-}
 root=$CACHE/kernel/$KVER
@@ -25,14 +42,9 @@ root=$CACHE/kernel/$KVER
 [[ -e $root/.done ]] || lock kernel
 if [[ ! -e $root/.done ]]; then
 	start=$SECONDS
-	mkdir -p "$CACHE/debs" "$CACHE/kernel"
-	deb=$(compgen -G "$CACHE/debs/${KERNEL_PKG}_*.deb" | tail -n1 || true)
-	if [[ -z $deb ]]; then
-		log "downloading $KERNEL_PKG"
-		# _apt cannot write into a root-owned cache dir; download as root, quietly.
-		(cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$KERNEL_PKG" >&2)
-		deb=$(compgen -G "$CACHE/debs/${KERNEL_PKG}_*.deb" | tail -n1)
-	fi
+	mkdir -p "$CACHE/kernel"
+	download "$KERNEL_PKG" || die "cannot download $KERNEL_PKG"
+	deb=$(compgen -G "$CACHE/debs/${KERNEL_PKG}_*.deb" | tail -n1)
 	log "unpacking $deb"
 	rm -rf "$root" "$root.tmp"
 	dpkg -x "$deb" "$root.tmp"
@@ -48,4 +60,5 @@ fi
 VMLINUZ=$root/boot/vmlinuz-$KVER
 MODDIR=$root/lib/modules/$KVER
 [[ -f $VMLINUZ && -d $MODDIR ]] || die "broken kernel cache $root (remove it)"
-printf 'KVER=%q\nVMLINUZ=%q\nMODDIR=%q\nexport KVER VMLINUZ MODDIR\n' "$KVER" "$VMLINUZ" "$MODDIR"
+printf 'KERNEL_PKG=%q\nKVER=%q\nVMLINUZ=%q\nMODDIR=%q\nexport KERNEL_PKG KVER VMLINUZ MODDIR\n' \
+	"$KERNEL_PKG" "$KVER" "$VMLINUZ" "$MODDIR"

@@ -9,6 +9,22 @@ die() { log "error: $*"; exit 1; }
 # lock NAME: hold an exclusive lock on .cache/.NAME.lock until the script exits.
 lock() { mkdir -p "$CACHE" && exec 9>"$CACHE/.$1.lock" && flock 9; }
 
+# Every Debian package the VM tests use, installed together before anything is resolved from the
+# apt lists (see kernel.sh): an apt-get update between building an image and booting it would
+# change which kernel the lists name.
+# shellcheck disable=SC2034 # used by kernel.sh
+VM_PACKAGES=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils dmsetup keyutils e2fsprogs xfsprogs
+	util-linux dracut-core systemd udev debootstrap)
+
+# vm_kernel: resolve the Debian cloud kernel once for this run (kernel.sh) and export KERNEL_PKG,
+# KVER, VMLINUZ and MODDIR, so that every image this run builds and every VM it boots use that
+# kernel. Scripts started from here inherit it and resolve nothing.
+vm_kernel() {
+	local vars
+	vars=$("$VM_DIR/kernel.sh") || die "no kernel"
+	eval "$vars"
+}
+
 # need_pkgs PKG...: apt-get install the Debian packages that are not installed yet.
 need_pkgs() {
 	local p missing=()

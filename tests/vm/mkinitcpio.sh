@@ -17,7 +17,7 @@ out=$CACHE/mkinitcpio dest=$CACHE/mkinitcpio/dest
 rm -rf "$out"
 mkdir -p "$out"
 make --no-print-directory -s -C "$VM_DIR/../.." install DESTDIR="$dest" >&2
-eval "$("$VM_DIR/kernel.sh")"
+vm_kernel
 declare -A kmods # every module of the kernel, loadable or built in, by name with '_'
 while read -r m; do
 	m=${m%%:*} m=${m##*/} m=${m%.ko*}

@@ -11,7 +11,7 @@ set -euo pipefail
 out=$1 init=$2
 shift 2
 [[ -f $init ]] || die "no init script $init"
-eval "$("$VM_DIR/kernel.sh")"
+vm_kernel
 stage='' base=''
 trap 'rm -rf "$stage" "$out.$$" "$base.$$"' EXIT
 kroot=${MODDIR%/lib/modules/*}

@@ -1,15 +1,19 @@
 #!/bin/bash
 # run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE]]... [--virtio FILE[:SIZE]]... [--append ARGS]
-#        [--log FILE] [--timeout SECONDS] [--mem MIB] [--show]
+#        [--log FILE] [--timeout SECONDS] [--first SECONDS] [--mem MIB] [--show]
 # Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here).
 # Each --disk is an NVMe controller with that serial, each --virtio a virtio-blk disk; with SIZE
 # (truncate syntax, e.g. 512M) a missing FILE is created sparse. The console goes to the log
 # (default .cache/last.log); --show also streams it. Exit 0 only when the guest printed
 # "VMTEST DONE" and no "VMTEST FAIL"; on failure the log's tail is printed.
+# A guest that shows no sign of life within --first seconds (default 180) fails at once rather
+# than at --timeout: no "VMTEST " line and no "ephemcrypt:" line yet means it never reached the
+# initramfs' work (a kernel without its modules, a root that never appears). A kernel panic
+# ends qemu at once (panic=-1 with -no-reboot).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-initrd='' append='' logf=$CACHE/last.log timeout=300 mem=1024 show='' drives=()
+initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 mem=1024 show='' drives=()
 add_drive() { # add_drive FILE[:SIZE] DEVICE-OPTIONS
 	local file=${1%%:*} size=${1#*:} id=d${#drives[@]}
 	[[ $size == "$1" ]] && size=
@@ -28,6 +32,7 @@ while (($#)); do
 	--append) append+=" $2" ;;
 	--log) logf=$2 ;;
 	--timeout) timeout=$2 ;;
+	--first) first=$2 ;;
 	--mem) mem=$2 ;;
 	--show) show=1; shift; continue ;;
 	*) die "unknown argument $1 (see the header of $0)" ;;
@@ -35,7 +40,7 @@ while (($#)); do
 	shift 2
 done
 [[ -f $initrd ]] || die "--initrd IMG is required"
-eval "$("$VM_DIR/kernel.sh")"
+vm_kernel
 mkdir -p "$(dirname "$logf")"
 
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
@@ -45,7 +50,9 @@ ms() { date +%s%3N; }
 # results: the VMTEST lines of the log (without CRs and the firmware's terminal escapes)
 results() { tr -d '\r' <"$logf" | sed 's/\x1b[^A-Za-z]*[A-Za-z]//g' | grep -a '^VMTEST ' || true; }
 secs() { printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)); } # secs MS -> "12.3"
-start=$(ms) done_at='' timed_out=''
+start=$(ms) done_at='' timed_out='' alive=''
+# alive: the guest printed a milestone (its test's results, or ephemcrypt's log lines)
+milestone() { tr -d '\r' <"$logf" | grep -aqE '^VMTEST |ephemcrypt: '; }
 "${qemu[@]}" </dev/null >"$logf" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
@@ -60,14 +67,20 @@ while kill -0 "$pid" 2>/dev/null; do
 		break
 	fi
 	if ((now - start > timeout * 1000)); then
-		timed_out=1
+		timed_out="timeout after $timeout s"
 		break
 	fi
+	if [[ -z $alive ]] && milestone; then alive=1; fi
+	if [[ -z $alive ]] && ((now - start > first * 1000)); then
+		timed_out="no sign of life (no VMTEST or ephemcrypt line) after $first s"
+		break
+	fi
+
 	sleep 0.2
 done
 kill "$pid" 2>/dev/null || true
 wait "$pid" || true
-[[ -z $timed_out ]] || echo "VMTEST FAIL run.sh: timeout after $timeout s" >>"$logf"
+[[ -z $timed_out ]] || echo "VMTEST FAIL run.sh: $timed_out" >>"$logf"
 end=$(ms)
 [[ -n $done_at ]] || done_at=$end
 wait

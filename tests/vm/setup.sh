@@ -4,6 +4,7 @@
 # them, the refused disks are byte-identical, and the used disks carry no recognizable signature.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+vm_kernel # once for the whole script: its images and its boots use the same kernel
 
 bin=${EPHEMCRYPT_BIN:-$VM_DIR/../../target/x86_64-unknown-linux-musl/release/ephemcrypt}
 [[ -x $bin ]] || die "no $bin: run 'make build' first"

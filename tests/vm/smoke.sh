@@ -3,6 +3,7 @@
 # and boots it with two fresh 512 MiB NVMe disks (serials SMOKE-A, SMOKE-B) and a virtio disk.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+vm_kernel # once for the whole script: its images and its boots use the same kernel
 
 out=$CACHE/smoke
 mkdir -p "$out"

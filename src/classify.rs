@@ -7,12 +7,12 @@
 use std::fmt;
 
 use crate::config::{glob_match, Cloud, Config, Selector};
-use crate::host::{Disk, Probe};
+use crate::disk::{Disk, Probe};
 use crate::signature::Signature;
 use crate::units::Bytes;
 
 /// Models of persistent cloud disks, as sysfs shows them: never used, whatever the configuration.
-pub const PERSISTENT_MODELS: &[(&str, &str)] = &[
+pub(crate) const PERSISTENT_MODELS: &[(&str, &str)] = &[
     ("Amazon Elastic Block Store", "an AWS EBS volume"),
     ("nvme_card-pd", "a GCP persistent disk"),
     ("MSFT NVMe Accelerator v1.0", "an Azure remote disk"),
@@ -20,19 +20,27 @@ pub const PERSISTENT_MODELS: &[(&str, &str)] = &[
 
 /// Why a disk is not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     NotSelected,
     Excluded(Selector),
-    Persistent { model: String, what: &'static str },
+    Persistent {
+        model: String,
+        what: &'static str,
+    },
     Mounted(Vec<String>),
     Partitioned(Vec<String>),
     Holders(Vec<String>),
     Swap(Vec<String>),
     ReadOnly,
     Removable,
-    TooSmall { size: Bytes, min: Bytes },
+    TooSmall {
+        size: Bytes,
+        min: Bytes,
+    },
     Signature(Signature),
     Unreadable(String),
+    /// Eligible, but setup makes no volume (disabled, too few disks, a layout that does not fit).
+    NotTaken(String),
 }
 
 impl fmt::Display for Refusal {
@@ -57,6 +65,7 @@ impl fmt::Display for Refusal {
                 write!(f, "carries a signature: {} (set force=yes to overwrite it)", s.name())
             }
             Refusal::Unreadable(e) => write!(f, "could not be probed for signatures: {e}"),
+            Refusal::NotTaken(why) => write!(f, "eligible, but {why}"),
         }
     }
 }
@@ -68,17 +77,17 @@ fn is_root(mount_point: &str) -> bool {
 
 /// The verdict on one disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Use,
     Refuse(Vec<Refusal>),
 }
 
 impl Verdict {
-    pub fn is_use(&self) -> bool {
+    pub(crate) fn is_use(&self) -> bool {
         matches!(self, Verdict::Use)
     }
     /// The reasons, joined; empty for a used disk.
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match self {
             Verdict::Use => String::new(),
             Verdict::Refuse(r) => r.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
@@ -87,7 +96,7 @@ impl Verdict {
 }
 
 /// Does a selector pick this disk? `path:` globs match `/dev/<name>` and every /dev/disk link.
-pub fn selects(sel: &Selector, disk: &Disk) -> bool {
+pub(crate) fn selects(sel: &Selector, disk: &Disk) -> bool {
     match sel {
         Selector::Preset(c) => preset_matches(*c, &disk.model),
         Selector::Model(g) => glob_match(g, &disk.model),
@@ -104,7 +113,7 @@ fn preset_matches(cloud: Cloud, model: &str) -> bool {
 
 /// Identity alone: a persistent cloud disk, one no `devices` selector picks, or an excluded one.
 /// `None` means the disk is a candidate and the other rules decide.
-pub fn identity(disk: &Disk, config: &Config) -> Option<Refusal> {
+pub(crate) fn identity(disk: &Disk, config: &Config) -> Option<Refusal> {
     if let Some((model, what)) = PERSISTENT_MODELS.iter().find(|(m, _)| *m == disk.model) {
         return Some(Refusal::Persistent { model: model.to_string(), what });
     }
@@ -115,7 +124,7 @@ pub fn identity(disk: &Disk, config: &Config) -> Option<Refusal> {
 }
 
 /// Classify one disk. Every refusal that applies is listed, the most telling first.
-pub fn classify(disk: &Disk, config: &Config) -> Verdict {
+pub(crate) fn classify(disk: &Disk, config: &Config) -> Verdict {
     if let Some(r) = identity(disk, config) {
         return Verdict::Refuse(vec![r]);
     }

@@ -2,27 +2,21 @@
 //! raw words → [`Command`], then [`run`].
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use std::path::Path;
-
-use crate::apply;
-use crate::config::{Config, OnFailure};
-use crate::dm::Control;
+use crate::config::OnFailure;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::json::Value;
-use crate::plan::{self, Caps};
-use crate::status::{SetupResult, STATUS_PATH};
+use crate::status::{SetupResult, Status, StatusError, STATUS_PATH};
 use crate::system::{LinuxSystem, System};
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 ephemcrypt: encrypt ephemeral disks at boot with a key nobody keeps
 
 usage:
-  ephemcrypt plan [--host DIR] [--config FILE] [--json]
-      Show which disks would be used or refused and why, and the steps setup would take.
-      Touches nothing.
+  ephemcrypt plan [--host DIR] [--config FILE] [--newroot DIR] [--json]
+      Show which disks would be used or refused and why, and the steps setup would take: the
+      device-mapper tables, the mkfs command, the mounts. Touches nothing.
   ephemcrypt setup --newroot DIR [--host DIR] [--config FILE]
       Run by the boot chain with the real root mounted at DIR: encrypt the disks, make swap and
       the file system, mount it at DIR<mount> and bind the bind targets onto it. Writes
@@ -34,7 +28,8 @@ usage:
 options:
   --host DIR       read the machine from DIR instead of / (DIR/proc, DIR/sys, DIR/dev, DIR/etc)
   --config FILE    configuration file (default: DIR/etc/ephemcrypt.conf)
-  --newroot DIR    where the boot chain mounted the real root (dracut /sysroot, mkinitcpio /new_root)
+  --newroot DIR    where the boot chain mounted the real root (dracut /sysroot, mkinitcpio /new_root);
+                   for plan, optional: without it, /sysroot with its directories taken to be there
   --json           machine-readable output
   -v, --verbose    more log lines on stderr
 
@@ -45,8 +40,8 @@ exit codes: 0 done (also: nothing to do, disabled, or a failure the on-failure p
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Plan(Common),
+pub(crate) enum Command {
+    Plan(Common, Option<PathBuf>),
     Setup(Common, PathBuf),
     Status(Common),
     Help,
@@ -55,11 +50,11 @@ pub enum Command {
 
 /// Options every subcommand takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Common {
-    pub host: PathBuf,
-    pub config: Option<PathBuf>,
-    pub json: bool,
-    pub verbose: bool,
+pub(crate) struct Common {
+    pub(crate) host: PathBuf,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) json: bool,
+    pub(crate) verbose: bool,
 }
 
 impl Default for Common {
@@ -69,7 +64,7 @@ impl Default for Common {
 }
 
 /// Parse the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Command> {
+pub(crate) fn parse(args: &[String]) -> Result<Command> {
     let mut it = args.iter();
     let sub = match it.next().map(String::as_str) {
         None => return Err(Error::Usage("no command given; try 'ephemcrypt --help'".into())),
@@ -105,10 +100,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         }
     };
     match sub.as_str() {
-        "plan" => {
-            only("--newroot", newroot.is_none())?;
-            Ok(Command::Plan(common))
-        }
+        "plan" => Ok(Command::Plan(common, newroot)),
         "setup" => {
             only("--json", !common.json)?;
             let newroot = newroot
@@ -126,16 +118,37 @@ pub fn parse(args: &[String]) -> Result<Command> {
     }
 }
 
+/// The whole program after the logger: parse, run, print; the returned number is the exit code.
+/// Errors are logged once, here.
+pub fn main(args: &[String], out: &mut dyn Write) -> u8 {
+    match parse(args).and_then(|cmd| run(&cmd, out)) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            e.exit_code() as u8
+        }
+    }
+}
+
 /// Run a command; the returned number is the exit code.
-pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<i32> {
+pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
     let write = |out: &mut dyn Write, text: &str| {
         out.write_all(text.as_bytes()).map_err(|e| Error::os("write", "standard output", e))
     };
     match cmd {
         Command::Help => write(out, USAGE)?,
         Command::Version => write(out, &format!("ephemcrypt {}\n", env!("CARGO_PKG_VERSION")))?,
-        Command::Plan(c) => {
-            let plan = compute_plan(c)?;
+        Command::Plan(c, newroot) => {
+            if let Some(dir) = newroot.as_deref().filter(|d| !d.is_dir()) {
+                return Err(Error::Usage(format!("--newroot {}: not a directory", dir.display())));
+            }
+            let host = Host::new(&c.host);
+            let plan = crate::setup::show(
+                &host,
+                c.config.as_deref(),
+                newroot.as_deref(),
+                &mut LinuxSystem::observer(&c.host),
+            )?;
             let text = if c.json { plan.to_json().pretty() } else { plan.to_string() };
             write(out, &text)?;
         }
@@ -149,9 +162,8 @@ pub fn run(cmd: &Command, out: &mut dyn Write) -> Result<i32> {
     Ok(0)
 }
 
-/// `ephemcrypt setup`: the boot-time job. Every failure after the arguments are checked goes
-/// through the failure policy and the status file; only `on-failure=halt` exits non-zero.
-fn setup(c: &Common, newroot: &Path) -> Result<i32> {
+/// `ephemcrypt setup`: the boot-time job. Only `on-failure=halt` exits non-zero.
+fn setup(c: &Common, newroot: &Path) -> Result<u8> {
     if !newroot.is_dir() {
         return Err(Error::Usage(format!("--newroot {}: not a directory", newroot.display())));
     }
@@ -159,56 +171,26 @@ fn setup(c: &Common, newroot: &Path) -> Result<i32> {
         log::warn!("{e}");
     }
     let host = Host::new(&c.host);
-    let mut sys = LinuxSystem::new(&c.host);
-    let (plan, outcome, policy_halts) = match host.config(c.config.as_deref()) {
-        Ok(config) => {
-            let (plan, outcome) = apply::setup(&config, newroot, &mut sys, &mut || host.disks(&config));
-            (plan, outcome, config.on_failure == OnFailure::Halt)
-        }
-        Err(e) => {
-            // Without a configuration there is no policy to follow: keep data off the disks
-            // with tmpfs over the default bind targets, report, and let the machine boot.
-            log::error!("{e}");
-            let mut o = apply::fallback(&Config::default(), newroot, &mut sys, e.to_string());
-            o.result = Some(SetupResult::Failed);
-            (None, o, false)
-        }
-    };
-    if outcome.already_active {
-        log::info!("status left as the first run wrote it");
-    } else if let Err(e) = sys.write_status(&outcome.to_json(plan.as_ref()).pretty()) {
-        log::error!("{e}");
-    }
-    Ok(if policy_halts && outcome.result() == SetupResult::Failed { 1 } else { 0 })
+    let (plan, status) = crate::setup::setup(&host, c.config.as_deref(), newroot, &mut LinuxSystem::new(&c.host));
+    let halts = plan.on_failure == OnFailure::Halt && status.result == SetupResult::Failed;
+    Ok(if halts { 1 } else { 0 })
 }
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.
-fn status(c: &Common) -> Result<(String, i32)> {
-    let path = Host::new(&c.host).path(STATUS_PATH);
+fn status(c: &Common) -> Result<(String, u8)> {
+    let host = Host::new(&c.host);
+    let path = host.path(STATUS_PATH);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::os("read status (has setup run in this boot?)", path.display(), e))?;
-    let mut doc = crate::json::parse(&text).ok_or_else(|| Error::msg(format!("{}: not valid JSON", path.display())))?;
-    let control = Control::open(&Host::new(&c.host).path("/dev/mapper/control")).ok();
-    let live = |name: &str| control.as_ref().and_then(|ctl| ctl.info(name).ok()).map(|i| i.is_some_and(|i| i.active));
-    let mut gone = false;
-    if let Some(Value::Arr(maps)) = doc.get_mut("mappings") {
-        for m in maps.iter_mut() {
-            let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-            let state = live(&name);
-            gone |= state == Some(false);
-            if let Value::Obj(pairs) = m {
-                pairs.push(("live".into(), state.map_or(Value::Null, Value::Bool)));
-            }
+    let bad = |why: StatusError| Error::Status { path: path.display().to_string(), why };
+    let mut status: Status = crate::status::parse(&text).map_err(bad)?;
+    // Without the control device (not root, no device-mapper) liveness stays unknown.
+    if host.path("/dev/mapper/control").exists() {
+        let mut sys = LinuxSystem::observer(&c.host);
+        for m in &mut status.mappings {
+            m.live = sys.dm_dev(&m.name).ok().map(|d| d.is_some());
         }
     }
-    let out = if c.json { doc.pretty() } else { crate::status::render(&doc) };
-    Ok((out, if gone { 1 } else { 0 }))
-}
-
-/// `ephemcrypt plan`: read the host and plan, with the kernel's features assumed (setup reads
-/// them from the running kernel).
-fn compute_plan(c: &Common) -> Result<plan::Plan> {
-    let host = Host::new(&c.host);
-    let config = host.config(c.config.as_deref())?;
-    Ok(plan::plan(&config, &host.disks(&config)?, Caps::ASSUMED))
+    let out = if c.json { status.to_json().pretty() } else { status.render() };
+    Ok((out, if status.mapping_gone() { 1 } else { 0 }))
 }

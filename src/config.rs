@@ -12,7 +12,7 @@ use crate::units::Bytes;
 
 /// Where a raw value came from, for error messages and `plan` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File { path: PathBuf, line: usize },
     Cmdline,
@@ -30,7 +30,7 @@ impl fmt::Display for Source {
 
 /// A configuration problem. Its text names the key, the value, the source and what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// A line of the file that is not `key = value`.
     Syntax {
         source: Source,
@@ -56,10 +56,10 @@ pub enum ConfigError {
 
 /// One key's raw value and its source, as quoted in a conflict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    pub key: &'static str,
-    pub value: String,
-    pub source: Source,
+pub(crate) struct Setting {
+    pub(crate) key: &'static str,
+    pub(crate) value: String,
+    pub(crate) source: Source,
 }
 
 impl fmt::Display for Setting {
@@ -96,14 +96,14 @@ impl std::error::Error for ConfigError {}
 
 /// A cloud whose local-disk model strings we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
+pub(crate) enum Cloud {
     Aws,
     Gcp,
     Azure,
 }
 
 impl Cloud {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Cloud::Aws => "aws",
             Cloud::Gcp => "gcp",
@@ -111,7 +111,7 @@ impl Cloud {
         }
     }
     /// Ephemeral-disk models as sysfs `device/model` shows them, trailing spaces trimmed.
-    pub fn models(self) -> &'static [&'static str] {
+    pub(crate) fn models(self) -> &'static [&'static str] {
         match self {
             Cloud::Aws => &["Amazon EC2 NVMe Instance Storage"],
             Cloud::Gcp => &["nvme_card"],
@@ -122,7 +122,7 @@ impl Cloud {
 
 /// One item of `devices` or `exclude`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
+pub(crate) enum Selector {
     Preset(Cloud),
     Model(String),
     Serial(String),
@@ -142,21 +142,21 @@ impl fmt::Display for Selector {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SectorSize {
+pub(crate) enum SectorSize {
     /// 4096 where the disks allow, else their largest logical block size.
     Auto,
     Fixed(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workqueues {
+pub(crate) enum Workqueues {
     /// `no_read_workqueue no_write_workqueue` where the kernel's crypt target supports them.
     Bypass,
     Kernel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Swap {
+pub(crate) enum Swap {
     None,
     Size(Bytes),
     /// A share of the encrypted volume, 1–99 %.
@@ -164,14 +164,14 @@ pub enum Swap {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fs {
+pub(crate) enum Fs {
     Ext4,
     Xfs,
     None,
 }
 
 impl Fs {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fs::Ext4 => "ext4",
             Fs::Xfs => "xfs",
@@ -181,7 +181,7 @@ impl Fs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     /// tmpfs over every bind target, boot goes on: nothing lands unencrypted on a disk.
     Tmpfs,
     Continue,
@@ -190,7 +190,7 @@ pub enum OnFailure {
 }
 
 impl OnFailure {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OnFailure::Tmpfs => "tmpfs",
             OnFailure::Continue => "continue",
@@ -201,40 +201,40 @@ impl OnFailure {
 
 /// The resolved configuration. Every field is valid; see [`KEYS`] for meanings and defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     /// False when `rd.ephemcrypt=0` is on the kernel command line.
-    pub enabled: bool,
-    pub devices: Vec<Selector>,
-    pub exclude: Vec<Selector>,
-    pub force: bool,
-    pub min_size: Bytes,
-    pub expect: u32,
-    pub wait_secs: u32,
-    pub cipher: String,
-    pub key_bits: u32,
-    pub sector_size: SectorSize,
-    pub discard: bool,
-    pub workqueues: Workqueues,
-    pub chunk: Bytes,
-    pub swap: Swap,
-    pub fs: Fs,
-    pub mount: PathBuf,
-    pub bind: Vec<PathBuf>,
-    pub on_failure: OnFailure,
-    pub name: String,
+    pub(crate) enabled: bool,
+    pub(crate) devices: Vec<Selector>,
+    pub(crate) exclude: Vec<Selector>,
+    pub(crate) force: bool,
+    pub(crate) min_size: Bytes,
+    pub(crate) expect: u32,
+    pub(crate) wait_secs: u32,
+    pub(crate) cipher: String,
+    pub(crate) key_bits: u32,
+    pub(crate) sector_size: SectorSize,
+    pub(crate) discard: bool,
+    pub(crate) workqueues: Workqueues,
+    pub(crate) chunk: Bytes,
+    pub(crate) swap: Swap,
+    pub(crate) fs: Fs,
+    pub(crate) mount: PathBuf,
+    pub(crate) bind: Vec<PathBuf>,
+    pub(crate) on_failure: OnFailure,
+    pub(crate) name: String,
 }
 
 /// A configuration key: its name, default and a description of what it accepts.
-pub struct Key {
-    pub name: &'static str,
-    pub default: &'static str,
-    pub accepts: &'static str,
+pub(crate) struct Key {
+    pub(crate) name: &'static str,
+    pub(crate) default: &'static str,
+    pub(crate) accepts: &'static str,
 }
 
 const BOOL: &str = "yes or no (also true/false, on/off, 1/0)";
 
 /// Every key, in the order the README documents them.
-pub const KEYS: &[Key] = &[
+pub(crate) const KEYS: &[Key] = &[
     Key { name: "devices", default: "aws,gcp,azure", accepts: "a comma-separated list of aws, gcp, azure, model:GLOB, serial:GLOB, path:GLOB" },
     Key { name: "exclude", default: "", accepts: "a comma-separated list of aws, gcp, azure, model:GLOB, serial:GLOB, path:GLOB (may be empty)" },
     Key { name: "force", default: "no", accepts: BOOL },
@@ -257,7 +257,7 @@ pub const KEYS: &[Key] = &[
 
 /// Raw `key → (value, source)` pairs before validation; later sets win.
 #[derive(Debug, Default, Clone)]
-pub struct Raw {
+pub(crate) struct Raw {
     values: Vec<(&'static str, String, Source)>,
     disabled_by_cmdline: bool,
 }
@@ -283,7 +283,7 @@ impl Raw {
     }
 
     /// Read a configuration file's text (`path` is only used in messages).
-    pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+    pub(crate) fn add_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
         for (i, line) in text.lines().enumerate() {
             let source = Source::File { path: path.to_path_buf(), line: i + 1 };
             let line = line.trim();
@@ -303,7 +303,7 @@ impl Raw {
     }
 
     /// Apply the `rd.ephemcrypt*` parameters of a kernel command line.
-    pub fn add_cmdline(&mut self, cmdline: &str) -> Result<(), ConfigError> {
+    pub(crate) fn add_cmdline(&mut self, cmdline: &str) -> Result<(), ConfigError> {
         for word in split_cmdline(cmdline) {
             let (name, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
             if name == "rd.ephemcrypt" {
@@ -326,7 +326,7 @@ impl Raw {
     }
 
     /// Validate every value and check the pairs that must agree.
-    pub fn resolve(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn resolve(&self) -> Result<Config, ConfigError> {
         let cipher = self.get("cipher");
         let key_bits = self.get("key-bits");
         let fs = self.get("fs");
@@ -396,21 +396,13 @@ impl Raw {
 
 impl Config {
     /// The configuration from a file's text (if any) and a kernel command line.
-    pub fn load(file: Option<(&Path, &str)>, cmdline: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn load(file: Option<(&Path, &str)>, cmdline: &str) -> Result<Config, ConfigError> {
         let mut raw = Raw::default();
         if let Some((path, text)) = file {
             raw.add_file(path, text)?;
         }
         raw.add_cmdline(cmdline)?;
         raw.resolve()
-    }
-
-    /// The crypt sector size a fixed setting asks for, if any.
-    pub fn fixed_sector_size(&self) -> Option<u32> {
-        match self.sector_size {
-            SectorSize::Fixed(s) => Some(s),
-            SectorSize::Auto => None,
-        }
     }
 }
 
@@ -436,7 +428,7 @@ fn unquote(v: &str) -> &str {
 
 /// Split a kernel command line into words the way the kernel does: spaces separate, double
 /// quotes group (`rd.ephemcrypt.devices="serial:a b"`).
-pub fn split_cmdline(cmdline: &str) -> Vec<String> {
+pub(crate) fn split_cmdline(cmdline: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quoted = false;
@@ -461,7 +453,7 @@ pub fn split_cmdline(cmdline: &str) -> Vec<String> {
     words.into_iter().map(|w| w.replace('"', "")).collect()
 }
 
-pub fn parse_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "yes" | "true" | "on" | "1" => Some(true),
         "no" | "false" | "off" | "0" => Some(false),
@@ -471,7 +463,7 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 
 /// `512`, `4K`, `1.5G`? No: whole numbers only, with an optional K/M/G/T suffix (powers of 1024)
 /// and an optional trailing `B` or `iB`.
-pub fn parse_size(v: &str) -> Option<Bytes> {
+pub(crate) fn parse_size(v: &str) -> Option<Bytes> {
     let v = v.trim();
     let v = v.strip_suffix("iB").or_else(|| v.strip_suffix('B')).unwrap_or(v);
     let (num, shift) = match v.char_indices().last()? {
@@ -562,7 +554,7 @@ fn parse_name(v: &str) -> Option<String> {
 }
 
 /// Shell-style glob: `*` any run, `?` one character, `[abc]`/`[a-z]`/`[!a]` a class.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     glob_at(&p, &t)

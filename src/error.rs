@@ -1,48 +1,70 @@
 //! One error type for the whole program.
 //!
 //! Every variant names the operation and the object it failed on; OS failures carry the errno.
-//! No variant ever carries key material: keys are never formatted anywhere (see `key.rs`).
+//! No variant ever carries key material: keys are never formatted anywhere (see `key.rs`), and
+//! device-mapper errors never quote a table's parameters.
 
 use std::fmt;
 use std::io;
 
+use crate::dm::DmError;
+
 /// Everything that can go wrong in ephemcrypt.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     /// Bad command-line usage (exit code 2).
     Usage(String),
     /// A configuration file or kernel command-line problem (exit code 2).
     Config(Box<crate::config::ConfigError>),
     /// A system call or file operation failed: `op` on `object`, with the OS error.
     Os { op: &'static str, object: String, source: io::Error },
-    /// Something else that a person can act on; the text names the object.
-    Msg(String),
+    /// A value read from the host that is not what it must be: `what` (a path), what was
+    /// expected, and what was found.
+    Invalid { what: String, expected: &'static str, found: String },
+    /// A device-mapper request that could not be encoded, or a reply that could not be decoded.
+    Dm { op: &'static str, object: String, why: DmError },
+    /// The kernel has no dm-crypt target, even after trying to load `dm_crypt`.
+    NoCryptTarget,
+    /// A program to run is not installed.
+    ProgramNotFound { program: String },
+    /// A program ran and failed: its arguments, exit status and the last lines of its stderr.
+    Program { argv: Vec<String>, status: String, stderr: String },
+    /// `/run/ephemcrypt/status.json` is not a status document.
+    Status { path: String, why: crate::status::StatusError },
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// An OS error from an `io::Error`.
-    pub fn os(op: &'static str, object: impl fmt::Display, source: io::Error) -> Error {
+    pub(crate) fn os(op: &'static str, object: impl fmt::Display, source: io::Error) -> Error {
         Error::Os { op, object: object.to_string(), source }
     }
 
     /// An OS error from a nix errno.
-    pub fn errno(op: &'static str, object: impl fmt::Display, errno: nix::errno::Errno) -> Error {
+    pub(crate) fn errno(op: &'static str, object: impl fmt::Display, errno: nix::errno::Errno) -> Error {
         Error::os(op, object, io::Error::from_raw_os_error(errno as i32))
     }
 
-    pub fn msg(text: impl Into<String>) -> Error {
-        Error::Msg(text.into())
+    pub(crate) fn invalid(what: impl fmt::Display, expected: &'static str, found: impl fmt::Display) -> Error {
+        Error::Invalid { what: what.to_string(), expected, found: found.to_string() }
+    }
+
+    /// The errno of an OS error.
+    pub(crate) fn errno_value(&self) -> Option<i32> {
+        match self {
+            Error::Os { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
     }
 
     /// An OS error with errno EBUSY: the device or mount is still in use.
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Os { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    pub(crate) fn is_busy(&self) -> bool {
+        self.errno_value() == Some(libc::EBUSY)
     }
 
     /// The process exit code `main` maps this error to.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Config(_) => 2,
             _ => 1,
@@ -63,7 +85,23 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Msg(m) => f.write_str(m),
+            Error::Invalid { what, expected, found } => write!(f, "{what}: expected {expected}, found '{found}'"),
+            Error::Dm { op, object, why } => write!(f, "{op} {object}: {why}"),
+            Error::NoCryptTarget => f.write_str(
+                "the kernel has no dm-crypt target: module dm_crypt is neither built in nor loadable \
+                 (add it to the initramfs)",
+            ),
+            Error::ProgramNotFound { program } => {
+                write!(f, "run {program}: not found on PATH (add it to the initramfs)")
+            }
+            Error::Program { argv, status, stderr } => {
+                write!(f, "{} failed ({status})", argv.join(" "))?;
+                if !stderr.is_empty() {
+                    write!(f, ": {stderr}")?;
+                }
+                Ok(())
+            }
+            Error::Status { path, why } => write!(f, "read status {path}: {why}"),
         }
     }
 }
@@ -80,5 +118,26 @@ impl std::error::Error for Error {
 impl From<crate::config::ConfigError> for Error {
     fn from(e: crate::config::ConfigError) -> Error {
         Error::Config(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_operation_object_and_errno() {
+        let e = Error::os("open", "/dev/x", io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(e.to_string().starts_with("open /dev/x: ") && e.to_string().ends_with("(ENOENT)"), "{e}");
+        let e = Error::Program {
+            argv: vec!["mkfs.ext4".into(), "-q".into(), "/dev/mapper/x".into()],
+            status: "exit status: 1".into(),
+            stderr: "mkfs.ext4: No space left".into(),
+        };
+        assert_eq!(e.to_string(), "mkfs.ext4 -q /dev/mapper/x failed (exit status: 1): mkfs.ext4: No space left");
+        let e = Error::invalid("/sys/block/sda/size", "a number", "12x");
+        assert_eq!(e.to_string(), "/sys/block/sda/size: expected a number, found '12x'");
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::NoCryptTarget.exit_code(), 1);
     }
 }

@@ -1,5 +1,7 @@
 //! A small JSON writer (and, for `status`, a reader): the two documents ephemcrypt writes are
-//! flat and known, so a 100-line module replaces serde and its size in the initramfs.
+//! flat and known, so a 100-line module replaces serde and its size in the initramfs. Numbers are
+//! whole and non-negative (sizes, sectors, milliseconds): no floating point, whose formatting and
+//! parsing would add ~12 KiB to the binary.
 
 use std::fmt::Write;
 
@@ -8,7 +10,7 @@ use std::fmt::Write;
 pub enum Value {
     Null,
     Bool(bool),
-    Num(f64),
+    Num(u64),
     Str(String),
     Arr(Vec<Value>),
     Obj(Vec<(String, Value)>),
@@ -61,9 +63,6 @@ impl Value {
         match self {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Num(n) if n.fract() == 0.0 && n.abs() < 9.007e15 => {
-                let _ = write!(out, "{}", *n as i64);
-            }
             Value::Num(n) => {
                 let _ = write!(out, "{n}");
             }
@@ -113,12 +112,12 @@ impl From<bool> for Value {
 }
 impl From<u64> for Value {
     fn from(n: u64) -> Value {
-        Value::Num(n as f64)
+        Value::Num(n)
     }
 }
 impl From<u32> for Value {
     fn from(n: u32) -> Value {
-        Value::Num(f64::from(n))
+        Value::Num(u64::from(n))
     }
 }
 impl<T: Into<Value>> From<Option<T>> for Value {
@@ -150,9 +149,14 @@ fn escape(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Parse a JSON document (what [`Value::pretty`] writes, and any other valid JSON).
+/// How deep arrays and objects may nest: ours nest three levels; a deeper document is not ours,
+/// and unbounded recursion would overflow the stack.
+const MAX_DEPTH: usize = 32;
+
+/// Parse a JSON document (what [`Value::pretty`] writes, and any other JSON whose numbers are
+/// whole and non-negative and which nests at most 32 levels).
 pub fn parse(text: &str) -> Option<Value> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser { s: text.as_bytes(), i: 0, depth: 0 };
     let v = p.value()?;
     p.ws();
     (p.i == p.s.len()).then_some(v)
@@ -161,6 +165,7 @@ pub fn parse(text: &str) -> Option<Value> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -179,6 +184,13 @@ impl Parser<'_> {
     }
 
     fn value(&mut self) -> Option<Value> {
+        self.depth += 1;
+        let v = if self.depth > MAX_DEPTH { None } else { self.inner_value() };
+        self.depth -= 1;
+        v
+    }
+
+    fn inner_value(&mut self) -> Option<Value> {
         self.ws();
         match *self.s.get(self.i)? {
             b'n' if self.eat("null") => Some(Value::Null),
@@ -227,13 +239,14 @@ impl Parser<'_> {
                     }
                 }
             }
-            _ => {
+            b'0'..=b'9' => {
                 let start = self.i;
-                while self.s.get(self.i).is_some_and(|c| b"+-.eE0123456789".contains(c)) {
+                while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
                     self.i += 1;
                 }
                 std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok().map(Value::Num)
             }
+            _ => None,
         }
     }
 
@@ -284,7 +297,7 @@ mod tests {
             ("c", Value::Null),
             ("d", Value::from(true)),
             ("e", Value::obj::<&str>([])),
-            ("f", Value::Num(1.5)),
+            ("f", Value::Num(u64::MAX)),
         ]);
         let text = v.pretty();
         assert!(text.contains("\"x\\\"y\\\\z\\n\\u0001\""));
@@ -296,5 +309,13 @@ mod tests {
         assert_eq!(parse("{\"a\": }"), None);
         assert_eq!(parse("[1, 2"), None);
         assert_eq!(parse("{} x"), None);
+        // Not numbers we write: negative, fractional, exponent, overflowing.
+        for n in ["-1", "1.5", "1e3", "18446744073709551616"] {
+            assert_eq!(parse(n), None, "{n}");
+        }
+        // Nesting: ours is three deep; far deeper is refused without exhausting the stack.
+        assert!(parse(&format!("{}{}", "[".repeat(32), "]".repeat(32))).is_some());
+        assert_eq!(parse(&format!("{}{}", "[".repeat(33), "]".repeat(33))), None);
+        assert_eq!(parse(&"[".repeat(1 << 20)), None);
     }
 }

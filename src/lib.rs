@@ -1,33 +1,41 @@
 //! ephemcrypt encrypts a cloud machine's ephemeral disks at every boot with a key that nobody
 //! keeps.
 //!
-//! # Lifecycle
+//! # Data flow
 //!
-//! The boot chain (dracut or mkinitcpio) mounts the real root, then runs `ephemcrypt setup`
-//! before switch_root. ephemcrypt reads the host ([`host`]): the kernel command line, its
-//! configuration file, the block devices in sysfs, mounts and swaps, and the first and last bytes
-//! of each disk ([`signature`]). [`config`] resolves the settings; [`classify`] decides, disk by
-//! disk, which are ephemeral and free; [`plan`] lays out the volume, purely. Nothing is touched
-//! until the plan is complete, and `ephemcrypt plan` shows it without touching anything.
-pub mod apply;
-pub mod classify;
+//! The boot chain (dracut, mkinitcpio) mounts the real root, then runs `ephemcrypt setup`
+//! before switch_root. [`setup`](crate::setup) reads the host ([`host`]: the kernel command line,
+//! the configuration file, the block devices in sysfs, mounts and swaps, and the first and last
+//! bytes of each candidate disk, [`signature`]) and asks the kernel what it can do (through
+//! [`system::System`]). [`config`] resolves the settings; [`classify`] decides, disk by disk,
+//! which are ephemeral and free; [`plan`] lays out the volume and lists the [`step`]s, purely;
+//! [`execute`] takes the steps one by one with an undo stack, then writes the [`status`].
+//! `ephemcrypt plan` prints the very steps setup would take, and touches nothing.
+mod classify;
 pub mod cli;
-pub mod config;
-pub mod dm;
-pub mod error;
-pub mod host;
+mod config;
+mod disk;
+mod dm;
+mod error;
+mod execute;
+mod host;
 pub mod json;
-pub mod key;
+mod key;
 pub mod log;
-pub mod plan;
-pub mod signature;
-pub mod status;
-pub mod swap;
-pub mod sys;
-pub mod system;
-pub mod units;
+mod paths;
+mod plan;
+mod setup;
+mod signature;
+mod status;
+mod step;
+mod swap;
+mod sys;
+mod system;
+mod units;
 
+#[cfg(test)]
+mod fake;
 #[cfg(test)]
 mod testutil;
 
-pub use error::{Error, Result};
+use error::{Error, Result};

@@ -1,149 +1,219 @@
-//! PURE: configuration + disks (+ what the kernel supports) → [`Plan`]. No side effects, no key.
+//! PURE: configuration + facts about the machine → [`Plan`]. No side effects, no key.
+//!
+//! The facts are what setup read before planning: the disks, what the kernel's dm-crypt can do,
+//! the new root's directories, and a volume already live in this boot. The plan is the disks with
+//! their verdicts, the layout, and the program: the ordered [`Step`]s setup takes, and the steps
+//! of the failure policy.
 //!
 //! Layout: the chosen disks, ordered by serial then path, are striped (several disks) or used
 //! directly (one disk); one dm-crypt mapping covers that; an optional dm-linear swap slice and a
 //! data slice split the encrypted volume; the data slice (or the whole volume) gets the file system.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::classify::{classify, Verdict};
+use crate::classify::{classify, Refusal, Verdict};
 use crate::config::{Config, Fs, OnFailure, SectorSize, Swap, Workqueues};
-use crate::host::Disk;
+use crate::disk::{DirState, Disk, Mount, NewRoot};
+use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
 use crate::json::Value;
+use crate::paths::under;
+use crate::status::STATUS_PATH;
+use crate::step::{KeyPath, Mapping, Step, MOUNT_OPTIONS};
 use crate::units::{Bytes, DevNo, Sectors};
 
 /// What the kernel's dm-crypt target can do, from `DM_LIST_VERSIONS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caps {
+pub(crate) struct Caps {
     /// The crypt target version; `None` when not read (the `plan` command on another machine).
-    pub crypt: Option<[u32; 3]>,
+    pub(crate) crypt: Option<[u32; 3]>,
 }
 
 impl Caps {
     /// Without a kernel to ask, `plan` shows what a current kernel would get.
-    pub const ASSUMED: Caps = Caps { crypt: None };
+    pub(crate) const ASSUMED: Caps = Caps { crypt: None };
 
     fn at_least(&self, min: [u32; 3]) -> bool {
         self.crypt.is_none_or(|v| v >= min)
     }
     /// `:<size>:logon:<desc>` keys. dm-crypt learnt keyring keys in 1.15 (Linux 4.10); we ask for
     /// 1.18.1, the first version whose keyring handling is free of known bugs.
-    pub fn keyring(&self) -> bool {
+    pub(crate) fn keyring(&self) -> bool {
         self.at_least([1, 18, 1])
     }
     /// `sector_size:<n>`: crypt target 1.17 (Linux 4.12).
-    pub fn sector_size(&self) -> bool {
+    pub(crate) fn sector_size(&self) -> bool {
         self.at_least([1, 17, 0])
     }
     /// `no_read_workqueue no_write_workqueue`: crypt target 1.22 (Linux 5.9).
-    pub fn no_workqueue(&self) -> bool {
+    pub(crate) fn no_workqueue(&self) -> bool {
         self.at_least([1, 22, 0])
     }
     /// `allow_discards`: crypt target 1.11 (Linux 3.1).
-    pub fn discards(&self) -> bool {
+    pub(crate) fn discards(&self) -> bool {
         self.at_least([1, 11, 0])
     }
 }
 
+/// A mapping of ours that is already live in this boot (a second run of setup), as the kernel
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Live {
+    pub(crate) dev: DevNo,
+    /// The target types of its table; ours is exactly one `crypt`.
+    pub(crate) targets: Vec<String>,
+    /// The mapping that holds the file system: `<name>-data` when that is live, else the volume.
+    pub(crate) data: String,
+    /// Whether the mount point in the new root is a mount point already.
+    pub(crate) mounted: bool,
+}
+
+/// What setup read before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Facts {
+    pub(crate) disks: Vec<Disk>,
+    pub(crate) caps: Caps,
+    pub(crate) newroot: NewRoot,
+    pub(crate) live: Option<Live>,
+}
+
 /// One disk and what was decided about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assessed {
-    pub disk: Disk,
-    pub verdict: Verdict,
-}
-
-/// How the key reaches the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyPath {
-    /// A logon key in the process keyring, named in the table, invalidated after the load.
-    Keyring,
-    /// Old kernels: hex in the table, loaded with DM_SECURE_DATA_FLAG.
-    HexTable,
-}
-
-impl KeyPath {
-    pub fn describe(self) -> &'static str {
-        match self {
-            KeyPath::Keyring => "kernel keyring (logon), never stored",
-            KeyPath::HexTable => "hex key in the dm table (kernel lacks keyring keys), never stored",
-        }
-    }
+pub(crate) struct Assessed {
+    pub(crate) disk: Disk,
+    pub(crate) verdict: Verdict,
 }
 
 /// A device-mapper slice of the encrypted volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Slice {
-    pub name: String,
-    pub start: Sectors,
-    pub len: Sectors,
+pub(crate) struct Slice {
+    pub(crate) name: String,
+    pub(crate) start: Sectors,
+    pub(crate) len: Sectors,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stripe {
-    pub name: String,
-    pub chunk: Sectors,
+pub(crate) struct Stripe {
+    pub(crate) name: String,
+    pub(crate) chunk: Sectors,
     /// Sectors used on each member disk.
-    pub per_disk: Sectors,
-    pub len: Sectors,
+    pub(crate) per_disk: Sectors,
+    pub(crate) len: Sectors,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Crypt {
-    pub name: String,
-    pub cipher: String,
-    pub key_bits: u32,
-    pub sector_size: u32,
-    /// Optional dm-crypt arguments, e.g. `no_read_workqueue`.
-    pub flags: Vec<String>,
-    pub key_path: KeyPath,
-    pub len: Sectors,
+pub(crate) struct Crypt {
+    pub(crate) name: String,
+    pub(crate) cipher: String,
+    pub(crate) key_bits: u32,
+    pub(crate) sector_size: u32,
+    /// Optional dm-crypt arguments, e.g. `no_read_workqueue`, in the order the kernel prints them.
+    pub(crate) flags: Vec<String>,
+    pub(crate) key_path: KeyPath,
+    pub(crate) len: Sectors,
 }
 
 /// A member disk of the volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub name: String,
-    pub path: PathBuf,
-    pub serial: String,
-    pub dev: DevNo,
-    pub size: Bytes,
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) serial: String,
+    pub(crate) dev: DevNo,
+    pub(crate) size: Bytes,
 }
 
 /// The encrypted volume and what goes on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    pub members: Vec<Member>,
-    pub stripe: Option<Stripe>,
-    pub crypt: Crypt,
-    pub swap: Option<Slice>,
+pub(crate) struct Volume {
+    pub(crate) members: Vec<Member>,
+    pub(crate) stripe: Option<Stripe>,
+    pub(crate) crypt: Crypt,
+    pub(crate) swap: Option<Slice>,
     /// Present when there is swap: the rest of the volume, for the file system.
-    pub data: Option<Slice>,
-    pub fs: Fs,
-    pub mount: PathBuf,
-    pub binds: Vec<PathBuf>,
+    pub(crate) data: Option<Slice>,
+    pub(crate) fs: Fs,
+    pub(crate) mount: PathBuf,
+    pub(crate) binds: Vec<PathBuf>,
 }
 
 impl Volume {
     /// The dm name the file system (or nothing, for fs=none) goes on.
-    pub fn data_name(&self) -> &str {
+    pub(crate) fn data_name(&self) -> &str {
         self.data.as_ref().map_or(&self.crypt.name, |d| &d.name)
     }
-    pub fn data_len(&self) -> Sectors {
-        self.data.as_ref().map_or(self.crypt.len, |d| d.len)
-    }
-    /// Every mapping, in creation order.
-    pub fn mapping_names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.stripe.iter().map(|s| s.name.as_str()).collect();
-        v.push(&self.crypt.name);
-        v.extend(self.swap.iter().chain(&self.data).map(|s| s.name.as_str()));
-        v
+}
+
+/// Why the chosen disks cannot carry the configured volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PlanError {
+    /// A sector size other than 512 on a crypt target older than 1.17.
+    SectorSizeUnsupported {
+        sector_size: u32,
+    },
+    /// A disk whose logical blocks are larger than the encryption sector.
+    BlockLargerThanSector {
+        disk: PathBuf,
+        block: u32,
+        sector: u32,
+    },
+    SmallerThanChunk {
+        smallest: Bytes,
+        chunk: Bytes,
+    },
+    SwapLeavesTooLittle {
+        swap: Bytes,
+        room: Bytes,
+        volume: Bytes,
+        fs: Fs,
+    },
+    TooSmallForFs {
+        room: Bytes,
+        fs: Fs,
+        min: Bytes,
+    },
+    /// A live mapping has the volume's name but is not a single crypt target.
+    ForeignMapping {
+        name: String,
+        targets: Vec<String>,
+    },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::SectorSizeUnsupported { sector_size } => write!(
+                f,
+                "sector-size {sector_size} needs dm-crypt 1.17 (Linux 4.12); this kernel's crypt target is older"
+            ),
+            PlanError::BlockLargerThanSector { disk, block, sector } => write!(
+                f,
+                "{} has {block}-byte logical blocks, larger than the encryption sector size {sector}",
+                disk.display()
+            ),
+            PlanError::SmallerThanChunk { smallest, chunk } => {
+                write!(f, "the smallest disk ({smallest}) is smaller than one chunk ({chunk})")
+            }
+            PlanError::SwapLeavesTooLittle { swap, room, volume, fs } => write!(
+                f,
+                "swap ({swap}) leaves {room} of the {volume} volume, too little for the {} file system",
+                fs.name()
+            ),
+            PlanError::TooSmallForFs { room, fs, min } => {
+                write!(f, "the volume ({room}) is too small for {} (at least {min})", fs.name())
+            }
+            PlanError::ForeignMapping { name, targets } => write!(
+                f,
+                "/dev/mapper/{name} exists but is not a dm-crypt volume ({}); set 'name' to another prefix",
+                targets.join(", ")
+            ),
+        }
     }
 }
 
 /// What setup will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// `rd.ephemcrypt=0`.
     Disabled,
     /// No eligible disk and none expected: nothing to do, not a failure.
@@ -154,18 +224,30 @@ pub enum State {
         expected: u32,
     },
     /// The disks cannot carry the configured layout: a failure, the policy applies.
-    Invalid(String),
+    Invalid(PlanError),
+    /// The host or the kernel could not be read: a failure, the policy applies.
+    Unreadable(String),
+    /// The configuration could not be read: a failure; the defaults' tmpfs policy applies.
+    BadConfig(String),
     Ready(Box<Volume>),
+    /// The volume is live already (a second run in this boot): mount what is not mounted.
+    Live(Box<Live>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub disks: Vec<Assessed>,
-    pub state: State,
-    pub on_failure: OnFailure,
-    /// The bind targets, also needed for the tmpfs fallback when there is no volume.
-    pub binds: Vec<PathBuf>,
-    pub caps: Caps,
+pub(crate) struct Plan {
+    pub(crate) disks: Vec<Assessed>,
+    pub(crate) state: State,
+    pub(crate) on_failure: OnFailure,
+    pub(crate) caps: Caps,
+    /// Where the new root is mounted, and whether it was looked at (else its directories were
+    /// taken to be present).
+    pub(crate) newroot: PathBuf,
+    pub(crate) newroot_read: bool,
+    /// What setup does, in order.
+    pub(crate) steps: Vec<Step>,
+    /// What setup does after a failure, once the steps taken are undone: the failure policy.
+    pub(crate) fallback: Vec<Step>,
 }
 
 /// The smallest data slice worth a file system (xfs refuses less than 300 MiB).
@@ -180,31 +262,102 @@ fn min_fs(fs: Fs) -> Bytes {
 /// Swap and file-system slices start on 4 KiB boundaries (a page, and any crypt sector).
 const ALIGN: Sectors = Sectors(8);
 
-/// Decide everything. Pure: same inputs, same plan.
-pub fn plan(config: &Config, disks: &[Disk], caps: Caps) -> Plan {
+/// The label mkfs gives the file system (ext4 takes 16 bytes, xfs 12).
+const FS_LABEL: &str = "ephemcrypt";
+
+/// Classify every disk and order them: used disks first, by serial then path; never by the
+/// kernel's enumeration order, which changes between boots.
+pub(crate) fn assess(config: &Config, disks: &[Disk]) -> Vec<Assessed> {
     let mut assessed: Vec<Assessed> =
         disks.iter().map(|d| Assessed { disk: d.clone(), verdict: classify(d, config) }).collect();
-    // Used disks first, in a stable order: serial, then path; never the kernel's enumeration order.
     assessed.sort_by(|a, b| {
         let key = |x: &Assessed| (!x.verdict.is_use(), x.disk.serial.clone(), x.disk.path.clone());
         key(a).cmp(&key(b))
     });
-    let state = if !config.enabled {
-        State::Disabled
-    } else {
-        let chosen: Vec<&Disk> = assessed.iter().filter(|a| a.verdict.is_use()).map(|a| &a.disk).collect();
-        if chosen.len() < config.expect as usize {
-            State::TooFew { found: chosen.len(), expected: config.expect }
-        } else if chosen.is_empty() {
-            State::Absent
-        } else {
-            volume(config, &chosen, caps).map_or_else(State::Invalid, |v| State::Ready(Box::new(v)))
-        }
-    };
-    Plan { disks: assessed, state, on_failure: config.on_failure, binds: config.bind.clone(), caps }
+    assessed
 }
 
-fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, String> {
+/// Decide everything. Pure: same inputs, same plan.
+pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
+    let mut disks = assess(config, &facts.disks);
+    let chosen: Vec<&Disk> = disks.iter().filter(|a| a.verdict.is_use()).map(|a| &a.disk).collect();
+    let state = if !config.enabled {
+        State::Disabled
+    } else if let Some(live) = &facts.live {
+        if live.targets == ["crypt"] {
+            State::Live(Box::new(live.clone()))
+        } else {
+            State::Invalid(PlanError::ForeignMapping { name: config.name.clone(), targets: live.targets.clone() })
+        }
+    } else if chosen.len() < config.expect as usize {
+        State::TooFew { found: chosen.len(), expected: config.expect }
+    } else if chosen.is_empty() {
+        State::Absent
+    } else {
+        volume(config, &chosen, facts.caps).map_or_else(State::Invalid, |v| State::Ready(Box::new(v)))
+    };
+    if !matches!(state, State::Ready(_)) {
+        // A disk is "use" only when setup takes it.
+        let why = not_taken(&state);
+        for a in disks.iter_mut().filter(|a| a.verdict.is_use()) {
+            a.verdict = Verdict::Refuse(vec![Refusal::NotTaken(why.clone())]);
+        }
+    }
+    let newroot = &facts.newroot;
+    let steps = match &state {
+        State::Ready(v) => volume_steps(v, newroot),
+        State::Live(live) if config.fs != Fs::None && !live.mounted => {
+            let mount = under(&newroot.path, &config.mount);
+            mount_steps(&live.data, config.fs, &mount, &newroot.path, &config.bind)
+        }
+        // A second run leaves the first run's status as it is.
+        State::Live(_) => Vec::new(),
+        State::Disabled | State::Absent => vec![status_step()],
+        State::TooFew { .. } | State::Invalid(_) | State::Unreadable(_) | State::BadConfig(_) => Vec::new(),
+    };
+    Plan {
+        disks,
+        fallback: fallback(config.on_failure, &config.bind, newroot),
+        state,
+        on_failure: config.on_failure,
+        caps: facts.caps,
+        newroot: newroot.path.clone(),
+        newroot_read: newroot.read,
+        steps,
+    }
+}
+
+/// The plan when setup could not get as far as planning: the configuration or the host could not
+/// be read. Only the failure policy is left (for a bad configuration, the defaults').
+pub(crate) fn failed(config: &Config, newroot: &NewRoot, state: State) -> Plan {
+    debug_assert!(matches!(state, State::Unreadable(_) | State::BadConfig(_)));
+    Plan {
+        disks: Vec::new(),
+        fallback: fallback(config.on_failure, &config.bind, newroot),
+        state,
+        on_failure: config.on_failure,
+        caps: Caps::ASSUMED,
+        newroot: newroot.path.clone(),
+        newroot_read: newroot.read,
+        steps: Vec::new(),
+    }
+}
+
+/// Why an eligible disk is not taken when no volume is made.
+fn not_taken(state: &State) -> String {
+    match state {
+        State::Disabled => "ephemcrypt is disabled (rd.ephemcrypt=0)".into(),
+        State::Live(_) => "the volume is live already".into(),
+        other => format!("no volume is made: {}", state_reason(other)),
+    }
+}
+
+fn status_step() -> Step {
+    Step::Status { path: PathBuf::from(STATUS_PATH) }
+}
+
+/// The volume's layout: sizes, stripe, crypt parameters and slices.
+fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, PlanError> {
     let largest_block = chosen.iter().map(|d| d.logical_block_size).max().unwrap_or(512);
     let sector_size = match config.sector_size {
         SectorSize::Auto if caps.sector_size() && largest_block <= 4096 => 4096,
@@ -212,84 +365,27 @@ fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, Strin
         SectorSize::Fixed(s) => s,
     };
     if sector_size != 512 && !caps.sector_size() {
-        return Err(format!(
-            "sector-size {sector_size} needs dm-crypt 1.17 (Linux 4.12); this kernel's crypt target is older"
-        ));
+        return Err(PlanError::SectorSizeUnsupported { sector_size });
     }
     if let Some(d) = chosen.iter().find(|d| d.logical_block_size > sector_size) {
-        return Err(format!(
-            "{} has {}-byte logical blocks, larger than the encryption sector size {sector_size}",
-            d.path.display(),
-            d.logical_block_size
-        ));
+        return Err(PlanError::BlockLargerThanSector {
+            disk: d.path.clone(),
+            block: d.logical_block_size,
+            sector: sector_size,
+        });
     }
     let name = &config.name;
-    let smallest = chosen.iter().map(|d| d.size.sectors()).min().unwrap_or_default();
-    let chunk = config.chunk.sectors();
-    let (stripe, len) = if chosen.len() == 1 {
-        (None, smallest.round_down(ALIGN))
-    } else {
-        let per_disk = smallest.round_down(chunk);
-        let len = Sectors(per_disk.0 * chosen.len() as u64);
-        if per_disk.0 == 0 {
-            return Err(format!(
-                "the smallest disk ({}) is smaller than one chunk ({})",
-                smallest.bytes(),
-                config.chunk
-            ));
-        }
-        (Some(Stripe { name: format!("{name}-stripe"), chunk, per_disk, len }), len)
-    };
-    let mut flags = Vec::new();
-    if config.discard && caps.discards() {
-        flags.push("allow_discards".to_string());
-    }
-    if config.workqueues == Workqueues::Bypass && caps.no_workqueue() {
-        flags.extend(["no_read_workqueue".to_string(), "no_write_workqueue".to_string()]);
-    }
-    if sector_size != 512 {
-        flags.push(format!("sector_size:{sector_size}"));
-    }
+    let (stripe, len) = stripe(config, chosen)?;
     let crypt = Crypt {
         name: name.clone(),
         cipher: config.cipher.clone(),
         key_bits: config.key_bits,
         sector_size,
-        flags,
+        flags: crypt_flags(config, caps, sector_size),
         key_path: if caps.keyring() { KeyPath::Keyring } else { KeyPath::HexTable },
         len,
     };
-    let swap_len = match config.swap {
-        Swap::None => Sectors(0),
-        Swap::Size(b) => b.sectors().round_down(ALIGN),
-        Swap::Percent(p) => Sectors(len.0 / 100 * u64::from(p)).round_down(ALIGN),
-    };
-    let room = Sectors(len.0.saturating_sub(swap_len.0));
-    if swap_len.0 > 0 && room.bytes() < min_fs(config.fs).max(Bytes(1 << 20)) {
-        return Err(format!(
-            "swap ({}) leaves {} of the {} volume, too little for the {} file system",
-            swap_len.bytes(),
-            room.bytes(),
-            len.bytes(),
-            config.fs.name()
-        ));
-    }
-    if room.bytes() < min_fs(config.fs) {
-        return Err(format!(
-            "the volume ({}) is too small for {} (at least {})",
-            room.bytes(),
-            config.fs.name(),
-            min_fs(config.fs)
-        ));
-    }
-    let (swap, data) = if swap_len.0 == 0 {
-        (None, None)
-    } else {
-        (
-            Some(Slice { name: format!("{name}-swap"), start: Sectors(0), len: swap_len }),
-            Some(Slice { name: format!("{name}-data"), start: swap_len, len: room }),
-        )
-    };
+    let (swap, data) = slices(config, len)?;
     let members = chosen
         .iter()
         .map(|d| Member {
@@ -312,126 +408,283 @@ fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, Strin
     })
 }
 
-impl Plan {
-    /// The chosen disks.
-    pub fn used(&self) -> impl Iterator<Item = &Assessed> {
-        self.disks.iter().filter(|a| a.verdict.is_use())
+/// The stripe over several disks (none for one) and the length of what the crypt mapping covers:
+/// the smallest disk rounded down to whole chunks, times the number of disks.
+fn stripe(config: &Config, chosen: &[&Disk]) -> Result<(Option<Stripe>, Sectors), PlanError> {
+    let smallest = chosen.iter().map(|d| d.size.sectors()).min().unwrap_or_default();
+    if chosen.len() == 1 {
+        return Ok((None, smallest.round_down(ALIGN)));
     }
+    let chunk = config.chunk.sectors();
+    let per_disk = smallest.round_down(chunk);
+    if per_disk.0 == 0 {
+        return Err(PlanError::SmallerThanChunk { smallest: smallest.bytes(), chunk: config.chunk });
+    }
+    let len = Sectors(per_disk.0 * chosen.len() as u64);
+    Ok((Some(Stripe { name: format!("{}-stripe", config.name), chunk, per_disk, len }), len))
+}
 
-    pub fn volume(&self) -> Option<&Volume> {
+/// dm-crypt's optional arguments, in the order the kernel prints them (`dmsetup table`).
+fn crypt_flags(config: &Config, caps: Caps, sector_size: u32) -> Vec<String> {
+    let mut flags = Vec::new();
+    if config.discard && caps.discards() {
+        flags.push("allow_discards".to_string());
+    }
+    if config.workqueues == Workqueues::Bypass && caps.no_workqueue() {
+        flags.extend(["no_read_workqueue".to_string(), "no_write_workqueue".to_string()]);
+    }
+    if sector_size != 512 {
+        flags.push(format!("sector_size:{sector_size}"));
+    }
+    flags
+}
+
+/// The swap and data slices of a volume of `len` sectors (none without swap).
+fn slices(config: &Config, len: Sectors) -> Result<(Option<Slice>, Option<Slice>), PlanError> {
+    let swap_len = match config.swap {
+        Swap::None => Sectors(0),
+        Swap::Size(b) => b.sectors().round_down(ALIGN),
+        Swap::Percent(p) => Sectors(len.0 / 100 * u64::from(p)).round_down(ALIGN),
+    };
+    let room = Sectors(len.0.saturating_sub(swap_len.0));
+    if swap_len.0 > 0 && room.bytes() < min_fs(config.fs).max(Bytes(1 << 20)) {
+        return Err(PlanError::SwapLeavesTooLittle {
+            swap: swap_len.bytes(),
+            room: room.bytes(),
+            volume: len.bytes(),
+            fs: config.fs,
+        });
+    }
+    if room.bytes() < min_fs(config.fs) {
+        return Err(PlanError::TooSmallForFs { room: room.bytes(), fs: config.fs, min: min_fs(config.fs) });
+    }
+    if swap_len.0 == 0 {
+        return Ok((None, None));
+    }
+    let name = &config.name;
+    Ok((
+        Some(Slice { name: format!("{name}-swap"), start: Sectors(0), len: swap_len }),
+        Some(Slice { name: format!("{name}-data"), start: swap_len, len: room }),
+    ))
+}
+
+/// The device-mapper UUID of a mapping. `CRYPT-PLAIN-` is what cryptsetup gives plain mappings:
+/// lsblk shows "crypt".
+fn uuid(role: &str, name: &str) -> String {
+    match role {
+        "CRYPT" => format!("CRYPT-PLAIN-{name}"),
+        _ => format!("EPHEMCRYPT-{role}-{name}"),
+    }
+}
+
+fn linear_mapping(role: &str, slice: &Slice, below: &str) -> Step {
+    Step::Mapping(Mapping {
+        name: slice.name.clone(),
+        uuid: uuid(role, &slice.name),
+        table: vec![Target {
+            start: Sectors(0),
+            len: slice.len,
+            kind: TargetKind::Linear(Linear { dev: Dev::Mapping(below.to_string()), offset: slice.start }),
+        }],
+        key: None,
+    })
+}
+
+/// The steps that make the volume, in order.
+fn volume_steps(v: &Volume, newroot: &NewRoot) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let below = match &v.stripe {
+        None => Dev::Num(v.members[0].dev),
+        Some(st) => {
+            steps.push(Step::Mapping(Mapping {
+                name: st.name.clone(),
+                uuid: uuid("STRIPE", &st.name),
+                table: vec![Target {
+                    start: Sectors(0),
+                    len: st.len,
+                    kind: TargetKind::Striped(Striped {
+                        chunk: st.chunk,
+                        devs: v.members.iter().map(|m| (Dev::Num(m.dev), Sectors(0))).collect(),
+                    }),
+                }],
+                key: None,
+            }));
+            Dev::Mapping(st.name.clone())
+        }
+    };
+    let c = &v.crypt;
+    steps.push(Step::Mapping(Mapping {
+        name: c.name.clone(),
+        uuid: uuid("CRYPT", &c.name),
+        table: vec![Target {
+            start: Sectors(0),
+            len: c.len,
+            kind: TargetKind::Crypt(CryptTarget {
+                cipher: c.cipher.clone(),
+                key: CryptKey::Placeholder { bytes: c.key_bits as usize / 8 },
+                iv_offset: Sectors(0),
+                dev: below,
+                offset: Sectors(0),
+                options: c.flags.clone(),
+            }),
+        }],
+        key: Some((c.key_path, c.key_bits)),
+    }));
+    if let (Some(sw), Some(data)) = (&v.swap, &v.data) {
+        steps.push(linear_mapping("SWAP", sw, &c.name));
+        steps.push(linear_mapping("DATA", data, &c.name));
+        steps.push(Step::Swap { device: sw.name.clone(), len: sw.len.bytes() });
+    }
+    if v.fs != Fs::None {
+        let device = format!("/dev/mapper/{}", v.data_name());
+        let argv: &[&str] = match v.fs {
+            // Lazy init: without /sys/fs/ext4/features/lazy_itable_init readable, mke2fs would write
+            // every inode table (~18 GiB per TiB); the disks arrive trimmed, so no discard.
+            Fs::Ext4 => {
+                &["mkfs.ext4", "-q", "-F", "-L", FS_LABEL, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"]
+            }
+            Fs::Xfs => &["mkfs.xfs", "-q", "-f", "-K", "-L", FS_LABEL],
+            Fs::None => unreachable!("checked above"),
+        };
+        let argv = argv.iter().map(|a| a.to_string()).chain([device]).collect();
+        steps.push(Step::Mkfs { fs: v.fs, argv });
+        let mount = under(&newroot.path, &v.mount);
+        let dirs: Vec<PathBuf> = std::iter::once(&v.mount).chain(&v.binds).cloned().collect();
+        steps.extend(mkdir_steps(newroot, &dirs));
+        steps.extend(mount_steps(v.data_name(), v.fs, &mount, &newroot.path, &v.binds));
+    }
+    steps.push(status_step());
+    steps
+}
+
+/// Mount the file system on the mapping `data` at `mount`, then bind each target onto it.
+fn mount_steps(data: &str, fs: Fs, mount: &Path, newroot: &Path, binds: &[PathBuf]) -> Vec<Step> {
+    let mut steps = vec![Step::Mount {
+        source: PathBuf::from("/dev/mapper").join(data),
+        target: mount.to_path_buf(),
+        fs,
+        options: MOUNT_OPTIONS.iter().map(|o| o.to_string()).collect(),
+    }];
+    for b in binds {
+        steps.push(Step::Bind { source: under(mount, b), target: under(newroot, b) });
+    }
+    steps
+}
+
+/// Create the directories of `dirs` (inside the new root) that are missing. Those on a read-only
+/// mount (the root as dracut and most cloud images mount it) are made in a window where that
+/// mount is writable: remount read-write, mkdir, remount read-only; each its own undoable step.
+fn mkdir_steps(newroot: &NewRoot, dirs: &[PathBuf]) -> Vec<Step> {
+    let mut read_only: Vec<Mount> = Vec::new();
+    let mut mkdirs = Vec::new();
+    for d in dirs {
+        if let DirState::Missing { read_only: ro } = newroot.state(d) {
+            mkdirs.push(Step::Mkdir { path: under(&newroot.path, d) });
+            if let Some(m) = ro.filter(|m| !read_only.iter().any(|r| r.target == m.target)) {
+                read_only.push(m);
+            }
+        }
+    }
+    let remount =
+        |m: &Mount, ro: bool| Step::Remount { path: m.target.clone(), read_only: ro, options: m.kept_flags() };
+    let mut steps: Vec<Step> = read_only.iter().map(|m| remount(m, false)).collect();
+    steps.extend(mkdirs);
+    steps.extend(read_only.iter().rev().map(|m| remount(m, true)));
+    steps
+}
+
+/// The failure policy as steps, taken after everything made was undone: `tmpfs` covers every bind
+/// target the new root has, so nothing meant for the volume lands unencrypted on a disk (a target
+/// the root lacks holds nothing yet); then the status is written.
+fn fallback(policy: OnFailure, binds: &[PathBuf], newroot: &NewRoot) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if policy == OnFailure::Tmpfs {
+        let present = binds.iter().filter(|b| newroot.state(b) == DirState::Present);
+        steps.extend(present.map(|b| Step::Tmpfs { target: under(&newroot.path, b) }));
+    }
+    steps.push(status_step());
+    steps
+}
+
+/// A short state word.
+pub(crate) fn state_word(state: &State) -> &'static str {
+    match state {
+        State::Disabled => "disabled",
+        State::Absent => "absent",
+        State::TooFew { .. } => "too-few",
+        State::Invalid(_) => "invalid",
+        State::Unreadable(_) => "unreadable",
+        State::BadConfig(_) => "bad-config",
+        State::Ready(_) => "ready",
+        State::Live(_) => "live",
+    }
+}
+
+/// The reason behind a state, for people.
+pub(crate) fn state_reason(state: &State) -> String {
+    match state {
+        State::Disabled => "rd.ephemcrypt=0 on the kernel command line".into(),
+        State::Absent => "no eligible disk; nothing to do".into(),
+        State::TooFew { found, expected } => format!("{found} eligible disk(s), {expected} expected"),
+        State::Invalid(why) => why.to_string(),
+        State::Unreadable(why) | State::BadConfig(why) => why.clone(),
+        State::Ready(v) => format!("{} disk(s) to encrypt", v.members.len()),
+        State::Live(live) => format!("the volume is live already ({}); not touching it", live.dev),
+    }
+}
+
+impl Plan {
+    pub(crate) fn volume(&self) -> Option<&Volume> {
         match &self.state {
             State::Ready(v) => Some(v),
             _ => None,
         }
     }
 
-    /// One line per step setup will take.
-    pub fn steps(&self) -> Vec<String> {
-        let Some(v) = self.volume() else { return Vec::new() };
-        let mut s = Vec::new();
-        let members: Vec<String> = v.members.iter().map(|m| format!("{} ({})", m.path.display(), m.dev)).collect();
-        s.push(format!(
-            "make a {}-bit key from the kernel RNG; hand it over via {}",
-            v.crypt.key_bits,
-            v.crypt.key_path.describe()
-        ));
-        if let Some(st) = &v.stripe {
-            s.push(format!(
-                "create /dev/mapper/{}: striped over {} disks, chunk {}, {} of each: {}",
-                st.name,
-                v.members.len(),
-                st.chunk.bytes(),
-                st.per_disk.bytes(),
-                members.join(", ")
-            ));
-        }
-        let below = v.stripe.as_ref().map_or_else(|| members.join(""), |st| format!("/dev/mapper/{}", st.name));
-        s.push(format!(
-            "create /dev/mapper/{}: crypt {} on {}, {}, sector {}{}{}",
-            v.crypt.name,
-            v.crypt.cipher,
-            below,
-            v.crypt.len.bytes(),
-            v.crypt.sector_size,
-            if v.crypt.flags.is_empty() { "" } else { ", " },
-            v.crypt.flags.join(" ")
-        ));
-        if let (Some(sw), Some(d)) = (&v.swap, &v.data) {
-            s.push(format!(
-                "create /dev/mapper/{}: linear, first {} of the volume; mkswap; swapon",
-                sw.name,
-                sw.len.bytes()
-            ));
-            s.push(format!("create /dev/mapper/{}: linear, the remaining {}", d.name, d.len.bytes()));
-        }
-        if v.fs != Fs::None {
-            s.push(format!(
-                "make {} on /dev/mapper/{}; mount at <newroot>{}",
-                v.fs.name(),
-                v.data_name(),
-                v.mount.display()
-            ));
-            for b in &v.binds {
-                s.push(format!(
-                    "bind <newroot>{}/{} onto <newroot>{} (skeleton copied)",
-                    v.mount.display(),
-                    bind_dir(b),
-                    b.display()
-                ));
+    /// Why setup cannot make the volume, when it cannot: the failure policy follows.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match &self.state {
+            State::TooFew { .. } | State::Invalid(_) | State::Unreadable(_) | State::BadConfig(_) => {
+                Some(state_reason(&self.state))
             }
+            _ => None,
         }
-        s
     }
 
     /// Every disk with its verdict, as `plan --json` and the status file show them.
-    pub fn disks_json(&self) -> Value {
-        let disks = self
-            .disks
-            .iter()
-            .map(|a| {
-                Value::obj([
-                    ("name", Value::from(a.disk.name.as_str())),
-                    ("path", a.disk.path.display().to_string().into()),
-                    ("dev", a.disk.dev.to_string().into()),
-                    ("model", a.disk.model.as_str().into()),
-                    ("serial", a.disk.serial.as_str().into()),
-                    ("size_bytes", a.disk.size.0.into()),
-                    ("use", a.verdict.is_use().into()),
-                    ("reason", a.verdict.reason().into()),
-                ])
-            })
-            .collect();
-        Value::Arr(disks)
+    pub(crate) fn disks_json(&self) -> Value {
+        Value::Arr(
+            self.disks
+                .iter()
+                .map(|a| {
+                    Value::obj([
+                        ("name", Value::from(a.disk.name.as_str())),
+                        ("path", a.disk.path.display().to_string().into()),
+                        ("dev", a.disk.dev.to_string().into()),
+                        ("model", a.disk.model.as_str().into()),
+                        ("serial", a.disk.serial.as_str().into()),
+                        ("size_bytes", a.disk.size.0.into()),
+                        ("use", a.verdict.is_use().into()),
+                        ("reason", a.verdict.reason().into()),
+                    ])
+                })
+                .collect(),
+        )
     }
 
-    pub fn to_json(&self) -> Value {
-        let (state, reason) = self.state_text();
+    pub(crate) fn to_json(&self) -> Value {
+        let steps = |s: &[Step]| Value::Arr(s.iter().map(Step::to_json).collect());
         Value::obj([
-            ("state", Value::from(state)),
-            ("reason", reason.into()),
+            ("state", Value::from(state_word(&self.state))),
+            ("reason", state_reason(&self.state).into()),
             ("on_failure", self.on_failure.name().into()),
             ("kernel_features", if self.caps.crypt.is_some() { "read" } else { "assumed" }.into()),
             ("disks", self.disks_json()),
             ("volume", self.volume().map_or(Value::Null, volume_json)),
-            ("steps", self.steps().into()),
+            ("steps", steps(&self.steps)),
+            ("on_failure_steps", steps(&self.fallback)),
         ])
     }
-
-    /// A short state word and the reason behind it.
-    pub fn state_text(&self) -> (&'static str, String) {
-        match &self.state {
-            State::Disabled => ("disabled", "rd.ephemcrypt=0 on the kernel command line".into()),
-            State::Absent => ("absent", "no eligible disk; nothing to do".into()),
-            State::TooFew { found, expected } => ("too-few", format!("{found} eligible disk(s), {expected} expected")),
-            State::Invalid(why) => ("invalid", why.clone()),
-            State::Ready(v) => ("ready", format!("{} disk(s) to encrypt", v.members.len())),
-        }
-    }
-}
-
-/// The directory on the volume that backs a bind target: `/var/log` → `var/log`.
-pub fn bind_dir(target: &std::path::Path) -> String {
-    target.to_string_lossy().trim_start_matches('/').to_string()
 }
 
 fn slice_json(s: &Slice) -> Value {
@@ -493,18 +746,27 @@ impl fmt::Display for Plan {
             let verdict = if a.verdict.is_use() { "use".to_string() } else { format!("skip: {}", a.verdict.reason()) };
             writeln!(f, "  {:<12} {:>8}  {}  -> {}", d.name, d.size.to_string(), id, verdict)?;
         }
-        let (state, reason) = self.state_text();
-        writeln!(f, "result: {state} ({reason})")?;
-        if self.volume().is_some() {
-            writeln!(f, "steps:")?;
-            for (i, s) in self.steps().iter().enumerate() {
-                writeln!(f, "  {}. {s}", i + 1)?;
+        writeln!(f, "result: {} ({})", state_word(&self.state), state_reason(&self.state))?;
+        let list = |f: &mut fmt::Formatter<'_>, steps: &[Step]| -> fmt::Result {
+            for (i, s) in steps.iter().enumerate() {
+                writeln!(f, "  {:>2}. {s}", i + 1)?;
             }
-        } else if !matches!(self.state, State::Disabled | State::Absent) {
-            writeln!(f, "on failure: {}", self.on_failure.name())?;
+            Ok(())
+        };
+        if !self.steps.is_empty() {
+            writeln!(f, "steps:")?;
+            list(f, &self.steps)?;
+        }
+        if !matches!(self.state, State::Disabled | State::Absent | State::Live(_)) {
+            let undo = if self.steps.is_empty() { "" } else { "undo the steps taken, in reverse order, then " };
+            writeln!(f, "on failure: {undo}on-failure={}:", self.on_failure.name())?;
+            list(f, &self.fallback)?;
         }
         if self.caps.crypt.is_none() && self.volume().is_some() {
             writeln!(f, "(kernel features assumed: setup reads them from the running kernel)")?;
+        }
+        if !self.newroot_read && !self.steps.is_empty() {
+            writeln!(f, "(new root not read: its directories are taken to be present; see --newroot)")?;
         }
         Ok(())
     }
@@ -514,37 +776,76 @@ impl fmt::Display for Plan {
 mod tests {
     use super::*;
     use crate::testutil::disk;
-    use std::path::Path;
 
     fn cfg(text: &str) -> Config {
         Config::load(Some((Path::new("t.conf"), text)), "").unwrap()
+    }
+
+    fn facts(disks: &[Disk]) -> Facts {
+        Facts { disks: disks.to_vec(), caps: Caps::ASSUMED, newroot: NewRoot::assumed("/sysroot"), live: None }
+    }
+
+    fn plan_of(config: &Config, disks: &[Disk]) -> Plan {
+        plan(config, &facts(disks))
+    }
+
+    fn with_caps(config: &Config, disks: &[Disk], crypt: [u32; 3]) -> Plan {
+        plan(config, &Facts { caps: Caps { crypt: Some(crypt) }, ..facts(disks) })
     }
 
     fn ready(p: &Plan) -> &Volume {
         p.volume().unwrap_or_else(|| panic!("not ready: {:?}", p.state))
     }
 
+    fn mapping_names(p: &Plan) -> Vec<&str> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Mapping(m) => Some(m.name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn tables(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Mapping(m) => Some(m.table.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn order_is_by_serial_then_path_not_enumeration() {
         let disks = [disk("nvme1n1", "B"), disk("nvme3n1", "A"), disk("nvme2n1", "A")];
-        let p = plan(&Config::default(), &disks, Caps::ASSUMED);
+        let p = plan_of(&Config::default(), &disks);
         let names: Vec<&str> = ready(&p).members.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["nvme2n1", "nvme3n1", "nvme1n1"]);
         // The same set in another order plans the same.
         let mut rev = disks.to_vec();
         rev.reverse();
-        assert_eq!(plan(&Config::default(), &rev, Caps::ASSUMED), p);
+        assert_eq!(plan_of(&Config::default(), &rev), p);
     }
 
     #[test]
     fn one_disk_has_no_stripe_and_rounds_to_4k() {
         let mut d = disk("nvme1n1", "A");
         d.size = Bytes((10 << 30) + 512 * 7);
-        let p = plan(&Config::default(), &[d], Caps::ASSUMED);
+        let p = plan_of(&Config::default(), &[d.clone()]);
         let v = ready(&p);
         assert!(v.stripe.is_none());
         assert_eq!(v.crypt.len.bytes(), Bytes(10 << 30));
-        assert_eq!(v.mapping_names(), ["ephemcrypt"]);
+        assert_eq!(mapping_names(&p), ["ephemcrypt"]);
+        // The crypt table names the disk itself by number.
+        assert_eq!(
+            tables(&p),
+            [format!(
+                "0 20971520 crypt aes-xts-plain64 KEY 0 {} 0 3 no_read_workqueue no_write_workqueue sector_size:4096",
+                d.dev
+            )]
+        );
     }
 
     #[test]
@@ -553,7 +854,7 @@ mod tests {
         let mut b = disk("nvme2n1", "B");
         a.size = Bytes((10 << 30) + (100 << 10)); // 100K over: less than a chunk
         b.size = Bytes(20 << 30);
-        let p = plan(&Config::default(), &[a, b], Caps::ASSUMED);
+        let p = plan_of(&Config::default(), &[a.clone(), b.clone()]);
         let v = ready(&p);
         let st = v.stripe.as_ref().unwrap();
         assert_eq!(st.chunk, Sectors(512));
@@ -561,80 +862,224 @@ mod tests {
         assert_eq!(st.len.bytes(), Bytes(20 << 30));
         assert_eq!(v.crypt.len, st.len);
         assert_eq!(st.len.0 % (st.chunk.0 * 2), 0);
-        assert_eq!(v.mapping_names(), ["ephemcrypt-stripe", "ephemcrypt"]);
+        assert_eq!(mapping_names(&p), ["ephemcrypt-stripe", "ephemcrypt"]);
+        assert_eq!(
+            tables(&p),
+            [
+                format!("0 41943040 striped 2 512 {} 0 {} 0", a.dev, b.dev),
+                "0 41943040 crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue \
+                 no_write_workqueue sector_size:4096"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_of_a_two_disk_volume_with_swap_on_a_read_only_root() {
+        let (mut a, mut b) = (disk("nvme1n1", "A"), disk("nvme2n1", "B"));
+        (a.dev, b.dev) = (DevNo { major: 259, minor: 1 }, DevNo { major: 259, minor: 2 });
+        let ro = crate::disk::parse_mountinfo("40 1 254:0 / /sysroot ro,nosuid,relatime - ext4 /dev/vda ro\n");
+        let newroot = NewRoot {
+            path: "/sysroot".into(),
+            dirs: vec![
+                ("/mnt/ephemcrypt".into(), DirState::Missing { read_only: Some(ro[0].clone()) }),
+                ("/var/tmp".into(), DirState::Missing { read_only: Some(ro[0].clone()) }),
+            ],
+            read: true,
+        };
+        let p = plan(&cfg("swap = 4G"), &Facts { newroot, ..facts(&[a, b]) });
+        let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
+        let want = [
+            "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        \
+             0 419430400 striped 2 512 259:1 0 259:2 0",
+            "create mapping ephemcrypt (uuid CRYPT-PLAIN-ephemcrypt) with table:\n        \
+             0 419430400 crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue \
+             no_write_workqueue sector_size:4096\n      KEY: 512 bits from getrandom(2), in a logon key of the process \
+             keyring that is invalidated right after the load; never stored",
+            "create mapping ephemcrypt-swap (uuid EPHEMCRYPT-SWAP-ephemcrypt-swap) with table:\n        \
+             0 8388608 linear /dev/mapper/ephemcrypt 0",
+            "create mapping ephemcrypt-data (uuid EPHEMCRYPT-DATA-ephemcrypt-data) with table:\n        \
+             0 411041792 linear /dev/mapper/ephemcrypt 8388608",
+            "write a swap signature for 4G on /dev/mapper/ephemcrypt-swap; swapon /dev/mapper/ephemcrypt-swap",
+            "mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt-data",
+            "mount -o remount,rw,nosuid,relatime /sysroot",
+            "mkdir -p -m 0755 /sysroot/mnt/ephemcrypt",
+            "mkdir -p -m 0755 /sysroot/var/tmp",
+            "mount -o remount,ro,nosuid,relatime /sysroot",
+            "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt",
+            "copy the directories of /sysroot/var/log (owner, mode, ACLs, labels; no files) to \
+             /sysroot/mnt/ephemcrypt/var/log; mount --bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
+            "copy the directories of /sysroot/tmp (owner, mode, ACLs, labels; no files) to \
+             /sysroot/mnt/ephemcrypt/tmp; mount --bind /sysroot/mnt/ephemcrypt/tmp /sysroot/tmp",
+            "copy the directories of /sysroot/var/tmp (owner, mode, ACLs, labels; no files) to \
+             /sysroot/mnt/ephemcrypt/var/tmp; mount --bind /sysroot/mnt/ephemcrypt/var/tmp /sysroot/var/tmp",
+            "write /run/ephemcrypt/status.json",
+        ];
+        assert_eq!(text, want);
+        // The failure policy covers the bind targets the root has; /var/tmp is missing.
+        let fallback: Vec<String> = p.fallback.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            fallback,
+            [
+                "mount -t tmpfs -o nosuid,nodev,mode=M,uid=U,gid=G tmpfs /sysroot/var/log (M, U, G: the directory's own)",
+                "mount -t tmpfs -o nosuid,nodev,mode=M,uid=U,gid=G tmpfs /sysroot/tmp (M, U, G: the directory's own)",
+                "write /run/ephemcrypt/status.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_remount_when_the_directories_exist_or_the_root_is_writable() {
+        let newroot = NewRoot {
+            path: "/new_root".into(),
+            dirs: vec![("/mnt/ephemcrypt".into(), DirState::Missing { read_only: None })],
+            read: true,
+        };
+        let p = plan(&Config::default(), &Facts { newroot, ..facts(&[disk("nvme1n1", "A")]) });
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Remount { .. })));
+        assert!(p.steps.contains(&Step::Mkdir { path: "/new_root/mnt/ephemcrypt".into() }));
+        let p = plan_of(&Config::default(), &[disk("nvme1n1", "A")]);
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Remount { .. } | Step::Mkdir { .. })));
     }
 
     #[test]
     fn crypt_flags_follow_config_and_kernel() {
         let d = [disk("nvme1n1", "A")];
-        let v = plan(&cfg("discard = yes"), &d, Caps::ASSUMED);
+        let v = plan_of(&cfg("discard = yes"), &d);
         assert_eq!(
             ready(&v).crypt.flags,
             ["allow_discards", "no_read_workqueue", "no_write_workqueue", "sector_size:4096"]
         );
-        let v = plan(&cfg("workqueues = kernel\nsector-size = 512"), &d, Caps::ASSUMED);
+        let v = plan_of(&cfg("workqueues = kernel\nsector-size = 512"), &d);
         assert!(ready(&v).crypt.flags.is_empty());
         // A 5.4 kernel (crypt 1.19): no workqueue bypass, keyring and 4K sectors fine.
-        let v = plan(&Config::default(), &d, Caps { crypt: Some([1, 19, 0]) });
+        let v = with_caps(&Config::default(), &d, [1, 19, 0]);
         assert_eq!(ready(&v).crypt.flags, ["sector_size:4096"]);
         assert_eq!(ready(&v).crypt.key_path, KeyPath::Keyring);
         // A 4.9 kernel (crypt 1.14): 512-byte sectors, hex key.
-        let v = plan(&Config::default(), &d, Caps { crypt: Some([1, 14, 1]) });
+        let v = with_caps(&Config::default(), &d, [1, 14, 1]);
         assert_eq!(ready(&v).crypt.sector_size, 512);
         assert_eq!(ready(&v).crypt.key_path, KeyPath::HexTable);
-        let v = plan(&cfg("sector-size = 4096"), &d, Caps { crypt: Some([1, 14, 1]) });
-        assert!(matches!(v.state, State::Invalid(ref w) if w.contains("needs dm-crypt 1.17")), "{:?}", v.state);
+        assert!(v.steps[0].to_string().contains("in hex in the table"), "{}", v.steps[0]);
+        let v = with_caps(&cfg("sector-size = 4096"), &d, [1, 14, 1]);
+        assert_eq!(v.state, State::Invalid(PlanError::SectorSizeUnsupported { sector_size: 4096 }));
+        assert!(state_reason(&v.state).contains("needs dm-crypt 1.17"));
     }
 
     #[test]
     fn sector_size_respects_logical_blocks() {
         let mut d = disk("nvme1n1", "A");
         d.logical_block_size = 4096;
-        let v = plan(&cfg("sector-size = 512"), &[d.clone()], Caps::ASSUMED);
-        assert!(matches!(v.state, State::Invalid(ref w) if w.contains("/dev/nvme1n1 has 4096-byte logical blocks")));
-        assert_eq!(ready(&plan(&Config::default(), &[d], Caps::ASSUMED)).crypt.sector_size, 4096);
+        let v = plan_of(&cfg("sector-size = 512"), &[d.clone()]);
+        assert!(state_reason(&v.state).contains("/dev/nvme1n1 has 4096-byte logical blocks"), "{:?}", v.state);
+        assert_eq!(ready(&plan_of(&Config::default(), &[d])).crypt.sector_size, 4096);
     }
 
     #[test]
     fn swap_slices() {
         let d = [disk("nvme1n1", "A")]; // 100G
-        let v = plan(&cfg("swap = 4G"), &d, Caps::ASSUMED);
+        let v = plan_of(&cfg("swap = 4G"), &d);
         let v = ready(&v);
         let (sw, data) = (v.swap.as_ref().unwrap(), v.data.as_ref().unwrap());
         assert_eq!((sw.start, sw.len.bytes()), (Sectors(0), Bytes(4 << 30)));
         assert_eq!((data.start, data.len.bytes()), (sw.len, Bytes(96 << 30)));
         assert_eq!(v.data_name(), "ephemcrypt-data");
-        assert_eq!(v.mapping_names(), ["ephemcrypt", "ephemcrypt-swap", "ephemcrypt-data"]);
-        let v = plan(&cfg("swap = 10%"), &d, Caps::ASSUMED);
+        let v = plan_of(&cfg("swap = 10%"), &d);
         let sw = ready(&v).swap.clone().unwrap();
         assert_eq!(sw.len.0 % 8, 0);
         assert!(sw.len.bytes().0 <= 10 << 30 && sw.len.bytes().0 > (10 << 30) - (1 << 20));
-        let v = plan(&cfg("swap = 100G"), &d, Caps::ASSUMED);
-        assert!(matches!(v.state, State::Invalid(ref w) if w.contains("swap (100G) leaves 0B")), "{:?}", v.state);
+        let v = plan_of(&cfg("swap = 100G"), &d);
+        assert!(state_reason(&v.state).contains("swap (100G) leaves 0B"), "{:?}", v.state);
+    }
+
+    #[test]
+    fn xfs_and_no_file_system() {
+        let d = [disk("nvme1n1", "A")];
+        let p = plan_of(&cfg("fs = xfs"), &d);
+        let mkfs = p.steps.iter().find(|s| matches!(s, Step::Mkfs { .. })).unwrap();
+        assert_eq!(mkfs.to_string(), "mkfs.xfs -q -f -K -L ephemcrypt /dev/mapper/ephemcrypt");
+        let p = plan_of(&cfg("fs = none\nbind ="), &d);
+        let kinds: Vec<String> = p.steps.iter().map(|s| s.title()).collect();
+        assert_eq!(kinds, ["crypt mapping ephemcrypt", "write /run/ephemcrypt/status.json"]);
     }
 
     #[test]
     fn absent_too_few_and_disabled() {
-        let p = plan(&Config::default(), &[], Caps::ASSUMED);
+        let p = plan_of(&Config::default(), &[]);
         assert_eq!(p.state, State::Absent);
-        let p = plan(&cfg("expect = 2"), &[disk("nvme1n1", "A")], Caps::ASSUMED);
+        assert_eq!(p.steps, [status_step()]);
+        let p = plan_of(&cfg("expect = 2"), &[disk("nvme1n1", "A")]);
         assert_eq!(p.state, State::TooFew { found: 1, expected: 2 });
+        assert!(p.steps.is_empty());
+        assert_eq!(p.failure().as_deref(), Some("1 eligible disk(s), 2 expected"));
+        // An eligible disk that is not taken says why.
+        assert_eq!(p.disks[0].verdict.reason(), "eligible, but no volume is made: 1 eligible disk(s), 2 expected");
         let c = Config::load(None, "rd.ephemcrypt=0").unwrap();
-        assert_eq!(plan(&c, &[disk("nvme1n1", "A")], Caps::ASSUMED).state, State::Disabled);
+        let p = plan_of(&c, &[disk("nvme1n1", "A")]);
+        assert_eq!(p.state, State::Disabled);
+        assert!(!p.disks[0].verdict.is_use());
+        assert_eq!(p.disks[0].verdict.reason(), "eligible, but ephemcrypt is disabled (rd.ephemcrypt=0)");
+        assert_eq!(p.steps, [status_step()]);
+    }
+
+    #[test]
+    fn a_live_volume_is_mounted_where_it_is_not_and_a_foreign_one_is_refused() {
+        let live = Live {
+            dev: DevNo { major: 253, minor: 1 },
+            targets: vec!["crypt".into()],
+            data: "ephemcrypt-data".into(),
+            mounted: false,
+        };
+        let p = plan(&Config::default(), &Facts { live: Some(live.clone()), ..facts(&[disk("nvme1n1", "A")]) });
+        assert!(matches!(p.state, State::Live(_)));
+        let titles: Vec<String> = p.steps.iter().map(|s| s.title()).collect();
+        assert_eq!(
+            titles,
+            ["mount /sysroot/mnt/ephemcrypt", "bind /sysroot/var/log", "bind /sysroot/tmp", "bind /sysroot/var/tmp"]
+        );
+        let p = plan(&Config::default(), &Facts { live: Some(Live { mounted: true, ..live.clone() }), ..facts(&[]) });
+        assert!(p.steps.is_empty());
+        let foreign = Live { targets: vec!["linear".into()], ..live };
+        let p = plan(&Config::default(), &Facts { live: Some(foreign), ..facts(&[]) });
+        assert_eq!(
+            p.failure().unwrap(),
+            "/dev/mapper/ephemcrypt exists but is not a dm-crypt volume (linear); set 'name' to another prefix"
+        );
+    }
+
+    #[test]
+    fn fallback_follows_the_policy() {
+        let d = [disk("nvme1n1", "A")];
+        let titles = |p: &Plan| p.fallback.iter().map(|s| s.title()).collect::<Vec<_>>();
+        assert_eq!(
+            titles(&plan_of(&Config::default(), &d)),
+            [
+                "tmpfs on /sysroot/var/log",
+                "tmpfs on /sysroot/tmp",
+                "tmpfs on /sysroot/var/tmp",
+                "write /run/ephemcrypt/status.json"
+            ]
+        );
+        for policy in ["continue", "halt"] {
+            assert_eq!(
+                titles(&plan_of(&cfg(&format!("on-failure = {policy}")), &d)),
+                ["write /run/ephemcrypt/status.json"]
+            );
+        }
     }
 
     #[test]
     fn json_has_the_documented_fields() {
         let mut refused = disk("nvme0n1", "vol");
         refused.model = "Amazon Elastic Block Store".into();
-        let p = plan(&Config::default(), &[refused, disk("nvme1n1", "A")], Caps::ASSUMED);
+        let p = plan_of(&Config::default(), &[refused, disk("nvme1n1", "A")]);
         let j = crate::json::parse(&p.to_json().pretty()).unwrap();
         let disks = j.get("disks").unwrap().as_array();
         assert_eq!(disks.len(), 2);
         assert_eq!(disks[0].get("name").unwrap().as_str(), Some("nvme1n1"));
         assert_eq!(disks[0].get("use"), Some(&Value::Bool(true)));
         assert_eq!(disks[0].get("reason").unwrap().as_str(), Some(""));
-        assert_eq!(disks[0].get("size_bytes"), Some(&Value::Num((100u64 << 30) as f64)));
+        assert_eq!(disks[0].get("size_bytes"), Some(&Value::Num(100u64 << 30)));
         assert_eq!(disks[1].get("use"), Some(&Value::Bool(false)));
         assert!(disks[1].get("reason").unwrap().as_str().unwrap().contains("EBS"));
         for k in ["path", "model", "serial"] {
@@ -642,6 +1087,12 @@ mod tests {
         }
         assert_eq!(j.get("state").unwrap().as_str(), Some("ready"));
         assert!(j.get("volume").unwrap().get("crypt").is_some());
-        assert!(!j.get("steps").unwrap().as_array().is_empty());
+        let steps = j.get("steps").unwrap().as_array();
+        assert_eq!(steps[0].get("kind").unwrap().as_str(), Some("mapping"));
+        assert_eq!(steps[0].get("uuid").unwrap().as_str(), Some("CRYPT-PLAIN-ephemcrypt"));
+        let table = steps[0].get("table").unwrap().as_array();
+        assert!(table[0].as_str().unwrap().contains(" crypt aes-xts-plain64 KEY 0 259:"), "{table:?}");
+        let mkfs = steps.iter().find(|s| s.get("kind").unwrap().as_str() == Some("mkfs")).unwrap();
+        assert_eq!(mkfs.get("argv").unwrap().as_array()[0].as_str(), Some("mkfs.ext4"));
     }
 }

@@ -36,7 +36,7 @@ use crate::error::Error;
 ///   down to 64 KiB, minus 64 KiB), and the ZFS L3 uberblock ring.
 ///
 /// Disks of at most `2 * PROBE_BYTES` are read completely.
-pub const PROBE_BYTES: usize = 256 * 1024;
+pub(crate) const PROBE_BYTES: usize = 256 * 1024;
 
 // The layout assumptions above, checked at compile time.
 const _: () = assert!(PROBE_BYTES >= BTRFS_MAGIC_OFF as usize + BTRFS_MAGIC.len());
@@ -45,7 +45,7 @@ const _: () = assert!(PROBE_BYTES >= (ZFS_LABEL_SIZE as usize));
 
 /// A known on-disk signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signature {
+pub(crate) enum Signature {
     /// DOS/MBR partition table.
     Mbr,
     /// GPT partition table: a primary or backup header, or a protective MBR.
@@ -77,7 +77,7 @@ pub enum Signature {
 
 impl Signature {
     /// Human-readable name, for messages such as "refusing /dev/nvme1n1: it holds an xfs file system".
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Signature::Mbr => "MBR partition table",
             Signature::Gpt => "GPT partition table",
@@ -120,7 +120,7 @@ impl fmt::Display for Signature {
 /// Checks run in a fixed order and the first match wins: RAID and crypto metadata come first (as
 /// in libblkid), then file systems, then FAT, then partition tables. So a disk that carries more
 /// than one signature gets the most specific name.
-pub fn probe(head: &[u8], tail: &[u8], disk_size: u64) -> Option<Signature> {
+pub(crate) fn probe(head: &[u8], tail: &[u8], disk_size: u64) -> Option<Signature> {
     type Check = fn(&Disk<'_>) -> bool;
     const CHECKS: &[(Check, Signature)] = &[
         (is_md_raid, Signature::MdRaid),
@@ -157,14 +157,15 @@ pub fn probe(head: &[u8], tail: &[u8], disk_size: u64) -> Option<Signature> {
 /// Reads `PROBE_BYTES` from each end, or the whole disk if it is at most `2 * PROBE_BYTES`.
 /// `disk_size` should come from the device (`BLKGETSIZE64`). If the device turns out to be
 /// shorter, the result is an error rather than a guess, because the tail offsets would be wrong.
-pub fn probe_path(path: &Path, disk_size: u64) -> crate::Result<Option<Signature>> {
+#[cfg(test)]
+pub(crate) fn probe_path(path: &Path, disk_size: u64) -> crate::Result<Option<Signature>> {
     let file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
     probe_file(&file, path, disk_size)
 }
 
 /// Probe a device (or an image file) whose size is its own: the end of the open file, which a
 /// block device and a fixture file report alike. One open, no sysfs size to trust.
-pub fn probe_device(path: &Path) -> crate::Result<Option<Signature>> {
+pub(crate) fn probe_device(path: &Path) -> crate::Result<Option<Signature>> {
     let mut file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
     let size = file.seek(SeekFrom::End(0)).map_err(|e| Error::os("find the size of", path.display(), e))?;
     probe_file(&file, path, size)

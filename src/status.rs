@@ -1,18 +1,19 @@
-//! What setup did, as `/run/ephemcrypt/status.json` (/run survives switch_root), and `ephemcrypt
-//! status`, which prints it with a live check that the mappings still exist.
+//! What setup did, as one type: written to `/run/ephemcrypt/status.json` (/run survives
+//! switch_root), parsed back by `ephemcrypt status`, which renders it with a live check that the
+//! mappings still exist. Nothing builds or patches status keys by hand elsewhere.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::json::Value;
-use crate::plan::Plan;
+use crate::plan::{Assessed, Volume};
 use crate::units::DevNo;
 
-pub const STATUS_PATH: &str = "/run/ephemcrypt/status.json";
+pub(crate) const STATUS_PATH: &str = "/run/ephemcrypt/status.json";
 
 /// The overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetupResult {
+pub(crate) enum SetupResult {
     /// The volume is in place.
     Ok,
     /// Something failed; everything made was undone and the failure policy (tmpfs or continue)
@@ -26,8 +27,11 @@ pub enum SetupResult {
     Disabled,
 }
 
+const RESULTS: [SetupResult; 5] =
+    [SetupResult::Ok, SetupResult::Degraded, SetupResult::Failed, SetupResult::Absent, SetupResult::Disabled];
+
 impl SetupResult {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SetupResult::Ok => "ok",
             SetupResult::Degraded => "degraded",
@@ -44,141 +48,514 @@ impl fmt::Display for SetupResult {
     }
 }
 
-/// What setup did: the plan's facts plus what happened.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub result: Option<SetupResult>,
-    pub reason: String,
-    /// The mappings made (or found), in creation order.
-    pub mappings: Vec<(String, DevNo)>,
-    /// How the key was held, e.g. "kernel keyring (logon), never stored".
-    pub key: Option<&'static str>,
-    pub swap: Option<String>,
-    pub mount: Option<PathBuf>,
-    pub binds: Vec<PathBuf>,
-    /// Bind targets covered by tmpfs after a failure.
-    pub tmpfs: Vec<PathBuf>,
-    /// Each step and how long it took.
-    pub steps: Vec<(String, u64)>,
-    /// Setup found the volume already in place (a second run in the same boot).
-    pub already_active: bool,
+/// One disk and the verdict on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DiskStatus {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) dev: String,
+    pub(crate) model: String,
+    pub(crate) serial: String,
+    pub(crate) size_bytes: u64,
+    pub(crate) used: bool,
+    pub(crate) reason: String,
 }
 
-impl Outcome {
-    pub fn result(&self) -> SetupResult {
-        self.result.unwrap_or(SetupResult::Failed)
+impl From<&Assessed> for DiskStatus {
+    fn from(a: &Assessed) -> DiskStatus {
+        DiskStatus {
+            name: a.disk.name.clone(),
+            path: a.disk.path.display().to_string(),
+            dev: a.disk.dev.to_string(),
+            model: a.disk.model.clone(),
+            serial: a.disk.serial.clone(),
+            size_bytes: a.disk.size.0,
+            used: a.verdict.is_use(),
+            reason: a.verdict.reason(),
+        }
+    }
+}
+
+/// The encryption and file system of the volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeStatus {
+    pub(crate) cipher: String,
+    pub(crate) key_bits: u32,
+    pub(crate) sector_size: u32,
+    pub(crate) flags: Vec<String>,
+    pub(crate) fs: String,
+}
+
+impl From<&Volume> for VolumeStatus {
+    fn from(v: &Volume) -> VolumeStatus {
+        VolumeStatus {
+            cipher: v.crypt.cipher.clone(),
+            key_bits: v.crypt.key_bits,
+            sector_size: v.crypt.sector_size,
+            flags: v.crypt.flags.clone(),
+            fs: v.fs.name().to_string(),
+        }
+    }
+}
+
+/// A mapping setup made, and (in `ephemcrypt status` only) whether it is still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MappingStatus {
+    pub(crate) name: String,
+    pub(crate) dev: DevNo,
+    /// `Some(false)`: gone; `None`: not checked (setup writes null: `ephemcrypt status` checks).
+    pub(crate) live: Option<bool>,
+}
+
+/// How long one step took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub(crate) step: String,
+    pub(crate) ms: u64,
+}
+
+/// The status document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub(crate) result: SetupResult,
+    pub(crate) reason: String,
+    /// The ephemcrypt version that wrote it.
+    pub(crate) version: String,
+    /// The step that failed, when one did.
+    pub(crate) failed_step: Option<String>,
+    pub(crate) disks: Vec<DiskStatus>,
+    pub(crate) volume: Option<VolumeStatus>,
+    /// The mappings made (or found), in creation order.
+    pub(crate) mappings: Vec<MappingStatus>,
+    /// How the key was held, e.g. "kernel keyring (logon), never stored".
+    pub(crate) key: Option<String>,
+    pub(crate) swap: Option<String>,
+    pub(crate) mount: Option<PathBuf>,
+    pub(crate) binds: Vec<PathBuf>,
+    /// Bind targets covered by tmpfs after a failure.
+    pub(crate) tmpfs: Vec<PathBuf>,
+    /// Setup found the volume already in place (a second run in the same boot).
+    pub(crate) already_active: bool,
+    /// Each step and how long it took.
+    pub(crate) steps: Vec<Timing>,
+}
+
+impl Status {
+    /// A status with this result and nothing else yet.
+    pub(crate) fn new(result: SetupResult, reason: impl Into<String>) -> Status {
+        Status {
+            result,
+            reason: reason.into(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            failed_step: None,
+            disks: Vec::new(),
+            volume: None,
+            mappings: Vec::new(),
+            key: None,
+            swap: None,
+            mount: None,
+            binds: Vec::new(),
+            tmpfs: Vec::new(),
+            already_active: false,
+            steps: Vec::new(),
+        }
     }
 
-    pub fn to_json(&self, plan: Option<&Plan>) -> Value {
-        let strs = |v: &[PathBuf]| Value::from(v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
+    /// A mapping that no longer exists.
+    pub(crate) fn mapping_gone(&self) -> bool {
+        self.mappings.iter().any(|m| m.live == Some(false))
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let paths = |v: &[PathBuf]| Value::from(v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
         let mut pairs = vec![
-            ("result", Value::from(self.result().name())),
-            ("reason", self.reason.clone().into()),
-            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("result", Value::from(self.result.name())),
+            ("reason", self.reason.as_str().into()),
+            ("version", self.version.as_str().into()),
+            ("failed_step", self.failed_step.clone().into()),
+            ("disks", Value::Arr(self.disks.iter().map(disk_json).collect())),
         ];
-        if let Some(plan) = plan {
-            pairs.push(("disks", plan.disks_json()));
-            if let Some(v) = plan.volume() {
-                pairs.push(("cipher", v.crypt.cipher.as_str().into()));
-                pairs.push(("key_bits", v.crypt.key_bits.into()));
-                pairs.push(("sector_size", v.crypt.sector_size.into()));
-                pairs.push(("flags", v.crypt.flags.clone().into()));
-                pairs.push(("fs", v.fs.name().into()));
-            }
+        if let Some(v) = &self.volume {
+            pairs.extend([
+                ("cipher", Value::from(v.cipher.as_str())),
+                ("key_bits", v.key_bits.into()),
+                ("sector_size", v.sector_size.into()),
+                ("flags", v.flags.clone().into()),
+                ("fs", v.fs.as_str().into()),
+            ]);
         }
+        let mappings = self
+            .mappings
+            .iter()
+            .map(|m| {
+                Value::obj([
+                    ("name", Value::from(m.name.as_str())),
+                    ("dev", m.dev.to_string().into()),
+                    ("live", m.live.into()),
+                ])
+            })
+            .collect();
+        let steps = self
+            .steps
+            .iter()
+            .map(|t| Value::obj([("step", Value::from(t.step.as_str())), ("ms", t.ms.into())]))
+            .collect();
         pairs.extend([
-            (
-                "mappings",
-                Value::Arr(
-                    self.mappings
-                        .iter()
-                        .map(|(n, d)| Value::obj([("name", Value::from(n.as_str())), ("dev", d.to_string().into())]))
-                        .collect(),
-                ),
-            ),
-            ("key", self.key.map(str::to_string).into()),
+            ("mappings", Value::Arr(mappings)),
+            ("key", self.key.clone().into()),
             ("swap", self.swap.clone().into()),
             ("mount", self.mount.as_ref().map(|p| p.display().to_string()).into()),
-            ("binds", strs(&self.binds)),
-            ("tmpfs", strs(&self.tmpfs)),
+            ("binds", paths(&self.binds)),
+            ("tmpfs", paths(&self.tmpfs)),
             ("already_active", self.already_active.into()),
-            (
-                "steps",
-                Value::Arr(
-                    self.steps
-                        .iter()
-                        .map(|(s, ms)| Value::obj([("step", Value::from(s.as_str())), ("ms", (*ms).into())]))
-                        .collect(),
-                ),
-            ),
+            ("steps", Value::Arr(steps)),
         ]);
         Value::obj(pairs)
     }
+
+    /// Parse a status document, checking every field; a missing list is empty, a missing optional
+    /// field absent.
+    pub(crate) fn from_json(v: &Value) -> Result<Status, StatusError> {
+        let doc = Fields(v);
+        if !matches!(v, Value::Obj(_)) {
+            return Err(StatusError::NotAnObject);
+        }
+        let result = doc.str("result")?;
+        let result = RESULTS
+            .into_iter()
+            .find(|r| r.name() == result)
+            .ok_or(StatusError::Field { key: "result", expected: "ok, degraded, failed, absent or disabled" })?;
+        let disks = doc
+            .arr("disks")?
+            .iter()
+            .map(|d| {
+                let d = Fields(d);
+                Ok(DiskStatus {
+                    name: d.str("name")?,
+                    path: d.str("path")?,
+                    dev: d.str("dev")?,
+                    model: d.str("model")?,
+                    serial: d.str("serial")?,
+                    size_bytes: d.num("size_bytes")?,
+                    used: d.bool("use")?,
+                    reason: d.str("reason")?,
+                })
+            })
+            .collect::<Result<_, StatusError>>()?;
+        let volume = match v.get("cipher") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(VolumeStatus {
+                cipher: doc.str("cipher")?,
+                key_bits: doc.num("key_bits")?,
+                sector_size: doc.num("sector_size")?,
+                flags: doc.strs("flags")?,
+                fs: doc.str("fs")?,
+            }),
+        };
+        let mappings = doc
+            .arr("mappings")?
+            .iter()
+            .map(|m| {
+                let f = Fields(m);
+                let dev =
+                    DevNo::parse(&f.str("dev")?).ok_or(StatusError::Field { key: "dev", expected: "major:minor" })?;
+                let live = match m.get("live") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(f.bool("live")?),
+                };
+                Ok(MappingStatus { name: f.str("name")?, dev, live })
+            })
+            .collect::<Result<_, StatusError>>()?;
+        let steps = doc
+            .arr("steps")?
+            .iter()
+            .map(|t| Ok(Timing { step: Fields(t).str("step")?, ms: Fields(t).num("ms")? }))
+            .collect::<Result<_, StatusError>>()?;
+        Ok(Status {
+            result,
+            reason: doc.str("reason")?,
+            version: doc.opt_str("version")?.unwrap_or_default(),
+            failed_step: doc.opt_str("failed_step")?,
+            disks,
+            volume,
+            mappings,
+            key: doc.opt_str("key")?,
+            swap: doc.opt_str("swap")?,
+            mount: doc.opt_str("mount")?.map(PathBuf::from),
+            binds: doc.strs("binds")?.into_iter().map(PathBuf::from).collect(),
+            tmpfs: doc.strs("tmpfs")?.into_iter().map(PathBuf::from).collect(),
+            already_active: doc.flag("already_active")?,
+            steps,
+        })
+    }
+
+    /// The status as text, for people.
+    pub(crate) fn render(&self) -> String {
+        use fmt::Write;
+        let mut out = format!("result: {}", self.result);
+        if !self.reason.is_empty() {
+            let _ = write!(out, " ({})", self.reason);
+        }
+        out.push('\n');
+        if let Some(step) = &self.failed_step {
+            let _ = writeln!(out, "failed step: {step}");
+        }
+        for d in &self.disks {
+            let verdict = if d.used { "used".to_string() } else { format!("refused: {}", d.reason) };
+            let id: Vec<&str> = [d.model.as_str(), d.serial.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+            let id = if id.is_empty() { "no model or serial".to_string() } else { id.join(" ") };
+            let _ = writeln!(out, "disk {} ({id}): {verdict}", d.path);
+        }
+        for m in &self.mappings {
+            let state = match m.live {
+                Some(true) => "live",
+                Some(false) => "GONE",
+                None => "unknown (no device-mapper access)",
+            };
+            let _ = writeln!(out, "mapping /dev/mapper/{} ({}): {state}", m.name, m.dev);
+        }
+        if let Some(v) = &self.volume {
+            let _ = writeln!(
+                out,
+                "cipher: {}, {}-bit key, sector {}, flags: {}",
+                v.cipher,
+                v.key_bits,
+                v.sector_size,
+                v.flags.join(" ")
+            );
+        }
+        for (label, value) in [("key", &self.key), ("swap", &self.swap)] {
+            if let Some(v) = value {
+                let _ = writeln!(out, "{label}: {v}");
+            }
+        }
+        if let Some(m) = &self.mount {
+            let _ = writeln!(out, "mount: {}", m.display());
+        }
+        for (label, list) in [("bind", &self.binds), ("tmpfs", &self.tmpfs)] {
+            for p in list {
+                let _ = writeln!(out, "{label}: {}", p.display());
+            }
+        }
+        if !self.steps.is_empty() {
+            out += "steps:\n";
+            for t in &self.steps {
+                let _ = writeln!(out, "  {:>7} ms  {}", t.ms, t.step);
+            }
+        }
+        out
+    }
 }
 
-/// Render a status document as text; each mapping's `live` field (added by `ephemcrypt status`)
-/// says whether it still exists.
-pub fn render(status: &Value) -> String {
-    let s = |k: &str| status.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let mut out = format!("result: {}", s("result"));
-    if !s("reason").is_empty() {
-        out += &format!(" ({})", s("reason"));
-    }
-    out.push('\n');
-    for d in status.get("disks").map(Value::as_array).unwrap_or(&[]) {
-        let f = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let used = d.get("use") == Some(&Value::Bool(true));
-        let verdict = if used { "used".to_string() } else { format!("refused: {}", f("reason")) };
-        let id: Vec<String> = [f("model"), f("serial")].into_iter().filter(|s| !s.is_empty()).collect();
-        let id = if id.is_empty() { "no model or serial".to_string() } else { id.join(" ") };
-        out += &format!("disk {} ({id}): {verdict}\n", f("path"));
-    }
-    for m in status.get("mappings").map(Value::as_array).unwrap_or(&[]) {
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-        let state = match m.get("live") {
-            Some(Value::Bool(true)) => "live",
-            Some(Value::Bool(false)) => "GONE",
-            _ => "unknown (no device-mapper access)",
-        };
-        out +=
-            &format!("mapping /dev/mapper/{name} ({}): {state}\n", m.get("dev").and_then(Value::as_str).unwrap_or(""));
-    }
-    if !s("cipher").is_empty() {
-        let flags: Vec<&str> =
-            status.get("flags").map(Value::as_array).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
-        let bits = match status.get("key_bits") {
-            Some(Value::Num(n)) => format!("{n}"),
-            _ => "?".into(),
-        };
-        let sector = match status.get("sector_size") {
-            Some(Value::Num(n)) => format!("{n}"),
-            _ => "?".into(),
-        };
-        out += &format!("cipher: {}, {bits}-bit key, sector {sector}, flags: {}\n", s("cipher"), flags.join(" "));
-    }
-    if !s("key").is_empty() {
-        out += &format!("key: {}\n", s("key"));
-    }
-    for (k, label) in [("swap", "swap"), ("mount", "mount")] {
-        if !s(k).is_empty() {
-            out += &format!("{label}: {}\n", s(k));
+fn disk_json(d: &DiskStatus) -> Value {
+    Value::obj([
+        ("name", Value::from(d.name.as_str())),
+        ("path", d.path.as_str().into()),
+        ("dev", d.dev.as_str().into()),
+        ("model", d.model.as_str().into()),
+        ("serial", d.serial.as_str().into()),
+        ("size_bytes", d.size_bytes.into()),
+        ("use", d.used.into()),
+        ("reason", d.reason.as_str().into()),
+    ])
+}
+
+/// What is wrong with a status document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StatusError {
+    NotJson,
+    NotAnObject,
+    /// A field that is missing or of the wrong kind.
+    Field {
+        key: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusError::NotJson => f.write_str("not valid JSON"),
+            StatusError::NotAnObject => f.write_str("not a JSON object"),
+            StatusError::Field { key, expected } => write!(f, "field '{key}': expected {expected}"),
         }
     }
-    for (k, label) in [("binds", "bind"), ("tmpfs", "tmpfs")] {
-        for b in status.get(k).map(Value::as_array).unwrap_or(&[]).iter().filter_map(Value::as_str) {
-            out += &format!("{label}: {b}\n");
+}
+
+/// Typed access to the fields of one JSON object.
+struct Fields<'a>(&'a Value);
+
+impl Fields<'_> {
+    fn get(&self, key: &'static str, expected: &'static str) -> Result<&Value, StatusError> {
+        self.0.get(key).ok_or(StatusError::Field { key, expected })
+    }
+
+    fn str(&self, key: &'static str) -> Result<String, StatusError> {
+        self.get(key, "a string")?.as_str().map(str::to_string).ok_or(StatusError::Field { key, expected: "a string" })
+    }
+
+    fn opt_str(&self, key: &'static str) -> Result<Option<String>, StatusError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.str(key).map(Some),
         }
     }
-    let steps = status.get("steps").map(Value::as_array).unwrap_or(&[]);
-    if !steps.is_empty() {
-        out += "steps:\n";
-        for st in steps {
-            let ms = match st.get("ms") {
-                Some(Value::Num(n)) => *n,
-                _ => 0.0,
-            };
-            out += &format!("  {:>7} ms  {}\n", ms, st.get("step").and_then(Value::as_str).unwrap_or(""));
+
+    fn bool(&self, key: &'static str) -> Result<bool, StatusError> {
+        match self.get(key, "true or false")? {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(StatusError::Field { key, expected: "true or false" }),
         }
     }
-    out
+
+    /// A flag that is false where it is missing.
+    fn flag(&self, key: &'static str) -> Result<bool, StatusError> {
+        match self.0.get(key) {
+            None => Ok(false),
+            Some(_) => self.bool(key),
+        }
+    }
+
+    /// A whole, non-negative number that fits `T`.
+    fn num<T: TryFrom<u64>>(&self, key: &'static str) -> Result<T, StatusError> {
+        let bad = StatusError::Field { key, expected: "a whole number" };
+        match self.get(key, "a whole number")? {
+            Value::Num(n) => T::try_from(*n).map_err(|_| bad),
+            _ => Err(bad),
+        }
+    }
+
+    /// An array; a missing one is empty.
+    fn arr(&self, key: &'static str) -> Result<&[Value], StatusError> {
+        match self.0.get(key) {
+            None => Ok(&[]),
+            Some(Value::Arr(a)) => Ok(a),
+            Some(_) => Err(StatusError::Field { key, expected: "an array" }),
+        }
+    }
+
+    fn strs(&self, key: &'static str) -> Result<Vec<String>, StatusError> {
+        self.arr(key)?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or(StatusError::Field { key, expected: "an array of strings" }))
+            .collect()
+    }
+}
+
+/// Parse the text of a status file.
+pub(crate) fn parse(text: &str) -> Result<Status, StatusError> {
+    Status::from_json(&crate::json::parse(text).ok_or(StatusError::NotJson)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Status {
+        Status {
+            failed_step: Some("mkfs ext4 on /dev/mapper/ephemcrypt".into()),
+            disks: vec![
+                DiskStatus {
+                    name: "nvme1n1".into(),
+                    path: "/dev/nvme1n1".into(),
+                    dev: "259:1".into(),
+                    model: "Amazon EC2 NVMe Instance Storage".into(),
+                    serial: "AWS1".into(),
+                    size_bytes: 1769 << 30,
+                    used: true,
+                    reason: String::new(),
+                },
+                DiskStatus {
+                    name: "sdb".into(),
+                    path: "/dev/sdb".into(),
+                    dev: "8:16".into(),
+                    model: String::new(),
+                    serial: String::new(),
+                    size_bytes: 1 << 30,
+                    used: false,
+                    reason: "carries a signature: \"ext4\"\n".into(),
+                },
+            ],
+            volume: Some(VolumeStatus {
+                cipher: "aes-xts-plain64".into(),
+                key_bits: 512,
+                sector_size: 4096,
+                flags: vec!["no_read_workqueue".into(), "sector_size:4096".into()],
+                fs: "ext4".into(),
+            }),
+            mappings: vec![
+                MappingStatus { name: "ephemcrypt".into(), dev: DevNo { major: 253, minor: 0 }, live: None },
+                MappingStatus {
+                    name: "ephemcrypt-data".into(),
+                    dev: DevNo { major: 253, minor: 1 },
+                    live: Some(false),
+                },
+            ],
+            key: Some("kernel keyring (logon), never stored".into()),
+            swap: Some("/dev/mapper/ephemcrypt-swap".into()),
+            mount: Some("/mnt/ephemcrypt".into()),
+            binds: vec!["/var/log".into(), "/tmp".into()],
+            tmpfs: vec!["/var/tmp".into()],
+            already_active: true,
+            steps: vec![Timing { step: "mapping ephemcrypt".into(), ms: 12 }],
+            ..Status::new(SetupResult::Degraded, "a reason with \"quotes\" and ünïcode")
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        for s in [full(), Status::new(SetupResult::Absent, ""), Status::new(SetupResult::Ok, "2 disk(s) encrypted")] {
+            assert_eq!(parse(&s.to_json().pretty()).unwrap(), s);
+        }
+        for r in RESULTS {
+            let s = Status::new(r, "x");
+            assert_eq!(parse(&s.to_json().pretty()).unwrap().result, r);
+        }
+    }
+
+    #[test]
+    fn bad_documents_are_named() {
+        assert_eq!(parse("{"), Err(StatusError::NotJson));
+        assert_eq!(parse("[]"), Err(StatusError::NotAnObject));
+        let mut j = full().to_json();
+        if let Value::Obj(p) = &mut j {
+            p.retain(|(k, _)| k != "reason");
+        }
+        assert_eq!(Status::from_json(&j), Err(StatusError::Field { key: "reason", expected: "a string" }));
+        let text = full().to_json().pretty().replace("\"binds\": [", "\"binds\": 7, \"x\": [");
+        assert_eq!(parse(&text).unwrap_err(), StatusError::Field { key: "binds", expected: "an array" });
+        // The least a status says: its result and why.
+        let least = parse(r#"{"result": "absent", "reason": "no eligible disk"}"#).unwrap();
+        assert_eq!(least, Status { version: String::new(), ..Status::new(SetupResult::Absent, "no eligible disk") });
+        let text = full().to_json().pretty().replace("\"degraded\"", "\"sideways\"");
+        assert_eq!(
+            parse(&text).unwrap_err().to_string(),
+            "field 'result': expected ok, degraded, failed, absent or disabled"
+        );
+        let text = full().to_json().pretty().replace("\"ms\": 12", "\"ms\": \"12\"");
+        assert_eq!(parse(&text).unwrap_err(), StatusError::Field { key: "ms", expected: "a whole number" });
+        let text = full().to_json().pretty().replace("\"253:1\"", "\"x\"");
+        assert_eq!(parse(&text).unwrap_err(), StatusError::Field { key: "dev", expected: "major:minor" });
+    }
+
+    #[test]
+    fn render_shows_what_happened() {
+        let text = full().render();
+        for want in [
+            "result: degraded (a reason with \"quotes\" and ünïcode)\n",
+            "failed step: mkfs ext4 on /dev/mapper/ephemcrypt\n",
+            "disk /dev/nvme1n1 (Amazon EC2 NVMe Instance Storage AWS1): used\n",
+            "disk /dev/sdb (no model or serial): refused: carries a signature",
+            "mapping /dev/mapper/ephemcrypt (253:0): unknown (no device-mapper access)\n",
+            "mapping /dev/mapper/ephemcrypt-data (253:1): GONE\n",
+            "cipher: aes-xts-plain64, 512-bit key, sector 4096, flags: no_read_workqueue sector_size:4096\n",
+            "key: kernel keyring (logon), never stored\n",
+            "mount: /mnt/ephemcrypt\n",
+            "bind: /var/log\nbind: /tmp\ntmpfs: /var/tmp\n",
+            "       12 ms  mapping ephemcrypt\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in:\n{text}");
+        }
+        assert!(full().mapping_gone());
+    }
 }

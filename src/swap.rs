@@ -9,14 +9,34 @@ const UUID: usize = 1036;
 const LABEL: usize = 1052;
 const MAGIC: &[u8; 10] = b"SWAPSPACE2";
 
+/// Why a swap area cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SwapError {
+    /// Under ten pages (mkswap's floor).
+    TooSmall { len: u64, page_size: usize },
+    /// More pages than the header's 32-bit page count holds.
+    TooLarge { len: u64 },
+}
+
+impl std::fmt::Display for SwapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SwapError::TooSmall { len, page_size } => {
+                write!(f, "a swap area needs at least 10 pages of {page_size} bytes, not {len} bytes")
+            }
+            SwapError::TooLarge { len } => write!(f, "a swap area of {len} bytes is too large"),
+        }
+    }
+}
+
 /// The first page of a swap area of `len` bytes; a partial last page is left unused. Refuses an
 /// area under ten pages (mkswap's floor).
-pub fn header(page_size: usize, len: u64, uuid: [u8; 16], label: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn header(page_size: usize, len: u64, uuid: [u8; 16], label: &str) -> Result<Vec<u8>, SwapError> {
     let pages = len / page_size as u64;
     if pages < 10 {
-        return Err(format!("a swap area needs at least 10 pages of {page_size} bytes, not {len} bytes"));
+        return Err(SwapError::TooSmall { len, page_size });
     }
-    let last_page = u32::try_from(pages - 1).map_err(|_| format!("swap area of {len} bytes is too large"))?;
+    let last_page = u32::try_from(pages - 1).map_err(|_| SwapError::TooLarge { len })?;
     let mut page = vec![0u8; page_size];
     page[VERSION..VERSION + 4].copy_from_slice(&1u32.to_ne_bytes());
     page[LAST_PAGE..LAST_PAGE + 4].copy_from_slice(&last_page.to_ne_bytes());
@@ -48,7 +68,8 @@ mod tests {
 
     #[test]
     fn too_small() {
-        assert!(header(4096, 9 * 4096, [0; 16], "").unwrap_err().contains("at least 10 pages"));
+        assert!(header(4096, 9 * 4096, [0; 16], "").unwrap_err().to_string().contains("at least 10 pages"));
+        assert_eq!(header(4096, 1 << 60, [0; 16], ""), Err(SwapError::TooLarge { len: 1 << 60 }));
         assert!(header(4096, 10 * 4096, [0; 16], "").is_ok());
     }
 }

@@ -1,5 +1,6 @@
-//! The few system calls nix 0.29 lacks besides the key calls in `key.rs`: swapon/swapoff and the
-//! extended-attribute calls used to copy SELinux labels and ACLs. Each is a thin, checked wrapper.
+//! The few system calls nix 0.29 lacks: getrandom, mlock/munlock, the kernel keyring (add_key,
+//! keyctl), swapon/swapoff and the extended-attribute calls used to copy SELinux labels and ACLs.
+//! Each is a thin, checked wrapper; with `dm/ioctl.rs` this is the only `unsafe` in the crate.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -7,15 +8,103 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use libc::{c_long, c_void};
+use nix::errno::Errno;
+
 use crate::error::{Error, Result};
 
 fn cpath(op: &'static str, p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::msg(format!("{op} {}: the path contains a NUL byte", p.display())))
+        .map_err(|_| Error::invalid(format!("{op} {}", p.display()), "a path without NUL bytes", "a NUL byte"))
+}
+
+/// One getrandom(2) call into `buf`; returns how many bytes it filled.
+pub(crate) fn getrandom(buf: &mut [u8], nonblocking: bool) -> std::result::Result<usize, Errno> {
+    let flags = if nonblocking { libc::GRND_NONBLOCK } else { 0 };
+    // SAFETY: `buf` is a valid, exclusively borrowed region of `buf.len()` writable bytes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast::<c_void>(), buf.len(), flags) };
+    Errno::result(n).map(|n| n as usize)
+}
+
+/// mlock(2) the pages of `buf`.
+pub(crate) fn mlock(buf: &[u8]) -> std::result::Result<(), Errno> {
+    // SAFETY: `buf` is a live allocation of `buf.len()` bytes; mlock only changes page residency
+    // and does not touch the contents.
+    Errno::result(unsafe { libc::mlock(buf.as_ptr().cast::<c_void>(), buf.len()) }).map(drop)
+}
+
+/// munlock(2) the pages of `buf`.
+pub(crate) fn munlock(buf: &[u8]) {
+    // SAFETY: `buf` is a live allocation of `buf.len()` bytes; munlock does not touch the contents.
+    // Locks are per page and do not nest; nothing else in this program mlocks memory.
+    unsafe { libc::munlock(buf.as_ptr().cast::<c_void>(), buf.len()) };
+}
+
+// From include/uapi/linux/keyctl.h (stable ABI).
+pub(crate) const KEY_SPEC_PROCESS_KEYRING: c_long = -2;
+pub(crate) const KEYCTL_REVOKE: c_long = 3;
+pub(crate) const KEYCTL_UNLINK: c_long = 9;
+#[cfg(test)]
+pub(crate) const KEYCTL_SEARCH: c_long = 10;
+#[cfg(test)]
+pub(crate) const KEYCTL_READ: c_long = 11;
+pub(crate) const KEYCTL_INVALIDATE: c_long = 21; // Linux 3.5
+
+/// add_key(2): a key of `key_type` with `description` and `payload` into `keyring`; returns its
+/// serial.
+pub(crate) fn add_key(
+    key_type: &CStr,
+    description: &CStr,
+    payload: &[u8],
+    keyring: c_long,
+) -> std::result::Result<i32, Errno> {
+    // SAFETY: both strings are NUL-terminated and live across the call; `payload` is valid for
+    // reads of `payload.len()` bytes. The kernel copies all three before returning.
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            key_type.as_ptr(),
+            description.as_ptr(),
+            payload.as_ptr().cast::<c_void>(),
+            payload.len(),
+            keyring,
+        )
+    };
+    Errno::result(serial).map(|s| s as i32)
+}
+
+/// keyctl(2) with integer arguments only.
+///
+/// Every argument is passed as a full `c_long`: `syscall(2)` is variadic and reads each
+/// argument as a long, so passing an `i32` would leave the upper register half undefined.
+pub(crate) fn keyctl(op: c_long, arg2: c_long, arg3: c_long) -> std::result::Result<c_long, Errno> {
+    assert!([KEYCTL_REVOKE, KEYCTL_UNLINK, KEYCTL_INVALIDATE].contains(&op), "keyctl {op} takes pointers");
+    // SAFETY: the operations allowed above take only integers; no memory is passed to the kernel.
+    Errno::result(unsafe { libc::syscall(libc::SYS_keyctl, op, arg2, arg3, 0 as c_long) })
+}
+
+/// KEYCTL_SEARCH of `keyring` for a key of `key_type` and `description` (tests use it to prove
+/// that nothing is left behind).
+#[cfg(test)]
+pub(crate) fn keyctl_search(keyring: c_long, key_type: &CStr, description: &CStr) -> std::result::Result<i32, Errno> {
+    // SAFETY: both strings are NUL-terminated and outlive the call; the last argument (0) means
+    // "do not link the result anywhere".
+    let rc = unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_SEARCH, keyring, key_type.as_ptr(), description.as_ptr(), 0 as c_long)
+    };
+    Errno::result(rc).map(|s| s as i32)
+}
+
+/// KEYCTL_READ of key `serial` into `buf` (tests prove with it that a logon key cannot be read).
+#[cfg(test)]
+pub(crate) fn keyctl_read(serial: i32, buf: &mut [u8]) -> std::result::Result<c_long, Errno> {
+    // SAFETY: `buf` is writable for its full length, which is passed as the size.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_READ, c_long::from(serial), buf.as_mut_ptr(), buf.len()) };
+    Errno::result(rc)
 }
 
 /// swapon(2) with default priority and no discard (the volume is freshly keyed; nothing to trim).
-pub fn swapon(dev: &Path) -> Result<()> {
+pub(crate) fn swapon(dev: &Path) -> Result<()> {
     let c = cpath("swapon", dev)?;
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call; flags 0 are valid.
     let r = unsafe { libc::swapon(c.as_ptr(), 0) };
@@ -25,7 +114,7 @@ pub fn swapon(dev: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn swapoff(dev: &Path) -> Result<()> {
+pub(crate) fn swapoff(dev: &Path) -> Result<()> {
     let c = cpath("swapoff", dev)?;
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     let r = unsafe { libc::swapoff(c.as_ptr()) };
@@ -57,7 +146,7 @@ fn sized_call(mut f: impl FnMut(*mut libc::c_void, usize) -> libc::ssize_t) -> i
 
 /// The names of a file's extended attributes (not following symlinks). Empty where the file
 /// system has none or does not support them.
-pub fn list_xattrs(p: &Path) -> Result<Vec<CString>> {
+pub(crate) fn list_xattrs(p: &Path) -> Result<Vec<CString>> {
     let c = cpath("list extended attributes of", p)?;
     // SAFETY: `c` is NUL-terminated and lives across the call; `buf`/`len` describe a writable
     // buffer of exactly `len` bytes (or null/0 to query the size), as llistxattr(2) requires.
@@ -69,7 +158,7 @@ pub fn list_xattrs(p: &Path) -> Result<Vec<CString>> {
     }
 }
 
-pub fn get_xattr(p: &Path, name: &CStr) -> Result<Vec<u8>> {
+pub(crate) fn get_xattr(p: &Path, name: &CStr) -> Result<Vec<u8>> {
     let c = cpath("read extended attribute of", p)?;
     // SAFETY: both strings are NUL-terminated and live across the call; `buf`/`len` describe a
     // writable buffer of `len` bytes (or null/0 to query the size), as lgetxattr(2) requires.
@@ -77,7 +166,7 @@ pub fn get_xattr(p: &Path, name: &CStr) -> Result<Vec<u8>> {
         .map_err(|e| Error::os("read extended attribute", format!("{} of {}", name.to_string_lossy(), p.display()), e))
 }
 
-pub fn set_xattr(p: &Path, name: &CStr, value: &[u8]) -> Result<()> {
+pub(crate) fn set_xattr(p: &Path, name: &CStr, value: &[u8]) -> Result<()> {
     let c = cpath("set extended attribute of", p)?;
     // SAFETY: both strings are NUL-terminated and live across the call; `value` is a readable
     // buffer of `value.len()` bytes; flags 0 means create or replace.

@@ -1,5 +1,7 @@
-//! The seam between the plan and the kernel: every side effect `apply` has goes through
-//! [`System`]. [`LinuxSystem`] does it for real; tests fake it to check order and rollback.
+//! The seam between the plan and the kernel: every side effect setup has, and every reading of
+//! the clock, goes through [`System`]. [`LinuxSystem`] does it for real; the tests' fake records
+//! each call, fails one on purpose, and checks that nothing is left behind. No decisions here:
+//! each method does one thing the step interpreter (`execute.rs`) asks for.
 
 use std::ffi::CString;
 use std::fs;
@@ -7,33 +9,41 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
 use crate::config::Fs;
+use crate::disk::{mount_holding, parse_mountinfo, DirState, Mount};
 use crate::dm::{self, Control, TableLine, Target};
 use crate::error::{Error, Result};
 use crate::key::{self, Key, KeySerial};
+use crate::paths::under;
 use crate::units::{Bytes, DevNo};
 
-/// Everything `apply` may do to the machine.
-pub trait System {
+/// Everything setup may do to the machine, and the kernel state it may ask about.
+pub(crate) trait System {
     /// The loaded dm-crypt target's version, loading the module if needed.
     fn crypt_version(&mut self) -> Result<[u32; 3]>;
+    /// The device number of a live mapping, `None` if there is no such mapping.
+    fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>>;
+    fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>>;
+    fn is_mountpoint(&mut self, target: &Path) -> Result<bool>;
+    /// Whether the directory `path` is there and, if not, the read-only mount that would hold it.
+    fn dir_state(&mut self, path: &Path) -> Result<DirState>;
     /// A fresh key of `len` random bytes from the kernel's RNG (blocking until seeded).
     fn make_key(&mut self, len: usize) -> Result<Key>;
-    fn add_logon_key(&mut self, description: &str, key: &Key) -> Result<KeySerial>;
+    /// Put `key` into the process keyring as a logon key whose description starts with `prefix:`
+    /// and is unique in this boot; returns its serial and the description.
+    fn add_logon_key(&mut self, prefix: &str, key: &Key) -> Result<(KeySerial, String)>;
     fn invalidate_key(&mut self, serial: KeySerial) -> Result<()>;
     /// Create an empty mapping; returns its device number.
     fn dm_create(&mut self, name: &str, uuid: &str) -> Result<DevNo>;
     fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool) -> Result<()>;
     fn dm_resume(&mut self, name: &str) -> Result<()>;
     fn dm_remove(&mut self, name: &str) -> Result<()>;
-    /// The device number of a live mapping, `None` if there is no such mapping.
-    fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>>;
-    fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>>;
     /// Make `/dev/mapper/<name>` where no udev did; true when this call created it.
     fn make_node(&mut self, name: &str, dev: DevNo) -> Result<bool>;
     fn remove_node(&mut self, name: &str) -> Result<()>;
@@ -41,17 +51,19 @@ pub trait System {
     fn make_swap(&mut self, name: &str, len: Bytes) -> Result<()>;
     fn swapon(&mut self, name: &str) -> Result<()>;
     fn swapoff(&mut self, name: &str) -> Result<()>;
-    fn mkfs(&mut self, fs: Fs, name: &str) -> Result<()>;
+    /// Run a program: exactly `argv`, `argv[0]` looked up on PATH.
+    fn run(&mut self, argv: &[String]) -> Result<()>;
+    /// Remount the mount at `path` read-only or read-write with the per-mount `options` it had.
+    fn remount(&mut self, path: &Path, read_only: bool, options: &[String]) -> Result<()>;
     /// Create a directory (and parents) with mode 0755; true when it did not exist.
     fn mkdir(&mut self, path: &Path) -> Result<bool>;
     /// Remove an empty directory that `mkdir` created.
     fn rmdir(&mut self, path: &Path) -> Result<()>;
-    fn mount_dm(&mut self, name: &str, target: &Path, fs: Fs) -> Result<()>;
+    fn mount(&mut self, source: &Path, target: &Path, fs: Fs, options: &[String]) -> Result<()>;
     fn bind(&mut self, source: &Path, target: &Path) -> Result<()>;
     /// Mount a tmpfs on `target` with the directory's own mode and owner.
     fn mount_tmpfs(&mut self, target: &Path) -> Result<()>;
     fn umount(&mut self, target: &Path) -> Result<()>;
-    fn is_mountpoint(&mut self, target: &Path) -> Result<bool>;
     /// Recreate the directory tree under `from` (directories only: owner, mode, ACLs, security
     /// labels) under `to`.
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()>;
@@ -65,39 +77,54 @@ pub trait System {
 /// root's udev treats the device as ready (not `SYSTEMD_READY=0`).
 const UDEV_FLAGS: u16 = dm::DM_UDEV_PRIMARY_SOURCE_FLAG;
 
-/// The real machine, seen through a root (`/` at boot; tests never use this type).
-pub struct LinuxSystem {
+/// The real machine, seen through a root (`/` at boot).
+pub(crate) struct LinuxSystem {
     root: PathBuf,
+    /// False for `ephemcrypt plan`: it may ask the kernel but loads no module and makes no node,
+    /// and every method that would change something fails.
+    changes: bool,
     control: Option<Control>,
     start: Instant,
 }
 
 impl LinuxSystem {
-    pub fn new(root: impl Into<PathBuf>) -> LinuxSystem {
-        LinuxSystem { root: root.into(), control: None, start: Instant::now() }
+    /// The machine under `root`, for setup.
+    pub(crate) fn new(root: impl Into<PathBuf>) -> LinuxSystem {
+        LinuxSystem { root: root.into(), changes: true, control: None, start: Instant::now() }
+    }
+
+    /// The machine under `root`, only looked at (for `ephemcrypt plan`).
+    pub(crate) fn observer(root: impl Into<PathBuf>) -> LinuxSystem {
+        LinuxSystem { changes: false, ..LinuxSystem::new(root) }
     }
 
     fn path(&self, p: impl AsRef<Path>) -> PathBuf {
-        let p = p.as_ref();
-        self.root.join(p.strip_prefix("/").unwrap_or(p))
+        under(&self.root, p.as_ref())
     }
 
     fn dev_path(&self, name: &str) -> PathBuf {
         self.path(Path::new("/dev/mapper").join(name))
     }
 
+    fn may_change(&self, what: &'static str, object: impl std::fmt::Display) -> Result<()> {
+        if self.changes {
+            return Ok(());
+        }
+        Err(Error::os(what, object, io::Error::from_raw_os_error(libc::EROFS)))
+    }
+
     /// The control device, made and opened on first use.
     fn control(&mut self) -> Result<&Control> {
         if self.control.is_none() {
             let path = self.path("/dev/mapper/control");
-            if !path.exists() {
+            if !path.exists() && self.changes {
                 // Loading dm_mod makes devtmpfs create the node; make it from sysfs only where
                 // nothing did (no devtmpfs), and accept one that appears meanwhile.
                 self.modprobe("dm_mod");
                 let misc = self.path("/sys/class/misc/device-mapper/dev");
                 match fs::read_to_string(&misc).ok().and_then(|t| DevNo::parse(&t)) {
                     Some(dev) if !path.exists() => match self.mknod(&path, SFlag::S_IFCHR, dev) {
-                        Err(Error::Os { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {}
+                        Err(e) if e.errno_value() == Some(libc::EEXIST) => {}
                         r => r?,
                     },
                     _ => {}
@@ -110,13 +137,23 @@ impl LinuxSystem {
 
     /// Load a kernel module with modprobe where there is one (an initramfs has it; a built-in
     /// module needs nothing). Failures are left to the operation that needs the module. Never
-    /// for a `--host` tree other than `/`: that is not the running machine.
+    /// for a `--host` tree other than `/` (that is not the running machine), nor for `plan`.
     fn modprobe(&self, module: &str) {
-        if self.root != Path::new("/") {
+        if self.root != Path::new("/") || !self.changes {
             return;
         }
-        if let Some(p) = find_program(&["modprobe"]) {
+        if let Some(p) = find_program("modprobe") {
             let _ = Command::new(p).args(["-q", module]).status();
+        }
+    }
+
+    /// The mounts of this machine, from /proc/self/mountinfo (none in a `--host` tree without it).
+    fn mounts(&self) -> Result<Vec<Mount>> {
+        let info = self.path("/proc/self/mountinfo");
+        match fs::read_to_string(&info) {
+            Ok(text) => Ok(parse_mountinfo(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.root != Path::new("/") => Ok(Vec::new()),
+            Err(e) => Err(Error::os("read", info.display(), e)),
         }
     }
 
@@ -133,28 +170,23 @@ impl LinuxSystem {
     }
 }
 
-/// The first of `names` found on PATH (or the usual sbin/bin directories).
-pub fn find_program(names: &[&str]) -> Option<PathBuf> {
+/// `name` found on PATH (or in the usual sbin/bin directories).
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
     let path = std::env::var("PATH").unwrap_or_default();
     let dirs = path.split(':').chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"]).filter(|d| !d.is_empty());
-    let dirs: Vec<&str> = dirs.collect();
-    names
-        .iter()
-        .flat_map(|n| dirs.iter().map(move |d| Path::new(d).join(n)))
-        .find(|p| fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
+    let found = dirs
+        .map(|d| Path::new(d).join(name))
+        .find(|p| fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false));
+    found
 }
 
-/// Run a program, returning an error with its exit status and last lines of output.
-fn run(program: &Path, args: &[&str]) -> Result<()> {
-    log::info!("running {} {}", program.display(), args.join(" "));
-    let out = Command::new(program).args(args).output().map_err(|e| Error::os("run", program.display(), e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = text.lines().rev().take(3).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(Error::msg(format!("{} {} failed ({}): {}", program.display(), args.join(" "), out.status, tail.join(" / "))))
+/// Its last lines (at most three), joined: what a failed program said last.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
 }
 
 /// 16 random bytes for a swap UUID (not secret, but the same blocking kernel RNG as the key).
@@ -165,6 +197,29 @@ fn random_uuid() -> Result<[u8; 16]> {
     uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4
     uuid[8] = (uuid[8] & 0x3f) | 0x80; // variant 1
     Ok(uuid)
+}
+
+/// Mount flags for option words; the rest go to the file system as data.
+fn mount_flags(options: &[String]) -> (MsFlags, Vec<&str>) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in options {
+        flags |= match o.as_str() {
+            "ro" => MsFlags::MS_RDONLY,
+            "rw" => MsFlags::empty(),
+            "nosuid" => MsFlags::MS_NOSUID,
+            "nodev" => MsFlags::MS_NODEV,
+            "noexec" => MsFlags::MS_NOEXEC,
+            "noatime" => MsFlags::MS_NOATIME,
+            "nodiratime" => MsFlags::MS_NODIRATIME,
+            "relatime" => MsFlags::MS_RELATIME,
+            other => {
+                data.push(other);
+                MsFlags::empty()
+            }
+        };
+    }
+    (flags, data)
 }
 
 impl System for LinuxSystem {
@@ -178,17 +233,52 @@ impl System for LinuxSystem {
         // The crypt target registers when its module loads; the kernel would load it on the
         // first table load, but we need its version before that.
         self.modprobe("dm_crypt");
-        find(self.control()?)?.ok_or_else(|| {
-            Error::msg("the kernel has no dm-crypt target: module dm_crypt is neither built in nor loadable")
-        })
+        find(self.control()?)?.ok_or(Error::NoCryptTarget)
+    }
+
+    fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>> {
+        // Asked first on every boot, also on machines without local disks: without device-mapper
+        // in the kernel yet there can be no mapping, and no reason to load the module.
+        if self.control.is_none() {
+            let no_dm = !self.path("/sys/class/misc/device-mapper").exists();
+            // `plan` makes no control node: without one there is nothing to ask.
+            let no_node = !self.changes && !self.path("/dev/mapper/control").exists();
+            if no_dm || no_node {
+                return Ok(None);
+            }
+        }
+        Ok(self.control()?.info(name)?.filter(|i| i.active).map(|i| i.dev))
+    }
+
+    fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>> {
+        self.control()?.table(name)
+    }
+
+    fn is_mountpoint(&mut self, target: &Path) -> Result<bool> {
+        Ok(self.mounts()?.iter().any(|m| m.target == target))
+    }
+
+    fn dir_state(&mut self, path: &Path) -> Result<DirState> {
+        if path.is_dir() {
+            return Ok(DirState::Present);
+        }
+        let mounts = self.mounts()?;
+        Ok(DirState::Missing { read_only: mount_holding(&mounts, path).filter(|m| m.read_only()).cloned() })
     }
 
     fn make_key(&mut self, len: usize) -> Result<Key> {
         Key::generate(len)
     }
 
-    fn add_logon_key(&mut self, description: &str, key: &Key) -> Result<KeySerial> {
-        key::add_logon_key(description, key)
+    /// The description is `<prefix>:<pid>-<nanoseconds>-<n>`: unique per call within a boot, so a
+    /// retried run never picks up a stale key.
+    fn add_logon_key(&mut self, prefix: &str, k: &Key) -> Result<(KeySerial, String)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        self.may_change("add logon key", prefix)?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let description = format!("{prefix}:{}-{nanos}-{n}", std::process::id());
+        Ok((key::add_logon_key(&description, k)?, description))
     }
 
     fn invalidate_key(&mut self, serial: KeySerial) -> Result<()> {
@@ -196,6 +286,7 @@ impl System for LinuxSystem {
     }
 
     fn dm_create(&mut self, name: &str, uuid: &str) -> Result<DevNo> {
+        self.may_change("device-mapper create", name)?;
         self.control()?.create(name, uuid, UDEV_FLAGS)
     }
 
@@ -209,19 +300,6 @@ impl System for LinuxSystem {
 
     fn dm_remove(&mut self, name: &str) -> Result<()> {
         self.control()?.remove(name, UDEV_FLAGS)
-    }
-
-    fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>> {
-        // Asked first on every boot, also on machines without local disks: without device-mapper
-        // in the kernel yet there can be no mapping, and no reason to load the module.
-        if self.control.is_none() && !self.path("/sys/class/misc/device-mapper").exists() {
-            return Ok(None);
-        }
-        Ok(self.control()?.info(name)?.filter(|i| i.active).map(|i| i.dev))
-    }
-
-    fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>> {
-        self.control()?.table(name)
     }
 
     fn make_node(&mut self, name: &str, dev: DevNo) -> Result<bool> {
@@ -247,7 +325,8 @@ impl System for LinuxSystem {
     fn make_swap(&mut self, name: &str, len: Bytes) -> Result<()> {
         let path = self.dev_path(name);
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as usize;
-        let header = crate::swap::header(page, len.0, random_uuid()?, name).map_err(Error::Msg)?;
+        let header = crate::swap::header(page, len.0, random_uuid()?, name)
+            .map_err(|e| Error::invalid(format!("swap area /dev/mapper/{name}"), "10 pages to 16 TiB", e))?;
         let mut f = fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_EXCL) // a block device open O_EXCL fails while it is in use
@@ -266,87 +345,58 @@ impl System for LinuxSystem {
         crate::sys::swapoff(&self.dev_path(name))
     }
 
-    fn mkfs(&mut self, fs: Fs, name: &str) -> Result<()> {
-        let dev = self.dev_path(name);
-        let dev = dev.to_string_lossy();
-        // Labels: ext4 takes 16 bytes, xfs 12.
-        let (programs, args): (&[&str], Vec<&str>) = match fs {
-            // Lazy init: without /sys/fs/ext4/features/lazy_itable_init readable, mke2fs would write
-            // every inode table (~18 GiB per TiB); the disks arrive trimmed, so no discard.
-            Fs::Ext4 => (
-                &["mkfs.ext4", "mke2fs"],
-                vec![
-                    "-t",
-                    "ext4",
-                    "-q",
-                    "-F",
-                    "-L",
-                    "ephemcrypt",
-                    "-E",
-                    "nodiscard,lazy_itable_init=1,lazy_journal_init=1",
-                    &dev,
-                ],
-            ),
-            Fs::Xfs => (&["mkfs.xfs"], vec!["-q", "-f", "-K", "-L", "ephemcrypt", &dev]),
-            Fs::None => return Ok(()),
-        };
-        let program = find_program(programs).ok_or_else(|| {
-            Error::msg(format!("make {} file system: none of {} found on PATH", fs.name(), programs.join(", ")))
-        })?;
-        run(&program, &args)
+    fn run(&mut self, argv: &[String]) -> Result<()> {
+        let (name, args) = argv.split_first().expect("a program to run");
+        self.may_change("run", name)?;
+        let program = find_program(name).ok_or_else(|| Error::ProgramNotFound { program: name.clone() })?;
+        log::info!("running {}", argv.join(" "));
+        let out = Command::new(&program).args(args).output().map_err(|e| Error::os("run", program.display(), e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(Error::Program {
+            argv: argv.to_vec(),
+            status: out.status.to_string(),
+            stderr: tail(&String::from_utf8_lossy(&out.stderr)),
+        })
     }
 
-    /// A mount point missing from a root that the boot chain mounted read-only (dracut's
-    /// default, and `ro` on most cloud images' command lines) is made by remounting that file
-    /// system read-write for the mkdir and read-only again right after.
+    fn remount(&mut self, path: &Path, read_only: bool, options: &[String]) -> Result<()> {
+        self.may_change("remount", path.display())?;
+        let (mut flags, _) = mount_flags(options);
+        flags |= MsFlags::MS_REMOUNT;
+        if read_only {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        nix::mount::mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(|e| {
+            let how = if read_only { "read-only" } else { "read-write" };
+            Error::errno("remount", format!("{} {how}", path.display()), e)
+        })
+    }
+
     fn mkdir(&mut self, path: &Path) -> Result<bool> {
         if path.is_dir() {
             return Ok(false);
         }
-        let create = || fs::DirBuilder::new().recursive(true).mode(0o755).create(path);
-        match create() {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
-                let (mount_point, flags) = self.mount_containing(path)?;
-                log::info!(
-                    "{} is read-only: remounting it read-write to create {}",
-                    mount_point.display(),
-                    path.display()
-                );
-                let remount = |extra: MsFlags| {
-                    nix::mount::mount(
-                        None::<&str>,
-                        &mount_point,
-                        None::<&str>,
-                        MsFlags::MS_REMOUNT | flags | extra,
-                        None::<&str>,
-                    )
-                    .map_err(|e| Error::errno("remount", mount_point.display(), e))
-                };
-                remount(MsFlags::empty())?;
-                let made = create().map_err(|e| Error::os("create directory", path.display(), e));
-                remount(MsFlags::MS_RDONLY)?;
-                made.map(|()| true)
-            }
-            Err(e) => Err(Error::os("create directory", path.display(), e)),
-        }
+        self.may_change("create directory", path.display())?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+            .map(|()| true)
+            .map_err(|e| Error::os("create directory", path.display(), e))
     }
 
     fn rmdir(&mut self, path: &Path) -> Result<()> {
-        match fs::remove_dir(path) {
-            // Made through a brief read-write remount: an empty directory stays, harmlessly.
-            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
-                log::info!("leaving empty directory {} on a read-only file system", path.display());
-                Ok(())
-            }
-            r => r.map_err(|e| Error::os("remove directory", path.display(), e)),
-        }
+        fs::remove_dir(path).map_err(|e| Error::os("remove directory", path.display(), e))
     }
 
-    fn mount_dm(&mut self, name: &str, target: &Path, fs: Fs) -> Result<()> {
-        let dev = self.dev_path(name);
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        nix::mount::mount(Some(&dev), target, Some(fs.name()), flags, None::<&str>)
+    fn mount(&mut self, source: &Path, target: &Path, fs: Fs, options: &[String]) -> Result<()> {
+        self.may_change("mount", target.display())?;
+        let dev = self.path(source);
+        let (flags, data) = mount_flags(options);
+        let data = (!data.is_empty()).then(|| data.join(","));
+        nix::mount::mount(Some(&dev), target, Some(fs.name()), flags, data.as_deref())
             .map_err(|e| Error::errno("mount", format!("{} on {}", dev.display(), target.display()), e))
     }
 
@@ -356,6 +406,7 @@ impl System for LinuxSystem {
     }
 
     fn mount_tmpfs(&mut self, target: &Path) -> Result<()> {
+        self.may_change("mount tmpfs", target.display())?;
         let m = fs::metadata(target).map_err(|e| Error::os("stat", target.display(), e))?;
         let data = format!("mode={:o},uid={},gid={}", m.mode() & 0o7777, m.uid(), m.gid());
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
@@ -367,18 +418,20 @@ impl System for LinuxSystem {
         nix::mount::umount2(target, MntFlags::empty()).map_err(|e| Error::errno("unmount", target.display(), e))
     }
 
-    fn is_mountpoint(&mut self, target: &Path) -> Result<bool> {
-        Ok(self.mounts()?.iter().any(|(m, _)| m == target))
-    }
-
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
         if let Some(parent) = to.parent() {
-            self.mkdir(parent)?; // e.g. <volume>/var for /var/log
+            // e.g. <volume>/var for /var/log: on the new file system, gone with it.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|e| Error::os("create directory", parent.display(), e))?;
         }
         copy_dir_tree(from, to)
     }
 
     fn write_status(&mut self, json: &str) -> Result<()> {
+        self.may_change("write", crate::status::STATUS_PATH)?;
         let path = self.path(crate::status::STATUS_PATH);
         let dir = path.parent().expect("status path has a directory");
         fs::DirBuilder::new()
@@ -400,52 +453,6 @@ impl System for LinuxSystem {
     }
 }
 
-impl LinuxSystem {
-    /// (mount point, per-mount options) of every mount, from /proc/self/mountinfo.
-    fn mounts(&self) -> Result<Vec<(PathBuf, String)>> {
-        let info = self.path("/proc/self/mountinfo");
-        let text = fs::read_to_string(&info).map_err(|e| Error::os("read", info.display(), e))?;
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace().skip(4);
-                Some((PathBuf::from(unescape_octal(f.next()?)), f.next()?.to_string()))
-            })
-            .collect())
-    }
-
-    /// The mount that holds `path`, and its per-mount flags (kept across a remount).
-    fn mount_containing(&self, path: &Path) -> Result<(PathBuf, MsFlags)> {
-        let mounts = self.mounts()?;
-        let (mount_point, options) = mounts
-            .iter()
-            .filter(|(m, _)| path.starts_with(m))
-            .max_by_key(|(m, _)| m.as_os_str().len())
-            .ok_or_else(|| Error::msg(format!("no mount holds {}", path.display())))?;
-        Ok((mount_point.clone(), mount_flags(options)))
-    }
-}
-
-/// The per-mount flags of a mountinfo options field (`rw,nosuid,nodev,relatime`), without `ro`.
-fn mount_flags(options: &str) -> MsFlags {
-    options.split(',').fold(MsFlags::empty(), |f, o| {
-        f | match o {
-            "nosuid" => MsFlags::MS_NOSUID,
-            "nodev" => MsFlags::MS_NODEV,
-            "noexec" => MsFlags::MS_NOEXEC,
-            "noatime" => MsFlags::MS_NOATIME,
-            "nodiratime" => MsFlags::MS_NODIRATIME,
-            "relatime" => MsFlags::MS_RELATIME,
-            _ => MsFlags::empty(),
-        }
-    })
-}
-
-/// Mount points in mountinfo escape space, tab, newline and backslash as octal.
-fn unescape_octal(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-}
-
 /// Extended attributes worth carrying to the skeleton: security labels (SELinux, SMACK,
 /// capabilities) and POSIX ACLs. `user.*` and `trusted.*` stay behind.
 fn copied_xattr(name: &CString) -> bool {
@@ -455,7 +462,7 @@ fn copied_xattr(name: &CString) -> bool {
 
 /// Directories only, recursively, staying on `from`'s file system; owner, mode (incl. sticky and
 /// setgid bits), ACLs and security labels copied. Existing directories under `to` are updated.
-pub fn copy_dir_tree(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_dir_tree(from: &Path, to: &Path) -> Result<()> {
     let top = fs::symlink_metadata(from).map_err(|e| Error::os("stat", from.display(), e))?;
     copy_dir(from, to, &top, top.dev())
 }
@@ -512,15 +519,51 @@ mod tests {
     }
 
     #[test]
-    fn mount_flags_are_kept_across_a_remount() {
-        let f = mount_flags("ro,nosuid,nodev,noexec,relatime");
-        assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
-        assert!(!f.contains(MsFlags::MS_RDONLY));
+    fn mount_option_words() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = words(&["ro", "nosuid", "nodev", "noexec", "relatime", "size=10m"]);
+        let (f, data) = mount_flags(&all);
+        assert_eq!(
+            f,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME
+        );
+        assert_eq!(data, ["size=10m"]);
+        assert_eq!(mount_flags(&words(&["rw"])).0, MsFlags::empty());
     }
 
     #[test]
     fn programs_are_found_on_path() {
-        assert!(find_program(&["no-such-program-x", "sh"]).is_some());
-        assert!(find_program(&["no-such-program-x"]).is_none());
+        assert!(find_program("sh").is_some());
+        assert!(find_program("no-such-program-x").is_none());
+    }
+
+    #[test]
+    fn a_failed_program_is_reported_with_its_status_and_stderr() {
+        let mut sys = LinuxSystem::new("/");
+        let argv: Vec<String> = ["sh", "-c", "echo one >&2; echo two >&2; echo; echo three >&2; echo last >&2; exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = sys.run(&argv).unwrap_err();
+        match &e {
+            Error::Program { status, stderr, .. } => {
+                assert_eq!(status, "exit status: 3");
+                assert_eq!(stderr, "two / three / last");
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = sys.run(&["no-such-mkfs".to_string()]).unwrap_err();
+        assert_eq!(missing.to_string(), "run no-such-mkfs: not found on PATH (add it to the initramfs)");
+    }
+
+    #[test]
+    fn an_observer_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("ephemcrypt-observer-{}", std::process::id()));
+        let mut sys = LinuxSystem::observer("/");
+        let e = sys.mkdir(&dir).unwrap_err();
+        assert!(e.to_string().contains("(EROFS)"), "{e}");
+        assert!(!dir.exists());
+        assert!(sys.run(&["true".to_string()]).is_err());
+        assert!(sys.write_status("{}").is_err());
     }
 }

@@ -3,29 +3,29 @@
 use std::fmt;
 
 /// The kernel's sector: 512 bytes, whatever the device's logical block size.
-pub const SECTOR: u64 = 512;
+pub(crate) const SECTOR: u64 = 512;
 
 /// A length or offset in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Bytes(pub u64);
+pub(crate) struct Bytes(pub u64);
 
 /// A length or offset in 512-byte sectors (the unit of device-mapper tables and sysfs `size`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Sectors(pub u64);
+pub(crate) struct Sectors(pub u64);
 
 impl Bytes {
     /// Whole sectors in this many bytes (rounded down).
-    pub fn sectors(self) -> Sectors {
+    pub(crate) fn sectors(self) -> Sectors {
         Sectors(self.0 / SECTOR)
     }
 }
 
 impl Sectors {
-    pub fn bytes(self) -> Bytes {
+    pub(crate) fn bytes(self) -> Bytes {
         Bytes(self.0 * SECTOR)
     }
     /// Round down to a multiple of `unit` sectors (`unit` > 0).
-    pub fn round_down(self, unit: Sectors) -> Sectors {
+    pub(crate) fn round_down(self, unit: Sectors) -> Sectors {
         Sectors(self.0 - self.0 % unit.0)
     }
 }
@@ -45,7 +45,9 @@ impl fmt::Display for Bytes {
                 if self.0 % size == 0 {
                     return write!(f, "{}{}", self.0 / size, suffix);
                 }
-                return write!(f, "{:.1}{}", self.0 as f64 / size as f64, suffix);
+                // One decimal, rounded, in integers (no floating point in the binary).
+                let tenths = (u128::from(self.0) * 10 + u128::from(size) / 2) / u128::from(size);
+                return write!(f, "{}.{}{}", tenths / 10, tenths % 10, suffix);
             }
         }
         write!(f, "{}B", self.0)
@@ -54,22 +56,22 @@ impl fmt::Display for Bytes {
 
 /// A device number, as device-mapper tables write it (`major:minor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DevNo {
-    pub major: u32,
-    pub minor: u32,
+pub(crate) struct DevNo {
+    pub(crate) major: u32,
+    pub(crate) minor: u32,
 }
 
 impl DevNo {
     /// Parse sysfs' `dev` file content, `major:minor`.
-    pub fn parse(s: &str) -> Option<DevNo> {
+    pub(crate) fn parse(s: &str) -> Option<DevNo> {
         let (a, b) = s.trim().split_once(':')?;
         Some(DevNo { major: a.parse().ok()?, minor: b.parse().ok()? })
     }
     /// The kernel's encoded `dev_t` (as `makedev`).
-    pub fn to_dev_t(self) -> u64 {
+    pub(crate) fn to_dev_t(self) -> u64 {
         libc::makedev(self.major, self.minor)
     }
-    pub fn from_dev_t(dev: u64) -> DevNo {
+    pub(crate) fn from_dev_t(dev: u64) -> DevNo {
         DevNo { major: libc::major(dev), minor: libc::minor(dev) }
     }
 }
@@ -89,6 +91,9 @@ mod tests {
         assert_eq!(Bytes(4 << 30).to_string(), "4G");
         assert_eq!(Bytes(1536 << 20).to_string(), "1.5G");
         assert_eq!(Bytes(100).to_string(), "100B");
+        assert_eq!(Bytes(1769 << 30).to_string(), "1.7T");
+        assert_eq!(Bytes((2 << 40) - 1).to_string(), "2.0T");
+        assert_eq!(Bytes(u64::MAX).to_string(), "16777216.0T");
     }
 
     #[test]

@@ -8,28 +8,23 @@
 //! Errors name the operation and the device, never a table's parameters: they may hold a key.
 
 mod ioctl;
-pub mod table;
+pub(crate) mod table;
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
 use std::path::Path;
 
 use self::flags::{DM_ACTIVE_PRESENT_FLAG, DM_SECURE_DATA_FLAG, DM_STATUS_TABLE_FLAG, DM_SUSPEND_FLAG};
-pub use self::ioctl::flags;
+pub(crate) use self::ioctl::flags;
+pub(crate) use self::ioctl::DmError;
 use self::ioctl::{Buffer, Cmd, Request};
-pub use self::table::{Crypt, CryptKey, Linear, Striped, TableLine, Target, TargetKind};
+pub(crate) use self::table::{Crypt, CryptKey, Dev, Linear, Striped, TableLine, Target, TargetKind};
 use crate::units::DevNo;
 use crate::{Error, Result};
 
-/// Udev flags carried in the cookie (libdevmapper's libdm-common.h / libdevmapper.h).
-pub const DM_UDEV_DISABLE_DM_RULES_FLAG: u16 = 0x0001;
-pub const DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG: u16 = 0x0002;
-pub const DM_UDEV_DISABLE_DISK_RULES_FLAG: u16 = 0x0004;
-pub const DM_UDEV_DISABLE_OTHER_RULES_FLAG: u16 = 0x0008;
-pub const DM_UDEV_LOW_PRIORITY_FLAG: u16 = 0x0010;
-pub const DM_UDEV_DISABLE_LIBRARY_FALLBACK: u16 = 0x0020;
-/// Marks the event as coming from the tool that made the change, not from `udevadm trigger`.
-pub const DM_UDEV_PRIMARY_SOURCE_FLAG: u16 = 0x0040;
+/// The udev flag carried in the cookie (libdevmapper's libdevmapper.h; the others, 0x01 to 0x20,
+/// disable rules or fallbacks, which we never want): it marks the event as coming from the tool that made the change, not from `udevadm trigger`.
+pub(crate) const DM_UDEV_PRIMARY_SOURCE_FLAG: u16 = 0x0040;
 
 /// The `event_nr` value that carries `udev_flags` to udev: the flags in the high 16 bits and a base
 /// of 0 in the low 16, which is what libdevmapper sends when it does not wait for udev
@@ -44,38 +39,38 @@ pub const DM_UDEV_PRIMARY_SOURCE_FLAG: u16 = 0x0040;
 /// udevcomplete $DM_COOKIE`, which treats a zero base as "flags only, nobody waits" and otherwise
 /// looks for the semaphore keyed `DM_COOKIE_MAGIC (0x0D4D) << 16 | base`: there is none for us, so it
 /// would fail on every event. The magic belongs to that key, never to `event_nr`.
-pub fn cookie(udev_flags: u16) -> u32 {
+pub(crate) fn cookie(udev_flags: u16) -> u32 {
     u32::from(udev_flags) << 16
 }
 
 /// A target type the kernel has loaded, and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetVersion {
-    pub name: String,
-    pub version: [u32; 3],
+pub(crate) struct TargetVersion {
+    pub(crate) name: String,
+    pub(crate) version: [u32; 3],
 }
 
 /// What DM_DEV_STATUS says about a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DevInfo {
-    pub dev: DevNo,
-    pub open_count: i32,
+pub(crate) struct DevInfo {
+    pub(crate) dev: DevNo,
+    pub(crate) open_count: i32,
     /// Targets in the live table.
-    pub target_count: u32,
+    pub(crate) target_count: u32,
     /// A live table is present.
-    pub active: bool,
-    pub suspended: bool,
+    pub(crate) active: bool,
+    pub(crate) suspended: bool,
 }
 
 /// The open device-mapper control device.
 #[derive(Debug)]
-pub struct Control {
+pub(crate) struct Control {
     fd: File,
 }
 
 impl Control {
     /// Opens the control device, usually `/dev/mapper/control`.
-    pub fn open(path: &Path) -> Result<Control> {
+    pub(crate) fn open(path: &Path) -> Result<Control> {
         let fd = OpenOptions::new()
             .read(true)
             .write(true)
@@ -89,13 +84,13 @@ impl Control {
     }
 
     /// The target types the kernel has loaded (a module not yet loaded is not listed).
-    pub fn target_versions(&self) -> Result<Vec<TargetVersion>> {
+    pub(crate) fn target_versions(&self) -> Result<Vec<TargetVersion>> {
         let req = Request::new(Cmd::ListVersions, "device-mapper list target versions", "");
         ioctl::decode_versions(self.call(&req)?.bytes()).map_err(|why| req.error(why))
     }
 
     /// Creates device `name` with no table, and returns its device number.
-    pub fn create(&self, name: &str, uuid: &str, udev_flags: u16) -> Result<DevNo> {
+    pub(crate) fn create(&self, name: &str, uuid: &str, udev_flags: u16) -> Result<DevNo> {
         let req = Request {
             uuid,
             event_nr: cookie(udev_flags),
@@ -108,7 +103,7 @@ impl Control {
 
     /// Loads `targets` into the inactive slot of `name`. `secure` (for tables holding key
     /// material) makes the kernel wipe its copy of the request; ours is wiped in any case.
-    pub fn load(&self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
+    pub(crate) fn load(&self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
         let req = Request {
             flags: if secure { DM_SECURE_DATA_FLAG } else { 0 },
             targets,
@@ -120,7 +115,7 @@ impl Control {
     }
 
     /// Makes the loaded table of `name` live and lets I/O through.
-    pub fn resume(&self, name: &str, udev_flags: u16) -> Result<()> {
+    pub(crate) fn resume(&self, name: &str, udev_flags: u16) -> Result<()> {
         let req =
             Request { event_nr: cookie(udev_flags), ..Request::new(Cmd::DevSuspend, "device-mapper resume", name) };
         self.call(&req)?;
@@ -129,7 +124,7 @@ impl Control {
     }
 
     /// Removes device `name` and its tables (fails with EBUSY while it is open).
-    pub fn remove(&self, name: &str, udev_flags: u16) -> Result<()> {
+    pub(crate) fn remove(&self, name: &str, udev_flags: u16) -> Result<()> {
         let req =
             Request { event_nr: cookie(udev_flags), ..Request::new(Cmd::DevRemove, "device-mapper remove", name) };
         self.call(&req)?;
@@ -138,7 +133,7 @@ impl Control {
     }
 
     /// The state of device `name`, or `None` if there is no such device.
-    pub fn info(&self, name: &str) -> Result<Option<DevInfo>> {
+    pub(crate) fn info(&self, name: &str) -> Result<Option<DevInfo>> {
         let req = Request::new(Cmd::DevStatus, "device-mapper status", name);
         let h = match self.call(&req) {
             Ok(buf) => buf.header(),
@@ -156,7 +151,7 @@ impl Control {
 
     /// The live table of `name`, as the kernel reports it. A crypt line shows a keyring key as
     /// `:64:logon:<description>`, but a hex key in full, so the reply is marked secure.
-    pub fn table(&self, name: &str) -> Result<Vec<TableLine>> {
+    pub(crate) fn table(&self, name: &str) -> Result<Vec<TableLine>> {
         let req = Request {
             flags: DM_STATUS_TABLE_FLAG | DM_SECURE_DATA_FLAG,
             ..Request::new(Cmd::TableStatus, "device-mapper table status", name)
@@ -168,6 +163,14 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The other udev flags of libdevmapper.h, to check the whole range of the cookie.
+    const DM_UDEV_DISABLE_DM_RULES_FLAG: u16 = 0x0001;
+    const DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG: u16 = 0x0002;
+    const DM_UDEV_DISABLE_DISK_RULES_FLAG: u16 = 0x0004;
+    const DM_UDEV_DISABLE_OTHER_RULES_FLAG: u16 = 0x0008;
+    const DM_UDEV_LOW_PRIORITY_FLAG: u16 = 0x0010;
+    const DM_UDEV_DISABLE_LIBRARY_FALLBACK: u16 = 0x0020;
 
     #[test]
     fn cookie_carries_udev_flags_above_the_magic() {

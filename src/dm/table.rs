@@ -2,8 +2,13 @@
 //!
 //! A [`Target`] renders the kernel's parameter string through [`Target::params`], which returns a
 //! [`Zeroizing`] string because a crypt target with a hex key carries the key itself. `Display` and
-//! `Debug` are for logs and print `<redacted>` in place of a hex key; a keyring reference
-//! (`:64:logon:desc`) names a key without revealing it, so it is shown.
+//! `Debug` are for logs and the plan and print `<redacted>` in place of a hex key; a keyring
+//! reference (`:64:logon:desc`) names a key without revealing it, so it is shown.
+//!
+//! A planned table has two placeholders that setup fills in at the step that makes the mapping: a
+//! crypt key not made yet ([`CryptKey::Placeholder`], shown as `KEY`) and a device that is a mapping
+//! made earlier in the plan ([`Dev::Mapping`], shown as `/dev/mapper/<name>`). The kernel never
+//! sees either: [`Target::unresolved`] says whether a target still has one.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,48 +20,72 @@ use crate::{Error, Result};
 
 /// One line of a device-mapper table: `len` sectors from `start` mapped by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub start: Sectors,
-    pub len: Sectors,
-    pub kind: TargetKind,
+pub(crate) struct Target {
+    pub(crate) start: Sectors,
+    pub(crate) len: Sectors,
+    pub(crate) kind: TargetKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetKind {
+pub(crate) enum TargetKind {
     Linear(Linear),
     Striped(Striped),
     Crypt(Crypt),
 }
 
+/// A device a table names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dev {
+    /// `major:minor`: no device node and no udev needed.
+    Num(DevNo),
+    /// A mapping made earlier in the plan, by name; its number is known once it exists.
+    Mapping(String),
+}
+
+impl fmt::Display for Dev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dev::Num(d) => d.fmt(f),
+            Dev::Mapping(name) => write!(f, "/dev/mapper/{name}"),
+        }
+    }
+}
+
 /// `linear <dev> <offset>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Linear {
-    pub dev: DevNo,
-    pub offset: Sectors,
+pub(crate) struct Linear {
+    pub(crate) dev: Dev,
+    pub(crate) offset: Sectors,
 }
 
 /// `striped <#devs> <chunk> (<dev> <offset>)+`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Striped {
-    pub chunk: Sectors,
-    pub devs: Vec<(DevNo, Sectors)>,
+pub(crate) struct Striped {
+    pub(crate) chunk: Sectors,
+    pub(crate) devs: Vec<(Dev, Sectors)>,
 }
 
 /// `crypt <cipher> <key> <iv_offset> <dev> <offset> [<#opts> <opt>...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Crypt {
-    pub cipher: String,
-    pub key: CryptKey,
-    pub iv_offset: Sectors,
-    pub dev: DevNo,
-    pub offset: Sectors,
+pub(crate) struct Crypt {
+    pub(crate) cipher: String,
+    pub(crate) key: CryptKey,
+    pub(crate) iv_offset: Sectors,
+    pub(crate) dev: Dev,
+    pub(crate) offset: Sectors,
     /// Optional arguments (`sector_size:4096`, `no_read_workqueue`, ...), each one word.
-    pub options: Vec<String>,
+    pub(crate) options: Vec<String>,
 }
+
+/// A table names a mapping that has not been made (a plan whose steps are out of order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotMade(pub(crate) String);
 
 /// How a crypt target gets its key.
 #[derive(Clone, PartialEq, Eq)]
-pub enum CryptKey {
+pub(crate) enum CryptKey {
+    /// The key of `bytes` bytes that the step making this mapping will make: `KEY` in the plan.
+    Placeholder { bytes: usize },
     /// A `logon` key in the kernel keyring: the table names it, no ioctl can read it back.
     Logon { bytes: usize, description: String },
     /// The key itself, hex-encoded, in the table (readable by any root process).
@@ -67,6 +96,7 @@ pub enum CryptKey {
 impl fmt::Debug for CryptKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            CryptKey::Placeholder { bytes } => f.debug_struct("Placeholder").field("bytes", bytes).finish(),
             CryptKey::Logon { bytes, description } => {
                 f.debug_struct("Logon").field("bytes", bytes).field("description", description).finish()
             }
@@ -77,7 +107,7 @@ impl fmt::Debug for CryptKey {
 
 impl TargetKind {
     /// The kernel's target type name.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             TargetKind::Linear(_) => "linear",
             TargetKind::Striped(_) => "striped",
@@ -88,7 +118,7 @@ impl TargetKind {
 
 impl Target {
     /// The parameter string the kernel gets, key included. Use this (never `Display`) to load a table.
-    pub fn params(&self) -> Zeroizing<String> {
+    pub(crate) fn params(&self) -> Zeroizing<String> {
         // Sized up front so the String never reallocates and leaves a stray copy of a key behind.
         let capacity = self.params_capacity();
         let mut s = Zeroizing::new(String::with_capacity(capacity));
@@ -104,18 +134,76 @@ impl Target {
 }
 
 impl Target {
+    /// What keeps this target from being loaded as it is: a key not made yet, or a device named
+    /// by mapping name. `None` when the kernel can take it.
+    pub(crate) fn unresolved(&self) -> Option<&'static str> {
+        let by_name = |d: &Dev| matches!(d, Dev::Mapping(_));
+        match &self.kind {
+            TargetKind::Crypt(c) if matches!(c.key, CryptKey::Placeholder { .. }) => Some("the key is not made yet"),
+            TargetKind::Crypt(Crypt { dev, .. }) | TargetKind::Linear(Linear { dev, .. }) if by_name(dev) => {
+                Some("a device is named by mapping name, not number")
+            }
+            TargetKind::Striped(s) if s.devs.iter().any(|(d, _)| by_name(d)) => {
+                Some("a device is named by mapping name, not number")
+            }
+            _ => None,
+        }
+    }
+
+    /// This target with every device named by mapping name replaced by its number from `made`
+    /// (the mappings made so far); `None` names the first one that is not there.
+    pub(crate) fn with_devices(&self, made: &dyn Fn(&str) -> Option<DevNo>) -> Result<Target, NotMade> {
+        let num = |d: &Dev| match d {
+            Dev::Num(n) => Ok(Dev::Num(*n)),
+            Dev::Mapping(name) => made(name).map(Dev::Num).ok_or_else(|| NotMade(name.clone())),
+        };
+        let kind = match &self.kind {
+            TargetKind::Linear(l) => TargetKind::Linear(Linear { dev: num(&l.dev)?, offset: l.offset }),
+            TargetKind::Striped(s) => TargetKind::Striped(Striped {
+                chunk: s.chunk,
+                devs: s.devs.iter().map(|(d, o)| Ok((num(d)?, *o))).collect::<Result<_, NotMade>>()?,
+            }),
+            TargetKind::Crypt(c) => TargetKind::Crypt(Crypt { dev: num(&c.dev)?, ..c.clone() }),
+        };
+        Ok(Target { start: self.start, len: self.len, kind })
+    }
+
+    /// This target with its key placeholder replaced by `key` (other targets are returned as
+    /// they are).
+    pub(crate) fn with_key(&self, key: CryptKey) -> Target {
+        match &self.kind {
+            TargetKind::Crypt(c) if matches!(c.key, CryptKey::Placeholder { .. }) => {
+                Target { kind: TargetKind::Crypt(Crypt { key, ..c.clone() }), ..self.clone() }
+            }
+            _ => self.clone(),
+        }
+    }
+
+    /// The key size a placeholder asks for.
+    pub(crate) fn key_placeholder(&self) -> Option<usize> {
+        match &self.kind {
+            TargetKind::Crypt(Crypt { key: CryptKey::Placeholder { bytes }, .. }) => Some(*bytes),
+            _ => None,
+        }
+    }
+
     /// An upper bound on the length of `params()`: the variable-length words plus room for every
     /// number (at most 20 digits each, a device number 21).
     fn params_capacity(&self) -> usize {
+        let dev_len = |d: &Dev| match d {
+            Dev::Num(_) => 21,
+            Dev::Mapping(name) => name.len() + 12,
+        };
         128 + match &self.kind {
-            TargetKind::Linear(_) => 0,
-            TargetKind::Striped(s) => 48 * s.devs.len(),
+            TargetKind::Striped(s) => s.devs.iter().map(|(d, _)| dev_len(d) + 21).sum(),
+            TargetKind::Linear(l) => dev_len(&l.dev),
             TargetKind::Crypt(c) => {
                 let key = match &c.key {
+                    CryptKey::Placeholder { .. } => 3,
                     CryptKey::Logon { description, .. } => description.len() + 32,
                     CryptKey::Hex(hex) => hex.len(),
                 };
-                c.cipher.len() + key + c.options.iter().map(|o| o.len() + 1).sum::<usize>()
+                c.cipher.len() + key + dev_len(&c.dev) + c.options.iter().map(|o| o.len() + 1).sum::<usize>()
             }
         }
     }
@@ -153,6 +241,7 @@ impl Crypt {
     fn write(&self, f: &mut fmt::Formatter<'_>, show_key: bool) -> fmt::Result {
         write!(f, "{} ", self.cipher)?;
         match &self.key {
+            CryptKey::Placeholder { .. } => f.write_str("KEY")?,
             CryptKey::Logon { bytes, description } => write!(f, ":{bytes}:logon:{description}")?,
             CryptKey::Hex(hex) if show_key => f.write_str(hex)?,
             CryptKey::Hex(_) => f.write_str("<redacted>")?,
@@ -188,11 +277,11 @@ impl fmt::Display for ShowKey<'_> {
 /// `DM_STATUS_TABLE_FLAG`). `params` may hold a hex key, hence `Zeroizing` and the redacting
 /// `Debug`/`Display`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TableLine {
-    pub start: Sectors,
-    pub len: Sectors,
-    pub target_type: String,
-    pub params: Zeroizing<String>,
+pub(crate) struct TableLine {
+    pub(crate) start: Sectors,
+    pub(crate) len: Sectors,
+    pub(crate) target_type: String,
+    pub(crate) params: Zeroizing<String>,
 }
 
 impl TableLine {
@@ -216,7 +305,8 @@ impl FromStr for TableLine {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<TableLine> {
-        let bad = || Error::msg("device-mapper table line: expected '<start> <length> <type> <params>'");
+        // Never quote the line: it may hold a key.
+        let bad = || Error::invalid("device-mapper table line", "'<start> <length> <type> <params>'", "(not shown)");
         let mut rest = s;
         let start = next_word(&mut rest).parse().map_err(|_| bad())?;
         let len = next_word(&mut rest).parse().map_err(|_| bad())?;
@@ -265,8 +355,8 @@ mod tests {
 
     const HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-    fn dev(major: u32, minor: u32) -> DevNo {
-        DevNo { major, minor }
+    fn dev(major: u32, minor: u32) -> Dev {
+        Dev::Num(DevNo { major, minor })
     }
 
     fn crypt(key: CryptKey, options: &[&str]) -> Target {
@@ -374,5 +464,43 @@ mod tests {
         assert!(!format!("{hex_line:?}").contains(HEX));
         let logon_line: TableLine = "0 2048 crypt aes-xts-plain64 :64:logon:ephemcrypt:abc 0 253:0 0".parse().unwrap();
         assert!(logon_line.to_string().contains(":64:logon:ephemcrypt:abc"));
+    }
+
+    #[test]
+    fn planned_table_shows_placeholders_and_is_not_loadable() {
+        let mut t = crypt(CryptKey::Placeholder { bytes: 64 }, &["sector_size:4096"]);
+        let TargetKind::Crypt(c) = &mut t.kind else { unreachable!() };
+        c.dev = Dev::Mapping("ephemcrypt-stripe".into());
+        assert_eq!(
+            t.to_string(),
+            "0 2048 crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 1 sector_size:4096"
+        );
+        assert_eq!(t.key_placeholder(), Some(64));
+        assert!(t.unresolved().is_some());
+        // Devices first: the key is still missing.
+        let made = |name: &str| (name == "ephemcrypt-stripe").then_some(DevNo { major: 253, minor: 0 });
+        let t = t.with_devices(&made).unwrap();
+        assert_eq!(t.unresolved(), Some("the key is not made yet"));
+        let t = t.with_key(logon());
+        assert_eq!(t.unresolved(), None);
+        assert_eq!(*t.params(), "aes-xts-plain64 :64:logon:ephemcrypt:abc 0 253:0 0 1 sector_size:4096");
+        assert_eq!(t.key_placeholder(), None);
+        // A mapping that was not made is named.
+        let l = Target {
+            start: Sectors(0),
+            len: Sectors(8),
+            kind: TargetKind::Linear(Linear { dev: Dev::Mapping("nope".into()), offset: Sectors(0) }),
+        };
+        assert_eq!(l.with_devices(&made), Err(NotMade("nope".into())));
+        assert!(l.unresolved().is_some());
+        let s = Target {
+            start: Sectors(0),
+            len: Sectors(8),
+            kind: TargetKind::Striped(Striped {
+                chunk: Sectors(8),
+                devs: vec![(Dev::Mapping("x".into()), Sectors(0))],
+            }),
+        };
+        assert!(s.unresolved().is_some());
     }
 }

@@ -44,6 +44,7 @@ check no-failed-units test -z "$(systemctl --failed --plain --no-legend)"
 if grep -q ' vmtest=fallback' /proc/cmdline; then
 	report "ephemcrypt status" echo "$status"
 	check status-degraded status_has '^result: degraded (create directory /sysroot/etc/hostname/ephemcrypt: Not a directory'
+	check status-names-the-step status_has '^failed step: mkdir /sysroot/etc/hostname/ephemcrypt$'
 	check rollback-complete eval '! status_has cleanup'
 	check no-mapping-left eval '! dmsetup ls | grep -q ephemcrypt'
 	check no-swap test -z "$(swapon --noheadings)"

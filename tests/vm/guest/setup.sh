@@ -23,10 +23,17 @@ mount -o remount,ro /sysroot
 dev_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && cat "$d/dev"; done; }
 dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
 
+# The plan first: what setup is about to do, step by step (it touches nothing).
+ephemcrypt plan --newroot /sysroot >/run/plan.txt
+check plan-exit-0 test $? = 0
+sed 's/^/PLAN /' /run/plan.txt
+
 # No /dev/mapper/control (no udev static nodes): setup makes it from sysfs.
 modprobe dm-mod && rm -f /dev/mapper/control
-ephemcrypt setup --newroot /sysroot
-check setup-exit-0 test $? = 0
+ephemcrypt setup --newroot /sysroot 2>/run/setup.log
+rc=$?
+cat /run/setup.log
+check setup-exit-0 test $rc = 0
 check control-node-made test -c /dev/mapper/control
 check mount-point-made-on-ro-root test -d /sysroot/mnt/ephemcrypt
 check root-read-only-again sh -c 'grep -q "^newroot /sysroot tmpfs ro[, ]" /proc/mounts'
@@ -50,6 +57,29 @@ check skeleton-subdir sh -c 'test "$(stat -c %a /sysroot/tmp/.X11-unix)" = 1777'
 check skeleton-journal sh -c 'test "$(stat -c "%a %u %g" /sysroot/var/log/journal)" = "2755 0 4"'
 check skeleton-private sh -c 'test "$(stat -c %a /sysroot/var/log/private)" = 700'
 check skeleton-no-files sh -c '! test -e /sysroot/var/log/old.log'
+# Setup did what the plan printed: each mapping's table is the planned one with its placeholders
+# filled in (KEY: the logon key reference; /dev/mapper/NAME: that mapping's major:minor), mkfs
+# ran the planned argv, the mounts are the planned ones.
+awk '/^ *[0-9]+\. create mapping /{ name = $4; next }
+	/^ *[0-9]+\. / { name = "" }
+	name != "" && /^        [0-9]/ { sub(/^ +/, ""); print name " " $0 }' /run/plan.txt >/run/planned
+check plan-has-four-mappings test "$(cut -d' ' -f1 /run/planned | sort -u | wc -l)" = 4
+key=$(dmsetup table ephemcrypt | awk '{ print $5 }')
+check key-is-a-logon-reference sh -c "echo '$key' | grep -Eq '^:64:logon:ephemcrypt:ephemcrypt:[0-9-]+\$'"
+while read -r name line; do
+	want=$(echo "$line" | sed "s|KEY|$key|")
+	for m in $(echo "$line" | grep -o '/dev/mapper/[^ ]*'); do
+		want=$(echo "$want" | sed "s|$m|$(dm_dev "${m#/dev/mapper/}")|")
+	done
+	check "table-as-planned-$name" test "$(dmsetup table "$name")" = "$want"
+done </run/planned
+mkfs_argv=$(grep -o 'mkfs\.ext4 .*' /run/plan.txt)
+check mkfs-as-planned grep -qxF "ephemcrypt: running $mkfs_argv" /run/setup.log
+check plan-remounts-the-ro-root sh -c 'grep -q "mount -o remount,rw.* /sysroot\$" /run/plan.txt && grep -q "mount -o remount,ro.* /sysroot\$" /run/plan.txt'
+check mount-as-planned sh -c 'grep -q "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt\$" /run/plan.txt'
+for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do
+	check "bind-as-planned-$t" grep -q "mount --bind /sysroot/mnt/ephemcrypt${t#/sysroot} $t\$" /run/plan.txt
+done
 check status-ok grep -q '"result": "ok"' /run/ephemcrypt/status.json
 check status-refused-signature grep -q 'carries a signature: ext2/3/4 file system' /run/ephemcrypt/status.json
 check status-refused-unselected grep -q "not selected by 'devices'" /run/ephemcrypt/status.json

@@ -1,0 +1,222 @@
+//! PURE data: what reading the host yields and what the classifier and the planner read. The host
+//! reader (`host.rs`) fills these in and decides nothing; `classify.rs` and `plan.rs` decide.
+
+use std::path::PathBuf;
+
+use crate::paths::unescape_octal;
+use crate::signature::Signature;
+use crate::units::{Bytes, DevNo};
+
+/// One whole block device as sysfs and /proc show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Disk {
+    /// Kernel name, e.g. `nvme1n1`.
+    pub(crate) name: String,
+    /// `/dev/<name>` (a path on the host, not under `--host`).
+    pub(crate) path: PathBuf,
+    pub(crate) dev: DevNo,
+    pub(crate) size: Bytes,
+    pub(crate) model: String,
+    pub(crate) serial: String,
+    pub(crate) vendor: String,
+    pub(crate) logical_block_size: u32,
+    pub(crate) read_only: bool,
+    pub(crate) removable: bool,
+    /// Devices stacked on this disk (`holders/`), e.g. `dm-0`, `md127`.
+    pub(crate) holders: Vec<String>,
+    /// Partition names, e.g. `nvme0n1p1`.
+    pub(crate) partitions: Vec<String>,
+    /// Mount points of this disk or its partitions.
+    pub(crate) mounts: Vec<String>,
+    /// Active swap on this disk or its partitions (the /proc/swaps names).
+    pub(crate) swaps: Vec<String>,
+    /// Links under /dev/disk that resolve to this disk, e.g. `/dev/disk/by-id/nvme-…`.
+    pub(crate) links: Vec<PathBuf>,
+    pub(crate) probe: Probe,
+}
+
+impl Disk {
+    /// A clean, unmounted, unpartitioned disk with no identity yet; the reader and tests fill in
+    /// the rest.
+    pub(crate) fn new(name: &str, dev: DevNo, size: Bytes) -> Disk {
+        Disk {
+            name: name.to_string(),
+            path: PathBuf::from("/dev").join(name),
+            dev,
+            size,
+            model: String::new(),
+            serial: String::new(),
+            vendor: String::new(),
+            logical_block_size: 512,
+            read_only: false,
+            removable: false,
+            holders: Vec::new(),
+            partitions: Vec::new(),
+            mounts: Vec::new(),
+            swaps: Vec::new(),
+            links: Vec::new(),
+            probe: Probe::NotProbed,
+        }
+    }
+}
+
+/// What the signature probe of a disk's first and last bytes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// Not read: a disk that no selector picks (or a persistent cloud disk) is never probed.
+    NotProbed,
+    Clean,
+    Found(Signature),
+    /// The disk could not be read; the text names the path and the errno.
+    Failed(String),
+}
+
+/// One mounted file system, from /proc/self/mountinfo (or /proc/mounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    /// The device number (mountinfo only; it catches `/dev/root`).
+    pub(crate) dev: Option<DevNo>,
+    /// The source as the kernel shows it, e.g. `/dev/nvme0n1p1`, `tmpfs`.
+    pub(crate) source: String,
+    pub(crate) target: PathBuf,
+    pub(crate) fstype: String,
+    /// The per-mount options, e.g. `ro,nosuid,relatime`.
+    pub(crate) options: String,
+}
+
+impl Mount {
+    pub(crate) fn read_only(&self) -> bool {
+        self.options.split(',').any(|o| o == "ro")
+    }
+
+    /// The per-mount flags a remount must keep (`nosuid`, `nodev`, `noexec`, `noatime`,
+    /// `nodiratime`, `relatime`), without `ro`/`rw`.
+    pub(crate) fn kept_flags(&self) -> Vec<String> {
+        const KEPT: [&str; 6] = ["nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime"];
+        self.options.split(',').filter(|o| KEPT.contains(o)).map(str::to_string).collect()
+    }
+}
+
+/// Parse /proc/self/mountinfo: `id parent major:minor root mount-point options [optional...] -
+/// fstype source super-options`. Malformed lines are skipped.
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').filter(|w| !w.is_empty()).collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            if sep < 6 {
+                return None;
+            }
+            Some(Mount {
+                dev: DevNo::parse(f[2]),
+                target: PathBuf::from(unescape_octal(f[4])),
+                options: f[5].to_string(),
+                fstype: f.get(sep + 1)?.to_string(),
+                source: unescape_octal(f.get(sep + 2)?),
+            })
+        })
+        .collect()
+}
+
+/// Parse /proc/mounts: `source mount-point fstype options dump pass`.
+pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (source, target, fstype, options) = (f.next()?, f.next()?, f.next()?, f.next().unwrap_or(""));
+            Some(Mount {
+                dev: None,
+                source: unescape_octal(source),
+                target: PathBuf::from(unescape_octal(target)),
+                fstype: fstype.to_string(),
+                options: options.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The mount that holds `path`: the longest mount point that is a prefix of it. The last of
+/// equal mount points wins (it is mounted on top).
+pub(crate) fn mount_holding<'a>(mounts: &'a [Mount], path: &std::path::Path) -> Option<&'a Mount> {
+    let mut best: Option<&Mount> = None;
+    for m in mounts.iter().filter(|m| path.starts_with(&m.target)) {
+        if best.is_none_or(|b| m.target.as_os_str().len() >= b.target.as_os_str().len()) {
+            best = Some(m);
+        }
+    }
+    best
+}
+
+/// What the planner needs to know about one directory of the new root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DirState {
+    /// It is there (or could not be looked at: the step that needs it reports that).
+    Present,
+    /// It is missing; `read_only` is the read-only mount that would hold it, which must be made
+    /// writable for a moment to create it.
+    Missing { read_only: Option<Mount> },
+}
+
+/// The new root as setup finds it: where it is mounted and the state of each directory setup
+/// needs (the mount point and the bind targets, as absolute paths inside the new root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NewRoot {
+    pub(crate) path: PathBuf,
+    pub(crate) dirs: Vec<(PathBuf, DirState)>,
+    /// False when the new root was not looked at (`plan` without `--newroot`): every directory
+    /// is taken to be present.
+    pub(crate) read: bool,
+}
+
+impl NewRoot {
+    /// A new root that was not looked at.
+    pub(crate) fn assumed(path: impl Into<PathBuf>) -> NewRoot {
+        NewRoot { path: path.into(), dirs: Vec::new(), read: false }
+    }
+
+    pub(crate) fn state(&self, dir: &std::path::Path) -> DirState {
+        self.dirs.iter().find(|(d, _)| d == dir).map_or(DirState::Present, |(_, s)| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const MOUNTINFO: &str = "\
+22 1 259:1 / / rw,relatime shared:1 - xfs /dev/root rw
+23 22 0:5 / /dev rw,nosuid master:2 - devtmpfs devtmpfs rw,size=4k
+40 22 259:2 / /sysroot ro,nosuid,nodev,relatime - ext4 /dev/vda rw
+41 40 0:40 / /sysroot/data\\040disk rw,noatime shared:7 master:8 - tmpfs none rw
+bad line
+";
+
+    #[test]
+    fn mountinfo_fields() {
+        let m = parse_mountinfo(MOUNTINFO);
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[0].dev, Some(DevNo { major: 259, minor: 1 }));
+        assert_eq!((m[0].source.as_str(), m[0].target.as_path()), ("/dev/root", Path::new("/")));
+        assert_eq!(m[3].target, Path::new("/sysroot/data disk"));
+        assert_eq!((m[3].fstype.as_str(), m[3].source.as_str()), ("tmpfs", "none"));
+        assert!(m[2].read_only() && !m[0].read_only());
+        assert_eq!(m[2].kept_flags(), ["nosuid", "nodev", "relatime"]);
+    }
+
+    #[test]
+    fn holding_mount_is_the_longest_prefix() {
+        let m = parse_mountinfo(MOUNTINFO);
+        assert_eq!(mount_holding(&m, Path::new("/sysroot/mnt/x")).unwrap().target, Path::new("/sysroot"));
+        assert_eq!(mount_holding(&m, Path::new("/sysrootx")).unwrap().target, Path::new("/"));
+        assert_eq!(mount_holding(&m, Path::new("/sysroot")).unwrap().target, Path::new("/sysroot"));
+    }
+
+    #[test]
+    fn proc_mounts_fields() {
+        let m = parse_mounts("/dev/sdb /data\\040disk ext4 rw,relatime 0 0\nshort\n");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].target, Path::new("/data disk"));
+        assert_eq!(m[0].options, "rw,relatime");
+    }
+}

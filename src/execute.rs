@@ -1,0 +1,287 @@
+//! The step interpreter: take a plan's steps in order through a [`System`], pushing one undo entry
+//! for each thing made. On a failure, undo everything in reverse order, then take the failure
+//! policy's steps. The key lives only inside [`Run::mapping`]: it is handed to the kernel and
+//! dropped (wiped) before the next step.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::dm::{CryptKey, Target};
+use crate::error::{Error, Result};
+use crate::key::KeySerial;
+use crate::plan::{Plan, State};
+use crate::status::{MappingStatus, SetupResult, Status, Timing, VolumeStatus};
+use crate::step::{KeyPath, Mapping, Step};
+use crate::system::System;
+use crate::units::DevNo;
+
+/// Something made that a failure must take back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    /// A mapping, and whether we made its /dev/mapper node.
+    Mapping {
+        name: String,
+        node: bool,
+    },
+    /// A keyring entry not yet invalidated.
+    Key(KeySerial),
+    Swap(String),
+    Mount(PathBuf),
+    /// A directory we created in the new root (a mount point or bind target).
+    Dir(PathBuf),
+    /// A remount: undone by remounting back.
+    Remount {
+        path: PathBuf,
+        read_only: bool,
+        options: Vec<String>,
+    },
+}
+
+/// A mapping that was just written to (mkfs, a swap signature) is opened by udev for a moment: the
+/// dm rules probe it (blkid) on the uevent that closing it after writing raises. Removing it in that
+/// window fails with EBUSY. Try again as `dmsetup remove --retry` does (libdevmapper: 25 tries, 200
+/// ms apart).
+const REMOVE_TRIES: u32 = 25;
+const REMOVE_RETRY_MS: u64 = 200;
+
+/// The result when every step is taken.
+fn success(plan: &Plan) -> (SetupResult, String) {
+    match &plan.state {
+        State::Disabled => (SetupResult::Disabled, "rd.ephemcrypt=0".into()),
+        State::Absent => (SetupResult::Absent, crate::plan::state_reason(&plan.state)),
+        State::Live(_) => (SetupResult::Ok, "already set up in this boot".into()),
+        State::Ready(v) => (SetupResult::Ok, format!("{} disk(s) encrypted", v.members.len())),
+        _ => (SetupResult::Failed, String::new()),
+    }
+}
+
+/// Take the plan's steps; on a failure undo them and take the failure policy's. `timings` are the
+/// times of what setup did before planning (waiting for disks, reading the kernel).
+pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>) -> Status {
+    let (result, reason) = success(plan);
+    let status = Status {
+        disks: plan.disks.iter().map(Into::into).collect(),
+        volume: plan.volume().map(VolumeStatus::from),
+        already_active: matches!(plan.state, State::Live(_)),
+        steps: timings,
+        ..Status::new(result, reason)
+    };
+    let mut run = Run { sys, newroot: &plan.newroot, undo: Vec::new(), made: BTreeMap::new(), status };
+    if let Some(reason) = plan.failure() {
+        return run.fail(plan, reason, None);
+    }
+    for a in plan.disks.iter().filter(|a| !a.verdict.is_use()) {
+        log::info!("not using {}: {}", a.disk.path.display(), a.verdict.reason());
+    }
+    for step in &plan.steps {
+        let title = step.title();
+        log::info!("{title}");
+        let t = run.sys.now_ms();
+        let r = run.step(step);
+        let ms = run.sys.now_ms().saturating_sub(t);
+        run.status.steps.push(Timing { step: title.clone(), ms });
+        if let Err(e) = r {
+            log::error!("step '{title}' failed: {e}");
+            return run.fail(plan, e.to_string(), Some(title));
+        }
+    }
+    match run.status.result {
+        SetupResult::Ok => log::info!("done: {}", run.status.reason),
+        r => log::info!("result: {r} ({})", run.status.reason),
+    }
+    run.status
+}
+
+struct Run<'a, S: System> {
+    sys: &'a mut S,
+    /// The status names paths as the real root will see them, without this prefix.
+    newroot: &'a Path,
+    undo: Vec<Undo>,
+    /// The mappings made so far, by name: what a table's `/dev/mapper/<name>` stands for.
+    made: BTreeMap<String, DevNo>,
+    status: Status,
+}
+
+impl<S: System> Run<'_, S> {
+    /// A path of the new root as the real root will see it: `/sysroot/var/log` → `/var/log`.
+    fn in_root(&self, p: &Path) -> PathBuf {
+        p.strip_prefix(self.newroot).map_or_else(|_| p.to_path_buf(), |rest| Path::new("/").join(rest))
+    }
+
+    fn step(&mut self, step: &Step) -> Result<()> {
+        match step {
+            Step::Mapping(m) => self.mapping(m),
+            Step::Swap { device, len } => {
+                self.sys.make_swap(device, *len)?;
+                self.sys.swapon(device)?;
+                self.undo.push(Undo::Swap(device.clone()));
+                self.status.swap = Some(format!("/dev/mapper/{device}"));
+                Ok(())
+            }
+            Step::Mkfs { argv, .. } => self.sys.run(argv),
+            Step::Remount { path, read_only, options } => {
+                self.sys.remount(path, *read_only, options)?;
+                self.undo.push(Undo::Remount { path: path.clone(), read_only: !read_only, options: options.clone() });
+                Ok(())
+            }
+            Step::Mkdir { path } => {
+                if self.sys.mkdir(path)? {
+                    self.undo.push(Undo::Dir(path.clone()));
+                }
+                Ok(())
+            }
+            Step::Mount { source, target, fs, options } => {
+                self.sys.mount(source, target, *fs, options)?;
+                self.undo.push(Undo::Mount(target.clone()));
+                self.status.mount = Some(self.in_root(target));
+                Ok(())
+            }
+            Step::Bind { source, target } => {
+                self.sys.copy_skeleton(target, source)?;
+                self.sys.bind(source, target)?;
+                self.undo.push(Undo::Mount(target.clone()));
+                self.status.binds.push(self.in_root(target));
+                Ok(())
+            }
+            Step::Tmpfs { target } => {
+                self.sys.mount_tmpfs(target)?;
+                log::warn!("tmpfs mounted on {} so nothing lands unencrypted on disk", target.display());
+                self.status.tmpfs.push(self.in_root(target));
+                Ok(())
+            }
+            Step::Status { .. } => self.sys.write_status(&self.status.to_json().pretty()),
+        }
+    }
+
+    /// Create a mapping, load its table (making the key first for a crypt table), make it live,
+    /// give it a /dev/mapper node.
+    fn mapping(&mut self, m: &Mapping) -> Result<()> {
+        let made = self.made.clone();
+        let table: Vec<Target> = m
+            .table
+            .iter()
+            .map(|t| t.with_devices(&|name| made.get(name).copied()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::invalid(format!("table of {}", m.name), "mappings made earlier", e.0))?;
+        let dev = self.sys.dm_create(&m.name, &m.uuid)?;
+        self.undo.push(Undo::Mapping { name: m.name.clone(), node: false });
+        self.status.mappings.push(MappingStatus { name: m.name.clone(), dev, live: None });
+        match m.key {
+            Some((path, _)) => self.load_with_key(&m.name, &table, path)?,
+            None => self.sys.dm_load(&m.name, &table, false)?,
+        }
+        self.sys.dm_resume(&m.name)?;
+        self.made.insert(m.name.clone(), dev);
+        if self.sys.make_node(&m.name, dev)? {
+            if let Some(Undo::Mapping { node, .. }) = self.undo.last_mut() {
+                *node = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key is made here and dropped (wiped) before this returns: the kernel keeps its own
+    /// copy from the table load, and the keyring entry is invalidated.
+    fn load_with_key(&mut self, name: &str, table: &[Target], path: KeyPath) -> Result<()> {
+        let bytes = table.iter().find_map(Target::key_placeholder).expect("a crypt table has a key placeholder");
+        let key = self.sys.make_key(bytes)?;
+        match path {
+            KeyPath::Keyring => {
+                let (serial, description) = self.sys.add_logon_key(&format!("ephemcrypt:{name}"), &key)?;
+                drop(key);
+                self.undo.push(Undo::Key(serial));
+                let table: Vec<Target> = table
+                    .iter()
+                    .map(|t| t.with_key(CryptKey::Logon { bytes, description: description.clone() }))
+                    .collect();
+                let loaded = self.sys.dm_load(name, &table, true);
+                // dm-crypt copied the key at load; the keyring entry goes whatever happened (if
+                // this fails too, the rollback tries again).
+                self.sys.invalidate_key(serial)?;
+                self.undo.pop();
+                loaded?;
+            }
+            KeyPath::HexTable => {
+                let hex = key.to_hex();
+                drop(key);
+                log::warn!(
+                    "this kernel's dm-crypt cannot take keyring keys: loading a hex key with DM_SECURE_DATA_FLAG"
+                );
+                let table: Vec<Target> = table.iter().map(|t| t.with_key(CryptKey::Hex(hex.clone()))).collect();
+                self.sys.dm_load(name, &table, true)?;
+            }
+        }
+        self.status.key = Some(path.describe().to_string());
+        Ok(())
+    }
+
+    fn remove_mapping(&mut self, name: &str) -> Result<()> {
+        for _ in 1..REMOVE_TRIES {
+            match self.sys.dm_remove(name) {
+                Err(e) if e.is_busy() => {
+                    log::info!("{e}; trying again in {REMOVE_RETRY_MS} ms");
+                    self.sys.sleep_ms(REMOVE_RETRY_MS);
+                }
+                r => return r,
+            }
+        }
+        self.sys.dm_remove(name)
+    }
+
+    /// Undo in reverse order; returns what could not be undone.
+    fn rollback(&mut self) -> Vec<String> {
+        let mut left = Vec::new();
+        while let Some(u) = self.undo.pop() {
+            log::info!("undo: {u:?}");
+            let r = match &u {
+                Undo::Mapping { name, node } => {
+                    let n = if *node { self.sys.remove_node(name) } else { Ok(()) };
+                    n.and_then(|()| self.remove_mapping(name))
+                }
+                Undo::Key(serial) => self.sys.invalidate_key(*serial),
+                Undo::Swap(name) => self.sys.swapoff(name),
+                Undo::Mount(p) => self.sys.umount(p),
+                Undo::Dir(p) => self.sys.rmdir(p),
+                Undo::Remount { path, read_only, options } => self.sys.remount(path, *read_only, options),
+            };
+            if let Err(e) = r {
+                log::error!("undo failed: {e}");
+                left.push(e.to_string());
+            }
+        }
+        left
+    }
+
+    /// Undo everything, then take the failure policy's steps. Each of those is tried on its own:
+    /// one tmpfs that cannot be mounted does not keep the others from being mounted.
+    fn fail(mut self, plan: &Plan, reason: String, failed_step: Option<String>) -> Status {
+        let cleanup = self.rollback();
+        let reason = if cleanup.is_empty() { reason } else { format!("{reason}; cleanup: {}", cleanup.join("; ")) };
+        log::error!("setup failed: {reason}; on-failure={}", plan.on_failure.name());
+        let result = match (&plan.state, plan.on_failure) {
+            (State::BadConfig(_), _) | (_, crate::config::OnFailure::Halt) => SetupResult::Failed,
+            _ => SetupResult::Degraded,
+        };
+        // Everything made was undone: only the disks, the layout and the timings still hold.
+        self.status = Status {
+            failed_step,
+            disks: std::mem::take(&mut self.status.disks),
+            volume: self.status.volume.take(),
+            steps: std::mem::take(&mut self.status.steps),
+            ..Status::new(result, reason)
+        };
+        for step in &plan.fallback {
+            if let Err(e) = self.step(step) {
+                log::error!("{}: {e}", step.title());
+            }
+        }
+        // What the fallback made stays: it is the protection.
+        self.undo.clear();
+        log::info!("result: {} ({})", self.status.result, self.status.reason);
+        self.status
+    }
+}
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;

@@ -1,0 +1,609 @@
+//! Setup against a fake kernel ([`Fake`]) on host trees: the order of operations, the steps that
+//! `plan` prints against the calls setup makes, rollback after a failure injected at every call,
+//! each failure policy, idempotence, late disks, and a planted key that must never leak.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+
+use super::execute;
+use crate::config::Config;
+use crate::disk::{DirState, NewRoot};
+use crate::fake::{add_disk, Fake, Tree, PLANTED};
+use crate::host::Host;
+use crate::json::Value;
+use crate::plan::{self, Caps, Facts, Plan};
+use crate::setup::{setup, show};
+use crate::status::{self, SetupResult, Status};
+use crate::system::LinuxSystem;
+use crate::units::DevNo;
+
+/// Every log line of the test process.
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Tests that read the shared log run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Capture;
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        LOG.lock().unwrap().push(r.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+const SYSROOT: &str = "/sysroot";
+
+/// Two instance-store disks whose enumeration order differs from their serial order.
+fn two_disks(config: &str) -> Tree {
+    let t = Tree::new(config);
+    t.disk("nvme2n1", 2, "B").disk("nvme1n1", 1, "A");
+    t
+}
+
+/// Setup on the fake against `tree`, with the new root at /sysroot (all its directories there).
+fn run(fake: &mut Fake, tree: &Tree) -> Status {
+    setup(&tree.host(), None, Path::new(SYSROOT), fake).1
+}
+
+fn parse_status(fake: &Fake) -> Status {
+    status::parse(fake.status.as_deref().expect("status written")).unwrap()
+}
+
+#[test]
+fn order_of_operations_two_disks_with_swap() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    let want = [
+        "crypt_version",
+        "dm_create ephemcrypt-stripe EPHEMCRYPT-STRIPE-ephemcrypt-stripe",
+        "dm_load ephemcrypt-stripe secure=false 0 419430400 striped 2 512 259:1 0 259:2 0",
+        "dm_resume ephemcrypt-stripe",
+        "make_node ephemcrypt-stripe",
+        "dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt",
+        "make_key 64",
+        "add_logon_key ephemcrypt:ephemcrypt:100",
+        "dm_load ephemcrypt secure=true 0 419430400 crypt aes-xts-plain64 :64:logon:ephemcrypt:ephemcrypt:100 0 253:0 0 3 no_read_workqueue no_write_workqueue sector_size:4096",
+        "invalidate_key 100",
+        "dm_resume ephemcrypt",
+        "make_node ephemcrypt",
+        "dm_create ephemcrypt-swap EPHEMCRYPT-SWAP-ephemcrypt-swap",
+        "dm_load ephemcrypt-swap secure=false 0 8388608 linear 253:1 0",
+        "dm_resume ephemcrypt-swap",
+        "make_node ephemcrypt-swap",
+        "dm_create ephemcrypt-data EPHEMCRYPT-DATA-ephemcrypt-data",
+        "dm_load ephemcrypt-data secure=false 0 411041792 linear 253:1 8388608",
+        "dm_resume ephemcrypt-data",
+        "make_node ephemcrypt-data",
+        "make_swap ephemcrypt-swap 4294967296",
+        "swapon ephemcrypt-swap",
+        "run mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt-data",
+        "mkdir /sysroot/mnt/ephemcrypt",
+        "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev",
+        "copy_skeleton /sysroot/var/log /sysroot/mnt/ephemcrypt/var/log",
+        "bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
+        "copy_skeleton /sysroot/tmp /sysroot/mnt/ephemcrypt/tmp",
+        "bind /sysroot/mnt/ephemcrypt/tmp /sysroot/tmp",
+        "copy_skeleton /sysroot/var/tmp /sysroot/mnt/ephemcrypt/var/tmp",
+        "bind /sysroot/mnt/ephemcrypt/var/tmp /sysroot/var/tmp",
+        "write_status",
+    ];
+    assert_eq!(fake.calls, want);
+    assert!(fake.keys.is_empty(), "keyring entry invalidated");
+    assert_eq!(o.mappings.len(), 4);
+    assert_eq!(o.swap.as_deref(), Some("/dev/mapper/ephemcrypt-swap"));
+    assert_eq!(o.binds, ["/var/log", "/tmp", "/var/tmp"].map(PathBuf::from));
+    assert_eq!(o.mount.as_deref(), Some(Path::new("/mnt/ephemcrypt")));
+    let written = parse_status(&fake);
+    assert_eq!(written.result, SetupResult::Ok);
+    assert_eq!(written.key.as_deref(), Some("kernel keyring (logon), never stored"));
+    assert_eq!(written.mappings[1].dev, DevNo { major: 253, minor: 1 });
+    assert_eq!(
+        written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..3],
+        ["read dm-crypt version 1.27.0", "mapping ephemcrypt-stripe", "crypt mapping ephemcrypt"]
+    );
+    assert_eq!(written.disks.len(), 2);
+}
+
+/// Nothing outside `System` reads the clock, the pid or the environment: two runs on the same
+/// machine make the same calls and write the same status.
+#[test]
+fn setup_is_deterministic_under_the_fake() {
+    let tree = two_disks("swap = 4G");
+    let (mut a, mut b) = (Fake::new(), Fake::new());
+    run(&mut a, &tree);
+    run(&mut b, &tree);
+    assert_eq!(a.calls, b.calls);
+    assert_eq!(a.status, b.status);
+}
+
+#[test]
+fn one_disk_no_swap_is_crypt_directly_on_the_disk() {
+    let tree = Tree::new("");
+    tree.disk("nvme1n1", 1, "A");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok);
+    let creates: Vec<&String> = fake.calls.iter().filter(|c| c.starts_with("dm_create")).collect();
+    assert_eq!(creates, ["dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt"]);
+    assert!(fake.calls.iter().any(|c| c.contains(" 0 259:1 0 3 ")), "crypt on the disk itself: {:#?}", fake.calls);
+    assert!(fake.calls.contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev".to_string()));
+}
+
+/// The plan a fixture host gets from `ephemcrypt plan` (the observer, no kernel), as JSON.
+fn printed_plan(host: &Host, newroot: &Path) -> Value {
+    let plan = show(host, None, Some(newroot), &mut LinuxSystem::observer(host.path("/"))).unwrap();
+    crate::json::parse(&plan.to_json().pretty()).unwrap()
+}
+
+/// Fill a printed table line's placeholders from what the fake made: `KEY` with the logon key
+/// reference, `/dev/mapper/NAME` with that mapping's number.
+fn filled(line: &str, fake: &Fake, key: &str) -> String {
+    line.split(' ')
+        .map(|w| match w {
+            "KEY" => key.to_string(),
+            _ => match w.strip_prefix("/dev/mapper/") {
+                Some(name) => fake.mappings[name].to_string(),
+                None => w.to_string(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// For every fixture host: the steps `plan` prints are, one for one, the calls setup makes. Each
+/// mapping's loaded table is the printed one with its placeholders filled; mkfs runs the printed
+/// argv; mounts, binds and the status write are the printed ones, in the printed order.
+#[test]
+fn printed_steps_are_the_calls_setup_makes_on_every_fixture_host() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let host_dir = entry.unwrap().path();
+        if !host_dir.join("sys/block").is_dir() {
+            continue;
+        }
+        for config in ["", "swap = 10%", "fs = xfs\nmount = /ephemeral\nbind = /var/log"] {
+            let newroot = std::env::temp_dir().join(format!("ephemcrypt-newroot-{}-{checked}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&newroot);
+            for d in ["var/log", "tmp", "var/tmp"] {
+                std::fs::create_dir_all(newroot.join(d)).unwrap();
+            }
+            let conf = newroot.join("ephemcrypt.conf");
+            std::fs::write(&conf, config).unwrap();
+            let host = Host::new(&host_dir);
+            let plan = show(&host, Some(&conf), Some(&newroot), &mut LinuxSystem::observer(&host_dir)).unwrap();
+            let printed = crate::json::parse(&plan.to_json().pretty()).unwrap();
+            let mut fake = Fake {
+                dirs: [newroot.join("var/log"), newroot.join("tmp"), newroot.join("var/tmp")].into(),
+                ..Fake::new()
+            };
+            let status = setup(&host, Some(&conf), &newroot, &mut fake).1;
+            let name = host_dir.file_name().unwrap().to_string_lossy().into_owned();
+            let steps = printed.get("steps").unwrap().as_array();
+            if printed.get("state").unwrap().as_str() != Some("ready") {
+                assert_eq!(steps.len(), 1, "{name}: only the status");
+                assert_eq!(fake.calls.last().map(String::as_str), Some("write_status"));
+                std::fs::remove_dir_all(&newroot).unwrap();
+                continue;
+            }
+            assert_eq!(status.result, SetupResult::Ok, "{name}: {}", status.reason);
+            let mut calls = fake.calls.iter().filter(|c| *c != "crypt_version").map(String::as_str);
+            let mut next = |prefix: &str| -> String {
+                let c = calls.next().unwrap_or_else(|| panic!("{name}: no call left for {prefix}"));
+                assert!(c.starts_with(prefix), "{name}: expected {prefix}…, got {c}");
+                c[prefix.len()..].to_string()
+            };
+            let s = |v: &Value, k: &str| v.get(k).unwrap().as_str().unwrap().to_string();
+            for step in steps {
+                match step.get("kind").unwrap().as_str().unwrap() {
+                    "mapping" => {
+                        let mname = s(step, "name");
+                        assert_eq!(next("dm_create "), format!("{mname} {}", s(step, "uuid")));
+                        let key = if step.get("key") == Some(&Value::Str("logon".into())) {
+                            next("make_key ");
+                            let desc = next("add_logon_key ");
+                            format!(":64:logon:{desc}")
+                        } else {
+                            String::new()
+                        };
+                        let loaded = next(&format!("dm_load {mname} "));
+                        let lines: Vec<String> = step
+                            .get("table")
+                            .unwrap()
+                            .as_array()
+                            .iter()
+                            .map(|l| filled(l.as_str().unwrap(), &fake, &key))
+                            .collect();
+                        assert_eq!(loaded.split_once(' ').unwrap().1, lines.join(" | "), "{name}");
+                        assert_eq!(fake.loaded[&mname], lines, "{name}: as dmsetup table shows it");
+                        if !key.is_empty() {
+                            next("invalidate_key ");
+                        }
+                        assert_eq!(next("dm_resume "), mname);
+                        assert_eq!(next("make_node "), mname);
+                    }
+                    "swap" => {
+                        let dev = s(step, "device");
+                        let dev = dev.strip_prefix("/dev/mapper/").unwrap();
+                        assert!(next("make_swap ").starts_with(dev));
+                        assert_eq!(next("swapon "), dev);
+                    }
+                    "mkfs" => {
+                        let argv: Vec<&str> =
+                            step.get("argv").unwrap().as_array().iter().map(|a| a.as_str().unwrap()).collect();
+                        assert_eq!(next("run "), argv.join(" "));
+                    }
+                    "mkdir" => assert_eq!(next("mkdir "), s(step, "path")),
+                    "mount" => {
+                        let opts: Vec<&str> =
+                            step.get("options").unwrap().as_array().iter().map(|a| a.as_str().unwrap()).collect();
+                        let want = [s(step, "source"), s(step, "target"), s(step, "fstype"), opts.join(",")];
+                        assert_eq!(next("mount "), want.join(" "));
+                    }
+                    "bind" => {
+                        assert_eq!(next("copy_skeleton "), format!("{} {}", s(step, "target"), s(step, "source")));
+                        assert_eq!(next("bind "), format!("{} {}", s(step, "source"), s(step, "target")));
+                    }
+                    "status" => assert_eq!(next("write_status"), ""),
+                    other => panic!("{name}: step {other} not expected here"),
+                }
+            }
+            assert_eq!(calls.next(), None, "{name}: a call that no printed step accounts for");
+            checked += 1;
+            std::fs::remove_dir_all(&newroot).unwrap();
+        }
+    }
+    assert!(checked >= 9, "fixture hosts with a volume: {checked}");
+}
+
+/// The root as dracut mounts it: read-only, without the mount point. The plan makes the mount
+/// point in a read-write window; the fake refuses a mkdir outside one.
+fn read_only_root(config: &str) -> (Tree, Plan) {
+    let tree = two_disks(config);
+    let ro = crate::disk::parse_mountinfo("40 1 254:0 / /sysroot ro,nosuid,relatime - ext4 /dev/vda ro\n");
+    let newroot = NewRoot {
+        path: SYSROOT.into(),
+        dirs: vec![("/mnt/ephemcrypt".into(), DirState::Missing { read_only: Some(ro[0].clone()) })],
+        read: true,
+    };
+    let config = Config::load(Some((Path::new("t.conf"), config)), "").unwrap();
+    let disks = tree.host().disks().unwrap();
+    let disks = disks.into_iter().map(|mut d| {
+        d.probe = crate::disk::Probe::Clean;
+        d
+    });
+    let facts = Facts { disks: disks.collect(), caps: Caps { crypt: Some([1, 27, 0]) }, newroot, live: None };
+    (tree, plan::plan(&config, &facts))
+}
+
+fn ro_fake() -> Fake {
+    Fake { read_only: [PathBuf::from(SYSROOT)].into(), ..Fake::new() }
+}
+
+#[test]
+fn a_read_only_root_is_writable_only_while_the_mount_point_is_made() {
+    let (_tree, plan) = read_only_root("swap = 4G");
+    let mut fake = ro_fake();
+    let o = execute(&plan, &mut fake, Vec::new());
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    let window: Vec<&str> =
+        fake.calls.iter().map(String::as_str).skip_while(|c| !c.starts_with("remount")).take(3).collect();
+    assert_eq!(
+        window,
+        ["remount /sysroot rw nosuid,relatime", "mkdir /sysroot/mnt/ephemcrypt", "remount /sysroot ro nosuid,relatime"]
+    );
+    assert!(fake.read_only.contains(Path::new(SYSROOT)));
+}
+
+/// A failure injected at every call, under every policy, on a read-only root: nothing is left
+/// behind, the root is read-only again, the status names the failed step, and each policy does
+/// its part.
+#[test]
+fn failure_at_every_call_leaves_nothing_behind() {
+    let (_tree, plan) = read_only_root("swap = 4G");
+    let mut reference = ro_fake();
+    execute(&plan, &mut reference, Vec::new());
+    let total = reference.calls.len();
+    assert!(total > 30, "{total}");
+    let targets = ["/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"].map(PathBuf::from);
+    let in_root = ["/var/log", "/tmp", "/var/tmp"].map(PathBuf::from);
+    for policy in ["tmpfs", "continue", "halt"] {
+        let (_tree, plan) = read_only_root(&format!("swap = 4G\non-failure = {policy}"));
+        for at in 0..total {
+            let failed = &reference.calls[at];
+            let mut fake = Fake { fail_at: Some(at), ..ro_fake() };
+            let o = execute(&plan, &mut fake, Vec::new());
+            if failed == "write_status" {
+                // The last step: everything is undone, and the failure status cannot be written
+                // either (the fake fails only the one call, so here it can).
+                assert_eq!(o.failed_step.as_deref(), Some("write /run/ephemcrypt/status.json"));
+            }
+            fake.assert_clean(&[SYSROOT], &["/sysroot/mnt/ephemcrypt"]);
+            assert!(o.reason.contains("fake"), "call {at} ({failed}): reason {}", o.reason);
+            assert!(o.failed_step.is_some(), "call {at} ({failed})");
+            assert!(o.mappings.is_empty() && o.binds.is_empty() && o.swap.is_none() && o.mount.is_none());
+            let written = parse_status(&fake);
+            assert_eq!(written, o);
+            match policy {
+                "tmpfs" => {
+                    assert_eq!(o.result, SetupResult::Degraded);
+                    assert_eq!(fake.tmpfs, targets);
+                    assert_eq!(o.tmpfs, in_root, "the status names paths as the real root sees them");
+                }
+                "continue" => {
+                    assert_eq!(o.result, SetupResult::Degraded);
+                    assert!(fake.tmpfs.is_empty());
+                }
+                _ => {
+                    assert_eq!(o.result, SetupResult::Failed);
+                    assert!(fake.tmpfs.is_empty());
+                }
+            }
+        }
+    }
+}
+
+/// The failure policy's own steps fail one at a time: every other bind target still gets its
+/// tmpfs and the status is still written; a bind target the root lacks gets none.
+#[test]
+fn failure_in_the_fallback_spares_the_other_targets() {
+    let tree = two_disks("expect = 3\nwait = 0");
+    let mut reference = Fake::new();
+    let o = run(&mut reference, &tree);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert_eq!(
+        reference.calls,
+        ["tmpfs /sysroot/var/log", "tmpfs /sysroot/tmp", "tmpfs /sysroot/var/tmp", "write_status"]
+    );
+    for at in 0..3 {
+        let mut fake = Fake { fail_at: Some(at), ..Fake::new() };
+        let o = run(&mut fake, &tree);
+        assert_eq!(fake.tmpfs.len(), 2, "{:?}", fake.calls);
+        assert_eq!(o.tmpfs.len(), 2);
+        assert_eq!(parse_status(&fake).tmpfs, o.tmpfs);
+    }
+    let mut fake = Fake::new();
+    fake.dirs.remove(Path::new("/sysroot/var/tmp"));
+    run(&mut fake, &tree);
+    assert_eq!(fake.calls, ["tmpfs /sysroot/var/log", "tmpfs /sysroot/tmp", "write_status"]);
+}
+
+/// Fail at the mount point (a read-only root without it), with the data mapping held by udev for
+/// `busy` removes after mkfs, as in a dracut systemd initrd with the dm rules.
+fn fail_at_mount_point_with_busy_data(busy: u32) -> (Fake, Status) {
+    let tree = two_disks("swap = 4G");
+    let mut reference = Fake::new();
+    run(&mut reference, &tree);
+    let at = reference.calls.iter().position(|c| c == "mkdir /sysroot/mnt/ephemcrypt").unwrap();
+    let mut fake = Fake { fail_at: Some(at), busy: [("ephemcrypt-data".into(), busy)].into(), ..Fake::new() };
+    let o = run(&mut fake, &tree);
+    (fake, o)
+}
+
+#[test]
+fn rollback_waits_for_udev_to_let_go_of_a_mapping() {
+    let (fake, o) = fail_at_mount_point_with_busy_data(3);
+    fake.assert_clean(&[], &["/sysroot/mnt/ephemcrypt"]);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(!o.reason.contains("cleanup"), "{}", o.reason);
+    assert_eq!(o.failed_step.as_deref(), Some("mkdir /sysroot/mnt/ephemcrypt"));
+    assert_eq!(fake.calls.iter().filter(|c| *c == "dm_remove ephemcrypt-data").count(), 4);
+    assert!(fake.clock >= 600, "waited {} ms", fake.clock);
+}
+
+#[test]
+fn rollback_gives_up_on_a_mapping_that_stays_busy() {
+    let (fake, o) = fail_at_mount_point_with_busy_data(u32::MAX);
+    assert_eq!(fake.calls.iter().filter(|c| *c == "dm_remove ephemcrypt-data").count(), 25);
+    assert!(o.reason.contains("cleanup: device-mapper remove ephemcrypt-data: "), "{}", o.reason);
+    assert!(o.reason.contains("(EBUSY)"), "{}", o.reason);
+    assert!(fake.mappings.contains_key("ephemcrypt-data"));
+    assert_eq!(fake.tmpfs.len(), 3, "the failure policy still runs");
+}
+
+#[test]
+fn no_disk_is_absent_and_touches_nothing() {
+    let tree = Tree::new("");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Absent);
+    assert_eq!(fake.calls, ["write_status"], "not even dm-crypt's version is asked for");
+    assert!(fake.tmpfs.is_empty());
+}
+
+#[test]
+fn too_few_disks_after_waiting_is_a_failure() {
+    let tree = two_disks("expect = 3\nwait = 2");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert_eq!(o.reason, "2 eligible disk(s), 3 expected");
+    assert!(fake.clock >= 2000, "waited {} ms", fake.clock);
+    assert_eq!(fake.tmpfs.len(), 3);
+    assert!(fake.mappings.is_empty());
+    assert_eq!(o.steps[0].step, "wait for disks");
+    assert!(o.disks.iter().all(|d| !d.used), "no disk is used: {:?}", o.disks);
+}
+
+#[test]
+fn late_disks_are_waited_for() {
+    let tree = Tree::new("expect = 2\nwait = 5");
+    tree.disk("nvme1n1", 1, "A");
+    let root = tree.root.clone();
+    let mut fake = Fake::new();
+    fake.on_sleep = Some(Box::new(move |n| {
+        if n == 3 {
+            add_disk(&root, "nvme2n1", 2, "B");
+        }
+    }));
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert_eq!(fake.sleeps, 3);
+    assert_eq!(o.steps[0].step, "wait for disks");
+}
+
+#[test]
+fn disabled_does_nothing_but_say_so() {
+    let tree = two_disks("");
+    std::fs::write(tree.root.join("proc/cmdline"), "root=/dev/vda rd.ephemcrypt=0").unwrap();
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Disabled);
+    assert_eq!(fake.calls, ["write_status"]);
+    assert!(o.disks.iter().all(|d| !d.used && d.reason.contains("disabled")), "{:?}", o.disks);
+}
+
+#[test]
+fn a_bad_configuration_gets_tmpfs_and_failed() {
+    let tree = two_disks("cipher = rot13");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Failed);
+    assert!(o.reason.contains("invalid value 'rot13' for 'cipher'"), "{}", o.reason);
+    assert_eq!(fake.tmpfs.len(), 3);
+    assert!(fake.mappings.is_empty());
+}
+
+#[test]
+fn second_run_finds_the_live_volume_and_changes_nothing() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = Fake::new();
+    assert_eq!(run(&mut fake, &tree).result, SetupResult::Ok);
+    let before = fake.calls.len();
+    // On the second run the disks are held by the stripe: the plan alone would find none.
+    for d in ["nvme1n1", "nvme2n1"] {
+        std::fs::create_dir_all(tree.root.join(format!("sys/block/{d}/holders/dm-0"))).unwrap();
+    }
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok);
+    assert!(o.already_active);
+    assert_eq!(fake.calls.len(), before, "no operation: {:?}", &fake.calls[before..]);
+}
+
+#[test]
+fn a_live_volume_is_mounted_in_a_new_root() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = Fake::new();
+    run(&mut fake, &tree);
+    fake.mounts.clear();
+    let before = fake.calls.len();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok);
+    assert_eq!(
+        fake.calls[before..],
+        [
+            "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev",
+            "copy_skeleton /sysroot/var/log /sysroot/mnt/ephemcrypt/var/log",
+            "bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
+            "copy_skeleton /sysroot/tmp /sysroot/mnt/ephemcrypt/tmp",
+            "bind /sysroot/mnt/ephemcrypt/tmp /sysroot/tmp",
+            "copy_skeleton /sysroot/var/tmp /sysroot/mnt/ephemcrypt/var/tmp",
+            "bind /sysroot/mnt/ephemcrypt/var/tmp /sysroot/var/tmp",
+        ]
+    );
+}
+
+#[test]
+fn a_foreign_mapping_with_our_name_is_not_taken_for_the_volume() {
+    let tree = two_disks("");
+    let mut fake = Fake::new();
+    // Someone else's linear mapping happens to be called "ephemcrypt".
+    fake.mappings.insert("ephemcrypt".into(), DevNo { major: 253, minor: 9 });
+    fake.live.insert("ephemcrypt".into());
+    fake.loaded.insert("ephemcrypt".into(), vec!["0 2048 linear 8:16 0".into()]);
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(o.reason.contains("/dev/mapper/ephemcrypt exists but is not a dm-crypt volume (linear)"), "{}", o.reason);
+    assert!(
+        fake.calls.iter().all(|c| c.starts_with("tmpfs ") || c == "write_status"),
+        "only the fallback: {:?}",
+        fake.calls
+    );
+    assert_eq!(fake.tmpfs.len(), 3);
+    assert_eq!(fake.mappings.len(), 1, "the foreign mapping is left alone");
+}
+
+#[test]
+fn old_kernel_gets_a_hex_key_with_secure_flag_and_no_keyring() {
+    let tree = two_disks("");
+    let mut fake = Fake { crypt_version: Some([1, 14, 1]), ..Fake::new() };
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok);
+    assert!(!fake.calls.iter().any(|c| c.starts_with("add_logon_key")));
+    let hex = "a5".repeat(64);
+    assert!(fake.tables.iter().any(|t| t.contains(&hex)), "the table carries the key on this path");
+    let load = fake.calls.iter().find(|c| c.starts_with("dm_load ephemcrypt secure=true")).unwrap();
+    assert!(load.contains("<redacted>") && !load.contains(&hex), "{load}");
+    assert!(fake.status.unwrap().contains("hex key in the dm table"));
+}
+
+#[test]
+fn missing_crypt_target_is_a_failure() {
+    let tree = two_disks("");
+    let mut fake = Fake { crypt_version: None, ..Fake::new() };
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(o.reason.contains("the kernel has no dm-crypt target"), "{}", o.reason);
+    fake.assert_clean(&[], &[]);
+}
+
+/// The planted key must never show up in a log line, an error, the status or Debug output, in
+/// any form: hex (either case), decimal bytes or raw.
+#[test]
+fn planted_key_never_leaks() {
+    let _g = SERIAL.lock().unwrap();
+    capture_logs();
+    LOG.lock().unwrap().clear();
+    let p = format!("{PLANTED:02x}");
+    let forms = [
+        p.repeat(4),
+        p.to_uppercase().repeat(4),
+        format!("{PLANTED}, {PLANTED}"),
+        String::from_utf8_lossy(&[PLANTED; 2]).into_owned(),
+    ];
+    let tree = two_disks("swap = 4G");
+    let mut texts = Vec::new();
+    for (caps, at) in [([1, 27, 0], None), ([1, 14, 1], None), ([1, 27, 0], Some(8)), ([1, 14, 1], Some(7))] {
+        let mut fake = Fake { crypt_version: Some(caps), fail_at: at, ..Fake::new() };
+        let o = run(&mut fake, &tree);
+        texts.push(format!("{o:?}"));
+        texts.push(o.reason.clone());
+        texts.push(fake.status.clone().unwrap());
+        texts.extend(fake.calls.clone());
+    }
+    texts.extend(LOG.lock().unwrap().iter().cloned());
+    assert!(texts.len() > 100);
+    texts.push(format!("{:?}", crate::key::Key::from_bytes_for_test(&[PLANTED; 64])));
+    for t in &texts {
+        for f in &forms {
+            assert!(!t.contains(f.as_str()), "key material ({f}) in: {t}");
+        }
+    }
+}
+
+#[test]
+fn plan_of_a_fixture_host_shows_tables_argv_and_mounts() {
+    let host = Host::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws"));
+    let newroot = std::env::temp_dir().join(format!("ephemcrypt-nr-{}", std::process::id()));
+    std::fs::create_dir_all(&newroot).unwrap();
+    let p = printed_plan(&host, &newroot);
+    let steps = p.get("steps").unwrap().as_array();
+    let kinds: Vec<&str> = steps.iter().map(|s| s.get("kind").unwrap().as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["mapping", "mapping", "mkfs", "mkdir", "mkdir", "mkdir", "mkdir", "mount", "bind", "bind", "bind", "status"]
+    );
+    std::fs::remove_dir_all(&newroot).unwrap();
+}

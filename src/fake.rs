@@ -1,0 +1,324 @@
+//! Test doubles: a fake kernel ([`Fake`], a recording [`System`] that can fail any call) and
+//! host trees in temporary directories ([`Tree`]), so that setup runs whole, from reading the
+//! host to writing the status, without a kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::config::Fs;
+use crate::disk::{DirState, Mount};
+use crate::dm::{TableLine, Target};
+use crate::error::{Error, Result};
+use crate::key::{Key, KeySerial};
+use crate::system::System;
+use crate::units::{Bytes, DevNo};
+
+/// The byte every fake key is made of: tests look for it in everything printed.
+pub(crate) const PLANTED: u8 = 0xA5;
+
+/// A kernel that remembers what exists, records every call that changes something and fails
+/// the `fail_at`-th one (counting from 0).
+#[derive(Default)]
+pub(crate) struct Fake {
+    pub(crate) calls: Vec<String>,
+    pub(crate) fail_at: Option<usize>,
+    /// Fail every call whose text starts with this, not only one.
+    pub(crate) fail_all: Option<String>,
+    /// How many more removes of a mapping fail with EBUSY (udev probing it).
+    pub(crate) busy: BTreeMap<String, u32>,
+    pub(crate) crypt_version: Option<[u32; 3]>,
+    pub(crate) next_minor: u32,
+    pub(crate) mappings: BTreeMap<String, DevNo>,
+    pub(crate) live: BTreeSet<String>,
+    /// Every table loaded, as the kernel got it (keys included: tests look for leaks elsewhere).
+    pub(crate) tables: Vec<String>,
+    /// The table lines of each mapping, as `dmsetup table` shows them.
+    pub(crate) loaded: BTreeMap<String, Vec<String>>,
+    pub(crate) nodes: BTreeSet<String>,
+    pub(crate) keys: BTreeMap<i32, String>,
+    pub(crate) next_key: i32,
+    pub(crate) swaps: BTreeSet<String>,
+    pub(crate) mounts: Vec<PathBuf>,
+    /// Directories that exist in the new root.
+    pub(crate) dirs: BTreeSet<PathBuf>,
+    /// Mounts that are read-only now; a mkdir under one fails with EROFS.
+    pub(crate) read_only: BTreeSet<PathBuf>,
+    pub(crate) tmpfs: Vec<PathBuf>,
+    pub(crate) status: Option<String>,
+    pub(crate) clock: u64,
+    pub(crate) sleeps: u32,
+    /// Called with the number of sleeps so far after each sleep (late disks appear).
+    #[allow(clippy::type_complexity)]
+    pub(crate) on_sleep: Option<Box<dyn FnMut(u32)>>,
+}
+
+impl Fake {
+    /// A kernel with dm-crypt 1.27 and a new root at /sysroot with the default bind targets.
+    pub(crate) fn new() -> Fake {
+        Fake {
+            crypt_version: Some([1, 27, 0]),
+            dirs: ["/sysroot", "/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            next_key: 100,
+            ..Fake::default()
+        }
+    }
+
+    /// Record a call; fail it if it is the chosen one.
+    fn call(&mut self, what: String) -> Result<()> {
+        self.calls.push(what.clone());
+        let chosen = self.fail_at == Some(self.calls.len() - 1);
+        if chosen || self.fail_all.as_deref().is_some_and(|p| what.starts_with(p)) {
+            return Err(Error::os("fake", what, std::io::Error::from_raw_os_error(libc::EIO)));
+        }
+        Ok(())
+    }
+
+    /// Nothing of ours left behind: no mapping, node, key, swap, mount, directory made, and every
+    /// read-only mount read-only again.
+    pub(crate) fn assert_clean(&self, read_only: &[&str], made_dirs: &[&str]) {
+        let calls = || self.calls.join("\n");
+        assert!(self.mappings.is_empty(), "mappings left: {:?}\ncalls:\n{}", self.mappings, calls());
+        assert!(self.nodes.is_empty(), "nodes left: {:?}", self.nodes);
+        assert!(self.keys.is_empty(), "keys left: {:?}", self.keys);
+        assert!(self.swaps.is_empty(), "swaps left: {:?}", self.swaps);
+        assert!(self.mounts.is_empty(), "mounts left: {:?}\ncalls:\n{}", self.mounts, calls());
+        for d in made_dirs {
+            assert!(!self.dirs.contains(Path::new(d)), "directory {d} left\ncalls:\n{}", calls());
+        }
+        for m in read_only {
+            assert!(self.read_only.contains(Path::new(m)), "{m} left read-write\ncalls:\n{}", calls());
+        }
+    }
+}
+
+impl System for Fake {
+    fn crypt_version(&mut self) -> Result<[u32; 3]> {
+        self.call("crypt_version".into())?;
+        self.crypt_version.ok_or(Error::NoCryptTarget)
+    }
+    fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>> {
+        Ok(self.mappings.get(name).copied().filter(|_| self.live.contains(name)))
+    }
+    fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>> {
+        Ok(self.loaded.get(name).into_iter().flatten().map(|l| l.parse().unwrap()).collect())
+    }
+    fn is_mountpoint(&mut self, target: &Path) -> Result<bool> {
+        Ok(self.mounts.iter().any(|m| m == target))
+    }
+    fn dir_state(&mut self, path: &Path) -> Result<DirState> {
+        if self.dirs.contains(path) {
+            return Ok(DirState::Present);
+        }
+        let holder = self.read_only.iter().filter(|m| path.starts_with(m)).max_by_key(|m| m.as_os_str().len());
+        let read_only = holder.map(|m| Mount {
+            dev: None,
+            source: "/dev/vda".into(),
+            target: m.clone(),
+            fstype: "ext4".into(),
+            options: "ro,nosuid,nodev".into(),
+        });
+        Ok(DirState::Missing { read_only })
+    }
+    fn make_key(&mut self, len: usize) -> Result<Key> {
+        self.call(format!("make_key {len}"))?;
+        Ok(Key::from_bytes_for_test(&vec![PLANTED; len]))
+    }
+    fn add_logon_key(&mut self, prefix: &str, key: &Key) -> Result<(KeySerial, String)> {
+        let description = format!("{prefix}:{}", self.next_key);
+        self.call(format!("add_logon_key {description}"))?;
+        assert!(key.expose().iter().all(|b| *b == PLANTED));
+        let serial = self.next_key;
+        self.next_key += 1;
+        self.keys.insert(serial, description.clone());
+        Ok((KeySerial(serial), description))
+    }
+    fn invalidate_key(&mut self, serial: KeySerial) -> Result<()> {
+        self.call(format!("invalidate_key {}", serial.0))?;
+        self.keys.remove(&serial.0);
+        Ok(())
+    }
+    fn dm_create(&mut self, name: &str, uuid: &str) -> Result<DevNo> {
+        self.call(format!("dm_create {name} {uuid}"))?;
+        let dev = DevNo { major: 253, minor: self.next_minor };
+        self.next_minor += 1;
+        self.mappings.insert(name.into(), dev);
+        Ok(dev)
+    }
+    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
+        assert!(targets.iter().all(|t| t.unresolved().is_none()), "a placeholder reached the kernel");
+        let lines: Vec<String> =
+            targets.iter().map(|t| format!("{} {} {} {}", t.start, t.len, t.kind.type_name(), *t.params())).collect();
+        self.tables.push(lines.join("\n"));
+        let shown: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+        self.call(format!("dm_load {name} secure={secure} {}", shown.join(" | ")))?;
+        self.loaded.insert(name.into(), lines);
+        Ok(())
+    }
+    fn dm_resume(&mut self, name: &str) -> Result<()> {
+        self.call(format!("dm_resume {name}"))?;
+        self.live.insert(name.into());
+        Ok(())
+    }
+    fn dm_remove(&mut self, name: &str) -> Result<()> {
+        self.call(format!("dm_remove {name}"))?;
+        if let Some(n) = self.busy.get_mut(name).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(Error::os("device-mapper remove", name, std::io::Error::from_raw_os_error(libc::EBUSY)));
+        }
+        self.mappings.remove(name);
+        self.live.remove(name);
+        self.loaded.remove(name);
+        Ok(())
+    }
+    fn make_node(&mut self, name: &str, _dev: DevNo) -> Result<bool> {
+        self.call(format!("make_node {name}"))?;
+        Ok(self.nodes.insert(name.into()))
+    }
+    fn remove_node(&mut self, name: &str) -> Result<()> {
+        self.call(format!("remove_node {name}"))?;
+        self.nodes.remove(name);
+        Ok(())
+    }
+    fn make_swap(&mut self, name: &str, len: Bytes) -> Result<()> {
+        self.call(format!("make_swap {name} {}", len.0))
+    }
+    fn swapon(&mut self, name: &str) -> Result<()> {
+        self.call(format!("swapon {name}"))?;
+        self.swaps.insert(name.into());
+        Ok(())
+    }
+    fn swapoff(&mut self, name: &str) -> Result<()> {
+        self.call(format!("swapoff {name}"))?;
+        self.swaps.remove(name);
+        Ok(())
+    }
+    fn run(&mut self, argv: &[String]) -> Result<()> {
+        self.call(format!("run {}", argv.join(" ")))
+    }
+    fn remount(&mut self, path: &Path, read_only: bool, options: &[String]) -> Result<()> {
+        let how = if read_only { "ro" } else { "rw" };
+        self.call(format!("remount {} {how} {}", path.display(), options.join(",")))?;
+        if read_only {
+            self.read_only.insert(path.into());
+        } else {
+            self.read_only.remove(path);
+        }
+        Ok(())
+    }
+    fn mkdir(&mut self, path: &Path) -> Result<bool> {
+        self.call(format!("mkdir {}", path.display()))?;
+        if self.dirs.contains(path) {
+            return Ok(false);
+        }
+        if self.read_only.iter().any(|m| path.starts_with(m)) {
+            return Err(Error::os("create directory", path.display(), std::io::Error::from_raw_os_error(libc::EROFS)));
+        }
+        Ok(self.dirs.insert(path.into()))
+    }
+    fn rmdir(&mut self, path: &Path) -> Result<()> {
+        self.call(format!("rmdir {}", path.display()))?;
+        if self.read_only.iter().any(|m| path.starts_with(m)) {
+            return Err(Error::os("remove directory", path.display(), std::io::Error::from_raw_os_error(libc::EROFS)));
+        }
+        self.dirs.remove(path);
+        Ok(())
+    }
+    fn mount(&mut self, source: &Path, target: &Path, fs: Fs, options: &[String]) -> Result<()> {
+        self.call(format!("mount {} {} {} {}", source.display(), target.display(), fs.name(), options.join(",")))?;
+        self.mounts.push(target.into());
+        Ok(())
+    }
+    fn bind(&mut self, source: &Path, target: &Path) -> Result<()> {
+        self.call(format!("bind {} {}", source.display(), target.display()))?;
+        self.mounts.push(target.into());
+        Ok(())
+    }
+    fn mount_tmpfs(&mut self, target: &Path) -> Result<()> {
+        self.call(format!("tmpfs {}", target.display()))?;
+        if !self.dirs.contains(target) {
+            return Err(Error::os("stat", target.display(), std::io::Error::from_raw_os_error(libc::ENOENT)));
+        }
+        self.tmpfs.push(target.into());
+        Ok(())
+    }
+    fn umount(&mut self, target: &Path) -> Result<()> {
+        self.call(format!("umount {}", target.display()))?;
+        let i = self.mounts.iter().rposition(|m| m == target).expect("unmount of something mounted");
+        self.mounts.remove(i);
+        Ok(())
+    }
+    fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
+        self.call(format!("copy_skeleton {} {}", from.display(), to.display()))
+    }
+    fn write_status(&mut self, json: &str) -> Result<()> {
+        self.call("write_status".into())?;
+        self.status = Some(json.into());
+        Ok(())
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.clock += ms;
+        self.sleeps += 1;
+        if let Some(f) = self.on_sleep.as_mut() {
+            f(self.sleeps);
+        }
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+}
+
+/// A host tree in a fresh temporary directory, removed when dropped: proc/cmdline, proc/mounts,
+/// proc/swaps, etc/ephemcrypt.conf, and disks in sys/block with probe images in dev/.
+pub(crate) struct Tree {
+    pub(crate) root: PathBuf,
+}
+
+impl Tree {
+    pub(crate) fn new(config: &str) -> Tree {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("ephemcrypt-tree-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["proc/self", "sys/block", "dev", "etc"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("proc/cmdline"), "root=/dev/vda ro\n").unwrap();
+        std::fs::write(root.join("proc/mounts"), "/dev/vda /sysroot ext4 ro 0 0\n").unwrap();
+        std::fs::write(root.join("proc/swaps"), "Filename Type Size Used Priority\n").unwrap();
+        std::fs::write(root.join("etc/ephemcrypt.conf"), config).unwrap();
+        Tree { root }
+    }
+
+    /// An instance-store disk of 100 GiB (a sparse probe image: blank).
+    pub(crate) fn disk(&self, name: &str, minor: u32, serial: &str) -> &Tree {
+        add_disk(&self.root, name, minor, serial);
+        self
+    }
+
+    pub(crate) fn host(&self) -> crate::host::Host {
+        crate::host::Host::new(&self.root)
+    }
+}
+
+/// Put an instance-store disk of 100 GiB (a sparse probe image: blank) into the host tree at
+/// `root`.
+pub(crate) fn add_disk(root: &Path, name: &str, minor: u32, serial: &str) {
+    let d = root.join("sys/block").join(name);
+    std::fs::create_dir_all(d.join("device")).unwrap();
+    std::fs::write(d.join("dev"), format!("259:{minor}\n")).unwrap();
+    std::fs::write(d.join("size"), format!("{}\n", 100u64 << 21)).unwrap();
+    std::fs::write(d.join("device/model"), "Amazon EC2 NVMe Instance Storage        \n").unwrap();
+    std::fs::write(d.join("device/serial"), format!("{serial}\n")).unwrap();
+    let f = std::fs::File::create(root.join("dev").join(name)).unwrap();
+    f.set_len(100 << 30).unwrap();
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}

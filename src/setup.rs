@@ -1,0 +1,172 @@
+//! The orchestrator of `ephemcrypt setup` and `ephemcrypt plan`: read the configuration and the
+//! machine (waiting for late disks), ask the kernel what it can do, plan once, then (setup only)
+//! take the plan's steps. Reading goes through [`Host`] (files under the host root) and the
+//! kernel state and clock through [`System`]; planning is pure; executing is `execute.rs`.
+
+use std::path::Path;
+
+use crate::classify::identity;
+use crate::config::Config;
+use crate::disk::{Disk, NewRoot};
+use crate::error::Result;
+use crate::execute::execute;
+use crate::host::Host;
+use crate::paths::under;
+use crate::plan::{self, assess, Caps, Facts, Live, Plan, State};
+use crate::status::{Status, Timing};
+use crate::system::System;
+
+/// How often setup looks again for late disks.
+const POLL_MS: u64 = 250;
+
+/// What `ephemcrypt setup` does, end to end; returns the plan it followed and what happened.
+/// Every failure after the arguments are checked goes through the failure policy and the status.
+pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot: &Path, sys: &mut S) -> (Plan, Status) {
+    let (plan, timings) = match host.config(config_file) {
+        Ok(config) => {
+            let root = read_newroot(&config, Some(newroot), sys);
+            observe_and_plan(host, &config, root.clone(), sys, true).unwrap_or_else(|e| {
+                log::error!("{e}");
+                (plan::failed(&config, &root, State::Unreadable(e.to_string())), Vec::new())
+            })
+        }
+        Err(e) => {
+            // Without a configuration there is no policy to follow: keep data off the disks with
+            // tmpfs over the default bind targets, report, and let the machine boot.
+            log::error!("{e}");
+            let config = Config::default();
+            let root = read_newroot(&config, Some(newroot), sys);
+            (plan::failed(&config, &root, State::BadConfig(e.to_string())), Vec::new())
+        }
+    };
+    let status = execute(&plan, sys, timings);
+    (plan, status)
+}
+
+/// What `ephemcrypt plan` shows: the same reading and planning as setup, without waiting for
+/// disks, with the kernel's features where they can be read without changing anything.
+pub(crate) fn show<S: System>(
+    host: &Host,
+    config_file: Option<&Path>,
+    newroot: Option<&Path>,
+    sys: &mut S,
+) -> Result<Plan> {
+    let config = host.config(config_file)?;
+    let root = read_newroot(&config, newroot, sys);
+    Ok(observe_and_plan(host, &config, root, sys, false)?.0)
+}
+
+/// Read the facts and plan; an error when the disks (or, for setup, the kernel's dm-crypt) cannot
+/// be read. `setup`: wait up to `wait` seconds for `expect` disks, and need the kernel's features.
+fn observe_and_plan<S: System>(
+    host: &Host,
+    config: &Config,
+    root: NewRoot,
+    sys: &mut S,
+    setup: bool,
+) -> Result<(Plan, Vec<Timing>)> {
+    let mut timings = Vec::new();
+    // A second run in the same boot: the volume is live and its disks are now held by it.
+    let live = if config.enabled { live(config, &root, sys) } else { None };
+    let start = sys.now_ms();
+    let disks = loop {
+        let disks = discover(host, config)?;
+        let eligible = assess(config, &disks).iter().filter(|a| a.verdict.is_use()).count();
+        let waited = sys.now_ms().saturating_sub(start);
+        let short = config.enabled && live.is_none() && eligible < config.expect as usize;
+        if setup && short && waited < u64::from(config.wait_secs) * 1000 {
+            sys.sleep_ms(POLL_MS);
+            continue;
+        }
+        if waited >= POLL_MS {
+            timings.push(Timing { step: "wait for disks".into(), ms: waited });
+        }
+        break disks;
+    };
+    // Ask the kernel what its crypt target can do only when there is work: loading dm-crypt on
+    // every machine without local disks would be waste.
+    let eligible = assess(config, &disks).iter().filter(|a| a.verdict.is_use()).count();
+    let work = config.enabled && live.is_none() && eligible > 0 && eligible >= config.expect as usize;
+    let caps = if work {
+        let t = sys.now_ms();
+        match sys.crypt_version() {
+            Ok(v) => {
+                let ms = sys.now_ms().saturating_sub(t);
+                timings.push(Timing { step: format!("read dm-crypt version {}.{}.{}", v[0], v[1], v[2]), ms });
+                Caps { crypt: Some(v) }
+            }
+            // `plan` shows what a current kernel would get; setup cannot go on.
+            Err(e) if setup => return Err(e),
+            Err(e) => {
+                log::debug!("kernel features not read: {e}");
+                Caps::ASSUMED
+            }
+        }
+    } else {
+        Caps::ASSUMED
+    };
+    Ok((plan::plan(config, &Facts { disks, caps, newroot: root, live }), timings))
+}
+
+/// The disks, with the signature probe for those a selector picks by identity: reading the root
+/// disk or an unselected one at boot would be wasted I/O, and their verdict never depends on it.
+fn discover(host: &Host, config: &Config) -> Result<Vec<Disk>> {
+    let mut disks = host.disks()?;
+    for d in disks.iter_mut().filter(|d| identity(d, config).is_none()) {
+        d.probe = host.probe(d);
+    }
+    Ok(disks)
+}
+
+/// The new root's directories that setup needs: the mount point and the bind targets. Without a
+/// new root (`plan` without `--newroot`) they are taken to be present under `/sysroot`.
+fn read_newroot<S: System>(config: &Config, newroot: Option<&Path>, sys: &mut S) -> NewRoot {
+    let Some(path) = newroot else { return NewRoot::assumed("/sysroot") };
+    let mut dirs = Vec::new();
+    for d in std::iter::once(&config.mount).chain(&config.bind) {
+        match sys.dir_state(&under(path, d)) {
+            Ok(state) => dirs.push((d.clone(), state)),
+            Err(e) => {
+                log::warn!("{e}; taking the new root's directories to be present");
+                return NewRoot { read: false, ..NewRoot::assumed(path) };
+            }
+        }
+    }
+    NewRoot { path: path.to_path_buf(), dirs, read: true }
+}
+
+/// The volume of this name, if it is live already, as the kernel shows it.
+fn live<S: System>(config: &Config, root: &NewRoot, sys: &mut S) -> Option<Live> {
+    let dev = sys.dm_dev(&config.name).ok().flatten()?;
+    log::info!("/dev/mapper/{} ({dev}) is already live", config.name);
+    let targets = match sys.dm_table(&config.name) {
+        Ok(t) => t.iter().map(|l| l.target_type.clone()).collect(),
+        Err(e) => {
+            log::error!("{e}");
+            vec!["(table unreadable)".to_string()]
+        }
+    };
+    let data_name = format!("{}-data", config.name);
+    let data = match sys.dm_dev(&data_name) {
+        Ok(Some(_)) => data_name,
+        _ => config.name.clone(),
+    };
+    let mount = under(&root.path, &config.mount);
+    let mounted = sys.is_mountpoint(&mount).unwrap_or(false);
+    Some(Live { dev, targets, data, mounted })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::Probe;
+
+    #[test]
+    fn only_candidate_disks_are_probed() {
+        let host = Host::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws"));
+        let disks = discover(&host, &Config::default()).unwrap();
+        let probe = |name: &str| disks.iter().find(|d| d.name == name).unwrap().probe.clone();
+        assert_eq!(probe("nvme1n1"), Probe::Clean, "instance store: probed");
+        assert_eq!(probe("nvme0n1"), Probe::NotProbed, "the EBS root disk is never read");
+    }
+}

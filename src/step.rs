@@ -1,0 +1,217 @@
+//! PURE: the steps of a plan. Each is a plain value with everything setup needs to take it, and
+//! prints as the command or table it is: `ephemcrypt plan` shows these very values and setup
+//! (`execute.rs`) interprets them, one by one; there is no second description of what setup does.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::Fs;
+use crate::dm::Target;
+use crate::json::Value;
+use crate::units::Bytes;
+
+/// How the key of a crypt mapping reaches the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyPath {
+    /// A logon key in the process keyring, named in the table, invalidated after the load.
+    Keyring,
+    /// Old kernels: hex in the table, loaded with DM_SECURE_DATA_FLAG.
+    HexTable,
+}
+
+impl KeyPath {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            KeyPath::Keyring => "logon",
+            KeyPath::HexTable => "hex",
+        }
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            KeyPath::Keyring => "kernel keyring (logon), never stored",
+            KeyPath::HexTable => "hex key in the dm table (kernel lacks keyring keys), never stored",
+        }
+    }
+}
+
+/// A device-mapper mapping to make: create it, load its table, resume it, give it a
+/// /dev/mapper node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mapping {
+    pub(crate) name: String,
+    pub(crate) uuid: String,
+    /// The table, with the placeholders of `dm::table` (`KEY`, `/dev/mapper/<earlier mapping>`).
+    pub(crate) table: Vec<Target>,
+    /// For a crypt mapping: how the key made at this step reaches the kernel.
+    pub(crate) key: Option<(KeyPath, u32)>,
+}
+
+/// One step of setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    Mapping(Mapping),
+    /// Write a swap signature for `len` bytes on the mapping `device`, then swapon it.
+    Swap {
+        device: String,
+        len: Bytes,
+    },
+    /// Run a program (mkfs), exactly this argv; `argv[0]` is looked up on PATH.
+    Mkfs {
+        fs: Fs,
+        argv: Vec<String>,
+    },
+    /// Remount the mount at `path` read-only or read-write, keeping its other flags (`options`).
+    Remount {
+        path: PathBuf,
+        read_only: bool,
+        options: Vec<String>,
+    },
+    /// Create a directory (mode 0755; its parents too).
+    Mkdir {
+        path: PathBuf,
+    },
+    /// Mount the mapping's device `source` at `target`.
+    Mount {
+        source: PathBuf,
+        target: PathBuf,
+        fs: Fs,
+        options: Vec<String>,
+    },
+    /// Copy the directory skeleton of `target` (directories with owner, mode, ACLs and security
+    /// labels; no files) to `source`, then bind-mount `source` over `target`.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    /// Mount a tmpfs over `target`, with the directory's own mode and owner (the failure policy).
+    Tmpfs {
+        target: PathBuf,
+    },
+    /// Write the status document.
+    Status {
+        path: PathBuf,
+    },
+}
+
+/// Options of every mount of the volume: no set-uid programs, no device nodes from it.
+pub(crate) const MOUNT_OPTIONS: [&str; 2] = ["nosuid", "nodev"];
+
+impl Step {
+    /// A short name for logs and the status' timings: what and on what.
+    pub(crate) fn title(&self) -> String {
+        match self {
+            Step::Mapping(m) => match &m.key {
+                Some(_) => format!("crypt mapping {}", m.name),
+                None => format!("mapping {}", m.name),
+            },
+            Step::Swap { device, .. } => format!("swap on /dev/mapper/{device}"),
+            Step::Mkfs { fs, argv } => format!("mkfs {} on {}", fs.name(), argv.last().map_or("", String::as_str)),
+            Step::Remount { path, read_only, .. } => {
+                format!("remount {} {}", path.display(), if *read_only { "read-only" } else { "read-write" })
+            }
+            Step::Mkdir { path } => format!("mkdir {}", path.display()),
+            Step::Mount { target, .. } => format!("mount {}", target.display()),
+            Step::Bind { target, .. } => format!("bind {}", target.display()),
+            Step::Tmpfs { target } => format!("tmpfs on {}", target.display()),
+            Step::Status { path } => format!("write {}", path.display()),
+        }
+    }
+
+    /// The step as `plan --json` shows it.
+    pub(crate) fn to_json(&self) -> Value {
+        let path = |p: &PathBuf| Value::from(p.display().to_string());
+        let kind = |k: &str| ("kind", Value::from(k));
+        match self {
+            Step::Mapping(m) => Value::obj([
+                kind("mapping"),
+                ("name", m.name.as_str().into()),
+                ("uuid", m.uuid.as_str().into()),
+                ("table", m.table.iter().map(ToString::to_string).collect::<Vec<_>>().into()),
+                ("key", m.key.map(|(k, _)| k.name()).into()),
+            ]),
+            Step::Swap { device, len } => Value::obj([
+                kind("swap"),
+                ("device", format!("/dev/mapper/{device}").into()),
+                ("size_bytes", len.0.into()),
+            ]),
+            Step::Mkfs { fs, argv } => {
+                Value::obj([kind("mkfs"), ("fs", fs.name().into()), ("argv", argv.clone().into())])
+            }
+            Step::Remount { path: p, read_only, options } => Value::obj([
+                kind("remount"),
+                ("path", path(p)),
+                ("options", remount_options(*read_only, options).into()),
+            ]),
+            Step::Mkdir { path: p } => Value::obj([kind("mkdir"), ("path", path(p))]),
+            Step::Mount { source, target, fs, options } => Value::obj([
+                kind("mount"),
+                ("source", path(source)),
+                ("target", path(target)),
+                ("fstype", fs.name().into()),
+                ("options", options.clone().into()),
+            ]),
+            Step::Bind { source, target } => {
+                Value::obj([kind("bind"), ("source", path(source)), ("target", path(target))])
+            }
+            Step::Tmpfs { target } => Value::obj([kind("tmpfs"), ("target", path(target))]),
+            Step::Status { path: p } => Value::obj([kind("status"), ("path", path(p))]),
+        }
+    }
+}
+
+/// `rw,nosuid,…` or `ro,nosuid,…`: the options a remount passes.
+pub(crate) fn remount_options(read_only: bool, kept: &[String]) -> Vec<String> {
+    std::iter::once(if read_only { "ro" } else { "rw" }.to_string()).chain(kept.iter().cloned()).collect()
+}
+
+/// The step as the command it is (multi-line for a mapping: its table lines follow, indented).
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Mapping(m) => {
+                write!(f, "create mapping {} (uuid {}) with table:", m.name, m.uuid)?;
+                for t in &m.table {
+                    write!(f, "\n        {t}")?;
+                }
+                match m.key {
+                    Some((KeyPath::Keyring, bits)) => write!(
+                        f,
+                        "\n      KEY: {bits} bits from getrandom(2), in a logon key of the process keyring that is \
+                         invalidated right after the load; never stored"
+                    ),
+                    Some((KeyPath::HexTable, bits)) => write!(
+                        f,
+                        "\n      KEY: {bits} bits from getrandom(2), in hex in the table (this kernel's dm-crypt \
+                         takes no keyring keys), loaded with DM_SECURE_DATA_FLAG; never stored"
+                    ),
+                    None => Ok(()),
+                }
+            }
+            Step::Swap { device, len } => {
+                write!(f, "write a swap signature for {len} on /dev/mapper/{device}; swapon /dev/mapper/{device}")
+            }
+            Step::Mkfs { argv, .. } => f.write_str(&argv.join(" ")),
+            Step::Remount { path, read_only, options } => {
+                write!(f, "mount -o remount,{} {}", remount_options(*read_only, options).join(","), path.display())
+            }
+            Step::Mkdir { path } => write!(f, "mkdir -p -m 0755 {}", path.display()),
+            Step::Mount { source, target, fs, options } => {
+                write!(f, "mount -t {} -o {} {} {}", fs.name(), options.join(","), source.display(), target.display())
+            }
+            Step::Bind { source, target } => write!(
+                f,
+                "copy the directories of {t} (owner, mode, ACLs, labels; no files) to {s}; mount --bind {s} {t}",
+                s = source.display(),
+                t = target.display()
+            ),
+            Step::Tmpfs { target } => write!(
+                f,
+                "mount -t tmpfs -o {},mode=M,uid=U,gid=G tmpfs {} (M, U, G: the directory's own)",
+                MOUNT_OPTIONS.join(","),
+                target.display()
+            ),
+            Step::Status { path } => write!(f, "write {}", path.display()),
+        }
+    }
+}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::config::OnFailure;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::status::{SetupResult, Status, StatusError, STATUS_PATH};
-use crate::system::{LinuxSystem, System};
+use crate::status::SetupResult;
+use crate::system::LinuxSystem;
 
 pub(crate) const USAGE: &str = "\
 ephemcrypt: encrypt ephemeral disks at boot with a key nobody keeps
@@ -178,19 +178,7 @@ fn setup(c: &Common, newroot: &Path) -> Result<u8> {
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.
 fn status(c: &Common) -> Result<(String, u8)> {
-    let host = Host::new(&c.host);
-    let path = host.path(STATUS_PATH);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::os("read status (has setup run in this boot?)", path.display(), e))?;
-    let bad = |why: StatusError| Error::Status { path: path.display().to_string(), why };
-    let mut status: Status = crate::status::parse(&text).map_err(bad)?;
-    // Without the control device (not root, no device-mapper) liveness stays unknown.
-    if host.path("/dev/mapper/control").exists() {
-        let mut sys = LinuxSystem::observer(&c.host);
-        for m in &mut status.mappings {
-            m.live = sys.dm_dev(&m.name).ok().map(|d| d.is_some());
-        }
-    }
+    let status = crate::setup::status(&Host::new(&c.host), &mut LinuxSystem::observer(&c.host))?;
     let out = if c.json { status.to_json().pretty() } else { status.render() };
     Ok((out, if status.mapping_gone() { 1 } else { 0 }))
 }

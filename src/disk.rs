@@ -82,6 +82,8 @@ pub(crate) struct Mount {
     pub(crate) fstype: String,
     /// The per-mount options, e.g. `ro,nosuid,relatime`.
     pub(crate) options: String,
+    /// The file system's own options (mountinfo only), e.g. `rw,lazytime,errors=remount-ro`.
+    pub(crate) super_options: String,
 }
 
 impl Mount {
@@ -89,11 +91,15 @@ impl Mount {
         self.options.split(',').any(|o| o == "ro")
     }
 
-    /// The per-mount flags a remount must keep (`nosuid`, `nodev`, `noexec`, `noatime`,
-    /// `nodiratime`, `relatime`), without `ro`/`rw`.
+    /// The flags a remount must keep, without `ro`/`rw`: the per-mount ones (`nosuid`, `nodev`,
+    /// `noexec`, `noatime`, `nodiratime`, `relatime`, `nosymfollow`) and the file system's
+    /// (`lazytime`, `sync`, `dirsync`), which a plain remount would otherwise clear.
     pub(crate) fn kept_flags(&self) -> Vec<String> {
-        const KEPT: [&str; 6] = ["nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime"];
-        self.options.split(',').filter(|o| KEPT.contains(o)).map(str::to_string).collect()
+        const MOUNT: [&str; 7] = ["nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime", "nosymfollow"];
+        const SUPER: [&str; 3] = ["lazytime", "sync", "dirsync"];
+        let mount = self.options.split(',').filter(|o| MOUNT.contains(o));
+        let fs = self.super_options.split(',').filter(|o| SUPER.contains(o));
+        mount.chain(fs).map(str::to_string).collect()
     }
 }
 
@@ -113,6 +119,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
                 options: f[5].to_string(),
                 fstype: f.get(sep + 1)?.to_string(),
                 source: unescape_octal(f.get(sep + 2)?),
+                super_options: f.get(sep + 3).unwrap_or(&"").to_string(),
             })
         })
         .collect()
@@ -130,6 +137,7 @@ pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
                 target: PathBuf::from(unescape_octal(target)),
                 fstype: fstype.to_string(),
                 options: options.to_string(),
+                super_options: String::new(),
             })
         })
         .collect()
@@ -152,9 +160,10 @@ pub(crate) fn mount_holding<'a>(mounts: &'a [Mount], path: &std::path::Path) -> 
 pub(crate) enum DirState {
     /// It is there (or could not be looked at: the step that needs it reports that).
     Present,
-    /// It is missing; `read_only` is the read-only mount that would hold it, which must be made
-    /// writable for a moment to create it.
-    Missing { read_only: Option<Mount> },
+    /// It is missing, and so are the `depth - 1` directories above it (`depth` ≥ 1: the parent
+    /// exists when it is 1); `read_only` is the read-only mount that would hold it, which must be
+    /// made writable for a moment to create it.
+    Missing { depth: usize, read_only: Option<Mount> },
 }
 
 /// The new root as setup finds it: where it is mounted and the state of each directory setup
@@ -187,7 +196,7 @@ mod tests {
     const MOUNTINFO: &str = "\
 22 1 259:1 / / rw,relatime shared:1 - xfs /dev/root rw
 23 22 0:5 / /dev rw,nosuid master:2 - devtmpfs devtmpfs rw,size=4k
-40 22 259:2 / /sysroot ro,nosuid,nodev,relatime - ext4 /dev/vda rw
+40 22 259:2 / /sysroot ro,nosuid,nodev,relatime - ext4 /dev/vda rw,lazytime
 41 40 0:40 / /sysroot/data\\040disk rw,noatime shared:7 master:8 - tmpfs none rw
 bad line
 ";
@@ -201,7 +210,7 @@ bad line
         assert_eq!(m[3].target, Path::new("/sysroot/data disk"));
         assert_eq!((m[3].fstype.as_str(), m[3].source.as_str()), ("tmpfs", "none"));
         assert!(m[2].read_only() && !m[0].read_only());
-        assert_eq!(m[2].kept_flags(), ["nosuid", "nodev", "relatime"]);
+        assert_eq!(m[2].kept_flags(), ["nosuid", "nodev", "relatime", "lazytime"]);
     }
 
     #[test]

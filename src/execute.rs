@@ -1,16 +1,17 @@
 //! The step interpreter: take a plan's steps in order through a [`System`], pushing one undo entry
 //! for each thing made. On a failure, undo everything in reverse order, then take the failure
-//! policy's steps. The key lives only inside [`Run::mapping`]: it is handed to the kernel and
-//! dropped (wiped) before the next step.
+//! policy's steps. The key lives only inside [`Run::load_with_key`]: it is handed to the kernel
+//! and dropped (wiped) before the step ends.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::config::OnFailure;
 use crate::dm::{CryptKey, Target};
 use crate::error::{Error, Result};
 use crate::key::KeySerial;
-use crate::plan::{Plan, State};
-use crate::status::{MappingStatus, SetupResult, Status, Timing, VolumeStatus};
+use crate::plan::{state_reason, Assessed, Plan, State, Volume};
+use crate::status::{DiskStatus, MappingStatus, SetupResult, Status, Timing, VolumeStatus};
 use crate::step::{KeyPath, Mapping, Step};
 use crate::system::System;
 use crate::units::DevNo;
@@ -27,7 +28,7 @@ enum Undo {
     Key(KeySerial),
     Swap(String),
     Mount(PathBuf),
-    /// A directory we created in the new root (a mount point or bind target).
+    /// A directory we created in the new root (a mount point or bind target, or a parent).
     Dir(PathBuf),
     /// A remount: undone by remounting back.
     Remount {
@@ -44,11 +45,34 @@ enum Undo {
 const REMOVE_TRIES: u32 = 25;
 const REMOVE_RETRY_MS: u64 = 200;
 
+fn disk_status(a: &Assessed) -> DiskStatus {
+    DiskStatus {
+        name: a.disk.name.clone(),
+        path: a.disk.path.display().to_string(),
+        dev: a.disk.dev.to_string(),
+        model: a.disk.model.clone(),
+        serial: a.disk.serial.clone(),
+        size_bytes: a.disk.size.0,
+        used: a.verdict.is_use(),
+        reason: a.verdict.reason(),
+    }
+}
+
+fn volume_status(v: &Volume) -> VolumeStatus {
+    VolumeStatus {
+        cipher: v.crypt.cipher.clone(),
+        key_bits: v.crypt.key_bits,
+        sector_size: v.crypt.sector_size,
+        flags: v.crypt.flags.clone(),
+        fs: v.fs.name().to_string(),
+    }
+}
+
 /// The result when every step is taken.
 fn success(plan: &Plan) -> (SetupResult, String) {
     match &plan.state {
         State::Disabled => (SetupResult::Disabled, "rd.ephemcrypt=0".into()),
-        State::Absent => (SetupResult::Absent, crate::plan::state_reason(&plan.state)),
+        State::Absent => (SetupResult::Absent, state_reason(&plan.state)),
         State::Live(_) => (SetupResult::Ok, "already set up in this boot".into()),
         State::Ready(v) => (SetupResult::Ok, format!("{} disk(s) encrypted", v.members.len())),
         _ => (SetupResult::Failed, String::new()),
@@ -60,8 +84,8 @@ fn success(plan: &Plan) -> (SetupResult, String) {
 pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>) -> Status {
     let (result, reason) = success(plan);
     let status = Status {
-        disks: plan.disks.iter().map(Into::into).collect(),
-        volume: plan.volume().map(VolumeStatus::from),
+        disks: plan.disks.iter().map(disk_status).collect(),
+        volume: plan.volume().map(volume_status),
         already_active: matches!(plan.state, State::Live(_)),
         steps: timings,
         ..Status::new(result, reason)
@@ -80,9 +104,17 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
         let r = run.step(step);
         let ms = run.sys.now_ms().saturating_sub(t);
         run.status.steps.push(Timing { step: title.clone(), ms });
-        if let Err(e) = r {
-            log::error!("step '{title}' failed: {e}");
-            return run.fail(plan, e.to_string(), Some(title));
+        match r {
+            Ok(()) => {}
+            // With no volume at stake, a status that cannot be written is only reported: a
+            // failure here would only make the policy mount tmpfs over a root that is fine.
+            Err(e) if matches!(step, Step::Status { .. }) && plan.volume().is_none() => {
+                log::error!("step '{title}' failed: {e}");
+            }
+            Err(e) => {
+                log::error!("step '{title}' failed: {e}");
+                return run.fail(plan, e.to_string(), Some(title));
+            }
         }
     }
     match run.status.result {
@@ -149,14 +181,14 @@ impl<S: System> Run<'_, S> {
                 self.status.tmpfs.push(self.in_root(target));
                 Ok(())
             }
-            Step::Status { .. } => self.sys.write_status(&self.status.to_json().pretty()),
+            Step::Status { path } => self.sys.write_status(path, &self.status.to_json().pretty()),
         }
     }
 
     /// Create a mapping, load its table (making the key first for a crypt table), make it live,
     /// give it a /dev/mapper node.
     fn mapping(&mut self, m: &Mapping) -> Result<()> {
-        let made = self.made.clone();
+        let made = &self.made;
         let table: Vec<Target> = m
             .table
             .iter()
@@ -173,7 +205,9 @@ impl<S: System> Run<'_, S> {
         self.sys.dm_resume(&m.name)?;
         self.made.insert(m.name.clone(), dev);
         if self.sys.make_node(&m.name, dev)? {
-            if let Some(Undo::Mapping { node, .. }) = self.undo.last_mut() {
+            if let Some(Undo::Mapping { node, .. }) =
+                self.undo.iter_mut().rev().find(|u| matches!(u, Undo::Mapping { .. }))
+            {
                 *node = true;
             }
         }
@@ -190,15 +224,19 @@ impl<S: System> Run<'_, S> {
                 let (serial, description) = self.sys.add_logon_key(&format!("ephemcrypt:{name}"), &key)?;
                 drop(key);
                 self.undo.push(Undo::Key(serial));
-                let table: Vec<Target> = table
-                    .iter()
-                    .map(|t| t.with_key(CryptKey::Logon { bytes, description: description.clone() }))
-                    .collect();
+                let logon = CryptKey::Logon { bytes, description };
+                let table: Vec<Target> = table.iter().map(|t| t.with_key(logon.clone())).collect();
                 let loaded = self.sys.dm_load(name, &table, true);
-                // dm-crypt copied the key at load; the keyring entry goes whatever happened (if
-                // this fails too, the rollback tries again).
-                self.sys.invalidate_key(serial)?;
-                self.undo.pop();
+                // dm-crypt copied the key at load; the keyring entry goes whatever happened. If it
+                // cannot, the undo entry stays and the rollback tries again; the load's own error,
+                // if any, is the one to report.
+                match self.sys.invalidate_key(serial) {
+                    Ok(()) => {
+                        self.undo.pop();
+                    }
+                    Err(e) if loaded.is_ok() => return Err(e),
+                    Err(e) => log::error!("{e}"),
+                }
                 loaded?;
             }
             KeyPath::HexTable => {
@@ -228,16 +266,22 @@ impl<S: System> Run<'_, S> {
         self.sys.dm_remove(name)
     }
 
-    /// Undo in reverse order; returns what could not be undone.
-    fn rollback(&mut self) -> Vec<String> {
-        let mut left = Vec::new();
+    /// Undo in reverse order; returns what could not be undone, and the mappings still there.
+    fn rollback(&mut self) -> (Vec<String>, Vec<String>) {
+        let (mut left, mut mappings) = (Vec::new(), Vec::new());
         while let Some(u) = self.undo.pop() {
             log::info!("undo: {u:?}");
             let r = match &u {
-                Undo::Mapping { name, node } => {
-                    let n = if *node { self.sys.remove_node(name) } else { Ok(()) };
-                    n.and_then(|()| self.remove_mapping(name))
-                }
+                // The mapping first: its node goes only with it (a node of a live mapping is
+                // still of use, and a failed node removal must not keep the mapping).
+                Undo::Mapping { name, node } => match self.remove_mapping(name) {
+                    Ok(()) if *node => self.sys.remove_node(name),
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        mappings.push(name.clone());
+                        Err(e)
+                    }
+                },
                 Undo::Key(serial) => self.sys.invalidate_key(*serial),
                 Undo::Swap(name) => self.sys.swapoff(name),
                 Undo::Mount(p) => self.sys.umount(p),
@@ -249,30 +293,42 @@ impl<S: System> Run<'_, S> {
                 left.push(e.to_string());
             }
         }
-        left
+        (left, mappings)
     }
 
     /// Undo everything, then take the failure policy's steps. Each of those is tried on its own:
-    /// one tmpfs that cannot be mounted does not keep the others from being mounted.
+    /// one tmpfs that cannot be mounted does not keep the others from being mounted, and the
+    /// status says which failed.
     fn fail(mut self, plan: &Plan, reason: String, failed_step: Option<String>) -> Status {
-        let cleanup = self.rollback();
+        let (cleanup, left) = self.rollback();
         let reason = if cleanup.is_empty() { reason } else { format!("{reason}; cleanup: {}", cleanup.join("; ")) };
         log::error!("setup failed: {reason}; on-failure={}", plan.on_failure.name());
         let result = match (&plan.state, plan.on_failure) {
-            (State::BadConfig(_), _) | (_, crate::config::OnFailure::Halt) => SetupResult::Failed,
+            (State::BadConfig(_), _) | (_, OnFailure::Halt) => SetupResult::Failed,
             _ => SetupResult::Degraded,
         };
-        // Everything made was undone: only the disks, the layout and the timings still hold.
-        self.status = Status {
-            failed_step,
-            disks: std::mem::take(&mut self.status.disks),
-            volume: self.status.volume.take(),
-            steps: std::mem::take(&mut self.status.steps),
-            ..Status::new(result, reason)
-        };
+        // Everything made was undone: the disks (none taken now), the layout, the timings and
+        // whatever could not be undone still hold.
+        let before = std::mem::replace(&mut self.status, Status::new(result, reason));
+        self.status.failed_step = failed_step.clone();
+        self.status.volume = before.volume;
+        self.status.steps = before.steps;
+        self.status.mappings = before.mappings.into_iter().filter(|m| left.contains(&m.name)).collect();
+        self.status.disks = before.disks;
+        for d in self.status.disks.iter_mut().filter(|d| d.used) {
+            d.used = false;
+            d.reason = match &failed_step {
+                Some(step) => format!("taken, but setup failed at '{step}' and was undone"),
+                None => "eligible, but setup failed".into(),
+            };
+        }
+        // The status write comes last, after what the policy did is known.
         for step in &plan.fallback {
             if let Err(e) = self.step(step) {
                 log::error!("{}: {e}", step.title());
+                if !matches!(step, Step::Status { .. }) {
+                    self.status.reason = format!("{}; on-failure: {}: {e}", self.status.reason, step.title());
+                }
             }
         }
         // What the fallback made stays: it is the protection.

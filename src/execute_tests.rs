@@ -5,13 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
-use super::execute;
-use crate::config::Config;
-use crate::disk::{DirState, NewRoot};
 use crate::fake::{add_disk, Fake, Tree, PLANTED};
 use crate::host::Host;
 use crate::json::Value;
-use crate::plan::{self, Caps, Facts, Plan};
 use crate::setup::{setup, show};
 use crate::status::{self, SetupResult, Status};
 use crate::system::LinuxSystem;
@@ -89,6 +85,7 @@ fn order_of_operations_two_disks_with_swap() {
         "make_swap ephemcrypt-swap 4294967296",
         "swapon ephemcrypt-swap",
         "run mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt-data",
+        "mkdir /sysroot/mnt",
         "mkdir /sysroot/mnt/ephemcrypt",
         "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev",
         "copy_skeleton /sysroot/var/log /sysroot/mnt/ephemcrypt/var/log",
@@ -141,14 +138,8 @@ fn one_disk_no_swap_is_crypt_directly_on_the_disk() {
     assert!(fake.calls.contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev".to_string()));
 }
 
-/// The plan a fixture host gets from `ephemcrypt plan` (the observer, no kernel), as JSON.
-fn printed_plan(host: &Host, newroot: &Path) -> Value {
-    let plan = show(host, None, Some(newroot), &mut LinuxSystem::observer(host.path("/"))).unwrap();
-    crate::json::parse(&plan.to_json().pretty()).unwrap()
-}
-
-/// Fill a printed table line's placeholders from what the fake made: `KEY` with the logon key
-/// reference, `/dev/mapper/NAME` with that mapping's number.
+/// Fill a printed table line's placeholders from what the fake made: `KEY` with the key as the
+/// table carries it, `/dev/mapper/NAME` with that mapping's number.
 fn filled(line: &str, fake: &Fake, key: &str) -> String {
     line.split(' ')
         .map(|w| match w {
@@ -162,147 +153,174 @@ fn filled(line: &str, fake: &Fake, key: &str) -> String {
         .join(" ")
 }
 
-/// For every fixture host: the steps `plan` prints are, one for one, the calls setup makes. Each
-/// mapping's loaded table is the printed one with its placeholders filled; mkfs runs the printed
-/// argv; mounts, binds and the status write are the printed ones, in the printed order.
+/// A fake machine for the fixture comparison: the new root at /sysroot with the default bind
+/// targets, read-only or not; dm-crypt with or without keyring keys.
+fn fixture_fake(read_only: bool, crypt: [u32; 3]) -> Fake {
+    let dirs = ["/", "/sysroot", "/sysroot/var", "/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"];
+    Fake {
+        dirs: dirs.iter().map(PathBuf::from).collect(),
+        read_only: if read_only { [PathBuf::from(SYSROOT)].into() } else { Default::default() },
+        crypt_version: Some(crypt),
+        ..Fake::new()
+    }
+}
+
+/// Walk the printed steps along the calls: each step is its calls, in order, with nothing left
+/// over. Mapping tables are compared with their placeholders filled in.
+fn check_steps_are_calls(name: &str, steps: &[Value], fake: &Fake, calls: &[String]) {
+    let mut calls = calls.iter().map(String::as_str);
+    let mut next = |prefix: &str| -> String {
+        let c = calls.next().unwrap_or_else(|| panic!("{name}: no call left for {prefix}"));
+        assert!(c.starts_with(prefix), "{name}: expected {prefix}…, got {c}");
+        c[prefix.len()..].to_string()
+    };
+    let s = |v: &Value, k: &str| v.get(k).unwrap().as_str().unwrap().to_string();
+    let strs = |v: &Value, k: &str| -> Vec<String> {
+        v.get(k).unwrap().as_array().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    };
+    for step in steps {
+        match step.get("kind").unwrap().as_str().unwrap() {
+            "mapping" => {
+                let mname = s(step, "name");
+                assert_eq!(next("dm_create "), format!("{mname} {}", s(step, "uuid")));
+                let key = match step.get("key").unwrap().as_str() {
+                    Some("logon") => {
+                        next("make_key ");
+                        format!(":64:logon:{}", next("add_logon_key "))
+                    }
+                    Some("hex") => {
+                        next("make_key ");
+                        format!("{PLANTED:02x}").repeat(64)
+                    }
+                    _ => String::new(),
+                };
+                let shown: Vec<String> = strs(step, "table")
+                    .iter()
+                    .map(|l| filled(l, fake, if key.len() == 128 { "<redacted>" } else { &key }))
+                    .collect();
+                let loaded = next(&format!("dm_load {mname} "));
+                assert_eq!(loaded.split_once(' ').unwrap().1, shown.join(" | "), "{name}");
+                let lines: Vec<String> = strs(step, "table").iter().map(|l| filled(l, fake, &key)).collect();
+                assert_eq!(fake.loaded[&mname], lines, "{name}: as dmsetup table shows it");
+                if key.starts_with(':') {
+                    next("invalidate_key ");
+                }
+                assert_eq!(next("dm_resume "), mname);
+                assert_eq!(next("make_node "), mname);
+            }
+            "swap" => {
+                let dev = s(step, "device");
+                let dev = dev.strip_prefix("/dev/mapper/").unwrap();
+                let Some(Value::Num(size)) = step.get("size_bytes") else { panic!("{name}: swap size") };
+                assert_eq!(next("make_swap "), format!("{dev} {size}"));
+                assert_eq!(next("swapon "), dev);
+            }
+            "mkfs" => assert_eq!(next("run "), strs(step, "argv").join(" ")),
+            "remount" => {
+                let opts = strs(step, "options");
+                let (how, kept) = opts.split_first().unwrap();
+                assert_eq!(next("remount "), format!("{} {how} {}", s(step, "path"), kept.join(",")));
+            }
+            "mkdir" => assert_eq!(next("mkdir "), s(step, "path")),
+            "mount" => {
+                let want = [s(step, "source"), s(step, "target"), s(step, "fstype"), strs(step, "options").join(",")];
+                assert_eq!(next("mount "), want.join(" "));
+            }
+            "bind" => {
+                assert_eq!(next("copy_skeleton "), format!("{} {}", s(step, "target"), s(step, "source")));
+                assert_eq!(next("bind "), format!("{} {}", s(step, "source"), s(step, "target")));
+            }
+            "tmpfs" => assert_eq!(next("tmpfs "), s(step, "target")),
+            "status" => assert_eq!(next("write_status"), ""),
+            other => panic!("{name}: unknown step {other}"),
+        }
+    }
+    assert_eq!(calls.next(), None, "{name}: a call that no printed step accounts for");
+}
+
+/// For every fixture host, configuration, root (writable, read-only) and kernel (keyring keys or
+/// hex): the steps `plan` prints are, one for one, the calls setup makes. Each mapping's loaded
+/// table is the printed one with its placeholders filled; mkfs runs the printed argv; remounts,
+/// directories, mounts, binds and the status write are the printed ones, in the printed order.
+/// And after a failure at mkfs, what follows the rollback is the printed failure policy.
 #[test]
 fn printed_steps_are_the_calls_setup_makes_on_every_fixture_host() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let conf = std::env::temp_dir().join(format!("ephemcrypt-fixture-conf-{}", std::process::id()));
     let mut checked = 0;
     for entry in std::fs::read_dir(&fixtures).unwrap() {
         let host_dir = entry.unwrap().path();
         if !host_dir.join("sys/block").is_dir() {
             continue;
         }
-        for config in ["", "swap = 10%", "fs = xfs\nmount = /ephemeral\nbind = /var/log"] {
-            let newroot = std::env::temp_dir().join(format!("ephemcrypt-newroot-{}-{checked}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&newroot);
-            for d in ["var/log", "tmp", "var/tmp"] {
-                std::fs::create_dir_all(newroot.join(d)).unwrap();
-            }
-            let conf = newroot.join("ephemcrypt.conf");
-            std::fs::write(&conf, config).unwrap();
-            let host = Host::new(&host_dir);
-            let plan = show(&host, Some(&conf), Some(&newroot), &mut LinuxSystem::observer(&host_dir)).unwrap();
-            let printed = crate::json::parse(&plan.to_json().pretty()).unwrap();
-            let mut fake = Fake {
-                dirs: [newroot.join("var/log"), newroot.join("tmp"), newroot.join("var/tmp")].into(),
-                ..Fake::new()
-            };
-            let status = setup(&host, Some(&conf), &newroot, &mut fake).1;
-            let name = host_dir.file_name().unwrap().to_string_lossy().into_owned();
-            let steps = printed.get("steps").unwrap().as_array();
-            if printed.get("state").unwrap().as_str() != Some("ready") {
-                assert_eq!(steps.len(), 1, "{name}: only the status");
-                assert_eq!(fake.calls.last().map(String::as_str), Some("write_status"));
-                std::fs::remove_dir_all(&newroot).unwrap();
-                continue;
-            }
-            assert_eq!(status.result, SetupResult::Ok, "{name}: {}", status.reason);
-            let mut calls = fake.calls.iter().filter(|c| *c != "crypt_version").map(String::as_str);
-            let mut next = |prefix: &str| -> String {
-                let c = calls.next().unwrap_or_else(|| panic!("{name}: no call left for {prefix}"));
-                assert!(c.starts_with(prefix), "{name}: expected {prefix}…, got {c}");
-                c[prefix.len()..].to_string()
-            };
-            let s = |v: &Value, k: &str| v.get(k).unwrap().as_str().unwrap().to_string();
-            for step in steps {
-                match step.get("kind").unwrap().as_str().unwrap() {
-                    "mapping" => {
-                        let mname = s(step, "name");
-                        assert_eq!(next("dm_create "), format!("{mname} {}", s(step, "uuid")));
-                        let key = if step.get("key") == Some(&Value::Str("logon".into())) {
-                            next("make_key ");
-                            let desc = next("add_logon_key ");
-                            format!(":64:logon:{desc}")
-                        } else {
-                            String::new()
-                        };
-                        let loaded = next(&format!("dm_load {mname} "));
-                        let lines: Vec<String> = step
-                            .get("table")
-                            .unwrap()
-                            .as_array()
-                            .iter()
-                            .map(|l| filled(l.as_str().unwrap(), &fake, &key))
-                            .collect();
-                        assert_eq!(loaded.split_once(' ').unwrap().1, lines.join(" | "), "{name}");
-                        assert_eq!(fake.loaded[&mname], lines, "{name}: as dmsetup table shows it");
-                        if !key.is_empty() {
-                            next("invalidate_key ");
-                        }
-                        assert_eq!(next("dm_resume "), mname);
-                        assert_eq!(next("make_node "), mname);
-                    }
-                    "swap" => {
-                        let dev = s(step, "device");
-                        let dev = dev.strip_prefix("/dev/mapper/").unwrap();
-                        assert!(next("make_swap ").starts_with(dev));
-                        assert_eq!(next("swapon "), dev);
-                    }
-                    "mkfs" => {
-                        let argv: Vec<&str> =
-                            step.get("argv").unwrap().as_array().iter().map(|a| a.as_str().unwrap()).collect();
-                        assert_eq!(next("run "), argv.join(" "));
-                    }
-                    "mkdir" => assert_eq!(next("mkdir "), s(step, "path")),
-                    "mount" => {
-                        let opts: Vec<&str> =
-                            step.get("options").unwrap().as_array().iter().map(|a| a.as_str().unwrap()).collect();
-                        let want = [s(step, "source"), s(step, "target"), s(step, "fstype"), opts.join(",")];
-                        assert_eq!(next("mount "), want.join(" "));
-                    }
-                    "bind" => {
-                        assert_eq!(next("copy_skeleton "), format!("{} {}", s(step, "target"), s(step, "source")));
-                        assert_eq!(next("bind "), format!("{} {}", s(step, "source"), s(step, "target")));
-                    }
-                    "status" => assert_eq!(next("write_status"), ""),
-                    other => panic!("{name}: step {other} not expected here"),
+        let host = Host::new(&host_dir);
+        for config in ["", "swap = 10%", "fs = xfs\nmount = /ephemeral\nbind = /var/log,/srv/cache"] {
+            for (read_only, crypt) in [(false, [1, 27, 0]), (true, [1, 27, 0]), (true, [1, 14, 1])] {
+                std::fs::write(&conf, config).unwrap();
+                let name = format!("{} [{config}] ro={read_only} crypt={crypt:?}", host_dir.display());
+                let plan =
+                    show(&host, Some(&conf), Some(Path::new(SYSROOT)), &mut fixture_fake(read_only, crypt)).unwrap();
+                let printed = crate::json::parse(&plan.to_json().pretty()).unwrap();
+                let mut fake = fixture_fake(read_only, crypt);
+                let status = setup(&host, Some(&conf), Path::new(SYSROOT), &mut fake).1;
+                let calls: Vec<String> = fake.calls.iter().filter(|c| *c != "crypt_version").cloned().collect();
+                // A plan that cannot make the volume has only the failure policy to take.
+                let which = if plan.failure().is_some() { "on_failure_steps" } else { "steps" };
+                check_steps_are_calls(&name, printed.get(which).unwrap().as_array(), &fake, &calls);
+                if printed.get("state").unwrap().as_str() != Some("ready") {
+                    continue;
                 }
+                assert_eq!(status.result, SetupResult::Ok, "{name}: {}", status.reason);
+                if read_only {
+                    assert!(fake.read_only.contains(Path::new(SYSROOT)), "{name}");
+                    assert!(calls.iter().any(|c| c.starts_with("remount")), "{name}: no remount on a read-only root");
+                }
+                // A failure at mkfs: the calls after the rollback are the printed policy.
+                let at = fake.calls.iter().position(|c| c.starts_with("run mkfs")).unwrap();
+                let mut failing = Fake { fail_at: Some(at), ..fixture_fake(read_only, crypt) };
+                setup(&host, Some(&conf), Path::new(SYSROOT), &mut failing);
+                let after_undo: Vec<String> = failing
+                    .calls
+                    .iter()
+                    .skip(at + 1)
+                    .skip_while(|c| !c.starts_with("tmpfs") && *c != "write_status")
+                    .cloned()
+                    .collect();
+                check_steps_are_calls(
+                    &name,
+                    printed.get("on_failure_steps").unwrap().as_array(),
+                    &failing,
+                    &after_undo,
+                );
+                checked += 1;
             }
-            assert_eq!(calls.next(), None, "{name}: a call that no printed step accounts for");
-            checked += 1;
-            std::fs::remove_dir_all(&newroot).unwrap();
         }
     }
-    assert!(checked >= 9, "fixture hosts with a volume: {checked}");
+    std::fs::remove_file(&conf).unwrap();
+    assert!(checked >= 24, "fixture cases with a volume: {checked}");
 }
 
-/// The root as dracut mounts it: read-only, without the mount point. The plan makes the mount
-/// point in a read-write window; the fake refuses a mkdir outside one.
-fn read_only_root(config: &str) -> (Tree, Plan) {
-    let tree = two_disks(config);
-    let ro = crate::disk::parse_mountinfo("40 1 254:0 / /sysroot ro,nosuid,relatime - ext4 /dev/vda ro\n");
-    let newroot = NewRoot {
-        path: SYSROOT.into(),
-        dirs: vec![("/mnt/ephemcrypt".into(), DirState::Missing { read_only: Some(ro[0].clone()) })],
-        read: true,
-    };
-    let config = Config::load(Some((Path::new("t.conf"), config)), "").unwrap();
-    let disks = tree.host().disks().unwrap();
-    let disks = disks.into_iter().map(|mut d| {
-        d.probe = crate::disk::Probe::Clean;
-        d
-    });
-    let facts = Facts { disks: disks.collect(), caps: Caps { crypt: Some([1, 27, 0]) }, newroot, live: None };
-    (tree, plan::plan(&config, &facts))
-}
-
+/// The root as dracut mounts it: read-only, without the mount point (nor /mnt).
 fn ro_fake() -> Fake {
     Fake { read_only: [PathBuf::from(SYSROOT)].into(), ..Fake::new() }
 }
 
 #[test]
 fn a_read_only_root_is_writable_only_while_the_mount_point_is_made() {
-    let (_tree, plan) = read_only_root("swap = 4G");
+    let tree = two_disks("swap = 4G");
     let mut fake = ro_fake();
-    let o = execute(&plan, &mut fake, Vec::new());
+    let o = run(&mut fake, &tree);
     assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
     let window: Vec<&str> =
-        fake.calls.iter().map(String::as_str).skip_while(|c| !c.starts_with("remount")).take(3).collect();
+        fake.calls.iter().map(String::as_str).skip_while(|c| !c.starts_with("remount")).take(4).collect();
     assert_eq!(
         window,
-        ["remount /sysroot rw nosuid,relatime", "mkdir /sysroot/mnt/ephemcrypt", "remount /sysroot ro nosuid,relatime"]
+        [
+            "remount /sysroot rw nosuid,nodev",
+            "mkdir /sysroot/mnt",
+            "mkdir /sysroot/mnt/ephemcrypt",
+            "remount /sysroot ro nosuid,nodev"
+        ]
     );
     assert!(fake.read_only.contains(Path::new(SYSROOT)));
 }
@@ -312,28 +330,25 @@ fn a_read_only_root_is_writable_only_while_the_mount_point_is_made() {
 /// its part.
 #[test]
 fn failure_at_every_call_leaves_nothing_behind() {
-    let (_tree, plan) = read_only_root("swap = 4G");
+    let tree = two_disks("swap = 4G");
     let mut reference = ro_fake();
-    execute(&plan, &mut reference, Vec::new());
+    run(&mut reference, &tree);
     let total = reference.calls.len();
     assert!(total > 30, "{total}");
     let targets = ["/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"].map(PathBuf::from);
     let in_root = ["/var/log", "/tmp", "/var/tmp"].map(PathBuf::from);
     for policy in ["tmpfs", "continue", "halt"] {
-        let (_tree, plan) = read_only_root(&format!("swap = 4G\non-failure = {policy}"));
+        let tree = two_disks(&format!("swap = 4G\non-failure = {policy}"));
         for at in 0..total {
             let failed = &reference.calls[at];
             let mut fake = Fake { fail_at: Some(at), ..ro_fake() };
-            let o = execute(&plan, &mut fake, Vec::new());
-            if failed == "write_status" {
-                // The last step: everything is undone, and the failure status cannot be written
-                // either (the fake fails only the one call, so here it can).
-                assert_eq!(o.failed_step.as_deref(), Some("write /run/ephemcrypt/status.json"));
-            }
-            fake.assert_clean(&[SYSROOT], &["/sysroot/mnt/ephemcrypt"]);
+            let o = run(&mut fake, &tree);
+            fake.assert_clean(&[SYSROOT], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
             assert!(o.reason.contains("fake"), "call {at} ({failed}): reason {}", o.reason);
-            assert!(o.failed_step.is_some(), "call {at} ({failed})");
+            // Reading the kernel comes before the plan: no step has failed then.
+            assert_eq!(o.failed_step.is_some(), failed != "crypt_version", "call {at} ({failed})");
             assert!(o.mappings.is_empty() && o.binds.is_empty() && o.swap.is_none() && o.mount.is_none());
+            assert!(o.disks.iter().all(|d| !d.used), "no disk is left marked as used: {:?}", o.disks);
             let written = parse_status(&fake);
             assert_eq!(written, o);
             match policy {
@@ -351,6 +366,36 @@ fn failure_at_every_call_leaves_nothing_behind() {
                     assert!(fake.tmpfs.is_empty());
                 }
             }
+        }
+    }
+}
+
+/// A failure during the rollback itself (each undo call in turn, after a failure at mkfs): the
+/// rest is still undone, the status says what could not be, and a mapping left behind is listed.
+#[test]
+fn a_failed_undo_is_reported_and_the_rest_undone() {
+    let tree = two_disks("swap = 4G");
+    let mut reference = ro_fake();
+    run(&mut reference, &tree);
+    let at = reference.calls.iter().position(|c| c.starts_with("run mkfs")).unwrap();
+    let mut failing = Fake { fail_at: Some(at), ..ro_fake() };
+    run(&mut failing, &tree);
+    let undo_calls: Vec<String> =
+        failing.calls[at + 1..].iter().take_while(|c| !c.starts_with("tmpfs")).cloned().collect();
+    assert!(undo_calls.len() >= 8, "{undo_calls:?}");
+    for (i, call) in undo_calls.iter().enumerate() {
+        let mut fake = Fake { fail_at: Some(at), fail_also: [at + 1 + i].into(), ..ro_fake() };
+        let o = run(&mut fake, &tree);
+        assert!(o.reason.contains("; cleanup: "), "{call}: {}", o.reason);
+        assert_eq!(fake.tmpfs.len(), 3, "{call}: the policy still runs");
+        assert!(fake.keys.is_empty() && fake.swaps.is_empty() || call.starts_with("swapoff"), "{call}");
+        if let Some(name) = call.strip_prefix("dm_remove ") {
+            // The mapping stays, with whatever holds it; the status lists it.
+            assert!(fake.mappings.contains_key(name), "{call}");
+            assert!(o.mappings.iter().any(|m| m.name == name), "{call}: {:?}", o.mappings);
+        } else {
+            assert!(fake.mappings.is_empty(), "{call}: {:?}", fake.mappings);
+            assert!(o.mappings.is_empty());
         }
     }
 }
@@ -421,6 +466,25 @@ fn no_disk_is_absent_and_touches_nothing() {
     assert_eq!(o.result, SetupResult::Absent);
     assert_eq!(fake.calls, ["write_status"], "not even dm-crypt's version is asked for");
     assert!(fake.tmpfs.is_empty());
+}
+
+/// With no volume at stake, a status that cannot be written (a full /run) is only reported: the
+/// root is fine and gets no tmpfs.
+#[test]
+fn a_status_that_cannot_be_written_without_a_volume_changes_nothing() {
+    let tree = Tree::new("");
+    let mut fake = Fake { fail_all: Some("write_status".into()), ..Fake::new() };
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Absent);
+    assert_eq!(fake.calls, ["write_status"]);
+    // With a volume, it is a step like any other: undone, and the policy applies.
+    let tree = two_disks("");
+    let mut fake = Fake { fail_all: Some("write_status".into()), ..Fake::new() };
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert_eq!(o.failed_step.as_deref(), Some("write /run/ephemcrypt/status.json"));
+    fake.assert_clean(&[], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
+    assert_eq!(fake.tmpfs.len(), 3);
 }
 
 #[test]
@@ -598,12 +662,17 @@ fn plan_of_a_fixture_host_shows_tables_argv_and_mounts() {
     let host = Host::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws"));
     let newroot = std::env::temp_dir().join(format!("ephemcrypt-nr-{}", std::process::id()));
     std::fs::create_dir_all(&newroot).unwrap();
-    let p = printed_plan(&host, &newroot);
+    let plan = show(&host, None, Some(&newroot), &mut LinuxSystem::observer(host.path("/"))).unwrap();
+    let p = crate::json::parse(&plan.to_json().pretty()).unwrap();
     let steps = p.get("steps").unwrap().as_array();
     let kinds: Vec<&str> = steps.iter().map(|s| s.get("kind").unwrap().as_str().unwrap()).collect();
-    assert_eq!(
-        kinds,
-        ["mapping", "mapping", "mkfs", "mkdir", "mkdir", "mkdir", "mkdir", "mount", "bind", "bind", "bind", "status"]
-    );
+    // An empty new root: /mnt, /mnt/ephemcrypt, /var, /var/log, /tmp and /var/tmp are made.
+    let mkdirs = ["mkdir"; 6];
+    let want: Vec<&str> = ["mapping", "mapping", "mkfs"]
+        .into_iter()
+        .chain(mkdirs)
+        .chain(["mount", "bind", "bind", "bind", "status"])
+        .collect();
+    assert_eq!(kinds, want);
     std::fs::remove_dir_all(&newroot).unwrap();
 }

@@ -22,6 +22,8 @@ pub(crate) const PLANTED: u8 = 0xA5;
 pub(crate) struct Fake {
     pub(crate) calls: Vec<String>,
     pub(crate) fail_at: Option<usize>,
+    /// More calls to fail, by number (an undo call after the first failure, say).
+    pub(crate) fail_also: BTreeSet<usize>,
     /// Fail every call whose text starts with this, not only one.
     pub(crate) fail_all: Option<String>,
     /// How many more removes of a mapping fail with EBUSY (udev probing it).
@@ -69,11 +71,19 @@ impl Fake {
     /// Record a call; fail it if it is the chosen one.
     fn call(&mut self, what: String) -> Result<()> {
         self.calls.push(what.clone());
-        let chosen = self.fail_at == Some(self.calls.len() - 1);
+        let n = self.calls.len() - 1;
+        let chosen = self.fail_at == Some(n) || self.fail_also.contains(&n);
         if chosen || self.fail_all.as_deref().is_some_and(|p| what.starts_with(p)) {
             return Err(Error::os("fake", what, std::io::Error::from_raw_os_error(libc::EIO)));
         }
         Ok(())
+    }
+
+    fn must_exist(&self, dir: &Path) -> Result<()> {
+        if self.dirs.contains(dir) {
+            return Ok(());
+        }
+        Err(Error::os("mount on", dir.display(), std::io::Error::from_raw_os_error(libc::ENOENT)))
     }
 
     /// Nothing of ours left behind: no mapping, node, key, swap, mount, directory made, and every
@@ -112,6 +122,7 @@ impl System for Fake {
         if self.dirs.contains(path) {
             return Ok(DirState::Present);
         }
+        let depth = path.ancestors().take_while(|a| !self.dirs.contains(*a) && *a != Path::new("/")).count();
         let holder = self.read_only.iter().filter(|m| path.starts_with(m)).max_by_key(|m| m.as_os_str().len());
         let read_only = holder.map(|m| Mount {
             dev: None,
@@ -119,8 +130,9 @@ impl System for Fake {
             target: m.clone(),
             fstype: "ext4".into(),
             options: "ro,nosuid,nodev".into(),
+            super_options: "rw".into(),
         });
-        Ok(DirState::Missing { read_only })
+        Ok(DirState::Missing { depth, read_only })
     }
     fn make_key(&mut self, len: usize) -> Result<Key> {
         self.call(format!("make_key {len}"))?;
@@ -164,9 +176,17 @@ impl System for Fake {
     }
     fn dm_remove(&mut self, name: &str) -> Result<()> {
         self.call(format!("dm_remove {name}"))?;
+        let ebusy = || Error::os("device-mapper remove", name, std::io::Error::from_raw_os_error(libc::EBUSY));
         if let Some(n) = self.busy.get_mut(name).filter(|n| **n > 0) {
             *n -= 1;
-            return Err(Error::os("device-mapper remove", name, std::io::Error::from_raw_os_error(libc::EBUSY)));
+            return Err(ebusy());
+        }
+        // Held by another mapping whose table names it (as the kernel's holders are).
+        let dev = self.mappings.get(name).map(ToString::to_string);
+        let held =
+            |lines: &Vec<String>| lines.iter().any(|l| dev.as_ref().is_some_and(|d| l.split(' ').any(|w| w == d)));
+        if self.loaded.iter().any(|(other, lines)| other != name && held(lines)) {
+            return Err(ebusy());
         }
         self.mappings.remove(name);
         self.live.remove(name);
@@ -213,6 +233,9 @@ impl System for Fake {
         if self.dirs.contains(path) {
             return Ok(false);
         }
+        if !path.parent().is_some_and(|p| self.dirs.contains(p)) {
+            return Err(Error::os("create directory", path.display(), std::io::Error::from_raw_os_error(libc::ENOENT)));
+        }
         if self.read_only.iter().any(|m| path.starts_with(m)) {
             return Err(Error::os("create directory", path.display(), std::io::Error::from_raw_os_error(libc::EROFS)));
         }
@@ -228,11 +251,13 @@ impl System for Fake {
     }
     fn mount(&mut self, source: &Path, target: &Path, fs: Fs, options: &[String]) -> Result<()> {
         self.call(format!("mount {} {} {} {}", source.display(), target.display(), fs.name(), options.join(",")))?;
+        self.must_exist(target)?;
         self.mounts.push(target.into());
         Ok(())
     }
     fn bind(&mut self, source: &Path, target: &Path) -> Result<()> {
         self.call(format!("bind {} {}", source.display(), target.display()))?;
+        self.must_exist(target)?;
         self.mounts.push(target.into());
         Ok(())
     }
@@ -253,7 +278,8 @@ impl System for Fake {
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.call(format!("copy_skeleton {} {}", from.display(), to.display()))
     }
-    fn write_status(&mut self, json: &str) -> Result<()> {
+    fn write_status(&mut self, path: &Path, json: &str) -> Result<()> {
+        assert_eq!(path, Path::new(crate::paths::STATUS_PATH));
         self.call("write_status".into())?;
         self.status = Some(json.into());
         Ok(())

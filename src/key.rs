@@ -8,7 +8,6 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use libc::c_long;
 use nix::errno::Errno;
@@ -106,15 +105,11 @@ fn fill_random(buf: &mut [u8]) -> Result<()> {
     let len = buf.len();
     let what = || format!("{len} key bytes");
     let mut filled = 0;
-    let mut waiting_since = None;
     // One non-blocking try first, only to learn whether we are about to wait and say so. Its
     // output, when it succeeds, comes from the same seeded pool as the blocking call's.
     match sys::getrandom(buf, true) {
         Ok(n) => filled = n,
-        Err(Errno::EAGAIN) => {
-            log::info!("waiting for the kernel random number generator to be seeded");
-            waiting_since = Some(Instant::now());
-        }
+        Err(Errno::EAGAIN) => log::info!("waiting for the kernel random number generator to be seeded"),
         Err(Errno::EINTR) => {}
         Err(e) => return Err(Error::errno("getrandom", what(), e)),
     }
@@ -123,12 +118,6 @@ fn fill_random(buf: &mut [u8]) -> Result<()> {
             Ok(n) => filled += n,
             Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::errno("getrandom", what(), e)),
-        }
-    }
-    if let Some(since) = waiting_since {
-        let waited = since.elapsed();
-        if waited > Duration::from_secs(1) {
-            log::info!("kernel random number generator seeded after {} ms", waited.as_millis());
         }
     }
     Ok(())
@@ -181,14 +170,15 @@ pub(crate) fn invalidate_key(serial: KeySerial) -> Result<()> {
     match sys::keyctl(KEYCTL_INVALIDATE, id, 0) {
         Ok(_) => Ok(()),
         Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => {
-            sys::keyctl(KEYCTL_REVOKE, id, 0).map_err(|e| Error::errno("revoke key", serial.0, e))?;
+            sys::keyctl(KEYCTL_REVOKE, id, 0)
+                .map_err(|e| Error::errno("revoke logon key", format!("(serial {})", serial.0), e))?;
             // The payload is gone once revoked; a failed unlink only leaves an empty husk.
             if let Err(e) = sys::keyctl(KEYCTL_UNLINK, id, KEY_SPEC_PROCESS_KEYRING) {
                 log::warn!("unlink revoked key {} from the process keyring: {e}", serial.0);
             }
             Ok(())
         }
-        Err(e) => Err(Error::errno("invalidate key", serial.0, e)),
+        Err(e) => Err(Error::errno("invalidate logon key", format!("(serial {})", serial.0), e)),
     }
 }
 

@@ -3,6 +3,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
+/// Where setup writes what it did: /run survives switch_root.
+pub(crate) const STATUS_PATH: &str = "/run/ephemcrypt/status.json";
+
 /// `root` + an absolute path inside it: `under("/sysroot", "/var/log")` is `/sysroot/var/log`.
 /// A relative `p` is taken as relative to `root`.
 pub(crate) fn under(root: &Path, p: &Path) -> PathBuf {

@@ -17,8 +17,7 @@ use crate::config::{Config, Fs, OnFailure, SectorSize, Swap, Workqueues};
 use crate::disk::{DirState, Disk, Mount, NewRoot};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
 use crate::json::Value;
-use crate::paths::under;
-use crate::status::STATUS_PATH;
+use crate::paths::{under, STATUS_PATH};
 use crate::step::{KeyPath, Mapping, Step, MOUNT_OPTIONS};
 use crate::units::{Bytes, DevNo, Sectors};
 
@@ -308,7 +307,10 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         State::Ready(v) => volume_steps(v, newroot),
         State::Live(live) if config.fs != Fs::None && !live.mounted => {
             let mount = under(&newroot.path, &config.mount);
-            mount_steps(&live.data, config.fs, &mount, &newroot.path, &config.bind)
+            let dirs: Vec<PathBuf> = std::iter::once(&config.mount).chain(&config.bind).cloned().collect();
+            let mut steps = mkdir_steps(newroot, &dirs);
+            steps.extend(mount_steps(&live.data, config.fs, &mount, &newroot.path, &config.bind));
+            steps
         }
         // A second run leaves the first run's status as it is.
         State::Live(_) => Vec::new(),
@@ -571,15 +573,21 @@ fn mount_steps(data: &str, fs: Fs, mount: &Path, newroot: &Path, binds: &[PathBu
     steps
 }
 
-/// Create the directories of `dirs` (inside the new root) that are missing. Those on a read-only
-/// mount (the root as dracut and most cloud images mount it) are made in a window where that
-/// mount is writable: remount read-write, mkdir, remount read-only; each its own undoable step.
+/// Create the directories of `dirs` (inside the new root) that are missing, one step per directory,
+/// parents first and each once, so that an undo removes exactly what was made. Those on a
+/// read-only mount (the root as dracut and most cloud images mount it) are made in a window where
+/// that mount is writable: remount read-write, mkdir, remount read-only; each its own undoable step.
 fn mkdir_steps(newroot: &NewRoot, dirs: &[PathBuf]) -> Vec<Step> {
     let mut read_only: Vec<Mount> = Vec::new();
-    let mut mkdirs = Vec::new();
+    let mut missing: Vec<PathBuf> = Vec::new();
     for d in dirs {
-        if let DirState::Missing { read_only: ro } = newroot.state(d) {
-            mkdirs.push(Step::Mkdir { path: under(&newroot.path, d) });
+        if let DirState::Missing { depth, read_only: ro } = newroot.state(d) {
+            let chain = d.ancestors().take(depth).collect::<Vec<_>>();
+            for dir in chain.into_iter().rev() {
+                if !missing.iter().any(|m| m == dir) {
+                    missing.push(dir.to_path_buf());
+                }
+            }
             if let Some(m) = ro.filter(|m| !read_only.iter().any(|r| r.target == m.target)) {
                 read_only.push(m);
             }
@@ -588,7 +596,7 @@ fn mkdir_steps(newroot: &NewRoot, dirs: &[PathBuf]) -> Vec<Step> {
     let remount =
         |m: &Mount, ro: bool| Step::Remount { path: m.target.clone(), read_only: ro, options: m.kept_flags() };
     let mut steps: Vec<Step> = read_only.iter().map(|m| remount(m, false)).collect();
-    steps.extend(mkdirs);
+    steps.extend(missing.iter().map(|d| Step::Mkdir { path: under(&newroot.path, d) }));
     steps.extend(read_only.iter().rev().map(|m| remount(m, true)));
     steps
 }
@@ -757,7 +765,8 @@ impl fmt::Display for Plan {
             writeln!(f, "steps:")?;
             list(f, &self.steps)?;
         }
-        if !matches!(self.state, State::Disabled | State::Absent | State::Live(_)) {
+        let live_idle = matches!(self.state, State::Live(_)) && self.steps.is_empty();
+        if !matches!(self.state, State::Disabled | State::Absent) && !live_idle {
             let undo = if self.steps.is_empty() { "" } else { "undo the steps taken, in reverse order, then " };
             writeln!(f, "on failure: {undo}on-failure={}:", self.on_failure.name())?;
             list(f, &self.fallback)?;
@@ -882,8 +891,8 @@ mod tests {
         let newroot = NewRoot {
             path: "/sysroot".into(),
             dirs: vec![
-                ("/mnt/ephemcrypt".into(), DirState::Missing { read_only: Some(ro[0].clone()) }),
-                ("/var/tmp".into(), DirState::Missing { read_only: Some(ro[0].clone()) }),
+                ("/mnt/ephemcrypt".into(), DirState::Missing { depth: 1, read_only: Some(ro[0].clone()) }),
+                ("/var/tmp".into(), DirState::Missing { depth: 1, read_only: Some(ro[0].clone()) }),
             ],
             read: true,
         };
@@ -932,12 +941,25 @@ mod tests {
     fn no_remount_when_the_directories_exist_or_the_root_is_writable() {
         let newroot = NewRoot {
             path: "/new_root".into(),
-            dirs: vec![("/mnt/ephemcrypt".into(), DirState::Missing { read_only: None })],
+            dirs: vec![
+                ("/data/ephemeral".into(), DirState::Missing { depth: 2, read_only: None }),
+                ("/data/log".into(), DirState::Missing { depth: 2, read_only: None }),
+            ],
             read: true,
         };
-        let p = plan(&Config::default(), &Facts { newroot, ..facts(&[disk("nvme1n1", "A")]) });
+        let config = cfg("mount = /data/ephemeral\nbind = /data/log");
+        let p = plan(&config, &Facts { newroot, ..facts(&[disk("nvme1n1", "A")]) });
         assert!(!p.steps.iter().any(|s| matches!(s, Step::Remount { .. })));
-        assert!(p.steps.contains(&Step::Mkdir { path: "/new_root/mnt/ephemcrypt".into() }));
+        // One step per directory, parents first, each once: an undo removes exactly these.
+        let mkdirs: Vec<&Step> = p.steps.iter().filter(|s| matches!(s, Step::Mkdir { .. })).collect();
+        assert_eq!(
+            mkdirs,
+            [
+                &Step::Mkdir { path: "/new_root/data".into() },
+                &Step::Mkdir { path: "/new_root/data/ephemeral".into() },
+                &Step::Mkdir { path: "/new_root/data/log".into() }
+            ]
+        );
         let p = plan_of(&Config::default(), &[disk("nvme1n1", "A")]);
         assert!(!p.steps.iter().any(|s| matches!(s, Step::Remount { .. } | Step::Mkdir { .. })));
     }

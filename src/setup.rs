@@ -8,13 +8,40 @@ use std::path::Path;
 use crate::classify::identity;
 use crate::config::Config;
 use crate::disk::{Disk, NewRoot};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::execute::execute;
 use crate::host::Host;
-use crate::paths::under;
+use crate::paths::{under, STATUS_PATH};
 use crate::plan::{self, assess, Caps, Facts, Live, Plan, State};
-use crate::status::{Status, Timing};
+use crate::status::{Status, StatusError, Timing};
 use crate::system::System;
+
+/// The largest status file `ephemcrypt status` reads: ours are a few KiB.
+const MAX_STATUS_BYTES: u64 = 1 << 20;
+
+/// What `ephemcrypt status` shows: the status file setup wrote in this boot, each mapping checked
+/// against the kernel (where device-mapper can be asked: liveness stays unknown otherwise).
+pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
+    use std::io::Read;
+    let path = host.path(STATUS_PATH);
+    let bad = |why| Error::Status { path: path.display().to_string(), why };
+    let file = std::fs::File::open(&path)
+        .map_err(|e| Error::os("read status (has setup run in this boot?)", path.display(), e))?;
+    let mut text = String::new();
+    file.take(MAX_STATUS_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::os("read status", path.display(), e))?;
+    if text.len() as u64 > MAX_STATUS_BYTES {
+        return Err(bad(StatusError::TooLarge { max: MAX_STATUS_BYTES }));
+    }
+    let mut status = crate::status::parse(&text).map_err(bad)?;
+    if host.path("/dev/mapper/control").exists() {
+        for m in &mut status.mappings {
+            m.live = sys.dm_dev(&m.name).ok().map(|d| d.is_some());
+        }
+    }
+    Ok(status)
+}
 
 /// How often setup looks again for late disks.
 const POLL_MS: u64 = 250;

@@ -6,10 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::json::Value;
-use crate::plan::{Assessed, Volume};
 use crate::units::DevNo;
-
-pub(crate) const STATUS_PATH: &str = "/run/ephemcrypt/status.json";
 
 /// The overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,21 +58,6 @@ pub(crate) struct DiskStatus {
     pub(crate) reason: String,
 }
 
-impl From<&Assessed> for DiskStatus {
-    fn from(a: &Assessed) -> DiskStatus {
-        DiskStatus {
-            name: a.disk.name.clone(),
-            path: a.disk.path.display().to_string(),
-            dev: a.disk.dev.to_string(),
-            model: a.disk.model.clone(),
-            serial: a.disk.serial.clone(),
-            size_bytes: a.disk.size.0,
-            used: a.verdict.is_use(),
-            reason: a.verdict.reason(),
-        }
-    }
-}
-
 /// The encryption and file system of the volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VolumeStatus {
@@ -84,18 +66,6 @@ pub(crate) struct VolumeStatus {
     pub(crate) sector_size: u32,
     pub(crate) flags: Vec<String>,
     pub(crate) fs: String,
-}
-
-impl From<&Volume> for VolumeStatus {
-    fn from(v: &Volume) -> VolumeStatus {
-        VolumeStatus {
-            cipher: v.crypt.cipher.clone(),
-            key_bits: v.crypt.key_bits,
-            sector_size: v.crypt.sector_size,
-            flags: v.crypt.flags.clone(),
-            fs: v.fs.name().to_string(),
-        }
-    }
 }
 
 /// A mapping setup made, and (in `ephemcrypt status` only) whether it is still there.
@@ -363,6 +333,9 @@ fn disk_json(d: &DiskStatus) -> Value {
 /// What is wrong with a status document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StatusError {
+    TooLarge {
+        max: u64,
+    },
     NotJson,
     NotAnObject,
     /// A field that is missing or of the wrong kind.
@@ -375,7 +348,8 @@ pub(crate) enum StatusError {
 impl fmt::Display for StatusError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StatusError::NotJson => f.write_str("not valid JSON"),
+            StatusError::TooLarge { max } => write!(f, "larger than {max} bytes: not a status file of ours"),
+            StatusError::NotJson => f.write_str("not valid JSON (or nested deeper than 32 levels)"),
             StatusError::NotAnObject => f.write_str("not a JSON object"),
             StatusError::Field { key, expected } => write!(f, "field '{key}': expected {expected}"),
         }
@@ -485,6 +459,7 @@ mod tests {
             }),
             mappings: vec![
                 MappingStatus { name: "ephemcrypt".into(), dev: DevNo { major: 253, minor: 0 }, live: None },
+                MappingStatus { name: "ephemcrypt-swap".into(), dev: DevNo { major: 253, minor: 2 }, live: Some(true) },
                 MappingStatus {
                     name: "ephemcrypt-data".into(),
                     dev: DevNo { major: 253, minor: 1 },
@@ -548,6 +523,7 @@ mod tests {
             "disk /dev/sdb (no model or serial): refused: carries a signature",
             "mapping /dev/mapper/ephemcrypt (253:0): unknown (no device-mapper access)\n",
             "mapping /dev/mapper/ephemcrypt-data (253:1): GONE\n",
+            "mapping /dev/mapper/ephemcrypt-swap (253:2): live\n",
             "cipher: aes-xts-plain64, 512-bit key, sector 4096, flags: no_read_workqueue sector_size:4096\n",
             "key: kernel keyring (logon), never stored\n",
             "mount: /mnt/ephemcrypt\n",

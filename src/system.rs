@@ -31,7 +31,8 @@ pub(crate) trait System {
     fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>>;
     fn dm_table(&mut self, name: &str) -> Result<Vec<TableLine>>;
     fn is_mountpoint(&mut self, target: &Path) -> Result<bool>;
-    /// Whether the directory `path` is there and, if not, the read-only mount that would hold it.
+    /// Whether the directory `path` is there and, if not, how many of its directories are
+    /// missing and the read-only mount that would hold it.
     fn dir_state(&mut self, path: &Path) -> Result<DirState>;
     /// A fresh key of `len` random bytes from the kernel's RNG (blocking until seeded).
     fn make_key(&mut self, len: usize) -> Result<Key>;
@@ -55,7 +56,7 @@ pub(crate) trait System {
     fn run(&mut self, argv: &[String]) -> Result<()>;
     /// Remount the mount at `path` read-only or read-write with the per-mount `options` it had.
     fn remount(&mut self, path: &Path, read_only: bool, options: &[String]) -> Result<()>;
-    /// Create a directory (and parents) with mode 0755; true when it did not exist.
+    /// Create one directory (its parent exists) with mode 0755; true when it did not exist.
     fn mkdir(&mut self, path: &Path) -> Result<bool>;
     /// Remove an empty directory that `mkdir` created.
     fn rmdir(&mut self, path: &Path) -> Result<()>;
@@ -67,7 +68,8 @@ pub(crate) trait System {
     /// Recreate the directory tree under `from` (directories only: owner, mode, ACLs, security
     /// labels) under `to`.
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()>;
-    fn write_status(&mut self, json: &str) -> Result<()>;
+    /// Write the status document to `path` (a host path), atomically.
+    fn write_status(&mut self, path: &Path, json: &str) -> Result<()>;
     fn sleep_ms(&mut self, ms: u64);
     /// Milliseconds since an arbitrary start.
     fn now_ms(&mut self) -> u64;
@@ -80,8 +82,8 @@ const UDEV_FLAGS: u16 = dm::DM_UDEV_PRIMARY_SOURCE_FLAG;
 /// The real machine, seen through a root (`/` at boot).
 pub(crate) struct LinuxSystem {
     root: PathBuf,
-    /// False for `ephemcrypt plan`: it may ask the kernel but loads no module and makes no node,
-    /// and every method that would change something fails.
+    /// False for `ephemcrypt plan` and `status`: it may ask the kernel but loads no module and
+    /// makes no node, and every method that would change something fails with EROFS.
     changes: bool,
     control: Option<Control>,
     start: Instant,
@@ -258,16 +260,27 @@ impl System for LinuxSystem {
         Ok(self.mounts()?.iter().any(|m| m.target == target))
     }
 
+    /// `path` is on this machine (the new root is mounted here); which mounts are read-only comes
+    /// from the host root's /proc/self/mountinfo.
     fn dir_state(&mut self, path: &Path) -> Result<DirState> {
         if path.is_dir() {
             return Ok(DirState::Present);
         }
+        // Count the missing directories up to the first thing that exists (a file there makes
+        // the mkdir fail, naming it).
+        let depth = path.ancestors().take_while(|a| fs::symlink_metadata(a).is_err()).count().max(1);
         let mounts = self.mounts()?;
-        Ok(DirState::Missing { read_only: mount_holding(&mounts, path).filter(|m| m.read_only()).cloned() })
+        Ok(DirState::Missing { depth, read_only: mount_holding(&mounts, path).filter(|m| m.read_only()).cloned() })
     }
 
     fn make_key(&mut self, len: usize) -> Result<Key> {
-        Key::generate(len)
+        let start = self.now_ms();
+        let key = Key::generate(len)?;
+        let waited = self.now_ms() - start;
+        if waited > 1000 {
+            log::info!("the kernel's random number generator gave the key after {waited} ms");
+        }
+        Ok(key)
     }
 
     /// The description is `<prefix>:<pid>-<nanoseconds>-<n>`: unique per call within a boot, so a
@@ -291,19 +304,23 @@ impl System for LinuxSystem {
     }
 
     fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
+        self.may_change("device-mapper table load", name)?;
         self.control()?.load(name, targets, secure)
     }
 
     fn dm_resume(&mut self, name: &str) -> Result<()> {
+        self.may_change("device-mapper resume", name)?;
         self.control()?.resume(name, UDEV_FLAGS)
     }
 
     fn dm_remove(&mut self, name: &str) -> Result<()> {
+        self.may_change("device-mapper remove", name)?;
         self.control()?.remove(name, UDEV_FLAGS)
     }
 
     fn make_node(&mut self, name: &str, dev: DevNo) -> Result<bool> {
         let path = self.dev_path(name);
+        self.may_change("create device node", path.display())?;
         if let Ok(m) = fs::metadata(&path) {
             if m.rdev() == dev.to_dev_t() {
                 return Ok(false); // udev was first
@@ -316,6 +333,7 @@ impl System for LinuxSystem {
 
     fn remove_node(&mut self, name: &str) -> Result<()> {
         let path = self.dev_path(name);
+        self.may_change("remove device node", path.display())?;
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::os("remove device node", path.display(), e)),
             _ => Ok(()),
@@ -324,6 +342,7 @@ impl System for LinuxSystem {
 
     fn make_swap(&mut self, name: &str, len: Bytes) -> Result<()> {
         let path = self.dev_path(name);
+        self.may_change("write swap signature", path.display())?;
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as usize;
         let header = crate::swap::header(page, len.0, random_uuid()?, name)
             .map_err(|e| Error::invalid(format!("swap area /dev/mapper/{name}"), "10 pages to 16 TiB", e))?;
@@ -338,10 +357,12 @@ impl System for LinuxSystem {
     }
 
     fn swapon(&mut self, name: &str) -> Result<()> {
+        self.may_change("swapon", name)?;
         crate::sys::swapon(&self.dev_path(name))
     }
 
     fn swapoff(&mut self, name: &str) -> Result<()> {
+        self.may_change("swapoff", name)?;
         crate::sys::swapoff(&self.dev_path(name))
     }
 
@@ -380,7 +401,6 @@ impl System for LinuxSystem {
         }
         self.may_change("create directory", path.display())?;
         fs::DirBuilder::new()
-            .recursive(true)
             .mode(0o755)
             .create(path)
             .map(|()| true)
@@ -388,6 +408,7 @@ impl System for LinuxSystem {
     }
 
     fn rmdir(&mut self, path: &Path) -> Result<()> {
+        self.may_change("remove directory", path.display())?;
         fs::remove_dir(path).map_err(|e| Error::os("remove directory", path.display(), e))
     }
 
@@ -401,6 +422,7 @@ impl System for LinuxSystem {
     }
 
     fn bind(&mut self, source: &Path, target: &Path) -> Result<()> {
+        self.may_change("bind-mount", target.display())?;
         nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| Error::errno("bind-mount", format!("{} on {}", source.display(), target.display()), e))
     }
@@ -415,10 +437,12 @@ impl System for LinuxSystem {
     }
 
     fn umount(&mut self, target: &Path) -> Result<()> {
+        self.may_change("unmount", target.display())?;
         nix::mount::umount2(target, MntFlags::empty()).map_err(|e| Error::errno("unmount", target.display(), e))
     }
 
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
+        self.may_change("copy the directories of", from.display())?;
         if let Some(parent) = to.parent() {
             // e.g. <volume>/var for /var/log: on the new file system, gone with it.
             fs::DirBuilder::new()
@@ -430,9 +454,9 @@ impl System for LinuxSystem {
         copy_dir_tree(from, to)
     }
 
-    fn write_status(&mut self, json: &str) -> Result<()> {
-        self.may_change("write", crate::status::STATUS_PATH)?;
-        let path = self.path(crate::status::STATUS_PATH);
+    fn write_status(&mut self, path: &Path, json: &str) -> Result<()> {
+        self.may_change("write", path.display())?;
+        let path = self.path(path);
         let dir = path.parent().expect("status path has a directory");
         fs::DirBuilder::new()
             .recursive(true)
@@ -564,6 +588,7 @@ mod tests {
         assert!(e.to_string().contains("(EROFS)"), "{e}");
         assert!(!dir.exists());
         assert!(sys.run(&["true".to_string()]).is_err());
-        assert!(sys.write_status("{}").is_err());
+        assert!(sys.write_status(Path::new("/run/x.json"), "{}").is_err());
+        assert!(sys.umount(Path::new("/nonexistent")).unwrap_err().to_string().contains("EROFS"));
     }
 }

@@ -1,13 +1,16 @@
 //! PURE: one disk + the configuration → use it, or refuse it with reasons a person can act on.
 //!
 //! Identity first (a `devices` selector must pick the disk, and a known persistent cloud disk is
-//! never taken), then the exclusions, and a missing signature alone never makes a disk free:
-//! ciphertext looks blank.
+//! never taken), then the exclusions, then the content last: a disk is taken only when it is
+//! positively free (blank, or ephemcrypt's own volume from an earlier boot, or `force=yes`). A
+//! missing signature alone never makes a disk free: ciphertext and raw application data carry
+//! none.
 
 use std::fmt;
 
 use crate::config::{glob_match, Cloud, Config, Selector};
 use crate::disk::{Disk, Probe};
+use crate::header::Header;
 use crate::signature::Signature;
 use crate::units::Bytes;
 
@@ -38,7 +41,15 @@ pub(crate) enum Refusal {
         min: Bytes,
     },
     Signature(Signature),
+    /// Neither blank nor an ephemcrypt volume, and no signature we know: data all the same.
+    Data,
     Unreadable(String),
+    /// Its sysfs entry could not be read or makes no sense.
+    BadSysfs(String),
+    /// `exclude` names /dev/disk links that match no disk: until they can be checked (udev has
+    /// not made them yet, or they come from rules that are not in the initramfs), no disk is
+    /// taken.
+    ExcludeUnchecked(Vec<Selector>),
     /// Eligible, but setup makes no volume (disabled, too few disks, a layout that does not fit).
     NotTaken(String),
 }
@@ -64,7 +75,19 @@ impl fmt::Display for Refusal {
             Refusal::Signature(s) => {
                 write!(f, "carries a signature: {} (set force=yes to overwrite it)", s.name())
             }
+            Refusal::Data => {
+                f.write_str("holds data that is neither blank nor an ephemcrypt volume (set force=yes to overwrite it)")
+            }
             Refusal::Unreadable(e) => write!(f, "could not be probed for signatures: {e}"),
+            Refusal::BadSysfs(e) => write!(f, "its sysfs entry cannot be read: {e}"),
+            Refusal::ExcludeUnchecked(sels) => {
+                let list: Vec<String> = sels.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "'exclude' names links that match no disk ({}): no disk is taken until they can be checked",
+                    list.join(", ")
+                )
+            }
             Refusal::NotTaken(why) => write!(f, "eligible, but {why}"),
         }
     }
@@ -75,36 +98,71 @@ fn is_root(mount_point: &str) -> bool {
     ["/", "/sysroot", "/new_root"].contains(&mount_point)
 }
 
+/// Why a disk is taken: it is positively free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Every probed region reads as zeros.
+    Blank,
+    /// ephemcrypt's own volume from an earlier boot.
+    Ours(Box<Header>),
+    /// `force=yes`, over what it held.
+    Forced(String),
+}
+
+impl fmt::Display for Taken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Taken::Blank => f.write_str("blank (every probed region reads as zeros)"),
+            Taken::Ours(h) => h.fmt(f),
+            Taken::Forced(what) => write!(f, "forced (force=yes) over {what}"),
+        }
+    }
+}
+
 /// The verdict on one disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    Use,
+    Use(Taken),
     Refuse(Vec<Refusal>),
 }
 
 impl Verdict {
     pub(crate) fn is_use(&self) -> bool {
-        matches!(self, Verdict::Use)
+        matches!(self, Verdict::Use(_))
     }
-    /// The reasons, joined; empty for a used disk.
+    /// Why it is taken, or the reasons it is refused, joined.
     pub(crate) fn reason(&self) -> String {
         match self {
-            Verdict::Use => String::new(),
+            Verdict::Use(t) => t.to_string(),
             Verdict::Refuse(r) => r.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
         }
     }
 }
 
-/// Does a selector pick this disk? `path:` globs match `/dev/<name>` and every /dev/disk link.
+/// Does a selector pick this disk? `path:` globs match `/dev/<name>`, every /dev/disk link that
+/// exists, and the by-id names udev would give the disk (so they work before udev has run).
 pub(crate) fn selects(sel: &Selector, disk: &Disk) -> bool {
     match sel {
         Selector::Preset(c) => preset_matches(*c, &disk.model),
         Selector::Model(g) => glob_match(g, &disk.model),
         Selector::Serial(g) => !disk.serial.is_empty() && glob_match(g, &disk.serial),
-        Selector::Path(g) => {
-            std::iter::once(&disk.path).chain(&disk.links).any(|p| glob_match(g, &p.to_string_lossy()))
-        }
+        Selector::Path(g) => std::iter::once(&disk.path)
+            .chain(&disk.links)
+            .chain(&disk.udev_ids())
+            .any(|p| glob_match(g, &p.to_string_lossy())),
     }
+}
+
+/// The `exclude` selectors that name /dev/disk links matching none of `disks`: they cannot be
+/// checked, so while there are any, no disk is taken (an exclusion is never silently ignored).
+pub(crate) fn unchecked_excludes(config: &Config, disks: &[Disk]) -> Vec<Selector> {
+    config
+        .exclude
+        .iter()
+        .filter(|s| matches!(s, Selector::Path(g) if g.starts_with("/dev/disk/")))
+        .filter(|s| !disks.iter().any(|d| selects(s, d)))
+        .cloned()
+        .collect()
 }
 
 fn preset_matches(cloud: Cloud, model: &str) -> bool {
@@ -128,6 +186,9 @@ pub(crate) fn classify(disk: &Disk, config: &Config) -> Verdict {
     if let Some(r) = identity(disk, config) {
         return Verdict::Refuse(vec![r]);
     }
+    if let Some(e) = &disk.broken {
+        return Verdict::Refuse(vec![Refusal::BadSysfs(e.clone())]);
+    }
     let mut why = Vec::new();
     if !disk.mounts.is_empty() {
         why.push(Refusal::Mounted(disk.mounts.clone()));
@@ -150,19 +211,34 @@ pub(crate) fn classify(disk: &Disk, config: &Config) -> Verdict {
     if disk.size < config.min_size {
         why.push(Refusal::TooSmall { size: disk.size, min: config.min_size });
     }
-    match &disk.probe {
-        Probe::Clean => {}
-        Probe::Found(sig) if !config.force => why.push(Refusal::Signature(*sig)),
-        Probe::Found(_) => {}
+    // The content last: taken only when positively free.
+    let taken = match &disk.probe {
+        Probe::Blank => Some(Taken::Blank),
+        Probe::Ours(h) => Some(Taken::Ours(h.clone())),
+        Probe::Found(sig) if config.force => Some(Taken::Forced(format!("a {}", sig.name()))),
+        Probe::Data if config.force => Some(Taken::Forced("unrecognised data".into())),
+        Probe::Found(sig) => {
+            why.push(Refusal::Signature(*sig));
+            None
+        }
+        Probe::Data => {
+            why.push(Refusal::Data);
+            None
+        }
         // Not being able to read a disk is never overridden by force.
-        Probe::Failed(e) => why.push(Refusal::Unreadable(e.clone())),
-        // A candidate always is probed (Host::disks); refuse rather than trust a missing probe.
-        Probe::NotProbed => why.push(Refusal::Unreadable("it was not probed".into())),
-    }
-    if why.is_empty() {
-        Verdict::Use
-    } else {
-        Verdict::Refuse(why)
+        Probe::Failed(e) => {
+            why.push(Refusal::Unreadable(e.clone()));
+            None
+        }
+        // A candidate always is probed (setup::discover); refuse rather than trust a missing probe.
+        Probe::NotProbed => {
+            why.push(Refusal::Unreadable("it was not probed".into()));
+            None
+        }
+    };
+    match taken {
+        Some(t) if why.is_empty() => Verdict::Use(t),
+        _ => Verdict::Refuse(why),
     }
 }
 
@@ -179,14 +255,81 @@ mod tests {
 
     fn refusals(d: &Disk, c: &Config) -> Vec<Refusal> {
         match classify(d, c) {
-            Verdict::Use => vec![],
+            Verdict::Use(_) => vec![],
             Verdict::Refuse(r) => r,
         }
     }
 
     #[test]
-    fn clean_instance_store_is_used() {
-        assert_eq!(classify(&disk("nvme1n1", "S1"), &Config::default()), Verdict::Use);
+    fn blank_instance_store_is_used() {
+        let v = classify(&disk("nvme1n1", "S1"), &Config::default());
+        assert_eq!(v, Verdict::Use(Taken::Blank));
+        assert_eq!(v.reason(), "blank (every probed region reads as zeros)");
+    }
+
+    /// Positively free: blank, ours, or forced. Data with no signature we know is not free.
+    #[test]
+    fn only_positively_free_disks_are_taken() {
+        let mut d = disk("nvme1n1", "S");
+        d.probe = Probe::Data;
+        let r = refusals(&d, &Config::default());
+        assert_eq!(r, vec![Refusal::Data]);
+        assert_eq!(
+            r[0].to_string(),
+            "holds data that is neither blank nor an ephemcrypt volume (set force=yes to overwrite it)"
+        );
+        assert_eq!(classify(&d, &cfg("force = yes")), Verdict::Use(Taken::Forced("unrecognised data".into())));
+        let h = crate::header::tests::sample();
+        d.probe = Probe::Ours(Box::new(h.clone()));
+        let v = classify(&d, &Config::default());
+        assert_eq!(v, Verdict::Use(Taken::Ours(Box::new(h))));
+        assert!(
+            v.reason().starts_with("previous ephemcrypt volume 'ephemcrypt' 5e5e5e5e, created 2026-"),
+            "{}",
+            v.reason()
+        );
+        // Ours, but mounted: the other rules still refuse it.
+        d.mounts = vec!["/data".into()];
+        assert_eq!(refusals(&d, &cfg("force = yes")), vec![Refusal::Mounted(vec!["/data".into()])]);
+        d.mounts.clear();
+        d.probe = Probe::Found(Signature::DamagedEphemcrypt);
+        assert!(refusals(&d, &Config::default())[0].to_string().contains("damaged ephemcrypt header"));
+    }
+
+    #[test]
+    fn a_broken_sysfs_entry_refuses_that_disk_only() {
+        let mut d = disk("nvme1n1", "S");
+        d.broken = Some("/sys/block/nvme1n1/dev: expected major:minor, found ''".into());
+        assert_eq!(refusals(&d, &Config::default()), vec![Refusal::BadSysfs(d.broken.clone().unwrap())]);
+        assert!(classify(&disk("nvme2n1", "T"), &Config::default()).is_use());
+    }
+
+    /// An exclude naming a link that matches no disk (udev has not made it yet, or it comes from
+    /// rules missing in the initramfs) is never ignored; udev's own by-id names match before udev
+    /// has run.
+    #[test]
+    fn excludes_fail_closed_and_by_id_names_work_without_udev() {
+        let mut a = disk("nvme1n1", "AWS1");
+        let b = disk("nvme2n1", "AWS2");
+        a.links.clear();
+        let c = cfg("exclude = path:/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1");
+        // No link exists, but udev would name nvme1n1 so: it is excluded, nvme2n1 is taken.
+        assert!(unchecked_excludes(&c, &[a.clone(), b.clone()]).is_empty());
+        assert_eq!(refusals(&a, &c).len(), 1);
+        assert!(matches!(refusals(&a, &c)[0], Refusal::Excluded(_)));
+        assert!(classify(&b, &c).is_use());
+        // A link nobody can derive (a label, a cloud's own rules): no disk matches it, so it
+        // cannot be checked.
+        let c = cfg("exclude = path:/dev/disk/by-label/scratch");
+        let unchecked = unchecked_excludes(&c, &[a.clone(), b.clone()]);
+        assert_eq!(unchecked, vec![Selector::Path("/dev/disk/by-label/scratch".into())]);
+        let text = Refusal::ExcludeUnchecked(unchecked).to_string();
+        assert!(text.contains("path:/dev/disk/by-label/scratch") && text.contains("no disk is taken"), "{text}");
+        // Once the link exists, it is checked.
+        a.links = vec!["/dev/disk/by-label/scratch".into()];
+        assert!(unchecked_excludes(&c, &[a, b]).is_empty());
+        // Other excludes are not links: nothing to check.
+        assert!(unchecked_excludes(&cfg("exclude = serial:NOPE, path:/dev/sdz"), &[disk("nvme1n1", "A")]).is_empty());
     }
 
     #[test]
@@ -294,7 +437,8 @@ mod tests {
         let r = refusals(&d, &Config::default());
         assert_eq!(r, vec![Refusal::Signature(Signature::Ext)]);
         assert!(r[0].to_string().contains("set force=yes"), "{}", r[0]);
-        assert!(classify(&d, &cfg("force = yes")).is_use());
+        let v = classify(&d, &cfg("force = yes"));
+        assert_eq!(v.reason(), "forced (force=yes) over a ext2/3/4 file system");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::header::Header;
 use crate::paths::unescape_octal;
-use crate::signature::Signature;
+use crate::signature::{Content, Signature};
 use crate::units::{Bytes, DevNo};
 
 /// One whole block device as sysfs and /proc show it.
@@ -19,6 +20,8 @@ pub(crate) struct Disk {
     pub(crate) model: String,
     pub(crate) serial: String,
     pub(crate) vendor: String,
+    /// The namespace's world-wide id (sysfs `wwid`, e.g. `eui.0025388b91c1a0f2`), NVMe only.
+    pub(crate) wwid: String,
     pub(crate) logical_block_size: u32,
     pub(crate) read_only: bool,
     pub(crate) removable: bool,
@@ -33,6 +36,9 @@ pub(crate) struct Disk {
     /// Links under /dev/disk that resolve to this disk, e.g. `/dev/disk/by-id/nvme-…`.
     pub(crate) links: Vec<PathBuf>,
     pub(crate) probe: Probe,
+    /// Its sysfs entry could not be read or made no sense (a missing `dev`, a size that is no
+    /// size): the disk is refused, and only it.
+    pub(crate) broken: Option<String>,
 }
 
 impl Disk {
@@ -47,6 +53,7 @@ impl Disk {
             model: String::new(),
             serial: String::new(),
             vendor: String::new(),
+            wwid: String::new(),
             logical_block_size: 512,
             read_only: false,
             removable: false,
@@ -56,19 +63,68 @@ impl Disk {
             swaps: Vec::new(),
             links: Vec::new(),
             probe: Probe::NotProbed,
+            broken: None,
         }
+    }
+
+    /// The /dev/disk/by-id links udev's persistent-storage rules give this disk, derived from its
+    /// model, serial and wwid as those rules do, so that a `path:` selector names the disk before
+    /// udev has run (or where the rules are not in the initramfs). NVMe only: `nvme-<model>_<serial>`,
+    /// the same with `_<nsid>` (systemd 254 and later), and `nvme-<wwid>`.
+    pub(crate) fn udev_ids(&self) -> Vec<PathBuf> {
+        let mut ids = Vec::new();
+        let Some(nsid) = self.name.strip_prefix("nvme").and_then(|r| r.split_once('n')).map(|(_, ns)| ns) else {
+            return ids;
+        };
+        let by_id = |s: &str| PathBuf::from(format!("/dev/disk/by-id/nvme-{}", udev_escape(s)));
+        if !self.model.is_empty() && !self.serial.is_empty() {
+            let serial = format!("{}_{}", self.model, self.serial);
+            ids.push(by_id(&serial));
+            if !nsid.is_empty() && nsid.bytes().all(|b| b.is_ascii_digit()) {
+                ids.push(by_id(&format!("{serial}_{nsid}")));
+            }
+        }
+        if !self.wwid.is_empty() {
+            ids.push(by_id(&self.wwid));
+        }
+        ids
     }
 }
 
-/// What the signature probe of a disk's first and last bytes found.
+/// A string as udev puts it into a link name: leading and trailing white space dropped, each run
+/// of inner white space one `_`, and every character but `0-9A-Za-z#+-.:=@_` an `_`.
+pub(crate) fn udev_escape(s: &str) -> String {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let joined = words.join("_");
+    joined.chars().map(|c| if c.is_ascii_alphanumeric() || "#+-.:=@_".contains(c) { c } else { '_' }).collect()
+}
+
+/// What the probe of a disk's regions found (`signature.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Probe {
     /// Not read: a disk that no selector picks (or a persistent cloud disk) is never probed.
     NotProbed,
-    Clean,
+    /// Every probed region reads as zeros.
+    Blank,
+    /// ephemcrypt's own header, from an earlier boot.
+    Ours(Box<Header>),
+    /// A known signature.
     Found(Signature),
+    /// Data that is neither blank nor ours, with no signature we know.
+    Data,
     /// The disk could not be read; the text names the path and the errno.
     Failed(String),
+}
+
+impl From<Content> for Probe {
+    fn from(c: Content) -> Probe {
+        match c {
+            Content::Blank => Probe::Blank,
+            Content::Ours(h) => Probe::Ours(h),
+            Content::Known(sig) => Probe::Found(sig),
+            Content::Data => Probe::Data,
+        }
+    }
 }
 
 /// One mounted file system, from /proc/self/mountinfo (or /proc/mounts).
@@ -219,6 +275,28 @@ bad line
         assert_eq!(mount_holding(&m, Path::new("/sysroot/mnt/x")).unwrap().target, Path::new("/sysroot"));
         assert_eq!(mount_holding(&m, Path::new("/sysrootx")).unwrap().target, Path::new("/"));
         assert_eq!(mount_holding(&m, Path::new("/sysroot")).unwrap().target, Path::new("/sysroot"));
+    }
+
+    #[test]
+    fn udev_by_id_names() {
+        let mut d = Disk::new("nvme1n1", DevNo { major: 259, minor: 1 }, crate::units::Bytes(1 << 30));
+        d.model = "Amazon EC2 NVMe Instance Storage".into();
+        d.serial = "AWS22B2C5F8A1D0E0001".into();
+        d.wwid = "nvme.1d0f-4157-53".into();
+        let ids: Vec<String> = d.udev_ids().iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            ids,
+            [
+                "/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS22B2C5F8A1D0E0001",
+                "/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS22B2C5F8A1D0E0001_1",
+                "/dev/disk/by-id/nvme-nvme.1d0f-4157-53",
+            ]
+        );
+        assert_eq!(udev_escape("  QEMU   NVMe Ctrl / x*y "), "QEMU_NVMe_Ctrl___x_y");
+        // Not NVMe: no names derived.
+        assert!(Disk { model: "m".into(), serial: "s".into(), ..Disk::new("sda", d.dev, d.size) }
+            .udev_ids()
+            .is_empty());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub(crate) enum Error {
     Dm { op: &'static str, object: String, why: DmError },
     /// The kernel has no dm-crypt target, even after trying to load `dm_crypt`.
     NoCryptTarget,
+    /// The kernel's crypto API does not offer an algorithm the cipher needs (`xts(aes)`).
+    KernelCrypto { name: String, source: io::Error },
     /// A program to run is not installed.
     ProgramNotFound { program: String },
     /// A program ran and failed: its arguments, exit status and the last lines of its stderr.
@@ -91,6 +93,13 @@ impl fmt::Display for Error {
                 "the kernel has no dm-crypt target: module dm_crypt is neither built in nor loadable \
                  (add it to the initramfs)",
             ),
+            Error::KernelCrypto { name, source } => {
+                write!(
+                    f,
+                    "the kernel does not offer {name} ({source}): add its modules to the initramfs: {}",
+                    crypto_modules(name)
+                )
+            }
             Error::ProgramNotFound { program } => {
                 write!(f, "run {program}: not found on PATH (add it to the initramfs)")
             }
@@ -104,6 +113,21 @@ impl fmt::Display for Error {
             Error::Status { path, why } => write!(f, "read status {path}: {why}"),
         }
     }
+}
+
+/// The modules that provide a kernel crypto algorithm such as `xts(aes)` or `sha256`.
+fn crypto_modules(name: &str) -> String {
+    let parts: Vec<String> = name
+        .split(['(', ')', ','])
+        .filter(|p| !p.is_empty())
+        .map(|p| match p {
+            "aes" => "aesni_intel (x86_64) or aes_ce_blk and aes_neon_blk (arm64), or aes_generic".to_string(),
+            "sha256" => "sha256_generic".to_string(),
+            "xts" | "cbc" | "ecb" | "essiv" => p.to_string(),
+            other => format!("{other}_generic"),
+        })
+        .collect();
+    parts.join(", ")
 }
 
 impl std::error::Error for Error {
@@ -139,5 +163,13 @@ mod tests {
         assert_eq!(e.to_string(), "/sys/block/sda/size: expected a number, found '12x'");
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
         assert_eq!(Error::NoCryptTarget.exit_code(), 1);
+        let e = Error::KernelCrypto { name: "xts(aes)".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
+        assert!(e.to_string().starts_with("the kernel does not offer xts(aes) ("), "{e}");
+        assert!(
+            e.to_string().ends_with(
+                "to the initramfs: xts, aesni_intel (x86_64) or aes_ce_blk and aes_neon_blk (arm64), or aes_generic"
+            ),
+            "{e}"
+        );
     }
 }

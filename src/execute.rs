@@ -142,6 +142,12 @@ impl<S: System> Run<'_, S> {
 
     fn step(&mut self, step: &Step) -> Result<()> {
         match step {
+            // No undo: a header left by a failed setup only makes the disk recognisably ours,
+            // which it now is (the next boot takes it again).
+            Step::Header { device, header } => {
+                assert_ne!(header.volume_id, [0; 16], "a header written with a volume id");
+                self.sys.write_header(device, &header.encode())
+            }
             Step::Mapping(m) => self.mapping(m),
             Step::Swap { device, len } => {
                 self.sys.make_swap(device, *len)?;
@@ -195,12 +201,28 @@ impl<S: System> Run<'_, S> {
             .map(|t| t.with_devices(&|name| made.get(name).copied()))
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::invalid(format!("table of {}", m.name), "mappings made earlier", e.0))?;
+        // A cipher the kernel cannot run fails here, naming what to add to the image, before a
+        // mapping or a key exists.
+        if !m.kernel.is_empty() {
+            self.sys.check_kernel_crypto(&m.kernel)?;
+        }
         let dev = self.sys.dm_create(&m.name, &m.uuid)?;
         self.undo.push(Undo::Mapping { name: m.name.clone(), node: false });
         self.status.mappings.push(MappingStatus { name: m.name.clone(), dev, live: None });
-        match m.key {
-            Some((path, _)) => self.load_with_key(&m.name, &table, path)?,
-            None => self.sys.dm_load(&m.name, &table, false)?,
+        let loaded = match m.key {
+            Some((path, _)) => self.load_with_key(&m.name, &table, path),
+            None => self.sys.dm_load(&m.name, &table, false),
+        };
+        // dm-crypt says ENOENT when the kernel cannot allocate the cipher (where AF_ALG was not
+        // there to check it first): name it.
+        match (loaded, m.kernel.first()) {
+            (Err(e), Some((_, name))) if e.errno_value() == Some(libc::ENOENT) => {
+                return Err(Error::KernelCrypto {
+                    name: name.clone(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                })
+            }
+            (r, _) => r?,
         }
         self.sys.dm_resume(&m.name)?;
         self.made.insert(m.name.clone(), dev);

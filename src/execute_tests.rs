@@ -63,14 +63,18 @@ fn order_of_operations_two_disks_with_swap() {
     assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
     let want = [
         "crypt_version",
+        "identity",
+        "write_header /dev/nvme1n1 1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d 1/2",
+        "write_header /dev/nvme2n1 1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d 2/2",
         "dm_create ephemcrypt-stripe EPHEMCRYPT-STRIPE-ephemcrypt-stripe",
-        "dm_load ephemcrypt-stripe secure=false 0 419430400 striped 2 512 259:1 0 259:2 0",
+        "dm_load ephemcrypt-stripe secure=false 0 419426304 striped 2 512 259:1 2048 259:2 2048",
         "dm_resume ephemcrypt-stripe",
         "make_node ephemcrypt-stripe",
+        "check_kernel_crypto xts(aes)",
         "dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt",
         "make_key 64",
         "add_logon_key ephemcrypt:ephemcrypt:100",
-        "dm_load ephemcrypt secure=true 0 419430400 crypt aes-xts-plain64 :64:logon:ephemcrypt:ephemcrypt:100 0 253:0 0 3 no_read_workqueue no_write_workqueue sector_size:4096",
+        "dm_load ephemcrypt secure=true 0 419426304 crypt aes-xts-plain64 :64:logon:ephemcrypt:ephemcrypt:100 0 253:0 0 3 no_read_workqueue no_write_workqueue sector_size:4096",
         "invalidate_key 100",
         "dm_resume ephemcrypt",
         "make_node ephemcrypt",
@@ -79,7 +83,7 @@ fn order_of_operations_two_disks_with_swap() {
         "dm_resume ephemcrypt-swap",
         "make_node ephemcrypt-swap",
         "dm_create ephemcrypt-data EPHEMCRYPT-DATA-ephemcrypt-data",
-        "dm_load ephemcrypt-data secure=false 0 411041792 linear 253:1 8388608",
+        "dm_load ephemcrypt-data secure=false 0 411037696 linear 253:1 8388608",
         "dm_resume ephemcrypt-data",
         "make_node ephemcrypt-data",
         "make_swap ephemcrypt-swap 4294967296",
@@ -108,7 +112,11 @@ fn order_of_operations_two_disks_with_swap() {
     assert_eq!(written.mappings[1].dev, DevNo { major: 253, minor: 1 });
     assert_eq!(
         written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..3],
-        ["read dm-crypt version 1.27.0", "mapping ephemcrypt-stripe", "crypt mapping ephemcrypt"]
+        [
+            "read dm-crypt version 1.27.0",
+            "header on /dev/nvme1n1 (member 1 of 2)",
+            "header on /dev/nvme2n1 (member 2 of 2)"
+        ]
     );
     assert_eq!(written.disks.len(), 2);
 }
@@ -134,7 +142,7 @@ fn one_disk_no_swap_is_crypt_directly_on_the_disk() {
     assert_eq!(o.result, SetupResult::Ok);
     let creates: Vec<&String> = fake.calls.iter().filter(|c| c.starts_with("dm_create")).collect();
     assert_eq!(creates, ["dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt"]);
-    assert!(fake.calls.iter().any(|c| c.contains(" 0 259:1 0 3 ")), "crypt on the disk itself: {:#?}", fake.calls);
+    assert!(fake.calls.iter().any(|c| c.contains(" 0 259:1 2048 3 ")), "crypt on the disk itself: {:#?}", fake.calls);
     assert!(fake.calls.contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev".to_string()));
 }
 
@@ -180,8 +188,25 @@ fn check_steps_are_calls(name: &str, steps: &[Value], fake: &Fake, calls: &[Stri
     };
     for step in steps {
         match step.get("kind").unwrap().as_str().unwrap() {
+            "header" => {
+                let Some(Value::Num(member)) = step.get("member") else { panic!("{name}: header member") };
+                let Some(Value::Num(members)) = step.get("members") else { panic!("{name}: header members") };
+                let call = next("write_header ");
+                let (device, rest) = call.split_once(' ').unwrap();
+                assert_eq!(device, s(step, "device"), "{name}");
+                // The plan shows the volume id as new: setup draws it then.
+                assert_eq!(s(step, "volume_id"), "new", "{name}");
+                assert!(rest.ends_with(&format!(" {member}/{members}")), "{name}: {call}");
+                let written = crate::header::Header::decode(&fake.headers[Path::new(device)]).unwrap();
+                let Some(Value::Num(offset)) = step.get("data_offset_sectors") else { panic!("{name}: offset") };
+                assert_eq!(written.data_offset.0, *offset, "{name}");
+            }
             "mapping" => {
                 let mname = s(step, "name");
+                let kernel = strs(step, "kernel");
+                if !kernel.is_empty() {
+                    assert_eq!(next("check_kernel_crypto "), kernel.join(" "), "{name}");
+                }
                 assert_eq!(next("dm_create "), format!("{mname} {}", s(step, "uuid")));
                 let key = match step.get("key").unwrap().as_str() {
                     Some("logon") => {
@@ -263,7 +288,8 @@ fn printed_steps_are_the_calls_setup_makes_on_every_fixture_host() {
                 let printed = crate::json::parse(&plan.to_json().pretty()).unwrap();
                 let mut fake = fixture_fake(read_only, crypt);
                 let status = setup(&host, Some(&conf), Path::new(SYSROOT), &mut fake).1;
-                let calls: Vec<String> = fake.calls.iter().filter(|c| *c != "crypt_version").cloned().collect();
+                let calls: Vec<String> =
+                    fake.calls.iter().filter(|c| *c != "crypt_version" && *c != "identity").cloned().collect();
                 // A plan that cannot make the volume has only the failure policy to take.
                 let which = if plan.failure().is_some() { "on_failure_steps" } else { "steps" };
                 check_steps_are_calls(&name, printed.get(which).unwrap().as_array(), &fake, &calls);
@@ -346,7 +372,8 @@ fn failure_at_every_call_leaves_nothing_behind() {
             fake.assert_clean(&[SYSROOT], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
             assert!(o.reason.contains("fake"), "call {at} ({failed}): reason {}", o.reason);
             // Reading the kernel comes before the plan: no step has failed then.
-            assert_eq!(o.failed_step.is_some(), failed != "crypt_version", "call {at} ({failed})");
+            let before_plan = ["crypt_version", "identity"].contains(&failed.as_str());
+            assert_eq!(o.failed_step.is_some(), !before_plan, "call {at} ({failed})");
             assert!(o.mappings.is_empty() && o.binds.is_empty() && o.swap.is_none() && o.mount.is_none());
             assert!(o.disks.iter().all(|d| !d.used), "no disk is left marked as used: {:?}", o.disks);
             let written = parse_status(&fake);
@@ -668,7 +695,7 @@ fn plan_of_a_fixture_host_shows_tables_argv_and_mounts() {
     let kinds: Vec<&str> = steps.iter().map(|s| s.get("kind").unwrap().as_str().unwrap()).collect();
     // An empty new root: /mnt, /mnt/ephemcrypt, /var, /var/log, /tmp and /var/tmp are made.
     let mkdirs = ["mkdir"; 6];
-    let want: Vec<&str> = ["mapping", "mapping", "mkfs"]
+    let want: Vec<&str> = ["header", "header", "mapping", "mapping", "mkfs"]
         .into_iter()
         .chain(mkdirs)
         .chain(["mount", "bind", "bind", "bind", "status"])

@@ -47,6 +47,8 @@ pub(crate) struct Fake {
     pub(crate) read_only: BTreeSet<PathBuf>,
     pub(crate) tmpfs: Vec<PathBuf>,
     pub(crate) status: Option<String>,
+    /// The headers written, by device.
+    pub(crate) headers: BTreeMap<PathBuf, Vec<u8>>,
     pub(crate) clock: u64,
     pub(crate) sleeps: u32,
     /// Called with the number of sleeps so far after each sleep (late disks appear).
@@ -133,6 +135,20 @@ impl System for Fake {
             super_options: "rw".into(),
         });
         Ok(DirState::Missing { depth, read_only })
+    }
+    fn identity(&mut self) -> Result<crate::plan::Identity> {
+        self.call("identity".into())?;
+        Ok(crate::plan::Identity { volume_id: [0x1d; 16], boot_id: [0xb0; 16], now: 1_795_000_000 })
+    }
+    fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()> {
+        let names: Vec<&str> = algorithms.iter().map(|(_, n)| n.as_str()).collect();
+        self.call(format!("check_kernel_crypto {}", names.join(" ")))
+    }
+    fn write_header(&mut self, device: &Path, bytes: &[u8]) -> Result<()> {
+        let h = crate::header::Header::decode(bytes).expect("a valid header");
+        self.call(format!("write_header {} {} {}/{}", device.display(), h.volume_id_hex(), h.member + 1, h.members))?;
+        self.headers.insert(device.to_path_buf(), bytes.to_vec());
+        Ok(())
     }
     fn make_key(&mut self, len: usize) -> Result<Key> {
         self.call(format!("make_key {len}"))?;

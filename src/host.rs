@@ -13,6 +13,9 @@ use crate::paths::{normalize, under, unescape_octal};
 use crate::signature;
 use crate::units::{DevNo, Sectors};
 
+/// The largest disk size taken at its word, in sectors: 64 PiB.
+const MAX_SECTORS: u64 = 1 << 47;
+
 /// Kernel names that are never physical disks.
 const VIRTUAL_PREFIXES: &[&str] = &["dm-", "md", "ram", "zram", "loop", "nbd", "sr", "fd", "zd"];
 
@@ -54,10 +57,14 @@ impl Host {
     pub(crate) fn config(&self, file: Option<&Path>) -> Result<Config> {
         let mut cmdline = String::new();
         for name in self.list("/etc/cmdline.d").iter().filter(|n| n.ends_with(".conf")) {
-            cmdline += &self.read(Path::new("/etc/cmdline.d").join(name))?;
+            let full = self.path(Path::new("/etc/cmdline.d").join(name));
+            cmdline += &String::from_utf8_lossy(&fs::read(&full).map_err(|e| Error::os("read", full.display(), e))?);
             cmdline.push(' ');
         }
-        cmdline += &self.read("/proc/cmdline")?;
+        // Bytes that are not UTF-8 become U+FFFD: harmless outside ephemcrypt's own keys, an
+        // error naming the key inside them (config.rs).
+        let full = self.path("/proc/cmdline");
+        cmdline += &String::from_utf8_lossy(&fs::read(&full).map_err(|e| Error::os("read", full.display(), e))?);
         let file = match file {
             Some(p) => {
                 let text = fs::read_to_string(p).map_err(|e| Error::os("read configuration", p.display(), e))?;
@@ -75,8 +82,8 @@ impl Host {
         let links = self.dev_links();
         let mut disks = Vec::new();
         for name in self.disk_names()? {
-            let mut disk = self.disk(&name)?;
-            if disk.size.0 == 0 {
+            let mut disk = self.disk(&name);
+            if disk.size.0 == 0 && disk.broken.is_none() {
                 continue; // an empty slot: a card reader without a card, say
             }
             let own = |dev: &str| dev == disk.name || disk.partitions.iter().any(|p| p == dev);
@@ -108,37 +115,68 @@ impl Host {
         Ok(names)
     }
 
-    fn disk(&self, name: &str) -> Result<Disk> {
+    /// One disk from its sysfs entry. Never an error: a disk whose entry cannot be read, or makes
+    /// no sense, comes back `broken` (refused, with the reason) and the others are read on.
+    /// Attributes are read as bytes; a model or serial that is not UTF-8 is taken lossily.
+    fn disk(&self, name: &str) -> Disk {
         let sys = PathBuf::from("/sys/block").join(name);
-        let attr =
-            |a: &str| -> Result<String> { Ok(self.read_opt(sys.join(a))?.unwrap_or_default().trim().to_string()) };
-        let number = |a: &str| -> Result<u64> {
-            let v = attr(a)?;
-            v.parse().map_err(|_| Error::invalid(self.path(sys.join(a)).display(), "a number", v))
+        let mut broken: Option<String> = None;
+        let mut attr = |a: &str| -> String {
+            let full = self.path(sys.join(a));
+            match fs::read(&full) {
+                Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    broken.get_or_insert_with(|| Error::os("read", full.display(), e).to_string());
+                    String::new()
+                }
+            }
         };
-        let dev_text = attr("dev")?;
-        let dev = DevNo::parse(&dev_text)
-            .ok_or_else(|| Error::invalid(self.path(sys.join("dev")).display(), "major:minor", &dev_text))?;
-        let serial = match self.read_opt(sys.join("device/serial"))? {
-            Some(s) => s,
-            None => self.read_opt(sys.join("serial"))?.unwrap_or_default(),
+        let (dev_text, size_text, lbs_text) = (attr("dev"), attr("size"), attr("queue/logical_block_size"));
+        let serial = match attr("device/serial") {
+            s if s.is_empty() => attr("serial"),
+            s => s,
         };
-        let lbs = attr("queue/logical_block_size")?;
-        Ok(Disk {
-            model: attr("device/model")?,
-            serial: serial.trim().to_string(),
-            vendor: attr("device/vendor")?,
-            logical_block_size: if lbs.is_empty() { 512 } else { number("queue/logical_block_size")? as u32 },
-            read_only: attr("ro")? == "1",
-            removable: attr("removable")? == "1",
+        let (model, vendor, wwid, ro, removable) =
+            (attr("device/model"), attr("device/vendor"), attr("wwid"), attr("ro"), attr("removable"));
+        let invalid = |a: &str, expected: &'static str, found: &str| {
+            Error::invalid(self.path(sys.join(a)).display(), expected, found).to_string()
+        };
+        let dev = DevNo::parse(&dev_text);
+        if dev.is_none() {
+            broken.get_or_insert_with(|| invalid("dev", "major:minor", &dev_text));
+        }
+        // At most 2^47 sectors (64 PiB): a volume of 64 such disks still counts in bytes in a u64.
+        let size = size_text.parse::<u64>().ok().filter(|s| *s <= MAX_SECTORS);
+        if size.is_none() {
+            broken.get_or_insert_with(|| invalid("size", "a number of 512-byte sectors up to 2^47", &size_text));
+        }
+        let lbs = match lbs_text.as_str() {
+            "" => Some(512),
+            t => t.parse::<u32>().ok().filter(|n| n.is_power_of_two() && (512..=65536).contains(n)),
+        };
+        if lbs.is_none() {
+            broken.get_or_insert_with(|| {
+                invalid("queue/logical_block_size", "a power of two from 512 to 65536", &lbs_text)
+            });
+        }
+        Disk {
+            model,
+            serial,
+            vendor,
+            wwid,
+            logical_block_size: lbs.unwrap_or(512),
+            read_only: ro == "1",
+            removable: removable == "1",
             holders: self.list(sys.join("holders")),
             partitions: self
                 .list(&sys)
                 .into_iter()
                 .filter(|p| self.path(sys.join(p).join("partition")).exists())
                 .collect(),
-            ..Disk::new(name, dev, Sectors(number("size")?).bytes())
-        })
+            broken,
+            ..Disk::new(name, dev.unwrap_or(DevNo { major: 0, minor: 0 }), Sectors(size.unwrap_or(0)).bytes())
+        }
     }
 
     /// Sorted entry names of a directory; empty when it is missing.
@@ -250,11 +288,10 @@ impl Host {
         None
     }
 
-    /// Probe a disk's first and last bytes for a known signature.
+    /// Probe what a disk holds: blank, ephemcrypt's own, a known signature, or data.
     pub(crate) fn probe(&self, disk: &Disk) -> Probe {
         match signature::probe_device(&self.path(Path::new("/dev").join(&disk.name))) {
-            Ok(None) => Probe::Clean,
-            Ok(Some(sig)) => Probe::Found(sig),
+            Ok(content) => content.into(),
             Err(e) => Probe::Failed(e.to_string()),
         }
     }

@@ -18,6 +18,7 @@ mod disk;
 mod dm;
 mod error;
 mod execute;
+mod header;
 mod host;
 pub mod json;
 mod key;

@@ -12,10 +12,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::classify::{classify, Refusal, Verdict};
-use crate::config::{Config, Fs, OnFailure, SectorSize, Swap, Workqueues};
+use crate::classify::{classify, unchecked_excludes, Refusal, Verdict};
+use crate::config::{CipherSpec, Config, Fs, OnFailure, SectorSize, Swap, Workqueues};
 use crate::disk::{DirState, Disk, Mount, NewRoot};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
+use crate::header::{self, Header};
 use crate::json::Value;
 use crate::paths::{under, STATUS_PATH};
 use crate::step::{KeyPath, Mapping, Step, MOUNT_OPTIONS};
@@ -67,6 +68,17 @@ pub(crate) struct Live {
     pub(crate) mounted: bool,
 }
 
+/// What a new volume is named by and when it is made: written into each member's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// Random, from the kernel's RNG.
+    pub(crate) volume_id: [u8; 16],
+    /// This boot's id (/proc/sys/kernel/random/boot_id).
+    pub(crate) boot_id: [u8; 16],
+    /// Seconds since 1970 (UTC).
+    pub(crate) now: u64,
+}
+
 /// What setup read before planning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Facts {
@@ -74,6 +86,8 @@ pub(crate) struct Facts {
     pub(crate) caps: Caps,
     pub(crate) newroot: NewRoot,
     pub(crate) live: Option<Live>,
+    /// The new volume's identity; `None` for `ephemcrypt plan`, which shows it as new.
+    pub(crate) identity: Option<Identity>,
 }
 
 /// One disk and what was decided about it.
@@ -156,6 +170,11 @@ pub(crate) enum PlanError {
         block: u32,
         sector: u32,
     },
+    /// A disk whose logical blocks are larger than dm-crypt's largest sector (4096).
+    BlockTooLarge {
+        disk: PathBuf,
+        block: u32,
+    },
     SmallerThanChunk {
         smallest: Bytes,
         chunk: Bytes,
@@ -188,6 +207,11 @@ impl fmt::Display for PlanError {
             PlanError::BlockLargerThanSector { disk, block, sector } => write!(
                 f,
                 "{} has {block}-byte logical blocks, larger than the encryption sector size {sector}",
+                disk.display()
+            ),
+            PlanError::BlockTooLarge { disk, block } => write!(
+                f,
+                "{} has {block}-byte logical blocks; dm-crypt's sectors are at most 4096 bytes",
                 disk.display()
             ),
             PlanError::SmallerThanChunk { smallest, chunk } => {
@@ -267,8 +291,12 @@ const FS_LABEL: &str = "ephemcrypt";
 /// Classify every disk and order them: used disks first, by serial then path; never by the
 /// kernel's enumeration order, which changes between boots.
 pub(crate) fn assess(config: &Config, disks: &[Disk]) -> Vec<Assessed> {
-    let mut assessed: Vec<Assessed> =
-        disks.iter().map(|d| Assessed { disk: d.clone(), verdict: classify(d, config) }).collect();
+    let unchecked = unchecked_excludes(config, disks);
+    let verdict = |d: &Disk| match classify(d, config) {
+        Verdict::Use(_) if !unchecked.is_empty() => Verdict::Refuse(vec![Refusal::ExcludeUnchecked(unchecked.clone())]),
+        v => v,
+    };
+    let mut assessed: Vec<Assessed> = disks.iter().map(|d| Assessed { disk: d.clone(), verdict: verdict(d) }).collect();
     assessed.sort_by(|a, b| {
         let key = |x: &Assessed| (!x.verdict.is_use(), x.disk.serial.clone(), x.disk.path.clone());
         key(a).cmp(&key(b))
@@ -304,7 +332,7 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
     }
     let newroot = &facts.newroot;
     let steps = match &state {
-        State::Ready(v) => volume_steps(v, newroot),
+        State::Ready(v) => volume_steps(v, newroot, &config.name, facts.identity),
         State::Live(live) if config.fs != Fs::None && !live.mounted => {
             let mount = under(&newroot.path, &config.mount);
             let dirs: Vec<PathBuf> = std::iter::once(&config.mount).chain(&config.bind).cloned().collect();
@@ -360,9 +388,12 @@ fn status_step() -> Step {
 
 /// The volume's layout: sizes, stripe, crypt parameters and slices.
 fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, PlanError> {
+    if let Some(d) = chosen.iter().find(|d| d.logical_block_size > 4096) {
+        return Err(PlanError::BlockTooLarge { disk: d.path.clone(), block: d.logical_block_size });
+    }
     let largest_block = chosen.iter().map(|d| d.logical_block_size).max().unwrap_or(512);
     let sector_size = match config.sector_size {
-        SectorSize::Auto if caps.sector_size() && largest_block <= 4096 => 4096,
+        SectorSize::Auto if caps.sector_size() => 4096,
         SectorSize::Auto => largest_block,
         SectorSize::Fixed(s) => s,
     };
@@ -411,9 +442,12 @@ fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, PlanE
 }
 
 /// The stripe over several disks (none for one) and the length of what the crypt mapping covers:
-/// the smallest disk rounded down to whole chunks, times the number of disks.
+/// the smallest disk, less the reserved area, rounded down to whole chunks, times the number of
+/// disks.
 fn stripe(config: &Config, chosen: &[&Disk]) -> Result<(Option<Stripe>, Sectors), PlanError> {
+    // Each member starts with the reserved area (its header); the volume comes after it.
     let smallest = chosen.iter().map(|d| d.size.sectors()).min().unwrap_or_default();
+    let smallest = Sectors(smallest.0.saturating_sub(header::RESERVED.0));
     if chosen.len() == 1 {
         return Ok((None, smallest.round_down(ALIGN)));
     }
@@ -489,12 +523,46 @@ fn linear_mapping(role: &str, slice: &Slice, below: &str) -> Step {
             kind: TargetKind::Linear(Linear { dev: Dev::Mapping(below.to_string()), offset: slice.start }),
         }],
         key: None,
+        kernel: Vec::new(),
     })
 }
 
-/// The steps that make the volume, in order.
-fn volume_steps(v: &Volume, newroot: &NewRoot) -> Vec<Step> {
-    let mut steps = Vec::new();
+/// The header of member `index` of the volume.
+fn member_header(v: &Volume, name: &str, index: usize, identity: Option<Identity>) -> Header {
+    let id = identity.unwrap_or(Identity { volume_id: [0; 16], boot_id: [0; 16], now: 0 });
+    let extent = |s: &Option<Slice>| s.as_ref().map_or((Sectors(0), Sectors(0)), |s| (s.start, s.len));
+    Header {
+        volume_id: id.volume_id,
+        boot_id: id.boot_id,
+        created: id.now,
+        member: index as u32,
+        members: v.members.len() as u32,
+        data_offset: header::RESERVED,
+        chunk: v.stripe.as_ref().map_or(Sectors(0), |s| s.chunk),
+        member_len: v.stripe.as_ref().map_or(v.crypt.len, |s| s.per_disk),
+        volume_len: v.crypt.len,
+        key_bits: v.crypt.key_bits,
+        sector_size: v.crypt.sector_size,
+        swap: extent(&v.swap),
+        data: if v.data.is_some() { extent(&v.data) } else { (Sectors(0), v.crypt.len) },
+        fs: v.fs.name().to_string(),
+        cipher: v.crypt.cipher.clone(),
+        name: name.to_string(),
+        escrow: (0, 0),
+        serials: v.members.iter().map(|m| m.serial.clone()).collect(),
+    }
+}
+
+/// The steps that make the volume, in order: the headers first (so that even an interrupted setup
+/// leaves the disks recognisably ours), then the mappings, swap, file system, directories, mounts
+/// and binds, and the status.
+fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Identity>) -> Vec<Step> {
+    let mut steps: Vec<Step> = v
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Step::Header { device: m.path.clone(), header: Box::new(member_header(v, name, i, identity)) })
+        .collect();
     let below = match &v.stripe {
         None => Dev::Num(v.members[0].dev),
         Some(st) => {
@@ -506,14 +574,17 @@ fn volume_steps(v: &Volume, newroot: &NewRoot) -> Vec<Step> {
                     len: st.len,
                     kind: TargetKind::Striped(Striped {
                         chunk: st.chunk,
-                        devs: v.members.iter().map(|m| (Dev::Num(m.dev), Sectors(0))).collect(),
+                        devs: v.members.iter().map(|m| (Dev::Num(m.dev), header::RESERVED)).collect(),
                     }),
                 }],
                 key: None,
+                kernel: Vec::new(),
             }));
             Dev::Mapping(st.name.clone())
         }
     };
+    // On one disk the crypt mapping starts after the reserved area; over a stripe at its start.
+    let offset = if v.stripe.is_some() { Sectors(0) } else { header::RESERVED };
     let c = &v.crypt;
     steps.push(Step::Mapping(Mapping {
         name: c.name.clone(),
@@ -526,11 +597,12 @@ fn volume_steps(v: &Volume, newroot: &NewRoot) -> Vec<Step> {
                 key: CryptKey::Placeholder { bytes: c.key_bits as usize / 8 },
                 iv_offset: Sectors(0),
                 dev: below,
-                offset: Sectors(0),
+                offset,
                 options: c.flags.clone(),
             }),
         }],
         key: Some((c.key_path, c.key_bits)),
+        kernel: CipherSpec::parse(&c.cipher).map(|s| s.kernel_algorithms()).unwrap_or_default(),
     }));
     if let (Some(sw), Some(data)) = (&v.swap, &v.data) {
         steps.push(linear_mapping("SWAP", sw, &c.name));
@@ -751,7 +823,7 @@ impl fmt::Display for Plan {
                 (true, false) => format!("serial {}", d.serial),
                 (true, true) => "no model or serial".into(),
             };
-            let verdict = if a.verdict.is_use() { "use".to_string() } else { format!("skip: {}", a.verdict.reason()) };
+            let verdict = if a.verdict.is_use() { "use: " } else { "skip: " }.to_string() + &a.verdict.reason();
             writeln!(f, "  {:<12} {:>8}  {}  -> {}", d.name, d.size.to_string(), id, verdict)?;
         }
         writeln!(f, "result: {} ({})", state_word(&self.state), state_reason(&self.state))?;
@@ -791,7 +863,13 @@ mod tests {
     }
 
     fn facts(disks: &[Disk]) -> Facts {
-        Facts { disks: disks.to_vec(), caps: Caps::ASSUMED, newroot: NewRoot::assumed("/sysroot"), live: None }
+        Facts {
+            disks: disks.to_vec(),
+            caps: Caps::ASSUMED,
+            newroot: NewRoot::assumed("/sysroot"),
+            live: None,
+            identity: None,
+        }
     }
 
     fn plan_of(config: &Config, disks: &[Disk]) -> Plan {
@@ -841,7 +919,8 @@ mod tests {
     #[test]
     fn one_disk_has_no_stripe_and_rounds_to_4k() {
         let mut d = disk("nvme1n1", "A");
-        d.size = Bytes((10 << 30) + 512 * 7);
+        // The reserved area (header) first, then an odd number of sectors past 10 GiB.
+        d.size = Bytes((10 << 30) + (1 << 20) + 512 * 7);
         let p = plan_of(&Config::default(), &[d.clone()]);
         let v = ready(&p);
         assert!(v.stripe.is_none());
@@ -851,7 +930,7 @@ mod tests {
         assert_eq!(
             tables(&p),
             [format!(
-                "0 20971520 crypt aes-xts-plain64 KEY 0 {} 0 3 no_read_workqueue no_write_workqueue sector_size:4096",
+                "0 20971520 crypt aes-xts-plain64 KEY 0 {} 2048 3 no_read_workqueue no_write_workqueue sector_size:4096",
                 d.dev
             )]
         );
@@ -861,7 +940,7 @@ mod tests {
     fn stripe_rounds_smallest_disk_down_to_whole_chunks() {
         let mut a = disk("nvme1n1", "A");
         let mut b = disk("nvme2n1", "B");
-        a.size = Bytes((10 << 30) + (100 << 10)); // 100K over: less than a chunk
+        a.size = Bytes((10 << 30) + (1 << 20) + (100 << 10)); // the header's MiB, 100K over: less than a chunk
         b.size = Bytes(20 << 30);
         let p = plan_of(&Config::default(), &[a.clone(), b.clone()]);
         let v = ready(&p);
@@ -875,7 +954,7 @@ mod tests {
         assert_eq!(
             tables(&p),
             [
-                format!("0 41943040 striped 2 512 {} 0 {} 0", a.dev, b.dev),
+                format!("0 41943040 striped 2 512 {} 2048 {} 2048", a.dev, b.dev),
                 "0 41943040 crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue \
                  no_write_workqueue sector_size:4096"
                     .to_string(),
@@ -899,21 +978,26 @@ mod tests {
         let p = plan(&cfg("swap = 4G"), &Facts { newroot, ..facts(&[a, b]) });
         let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
         let want = [
+            "write ephemcrypt's header (4096 bytes, no key) at the start of /dev/nvme1n1: volume new 'ephemcrypt', \
+             member 1 of 2, data from sector 2048",
+            "write ephemcrypt's header (4096 bytes, no key) at the start of /dev/nvme2n1: volume new 'ephemcrypt', \
+             member 2 of 2, data from sector 2048",
             "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        \
-             0 419430400 striped 2 512 259:1 0 259:2 0",
+             0 419426304 striped 2 512 259:1 2048 259:2 2048",
             "create mapping ephemcrypt (uuid CRYPT-PLAIN-ephemcrypt) with table:\n        \
-             0 419430400 crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue \
-             no_write_workqueue sector_size:4096\n      KEY: 512 bits from getrandom(2), in a logon key of the process \
-             keyring that is invalidated right after the load; never stored",
+             0 419426304 crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue \
+             no_write_workqueue sector_size:4096\n      the kernel must offer xts(aes) (checked first)\n      \
+             KEY: 512 bits from getrandom(2), in a logon key of the process keyring that is invalidated right \
+             after the load; never stored",
             "create mapping ephemcrypt-swap (uuid EPHEMCRYPT-SWAP-ephemcrypt-swap) with table:\n        \
              0 8388608 linear /dev/mapper/ephemcrypt 0",
             "create mapping ephemcrypt-data (uuid EPHEMCRYPT-DATA-ephemcrypt-data) with table:\n        \
-             0 411041792 linear /dev/mapper/ephemcrypt 8388608",
+             0 411037696 linear /dev/mapper/ephemcrypt 8388608",
             "write a swap signature for 4G on /dev/mapper/ephemcrypt-swap; swapon /dev/mapper/ephemcrypt-swap",
             "mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt-data",
             "mount -o remount,rw,nosuid,relatime /sysroot",
-            "mkdir -p -m 0755 /sysroot/mnt/ephemcrypt",
-            "mkdir -p -m 0755 /sysroot/var/tmp",
+            "mkdir -m 0755 /sysroot/mnt/ephemcrypt",
+            "mkdir -m 0755 /sysroot/var/tmp",
             "mount -o remount,ro,nosuid,relatime /sysroot",
             "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt",
             "copy the directories of /sysroot/var/log (owner, mode, ACLs, labels; no files) to \
@@ -982,7 +1066,8 @@ mod tests {
         let v = with_caps(&Config::default(), &d, [1, 14, 1]);
         assert_eq!(ready(&v).crypt.sector_size, 512);
         assert_eq!(ready(&v).crypt.key_path, KeyPath::HexTable);
-        assert!(v.steps[0].to_string().contains("in hex in the table"), "{}", v.steps[0]);
+        let crypt = v.steps.iter().find(|s| matches!(s, Step::Mapping(m) if m.key.is_some())).unwrap();
+        assert!(crypt.to_string().contains("in hex in the table"), "{crypt}");
         let v = with_caps(&cfg("sector-size = 4096"), &d, [1, 14, 1]);
         assert_eq!(v.state, State::Invalid(PlanError::SectorSizeUnsupported { sector_size: 4096 }));
         assert!(state_reason(&v.state).contains("needs dm-crypt 1.17"));
@@ -1004,7 +1089,8 @@ mod tests {
         let v = ready(&v);
         let (sw, data) = (v.swap.as_ref().unwrap(), v.data.as_ref().unwrap());
         assert_eq!((sw.start, sw.len.bytes()), (Sectors(0), Bytes(4 << 30)));
-        assert_eq!((data.start, data.len.bytes()), (sw.len, Bytes(96 << 30)));
+        // 100 GiB less the reserved MiB.
+        assert_eq!((data.start, data.len.bytes()), (sw.len, Bytes((96 << 30) - (1 << 20))));
         assert_eq!(v.data_name(), "ephemcrypt-data");
         let v = plan_of(&cfg("swap = 10%"), &d);
         let sw = ready(&v).swap.clone().unwrap();
@@ -1022,7 +1108,10 @@ mod tests {
         assert_eq!(mkfs.to_string(), "mkfs.xfs -q -f -K -L ephemcrypt /dev/mapper/ephemcrypt");
         let p = plan_of(&cfg("fs = none\nbind ="), &d);
         let kinds: Vec<String> = p.steps.iter().map(|s| s.title()).collect();
-        assert_eq!(kinds, ["crypt mapping ephemcrypt", "write /run/ephemcrypt/status.json"]);
+        assert_eq!(
+            kinds,
+            ["header on /dev/nvme1n1 (member 1 of 1)", "crypt mapping ephemcrypt", "write /run/ephemcrypt/status.json"]
+        );
     }
 
     #[test]
@@ -1100,7 +1189,7 @@ mod tests {
         assert_eq!(disks.len(), 2);
         assert_eq!(disks[0].get("name").unwrap().as_str(), Some("nvme1n1"));
         assert_eq!(disks[0].get("use"), Some(&Value::Bool(true)));
-        assert_eq!(disks[0].get("reason").unwrap().as_str(), Some(""));
+        assert_eq!(disks[0].get("reason").unwrap().as_str(), Some("blank (every probed region reads as zeros)"));
         assert_eq!(disks[0].get("size_bytes"), Some(&Value::Num(100u64 << 30)));
         assert_eq!(disks[1].get("use"), Some(&Value::Bool(false)));
         assert!(disks[1].get("reason").unwrap().as_str().unwrap().contains("EBS"));
@@ -1110,9 +1199,12 @@ mod tests {
         assert_eq!(j.get("state").unwrap().as_str(), Some("ready"));
         assert!(j.get("volume").unwrap().get("crypt").is_some());
         let steps = j.get("steps").unwrap().as_array();
-        assert_eq!(steps[0].get("kind").unwrap().as_str(), Some("mapping"));
-        assert_eq!(steps[0].get("uuid").unwrap().as_str(), Some("CRYPT-PLAIN-ephemcrypt"));
-        let table = steps[0].get("table").unwrap().as_array();
+        assert_eq!(steps[0].get("kind").unwrap().as_str(), Some("header"));
+        assert_eq!(steps[0].get("volume_id").unwrap().as_str(), Some("new"));
+        assert_eq!(steps[1].get("kind").unwrap().as_str(), Some("mapping"));
+        assert_eq!(steps[1].get("uuid").unwrap().as_str(), Some("CRYPT-PLAIN-ephemcrypt"));
+        assert_eq!(steps[1].get("kernel").unwrap().as_array(), [Value::from("xts(aes)")]);
+        let table = steps[1].get("table").unwrap().as_array();
         assert!(table[0].as_str().unwrap().contains(" crypt aes-xts-plain64 KEY 0 259:"), "{table:?}");
         let mkfs = steps.iter().find(|s| s.get("kind").unwrap().as_str() == Some("mkfs")).unwrap();
         assert_eq!(mkfs.get("argv").unwrap().as_array()[0].as_str(), Some("mkfs.ext4"));

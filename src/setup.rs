@@ -132,7 +132,9 @@ fn observe_and_plan<S: System>(
     } else {
         Caps::ASSUMED
     };
-    Ok((plan::plan(config, &Facts { disks, caps, newroot: root, live }), timings))
+    // The new volume's id and time go into its headers; `plan` shows the volume as new.
+    let identity = if work && setup { Some(sys.identity()?) } else { None };
+    Ok((plan::plan(config, &Facts { disks, caps, newroot: root, live, identity }), timings))
 }
 
 /// The disks, with the signature probe for those a selector picks by identity: reading the root
@@ -193,7 +195,7 @@ mod tests {
         let host = Host::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws"));
         let disks = discover(&host, &Config::default()).unwrap();
         let probe = |name: &str| disks.iter().find(|d| d.name == name).unwrap().probe.clone();
-        assert_eq!(probe("nvme1n1"), Probe::Clean, "instance store: probed");
+        assert_eq!(probe("nvme1n1"), Probe::Blank, "instance store: probed");
         assert_eq!(probe("nvme0n1"), Probe::NotProbed, "the EBS root disk is never read");
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::config::Fs;
 use crate::dm::Target;
+use crate::header::{self, Header};
 use crate::json::Value;
 use crate::units::Bytes;
 
@@ -45,11 +46,19 @@ pub(crate) struct Mapping {
     pub(crate) table: Vec<Target>,
     /// For a crypt mapping: how the key made at this step reaches the kernel.
     pub(crate) key: Option<(KeyPath, u32)>,
+    /// What the kernel's crypto API must offer for the table (AF_ALG type, name), checked before
+    /// the key is made: `("skcipher", "xts(aes)")`.
+    pub(crate) kernel: Vec<(&'static str, String)>,
 }
 
 /// One step of setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
+    /// Write ephemcrypt's header (no key material) at the start of a member disk.
+    Header {
+        device: PathBuf,
+        header: Box<Header>,
+    },
     Mapping(Mapping),
     /// Write a swap signature for `len` bytes on the mapping `device`, then swapon it.
     Swap {
@@ -101,6 +110,9 @@ impl Step {
     /// A short name for logs and the status' timings: what and on what.
     pub(crate) fn title(&self) -> String {
         match self {
+            Step::Header { device, header } => {
+                format!("header on {} (member {} of {})", device.display(), header.member + 1, header.members)
+            }
             Step::Mapping(m) => match &m.key {
                 Some(_) => format!("crypt mapping {}", m.name),
                 None => format!("mapping {}", m.name),
@@ -123,12 +135,21 @@ impl Step {
         let path = |p: &PathBuf| Value::from(p.display().to_string());
         let kind = |k: &str| ("kind", Value::from(k));
         match self {
+            Step::Header { device, header } => Value::obj([
+                kind("header"),
+                ("device", path(device)),
+                ("volume_id", volume_id(header).into()),
+                ("member", (header.member + 1).into()),
+                ("members", header.members.into()),
+                ("data_offset_sectors", header.data_offset.0.into()),
+            ]),
             Step::Mapping(m) => Value::obj([
                 kind("mapping"),
                 ("name", m.name.as_str().into()),
                 ("uuid", m.uuid.as_str().into()),
                 ("table", m.table.iter().map(ToString::to_string).collect::<Vec<_>>().into()),
                 ("key", m.key.map(|(k, _)| k.name()).into()),
+                ("kernel", m.kernel.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>().into()),
             ]),
             Step::Swap { device, len } => Value::obj([
                 kind("swap"),
@@ -160,6 +181,16 @@ impl Step {
     }
 }
 
+/// The volume id a header step writes, or `new` where the plan does not know it yet (`ephemcrypt
+/// plan`: setup draws it from the kernel's RNG).
+fn volume_id(h: &Header) -> String {
+    if h.volume_id == [0; 16] {
+        "new".into()
+    } else {
+        h.volume_id_hex()
+    }
+}
+
 /// `rw,nosuid,…` or `ro,nosuid,…`: the options a remount passes.
 pub(crate) fn remount_options(read_only: bool, kept: &[String]) -> Vec<String> {
     std::iter::once(if read_only { "ro" } else { "rw" }.to_string()).chain(kept.iter().cloned()).collect()
@@ -169,10 +200,26 @@ pub(crate) fn remount_options(read_only: bool, kept: &[String]) -> Vec<String> {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Step::Header { device, header } => write!(
+                f,
+                "write ephemcrypt's header ({} bytes, no key) at the start of {}: volume {} '{}', member {} of {}, \
+                 data from sector {}",
+                header::SIZE,
+                device.display(),
+                volume_id(header),
+                header.name,
+                header.member + 1,
+                header.members,
+                header.data_offset
+            ),
             Step::Mapping(m) => {
                 write!(f, "create mapping {} (uuid {}) with table:", m.name, m.uuid)?;
                 for t in &m.table {
                     write!(f, "\n        {t}")?;
+                }
+                if !m.kernel.is_empty() {
+                    let names: Vec<&str> = m.kernel.iter().map(|(_, n)| n.as_str()).collect();
+                    write!(f, "\n      the kernel must offer {} (checked first)", names.join(" and "))?;
                 }
                 match m.key {
                     Some((KeyPath::Keyring, bits)) => write!(
@@ -195,7 +242,7 @@ impl fmt::Display for Step {
             Step::Remount { path, read_only, options } => {
                 write!(f, "mount -o remount,{} {}", remount_options(*read_only, options).join(","), path.display())
             }
-            Step::Mkdir { path } => write!(f, "mkdir -p -m 0755 {}", path.display()),
+            Step::Mkdir { path } => write!(f, "mkdir -m 0755 {}", path.display()),
             Step::Mount { source, target, fs, options } => {
                 write!(f, "mount -t {} -o {} {} {}", fs.name(), options.join(","), source.display(), target.display())
             }

@@ -103,6 +103,38 @@ pub(crate) fn keyctl_read(serial: i32, buf: &mut [u8]) -> std::result::Result<c_
     Errno::result(rc)
 }
 
+/// Bind an AF_ALG socket to the algorithm `name` of `kind` (`skcipher`, `hash`): the kernel's
+/// crypto API then has it, loading its modules on demand as it does for dm-crypt.
+/// EAFNOSUPPORT: no AF_ALG here (modules af_alg, algif_*); ENOENT: no such algorithm.
+pub(crate) fn alg_bind(kind: &str, name: &str) -> std::result::Result<(), Errno> {
+    let mut addr = libc::sockaddr_alg {
+        salg_family: libc::AF_ALG as libc::sa_family_t,
+        salg_type: [0; 14],
+        salg_feat: 0,
+        salg_mask: 0,
+        salg_name: [0; 64],
+    };
+    if kind.len() >= addr.salg_type.len() || name.len() >= addr.salg_name.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    addr.salg_type[..kind.len()].copy_from_slice(kind.as_bytes());
+    addr.salg_name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: plain socket(2) with constant arguments; it takes no memory.
+    let fd = Errno::result(unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is the socket just made and closed only below; `addr` is a fully initialised
+    // sockaddr_alg that lives across the call, and its exact size is passed.
+    let bound = Errno::result(unsafe {
+        libc::bind(
+            fd,
+            std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_alg>() as libc::socklen_t,
+        )
+    });
+    // SAFETY: `fd` is ours and not used after this.
+    unsafe { libc::close(fd) };
+    bound.map(drop)
+}
+
 /// swapon(2) with default priority and no discard (the volume is freshly keyed; nothing to trim).
 pub(crate) fn swapon(dev: &Path) -> Result<()> {
     let c = cpath("swapon", dev)?;
@@ -178,9 +210,60 @@ pub(crate) fn set_xattr(p: &Path, name: &CStr, value: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Check that the kernel's crypto API offers each (AF_ALG type, name) dm-crypt will ask for, after
+/// loading what modules it may need with `modprobe` (`crypto-<name>` aliases, as the kernel's own
+/// request_module does). Without AF_ALG in the kernel nothing can be checked ahead: the table load
+/// then says what is missing (execute.rs names it).
+pub(crate) fn check_kernel_crypto(algorithms: &[(&'static str, String)], mut modprobe: impl FnMut(&str)) -> Result<()> {
+    for (kind, name) in algorithms {
+        let mut r = alg_bind(kind, name);
+        if r == Err(Errno::EAFNOSUPPORT) {
+            modprobe("af_alg");
+            modprobe(&format!("algif_{kind}"));
+            r = alg_bind(kind, name);
+        }
+        if r == Err(Errno::ENOENT) {
+            // "xts(aes)": crypto-xts(aes), crypto-xts, crypto-aes.
+            modprobe(&format!("crypto-{name}"));
+            for part in name.split(['(', ')', ',']).filter(|p| !p.is_empty()) {
+                modprobe(&format!("crypto-{part}"));
+            }
+            r = alg_bind(kind, name);
+        }
+        match r {
+            Ok(()) => {}
+            Err(Errno::EAFNOSUPPORT) => {
+                log::debug!("AF_ALG is not available: {name} is checked at the table load");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Error::KernelCrypto { name: name.clone(), source: io::Error::from_raw_os_error(e as i32) })
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_crypto_api_is_asked() {
+        // This machine's kernel may lack AF_ALG: then nothing is checked ahead, by design.
+        let mut loaded = Vec::new();
+        let r = check_kernel_crypto(&[("skcipher", "no-such-mode(aes)".into())], |m| loaded.push(m.to_string()));
+        match alg_bind("skcipher", "cbc(aes)") {
+            Err(Errno::EAFNOSUPPORT) => assert!(r.is_ok()),
+            _ => {
+                let e = r.unwrap_err().to_string();
+                assert!(e.starts_with("the kernel does not offer no-such-mode(aes)"), "{e}");
+                assert!(loaded.contains(&"crypto-no-such-mode(aes)".to_string()), "{loaded:?}");
+                assert!(loaded.contains(&"crypto-aes".to_string()), "{loaded:?}");
+            }
+        }
+        assert_eq!(alg_bind("skcipher", &"x".repeat(64)), Err(Errno::ENAMETOOLONG));
+    }
 
     #[test]
     fn xattr_roundtrip_on_a_temp_dir() {

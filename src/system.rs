@@ -21,6 +21,7 @@ use crate::dm::{self, Control, TableLine, Target};
 use crate::error::{Error, Result};
 use crate::key::{self, Key, KeySerial};
 use crate::paths::under;
+use crate::plan::Identity;
 use crate::units::{Bytes, DevNo};
 
 /// Everything setup may do to the machine, and the kernel state it may ask about.
@@ -34,6 +35,13 @@ pub(crate) trait System {
     /// Whether the directory `path` is there and, if not, how many of its directories are
     /// missing and the read-only mount that would hold it.
     fn dir_state(&mut self, path: &Path) -> Result<DirState>;
+    /// A new volume's identity: a random id, this boot's id and the time.
+    fn identity(&mut self) -> Result<Identity>;
+    /// Check that the kernel's crypto API offers each (AF_ALG type, name), loading modules as
+    /// dm-crypt would; the error names what is missing and the modules to add to the image.
+    fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()>;
+    /// Write `bytes` at the start of the disk `device` (a host path), and flush them to it.
+    fn write_header(&mut self, device: &Path, bytes: &[u8]) -> Result<()>;
     /// A fresh key of `len` random bytes from the kernel's RNG (blocking until seeded).
     fn make_key(&mut self, len: usize) -> Result<Key>;
     /// Put `key` into the process keyring as a logon key whose description starts with `prefix:`
@@ -271,6 +279,40 @@ impl System for LinuxSystem {
         let depth = path.ancestors().take_while(|a| fs::symlink_metadata(a).is_err()).count().max(1);
         let mounts = self.mounts()?;
         Ok(DirState::Missing { depth, read_only: mount_holding(&mounts, path).filter(|m| m.read_only()).cloned() })
+    }
+
+    fn identity(&mut self) -> Result<Identity> {
+        let random = Key::generate(16)?;
+        let path = self.path("/proc/sys/kernel/random/boot_id");
+        let text = fs::read_to_string(&path).map_err(|e| Error::os("read", path.display(), e))?;
+        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+        let mut boot_id = [0u8; 16];
+        for (i, b) in boot_id.iter_mut().enumerate() {
+            *b = hex
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::invalid(path.display(), "a UUID", text.trim()))?;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Ok(Identity { volume_id: random.expose().try_into().expect("16 bytes"), boot_id, now })
+    }
+
+    fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()> {
+        crate::sys::check_kernel_crypto(algorithms, |module| self.modprobe(module))
+    }
+
+    fn write_header(&mut self, device: &Path, bytes: &[u8]) -> Result<()> {
+        let path = self.path(device);
+        self.may_change("write header to", path.display())?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_EXCL) // a block device open O_EXCL fails while it is in use
+            .open(&path)
+            .map_err(|e| Error::os("open for the header", path.display(), e))?;
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(bytes, 0)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::os("write header to", path.display(), e))
     }
 
     fn make_key(&mut self, len: usize) -> Result<Key> {

@@ -178,11 +178,12 @@ fn text_output_lists_disks_and_steps() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("nvme2n1"), "{text}");
-    assert!(text.contains("-> use"), "{text}");
+    assert!(text.contains("-> use: blank (every probed region reads as zeros)"), "{text}");
     assert!(text.contains("-> skip: an AWS EBS volume"), "{text}");
     // Each step as the table or command it is.
     for want in [
-        "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        0 7419723776 striped 2 512 259:4 0 259:3 0\n",
+        "write ephemcrypt's header (4096 bytes, no key) at the start of /dev/nvme2n1: volume new 'ephemcrypt', member 1 of 2, data from sector 2048\n",
+        "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        0 7419719680 striped 2 512 259:4 2048 259:3 2048\n",
         " crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue no_write_workqueue sector_size:4096\n",
         "mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt\n",
         "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt\n",
@@ -244,4 +245,86 @@ fn missing_host_files_are_named() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("read /nonexistent/host/proc/cmdline: No such file or directory")
     );
+}
+
+/// A disk is taken only when it is positively free: blank or ephemcrypt's own. Everything else is
+/// refused, named where a signature says what it is, as data where none does.
+#[test]
+fn only_blank_and_our_own_disks_are_taken() {
+    let p = plan_json(&fixture("content"), &[]);
+    let v = verdicts(&p);
+    assert_eq!(used(&p), ["sda", "sdb"]);
+    assert_eq!(reason(&v, "sda"), "blank (every probed region reads as zeros)");
+    assert_eq!(
+        reason(&v, "sdb"),
+        "previous ephemcrypt volume 'ephemcrypt' 5e5e5e5e, created 2026-11-18 11:06:40 UTC, member 1 of 2"
+    );
+    let named = [
+        ("sdc", "damaged ephemcrypt header"),
+        ("sdd", "holds data that is neither blank nor an ephemcrypt volume"),
+        ("sde", "Ceph BlueStore OSD"),
+        ("sdf", "Stratis pool member"),
+        ("sdg", "DRBD meta data"),
+        ("sdh", "Oracle ASM disk"),
+        ("sdi", "LUKS header"),
+        ("sdj", "ZFS pool member"),
+    ];
+    for (name, what) in named {
+        assert!(reason(&v, name).contains(what), "{name}: {}", reason(&v, name));
+        assert!(reason(&v, name).contains("set force=yes"), "{name}: how to take it anyway");
+    }
+    // force=yes takes them all, and says so.
+    let tree = copy_tree("content");
+    std::fs::write(tree.join("etc/ephemcrypt.conf"), "devices = model:Test*\nforce = yes\n").unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(used(&p).len(), 10);
+    assert!(reason(&verdicts(&p), "sdd").starts_with("forced (force=yes) over unrecognised data"));
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+/// One odd block device or a stray byte on the command line refuses that disk only; the scan and
+/// the volume go on.
+#[test]
+fn bad_host_data_refuses_one_disk_and_never_stops_the_scan() {
+    let p = plan_json(&fixture("hostile"), &[]);
+    let v = verdicts(&p);
+    assert_eq!(used(&p), ["sda"]);
+    assert_eq!(p.get("state").unwrap().as_str(), Some("ready"));
+    assert!(reason(&v, "sdc").contains("sys/block/sdc/dev: expected major:minor, found ''"), "{}", reason(&v, "sdc"));
+    assert!(reason(&v, "sdd").contains("sys/block/sdd/size: expected a number of 512-byte sectors"));
+    assert!(reason(&v, "sde").contains("logical_block_size: expected a power of two"));
+    assert_eq!(reason(&v, "sdb"), "not selected by 'devices'");
+    // A byte that is not UTF-8 inside one of ephemcrypt's own keys is an error naming the key.
+    let tree = copy_tree("hostile");
+    std::fs::write(tree.join("proc/cmdline"), b"quiet rd.ephemcrypt.devices=serial:G\xffOD\n").unwrap();
+    let out = run(&["plan", "--host", tree.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("for 'devices' (from the kernel command line): expected text that is valid UTF-8"), "{err}");
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
+/// An exclude naming a /dev/disk link that matches no disk is never ignored: no disk is taken, and
+/// the plan names the exclusion. udev's own by-id names match before udev has run.
+#[test]
+fn an_exclude_that_cannot_be_checked_takes_no_disk() {
+    let tree = copy_tree("aws");
+    std::fs::remove_dir_all(tree.join("dev/disk")).unwrap(); // udev has not run
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    let conf = tree.join("etc/ephemcrypt.conf");
+    std::fs::write(
+        &conf,
+        "exclude = path:/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS22B2C5F8A1D0E0001\n",
+    )
+    .unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(used(&p), ["nvme2n1"], "the exclusion holds without the link");
+    assert!(reason(&verdicts(&p), "nvme1n1").starts_with("excluded by 'exclude'"));
+    std::fs::write(&conf, "exclude = path:/dev/disk/by-id/aws-ephemeral-scratch\n").unwrap();
+    let p = plan_json(&tree, &[]);
+    assert!(used(&p).is_empty());
+    assert_eq!(p.get("state").unwrap().as_str(), Some("absent"));
+    let why = reason(&verdicts(&p), "nvme1n1").to_string();
+    assert!(why.contains("path:/dev/disk/by-id/aws-ephemeral-scratch") && why.contains("no disk is taken"), "{why}");
+    std::fs::remove_dir_all(tree).unwrap();
 }

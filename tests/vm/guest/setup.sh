@@ -22,6 +22,8 @@ mount -o remount,ro /sysroot
 # dev_of SERIAL: major:minor of the NVMe namespace with that serial
 dev_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && cat "$d/dev"; done; }
 dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
+# node_of SERIAL: the /dev node of the NVMe namespace with that serial
+node_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && echo "/dev/${d##*/}"; done; }
 
 # The plan first: what setup is about to do, step by step (it touches nothing).
 ephemcrypt plan --newroot /sysroot >/run/plan.txt
@@ -39,7 +41,10 @@ check mount-point-made-on-ro-root test -d /sysroot/mnt/ephemcrypt
 check root-read-only-again sh -c 'grep -q "^newroot /sysroot tmpfs ro[, ]" /proc/mounts'
 
 a=$(dev_of EPH-A) b=$(dev_of EPH-B)
-check stripe-by-serial-order sh -c "dmsetup table ephemcrypt-stripe | grep -q '^0 [0-9]* striped 2 512 $a 0 $b 0\$'"
+check stripe-by-serial-order sh -c "dmsetup table ephemcrypt-stripe | grep -q '^0 [0-9]* striped 2 512 $a 2048 $b 2048\$'"
+# Each member starts with ephemcrypt's header, member index in serial order.
+check header-on-EPH-A sh -c "head -c 16 $(node_of EPH-A) | grep -aq EPHEMCRYPT"
+check header-on-EPH-B sh -c "head -c 16 $(node_of EPH-B) | grep -aq EPHEMCRYPT"
 check crypt-over-stripe sh -c "dmsetup table ephemcrypt | grep -q ' crypt aes-xts-plain64 :64:logon:ephemcrypt:ephemcrypt:[^ ]* 0 $(dm_dev ephemcrypt-stripe) 0 '"
 check crypt-flags sh -c 'dmsetup table ephemcrypt | grep -q "no_read_workqueue" && dmsetup table ephemcrypt | grep -q "sector_size:4096"'
 check showkeys-is-a-reference sh -c 'dmsetup table --showkeys ephemcrypt | grep -q " :64:logon:" && ! dmsetup table --showkeys ephemcrypt | grep -Eq " [0-9a-f]{64,} "'

@@ -23,6 +23,9 @@ usage:
       /run/ephemcrypt/status.json.
   ephemcrypt status [--host DIR] [--json]
       What setup did in this boot, with a live check of its mappings.
+  ephemcrypt needs [--host DIR] [--config FILE]
+      The programs setup will run with this configuration, one per line (for image builders:
+      the dracut and mkinitcpio hooks fail the build when one is missing).
   ephemcrypt --help | --version
 
 options:
@@ -44,6 +47,7 @@ pub(crate) enum Command {
     Plan(Common, Option<PathBuf>),
     Setup(Common, PathBuf),
     Status(Common),
+    Needs(Common),
     Help,
     Version,
 }
@@ -112,8 +116,13 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             only("--config", common.config.is_none())?;
             Ok(Command::Status(common))
         }
+        "needs" => {
+            only("--newroot", newroot.is_none())?;
+            only("--json", !common.json)?;
+            Ok(Command::Needs(common))
+        }
         _ => Err(Error::Usage(format!(
-            "unknown command '{sub}'; commands: plan, setup, status; try 'ephemcrypt --help'"
+            "unknown command '{sub}'; commands: plan, setup, status, needs; try 'ephemcrypt --help'"
         ))),
     }
 }
@@ -153,6 +162,12 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
             write(out, &text)?;
         }
         Command::Setup(c, newroot) => return setup(c, newroot),
+        Command::Needs(c) => {
+            // The image's configuration file only: the build host's kernel command line is not
+            // the booted machine's.
+            let config = Host::new(&c.host).config_file_only(c.config.as_deref())?;
+            write(out, &config.fs.programs().iter().map(|p| format!("{p}\n")).collect::<String>())?;
+        }
         Command::Status(c) => {
             let (text, code) = status(c)?;
             write(out, &text)?;

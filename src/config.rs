@@ -171,6 +171,15 @@ pub(crate) enum Fs {
 }
 
 impl Fs {
+    /// The programs making this file system takes (the first is the one setup runs).
+    pub(crate) fn programs(self) -> &'static [&'static str] {
+        match self {
+            Fs::Ext4 => &["mkfs.ext4"],
+            Fs::Xfs => &["mkfs.xfs"],
+            Fs::None => &[],
+        }
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Fs::Ext4 => "ext4",

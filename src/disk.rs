@@ -199,6 +199,23 @@ pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
         .collect()
 }
 
+/// The mount points an /etc/fstab mounts at boot: not swap, not `noauto`, not `/`.
+pub(crate) fn parse_fstab(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (target, fstype, options) = (f.get(1)?, f.get(2)?, f.get(3).copied().unwrap_or("defaults"));
+            let skip = *fstype == "swap"
+                || !target.starts_with('/')
+                || *target == "/"
+                || options.split(',').any(|o| o == "noauto");
+            (!skip).then(|| PathBuf::from(unescape_octal(target)))
+        })
+        .collect()
+}
+
 /// The mount that holds `path`: the longest mount point that is a prefix of it. The last of
 /// equal mount points wins (it is mounted on top).
 pub(crate) fn mount_holding<'a>(mounts: &'a [Mount], path: &std::path::Path) -> Option<&'a Mount> {
@@ -231,12 +248,22 @@ pub(crate) struct NewRoot {
     /// False when the new root was not looked at (`plan` without `--newroot`): every directory
     /// is taken to be present.
     pub(crate) read: bool,
+    /// The mount points its /etc/fstab mounts at boot (after switch_root), `/` and swap aside.
+    pub(crate) fstab: Vec<PathBuf>,
+    /// Its init is systemd: units written to /run/systemd/system are loaded after switch_root.
+    pub(crate) systemd: bool,
 }
 
 impl NewRoot {
     /// A new root that was not looked at.
     pub(crate) fn assumed(path: impl Into<PathBuf>) -> NewRoot {
-        NewRoot { path: path.into(), dirs: Vec::new(), read: false }
+        NewRoot { path: path.into(), dirs: Vec::new(), read: false, fstab: Vec::new(), systemd: false }
+    }
+
+    /// The mount of the root's fstab that would hide `dir` after switch_root: one at `dir` itself
+    /// or at a directory above it (the deepest such).
+    pub(crate) fn shadowed_by(&self, dir: &std::path::Path) -> Option<&PathBuf> {
+        self.fstab.iter().filter(|m| dir.starts_with(m) && m.as_os_str() != "/").max_by_key(|m| m.as_os_str().len())
     }
 
     pub(crate) fn state(&self, dir: &std::path::Path) -> DirState {
@@ -275,6 +302,20 @@ bad line
         assert_eq!(mount_holding(&m, Path::new("/sysroot/mnt/x")).unwrap().target, Path::new("/sysroot"));
         assert_eq!(mount_holding(&m, Path::new("/sysrootx")).unwrap().target, Path::new("/"));
         assert_eq!(mount_holding(&m, Path::new("/sysroot")).unwrap().target, Path::new("/sysroot"));
+    }
+
+    #[test]
+    fn fstab_mounts_and_what_they_hide() {
+        let fstab = "# a CIS image\nUUID=1 / ext4 defaults 0 1\nUUID=2 /var ext4 nodev 0 2\nUUID=3 /var/log/audit xfs defaults 0 2\n\
+                     tmpfs /tmp tmpfs nosuid,nodev 0 0\nUUID=4 none swap sw 0 0\n/dev/sdz /data ext4 noauto 0 0\nbad\n";
+        let m = parse_fstab(fstab);
+        assert_eq!(m, ["/var", "/var/log/audit", "/tmp"].map(PathBuf::from));
+        let root = NewRoot { fstab: m, ..NewRoot::assumed("/sysroot") };
+        assert_eq!(root.shadowed_by(Path::new("/var/log")), Some(&PathBuf::from("/var")));
+        assert_eq!(root.shadowed_by(Path::new("/tmp")), Some(&PathBuf::from("/tmp")));
+        assert_eq!(root.shadowed_by(Path::new("/var/log/audit/x")), Some(&PathBuf::from("/var/log/audit")));
+        assert_eq!(root.shadowed_by(Path::new("/srv")), None);
+        assert_eq!(root.shadowed_by(Path::new("/variable")), None);
     }
 
     #[test]

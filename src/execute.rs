@@ -36,6 +36,11 @@ enum Undo {
         read_only: bool,
         options: Vec<String>,
     },
+    /// A unit for the real root, and its wants link.
+    Unit {
+        name: String,
+        wanted_by: String,
+    },
 }
 
 /// A mapping that was just written to (mkfs, a swap signature) is opened by udev for a moment: the
@@ -74,6 +79,20 @@ fn success(plan: &Plan) -> (SetupResult, String) {
         State::Disabled => (SetupResult::Disabled, "rd.ephemcrypt=0".into()),
         State::Absent => (SetupResult::Absent, state_reason(&plan.state)),
         State::Live(_) => (SetupResult::Ok, "already set up in this boot".into()),
+        State::Ready(v) if !v.exposed.is_empty() => {
+            let list: Vec<String> = v
+                .exposed
+                .iter()
+                .map(|(t, by)| format!("{} would be hidden by {} from /etc/fstab", t.display(), by.display()))
+                .collect();
+            let why = format!(
+                "{} disk(s) encrypted, but {}: the real root does not run systemd, so nothing binds them \
+                 again after switch_root; they are not on the volume",
+                v.members.len(),
+                list.join(", ")
+            );
+            (SetupResult::Degraded, why)
+        }
         State::Ready(v) => (SetupResult::Ok, format!("{} disk(s) encrypted", v.members.len())),
         _ => (SetupResult::Failed, String::new()),
     }
@@ -185,6 +204,12 @@ impl<S: System> Run<'_, S> {
                 self.sys.mount_tmpfs(target)?;
                 log::warn!("tmpfs mounted on {} so nothing lands unencrypted on disk", target.display());
                 self.status.tmpfs.push(self.in_root(target));
+                Ok(())
+            }
+            Step::Unit { name, text, wanted_by } => {
+                self.sys.write_unit(name, text, wanted_by)?;
+                self.undo.push(Undo::Unit { name: name.clone(), wanted_by: wanted_by.clone() });
+                self.status.units.push(name.clone());
                 Ok(())
             }
             Step::Status { path } => self.sys.write_status(path, &self.status.to_json().pretty()),
@@ -309,6 +334,7 @@ impl<S: System> Run<'_, S> {
                 Undo::Mount(p) => self.sys.umount(p),
                 Undo::Dir(p) => self.sys.rmdir(p),
                 Undo::Remount { path, read_only, options } => self.sys.remount(path, *read_only, options),
+                Undo::Unit { name, wanted_by } => self.sys.remove_unit(name, wanted_by),
             };
             if let Err(e) = r {
                 log::error!("undo failed: {e}");

@@ -112,11 +112,7 @@ fn order_of_operations_two_disks_with_swap() {
     assert_eq!(written.mappings[1].dev, DevNo { major: 253, minor: 1 });
     assert_eq!(
         written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..3],
-        [
-            "read dm-crypt version 1.27.0",
-            "header on /dev/nvme1n1 (member 1 of 2)",
-            "header on /dev/nvme2n1 (member 2 of 2)"
-        ]
+        ["read 2 disks, probe 2", "read dm-crypt version 1.27.0", "header on /dev/nvme1n1 (member 1 of 2)"]
     );
     assert_eq!(written.disks.len(), 2);
 }
@@ -256,6 +252,7 @@ fn check_steps_are_calls(name: &str, steps: &[Value], fake: &Fake, calls: &[Stri
                 assert_eq!(next("bind "), format!("{} {}", s(step, "source"), s(step, "target")));
             }
             "tmpfs" => assert_eq!(next("tmpfs "), s(step, "target")),
+            "unit" => assert_eq!(next("write_unit "), format!("{} {}", s(step, "name"), s(step, "wanted_by"))),
             "status" => assert_eq!(next("write_status"), ""),
             other => panic!("{name}: unknown step {other}"),
         }
@@ -493,6 +490,63 @@ fn no_disk_is_absent_and_touches_nothing() {
     assert_eq!(o.result, SetupResult::Absent);
     assert_eq!(fake.calls, ["write_status"], "not even dm-crypt's version is asked for");
     assert!(fake.tmpfs.is_empty());
+}
+
+/// A root whose fstab mounts /var (CIS-hardened images do): after switch_root that mount would
+/// hide binds made now on /var/log and /var/tmp. On a systemd root, units bind them again after
+/// it; /tmp is bound now. A failure anywhere removes the units too.
+#[test]
+fn binds_under_a_separate_fstab_mount_are_made_after_it_by_units() {
+    let tree = two_disks("");
+    let root = |systemd: bool| {
+        let mut f = Fake::new();
+        f.files.insert("/sysroot/etc/fstab".into(), "UUID=1 / ext4 defaults 0 1\nUUID=2 /var ext4 nodev 0 2\n".into());
+        if systemd {
+            f.links.insert("/sysroot/sbin/init".into(), "/lib/systemd/systemd".into());
+        }
+        f
+    };
+    let mut fake = root(true);
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert_eq!(o.binds, [PathBuf::from("/tmp")], "only /tmp is bound in the initramfs");
+    assert_eq!(o.units, ["var-log.mount", "var-tmp.mount"]);
+    let unit = &fake.units["var-log.mount"];
+    for line in [
+        "What=/mnt/ephemcrypt/var/log",
+        "Where=/var/log",
+        "Options=bind",
+        "RequiresMountsFor=/mnt/ephemcrypt /var",
+        "ConditionPathExists=!/etc/initrd-release",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} in\n{unit}");
+    }
+    assert!(fake.calls.contains(&"mkdir /sysroot/mnt/ephemcrypt/var/log".to_string()));
+    let var = fake.calls.iter().filter(|c| *c == "mkdir /sysroot/mnt/ephemcrypt/var").count();
+    assert_eq!(var, 1, "a directory two targets share is made once");
+    assert!(fake.calls.contains(&"write_unit var-log.mount local-fs.target".to_string()));
+    // A failure at every call after the units: they are removed with the rest.
+    let first_unit = fake.calls.iter().position(|c| c.starts_with("write_unit")).unwrap();
+    for at in first_unit..fake.calls.len() {
+        let mut f = Fake { fail_at: Some(at), ..root(true) };
+        run(&mut f, &tree);
+        f.assert_clean(&[], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
+    }
+    // /var/log itself in fstab: bound now, and the unit replaces the fstab mount of it.
+    let mut fake = root(true);
+    fake.files.insert("/sysroot/etc/fstab".into(), "LABEL=logs /var/log ext4 defaults 0 2\n".into());
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok);
+    assert_eq!(o.binds.len(), 3);
+    assert_eq!(o.units, ["var-log.mount"]);
+    // Not a systemd root: nothing can bind them again; they are left off the volume, and the
+    // status is not ok and says why.
+    let mut fake = root(false);
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(o.reason.contains("/var/log would be hidden by /var from /etc/fstab"), "{}", o.reason);
+    assert_eq!(o.binds, [PathBuf::from("/tmp")]);
+    assert!(o.units.is_empty() && fake.units.is_empty());
 }
 
 /// With no volume at stake, a status that cannot be written (a full /run) is only reported: the

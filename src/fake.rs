@@ -47,6 +47,11 @@ pub(crate) struct Fake {
     pub(crate) read_only: BTreeSet<PathBuf>,
     pub(crate) tmpfs: Vec<PathBuf>,
     pub(crate) status: Option<String>,
+    /// Files of the new root (`read_text`) and links (`link_text`).
+    pub(crate) files: BTreeMap<PathBuf, String>,
+    pub(crate) links: BTreeMap<PathBuf, PathBuf>,
+    /// Units written, by name.
+    pub(crate) units: BTreeMap<String, String>,
     /// The headers written, by device.
     pub(crate) headers: BTreeMap<PathBuf, Vec<u8>>,
     pub(crate) clock: u64,
@@ -97,6 +102,7 @@ impl Fake {
         assert!(self.keys.is_empty(), "keys left: {:?}", self.keys);
         assert!(self.swaps.is_empty(), "swaps left: {:?}", self.swaps);
         assert!(self.mounts.is_empty(), "mounts left: {:?}\ncalls:\n{}", self.mounts, calls());
+        assert!(self.units.is_empty(), "units left: {:?}", self.units);
         for d in made_dirs {
             assert!(!self.dirs.contains(Path::new(d)), "directory {d} left\ncalls:\n{}", calls());
         }
@@ -293,6 +299,22 @@ impl System for Fake {
     }
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.call(format!("copy_skeleton {} {}", from.display(), to.display()))
+    }
+    fn read_text(&mut self, path: &Path) -> Result<Option<String>> {
+        Ok(self.files.get(path).cloned())
+    }
+    fn link_text(&mut self, path: &Path) -> Option<PathBuf> {
+        self.links.get(path).cloned()
+    }
+    fn write_unit(&mut self, name: &str, text: &str, wanted_by: &str) -> Result<()> {
+        self.call(format!("write_unit {name} {wanted_by}"))?;
+        self.units.insert(name.into(), text.into());
+        Ok(())
+    }
+    fn remove_unit(&mut self, name: &str, wanted_by: &str) -> Result<()> {
+        self.call(format!("remove_unit {name} {wanted_by}"))?;
+        self.units.remove(name);
+        Ok(())
     }
     fn write_status(&mut self, path: &Path, json: &str) -> Result<()> {
         assert_eq!(path, Path::new(crate::paths::STATUS_PATH));

@@ -75,6 +75,19 @@ impl Host {
         Ok(Config::load(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), cmdline.trim())?)
     }
 
+    /// The configuration of the file alone (`file`, or else the root's /etc/ephemcrypt.conf when
+    /// it exists), without any kernel command line: what an image is built with.
+    pub(crate) fn config_file_only(&self, file: Option<&Path>) -> Result<Config> {
+        let file = match file {
+            Some(p) => Some((
+                p.to_path_buf(),
+                fs::read_to_string(p).map_err(|e| Error::os("read configuration", p.display(), e))?,
+            )),
+            None => self.read_opt("/etc/ephemcrypt.conf")?.map(|t| (PathBuf::from("/etc/ephemcrypt.conf"), t)),
+        };
+        Ok(Config::load(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), "")?)
+    }
+
     /// All whole disks, sorted by name, with mounts, swaps and links; none probed yet.
     pub(crate) fn disks(&self) -> Result<Vec<Disk>> {
         let mounts = self.mounts()?;

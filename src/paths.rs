@@ -12,6 +12,26 @@ pub(crate) fn under(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
+/// A path as systemd names its mount unit (`systemd-escape --path`): `/var/log` → `var-log`,
+/// `/srv/my-data` → `srv-my\x2ddata`.
+pub(crate) fn systemd_escape_path(p: &Path) -> String {
+    let text = p.to_string_lossy();
+    let parts: Vec<&str> = text.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::new();
+    for (i, b) in parts.join("/").bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.' => out.push(char::from(b)),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
 /// Lexically normalize an absolute path (`.`/`..` folded); `None` for relative paths.
 pub(crate) fn normalize(p: &Path) -> Option<PathBuf> {
     if !p.is_absolute() {
@@ -69,6 +89,14 @@ mod tests {
         assert_eq!(normalize(Path::new("/dev/disk/by-id/../../nvme1n1")).unwrap(), Path::new("/dev/nvme1n1"));
         assert_eq!(normalize(Path::new("/../x/./y")).unwrap(), Path::new("/x/y"));
         assert!(normalize(Path::new("rel")).is_none());
+    }
+
+    #[test]
+    fn systemd_unit_names() {
+        assert_eq!(systemd_escape_path(Path::new("/var/log")), "var-log");
+        assert_eq!(systemd_escape_path(Path::new("/srv/my-data/")), "srv-my\\x2ddata");
+        assert_eq!(systemd_escape_path(Path::new("/.hidden/a b")), "\\x2ehidden-a\\x20b");
+        assert_eq!(systemd_escape_path(Path::new("/")), "-");
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub(crate) struct Volume {
     pub(crate) fs: Fs,
     pub(crate) mount: PathBuf,
     pub(crate) binds: Vec<PathBuf>,
+    /// Bind targets that a mount of the real root's fstab would hide after switch_root and that
+    /// nothing can bind again (the root does not run systemd), with the mount that hides them:
+    /// they are not on the volume, and the result says so.
+    pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Volume {
@@ -321,7 +325,7 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
     } else if chosen.is_empty() {
         State::Absent
     } else {
-        volume(config, &chosen, facts.caps).map_or_else(State::Invalid, |v| State::Ready(Box::new(v)))
+        volume(config, &chosen, facts.caps, &facts.newroot).map_or_else(State::Invalid, |v| State::Ready(Box::new(v)))
     };
     if !matches!(state, State::Ready(_)) {
         // A disk is "use" only when setup takes it.
@@ -387,7 +391,7 @@ fn status_step() -> Step {
 }
 
 /// The volume's layout: sizes, stripe, crypt parameters and slices.
-fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, PlanError> {
+fn volume(config: &Config, chosen: &[&Disk], caps: Caps, newroot: &NewRoot) -> Result<Volume, PlanError> {
     if let Some(d) = chosen.iter().find(|d| d.logical_block_size > 4096) {
         return Err(PlanError::BlockTooLarge { disk: d.path.clone(), block: d.logical_block_size });
     }
@@ -438,6 +442,11 @@ fn volume(config: &Config, chosen: &[&Disk], caps: Caps) -> Result<Volume, PlanE
         fs: config.fs,
         mount: config.mount.clone(),
         binds: config.bind.clone(),
+        exposed: if newroot.systemd {
+            Vec::new()
+        } else {
+            config.bind.iter().filter_map(|b| Some((b.clone(), newroot.shadowed_by(b)?.clone()))).collect()
+        },
     })
 }
 
@@ -611,23 +620,84 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
     }
     if v.fs != Fs::None {
         let device = format!("/dev/mapper/{}", v.data_name());
-        let argv: &[&str] = match v.fs {
+        let args: &[&str] = match v.fs {
             // Lazy init: without /sys/fs/ext4/features/lazy_itable_init readable, mke2fs would write
             // every inode table (~18 GiB per TiB); the disks arrive trimmed, so no discard.
-            Fs::Ext4 => {
-                &["mkfs.ext4", "-q", "-F", "-L", FS_LABEL, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"]
-            }
-            Fs::Xfs => &["mkfs.xfs", "-q", "-f", "-K", "-L", FS_LABEL],
+            Fs::Ext4 => &["-q", "-F", "-L", FS_LABEL, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"],
+            Fs::Xfs => &["-q", "-f", "-K", "-L", FS_LABEL],
             Fs::None => unreachable!("checked above"),
         };
-        let argv = argv.iter().map(|a| a.to_string()).chain([device]).collect();
+        // The program is the one `ephemcrypt needs` names for the image.
+        let argv = v.fs.programs().iter().take(1).chain(args).map(|a| a.to_string()).chain([device]).collect();
         steps.push(Step::Mkfs { fs: v.fs, argv });
         let mount = under(&newroot.path, &v.mount);
         let dirs: Vec<PathBuf> = std::iter::once(&v.mount).chain(&v.binds).cloned().collect();
         steps.extend(mkdir_steps(newroot, &dirs));
-        steps.extend(mount_steps(v.data_name(), v.fs, &mount, &newroot.path, &v.binds));
+        // A target that a mount of the root's fstab will hide is bound again after that mount
+        // by a unit (systemd roots), and bound now only when that mount is the target itself
+        // (the unit then replaces it); exposed ones are not bound at all.
+        let now: Vec<PathBuf> = v
+            .binds
+            .iter()
+            .filter(|b| !v.exposed.iter().any(|(t, _)| t == *b))
+            .filter(|b| newroot.shadowed_by(b).is_none_or(|m| m == *b))
+            .cloned()
+            .collect();
+        steps.extend(mount_steps(v.data_name(), v.fs, &mount, &newroot.path, &now));
+        if newroot.systemd {
+            for b in &v.binds {
+                if let Some(by) = newroot.shadowed_by(b) {
+                    for step in later_bind_steps(v, &mount, b, by) {
+                        // Directories shared by two targets (/var for /var/log and /var/tmp): once.
+                        if !steps.contains(&step) {
+                            steps.push(step);
+                        }
+                    }
+                }
+            }
+        }
     }
     steps.push(status_step());
+    steps
+}
+
+/// For a bind target `target` that the fstab mount `by` will hide: its directory on the volume
+/// (made now, parents first; the volume is new) and a mount unit that binds it after `by`.
+fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if by != target {
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        let mut dir = mount.to_path_buf();
+        for c in rel.components() {
+            dir.push(c);
+            steps.push(Step::Mkdir { path: dir.clone() });
+        }
+    }
+    let source = under(&v.mount, target);
+    let text = format!(
+        "# Written by ephemcrypt setup in the initramfs: {t} on the encrypted volume, mounted after\n\
+         # {by} (a separate mount in /etc/fstab) that would hide a bind made before switch_root.\n\
+         [Unit]\n\
+         Description=ephemcrypt: {t} on the encrypted volume\n\
+         Documentation=man:ephemcrypt(8)\n\
+         ConditionPathExists=!/etc/initrd-release\n\
+         RequiresMountsFor={m} {by}\n\
+         \n\
+         [Mount]\n\
+         What={s}\n\
+         Where={t}\n\
+         Type=none\n\
+         Options=bind\n",
+        t = target.display(),
+        by = by.display(),
+        m = v.mount.display(),
+        s = source.display()
+    );
+    steps.push(Step::Unit {
+        name: format!("{}.mount", crate::paths::systemd_escape_path(target)),
+        text,
+        wanted_by: "local-fs.target".into(),
+    });
     steps
 }
 
@@ -974,6 +1044,7 @@ mod tests {
                 ("/var/tmp".into(), DirState::Missing { depth: 1, read_only: Some(ro[0].clone()) }),
             ],
             read: true,
+            ..NewRoot::assumed("/sysroot")
         };
         let p = plan(&cfg("swap = 4G"), &Facts { newroot, ..facts(&[a, b]) });
         let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
@@ -1030,6 +1101,7 @@ mod tests {
                 ("/data/log".into(), DirState::Missing { depth: 2, read_only: None }),
             ],
             read: true,
+            ..NewRoot::assumed("/new_root")
         };
         let config = cfg("mount = /data/ephemeral\nbind = /data/log");
         let p = plan(&config, &Facts { newroot, ..facts(&[disk("nvme1n1", "A")]) });

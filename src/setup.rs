@@ -97,7 +97,9 @@ fn observe_and_plan<S: System>(
     let live = if config.enabled { live(config, &root, sys) } else { None };
     let start = sys.now_ms();
     let disks = loop {
+        let t = sys.now_ms();
         let disks = discover(host, config)?;
+        let read_ms = sys.now_ms().saturating_sub(t);
         let eligible = assess(config, &disks).iter().filter(|a| a.verdict.is_use()).count();
         let waited = sys.now_ms().saturating_sub(start);
         let short = config.enabled && live.is_none() && eligible < config.expect as usize;
@@ -108,6 +110,9 @@ fn observe_and_plan<S: System>(
         if waited >= POLL_MS {
             timings.push(Timing { step: "wait for disks".into(), ms: waited });
         }
+        // What reading sysfs and probing the candidates cost (the last time round).
+        let probed = disks.iter().filter(|d| !matches!(d.probe, crate::disk::Probe::NotProbed)).count();
+        timings.push(Timing { step: format!("read {} disks, probe {probed}", disks.len()), ms: read_ms });
         break disks;
     };
     // Ask the kernel what its crypt target can do only when there is work: loading dm-crypt on
@@ -161,7 +166,17 @@ fn read_newroot<S: System>(config: &Config, newroot: Option<&Path>, sys: &mut S)
             }
         }
     }
-    NewRoot { path: path.to_path_buf(), dirs, read: true }
+    // What its fstab mounts after switch_root, and whether systemd will be its init.
+    let fstab = match sys.read_text(&under(path, Path::new("/etc/fstab"))) {
+        Ok(text) => crate::disk::parse_fstab(&text.unwrap_or_default()),
+        Err(e) => {
+            log::warn!("{e}; taking the new root's fstab to mount nothing over the bind targets");
+            Vec::new()
+        }
+    };
+    let init = ["/sbin/init", "/usr/sbin/init"].iter().find_map(|i| sys.link_text(&under(path, Path::new(i))));
+    let systemd = init.is_some_and(|t| t.to_string_lossy().contains("systemd"));
+    NewRoot { path: path.to_path_buf(), dirs, read: true, fstab, systemd }
 }
 
 /// The volume of this name, if it is live already, as the kernel shows it.

@@ -104,6 +104,9 @@ pub(crate) struct Status {
     pub(crate) binds: Vec<PathBuf>,
     /// Bind targets covered by tmpfs after a failure.
     pub(crate) tmpfs: Vec<PathBuf>,
+    /// Units written for the real root: binds made after a mount of its fstab that would hide
+    /// them.
+    pub(crate) units: Vec<String>,
     /// Setup found the volume already in place (a second run in the same boot).
     pub(crate) already_active: bool,
     /// Each step and how long it took.
@@ -126,6 +129,7 @@ impl Status {
             mount: None,
             binds: Vec::new(),
             tmpfs: Vec::new(),
+            units: Vec::new(),
             already_active: false,
             steps: Vec::new(),
         }
@@ -177,6 +181,7 @@ impl Status {
             ("mount", self.mount.as_ref().map(|p| p.display().to_string()).into()),
             ("binds", paths(&self.binds)),
             ("tmpfs", paths(&self.tmpfs)),
+            ("units", self.units.clone().into()),
             ("already_active", self.already_active.into()),
             ("steps", Value::Arr(steps)),
         ]);
@@ -254,6 +259,7 @@ impl Status {
             mount: doc.opt_str("mount")?.map(PathBuf::from),
             binds: doc.strs("binds")?.into_iter().map(PathBuf::from).collect(),
             tmpfs: doc.strs("tmpfs")?.into_iter().map(PathBuf::from).collect(),
+            units: doc.strs("units")?,
             already_active: doc.flag("already_active")?,
             steps,
         })
@@ -271,7 +277,7 @@ impl Status {
             let _ = writeln!(out, "failed step: {step}");
         }
         for d in &self.disks {
-            let verdict = if d.used { "used".to_string() } else { format!("refused: {}", d.reason) };
+            let verdict = format!("{}: {}", if d.used { "used" } else { "refused" }, d.reason);
             let id: Vec<&str> = [d.model.as_str(), d.serial.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
             let id = if id.is_empty() { "no model or serial".to_string() } else { id.join(" ") };
             let _ = writeln!(out, "disk {} ({id}): {verdict}", d.path);
@@ -306,6 +312,9 @@ impl Status {
             for p in list {
                 let _ = writeln!(out, "{label}: {}", p.display());
             }
+        }
+        for u in &self.units {
+            let _ = writeln!(out, "unit: {u} (binds after a mount of /etc/fstab that would hide it)");
         }
         if !self.steps.is_empty() {
             out += "steps:\n";
@@ -471,6 +480,7 @@ mod tests {
             mount: Some("/mnt/ephemcrypt".into()),
             binds: vec!["/var/log".into(), "/tmp".into()],
             tmpfs: vec!["/var/tmp".into()],
+            units: vec!["var-log.mount".into()],
             already_active: true,
             steps: vec![Timing { step: "mapping ephemcrypt".into(), ms: 12 }],
             ..Status::new(SetupResult::Degraded, "a reason with \"quotes\" and ünïcode")
@@ -519,7 +529,7 @@ mod tests {
         for want in [
             "result: degraded (a reason with \"quotes\" and ünïcode)\n",
             "failed step: mkfs ext4 on /dev/mapper/ephemcrypt\n",
-            "disk /dev/nvme1n1 (Amazon EC2 NVMe Instance Storage AWS1): used\n",
+            "disk /dev/nvme1n1 (Amazon EC2 NVMe Instance Storage AWS1): used: \n",
             "disk /dev/sdb (no model or serial): refused: carries a signature",
             "mapping /dev/mapper/ephemcrypt (253:0): unknown (no device-mapper access)\n",
             "mapping /dev/mapper/ephemcrypt-data (253:1): GONE\n",

@@ -76,7 +76,7 @@ pub(crate) enum Step {
         read_only: bool,
         options: Vec<String>,
     },
-    /// Create a directory (mode 0755; its parents too).
+    /// Create one directory (mode 0755); its parent exists.
     Mkdir {
         path: PathBuf,
     },
@@ -96,6 +96,14 @@ pub(crate) enum Step {
     /// Mount a tmpfs over `target`, with the directory's own mode and owner (the failure policy).
     Tmpfs {
         target: PathBuf,
+    },
+    /// Write a systemd unit for the real root (in /run/systemd/system, which switch_root keeps)
+    /// and make `wanted_by` want it: a bind that must happen after a mount of the root's fstab
+    /// that would hide one made now.
+    Unit {
+        name: String,
+        text: String,
+        wanted_by: String,
     },
     /// Write the status document.
     Status {
@@ -126,6 +134,7 @@ impl Step {
             Step::Mount { target, .. } => format!("mount {}", target.display()),
             Step::Bind { target, .. } => format!("bind {}", target.display()),
             Step::Tmpfs { target } => format!("tmpfs on {}", target.display()),
+            Step::Unit { name, .. } => format!("unit {name}"),
             Step::Status { path } => format!("write {}", path.display()),
         }
     }
@@ -176,6 +185,12 @@ impl Step {
                 Value::obj([kind("bind"), ("source", path(source)), ("target", path(target))])
             }
             Step::Tmpfs { target } => Value::obj([kind("tmpfs"), ("target", path(target))]),
+            Step::Unit { name, text, wanted_by } => Value::obj([
+                kind("unit"),
+                ("name", name.as_str().into()),
+                ("wanted_by", wanted_by.as_str().into()),
+                ("text", text.as_str().into()),
+            ]),
             Step::Status { path: p } => Value::obj([kind("status"), ("path", path(p))]),
         }
     }
@@ -258,6 +273,13 @@ impl fmt::Display for Step {
                 MOUNT_OPTIONS.join(","),
                 target.display()
             ),
+            Step::Unit { name, text, wanted_by } => {
+                write!(f, "write /run/systemd/system/{name}, wanted by {wanted_by}:")?;
+                for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+                    write!(f, "\n        {line}")?;
+                }
+                Ok(())
+            }
             Step::Status { path } => write!(f, "write {}", path.display()),
         }
     }

@@ -76,6 +76,13 @@ pub(crate) trait System {
     /// Recreate the directory tree under `from` (directories only: owner, mode, ACLs, security
     /// labels) under `to`.
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()>;
+    /// Read a text file of the new root (a path on this machine); `None` where it is missing.
+    fn read_text(&mut self, path: &Path) -> Result<Option<String>>;
+    /// What a symbolic link says (not resolved); `None` where `path` is not a link.
+    fn link_text(&mut self, path: &Path) -> Option<PathBuf>;
+    /// Write `/run/systemd/system/<name>` and the link `<wanted_by>.wants/<name>` to it.
+    fn write_unit(&mut self, name: &str, text: &str, wanted_by: &str) -> Result<()>;
+    fn remove_unit(&mut self, name: &str, wanted_by: &str) -> Result<()>;
     /// Write the status document to `path` (a host path), atomically.
     fn write_status(&mut self, path: &Path, json: &str) -> Result<()>;
     fn sleep_ms(&mut self, ms: u64);
@@ -494,6 +501,47 @@ impl System for LinuxSystem {
                 .map_err(|e| Error::os("create directory", parent.display(), e))?;
         }
         copy_dir_tree(from, to)
+    }
+
+    fn read_text(&mut self, path: &Path) -> Result<Option<String>> {
+        match fs::read(path) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::os("read", path.display(), e)),
+        }
+    }
+
+    fn link_text(&mut self, path: &Path) -> Option<PathBuf> {
+        fs::read_link(path).ok()
+    }
+
+    fn write_unit(&mut self, name: &str, text: &str, wanted_by: &str) -> Result<()> {
+        let dir = self.path("/run/systemd/system");
+        self.may_change("write unit", dir.join(name).display())?;
+        let wants = dir.join(format!("{wanted_by}.wants"));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&wants)
+            .map_err(|e| Error::os("create directory", wants.display(), e))?;
+        let unit = dir.join(name);
+        fs::write(&unit, text).map_err(|e| Error::os("write unit", unit.display(), e))?;
+        let link = wants.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(Path::new("..").join(name), &link)
+            .map_err(|e| Error::os("link unit", link.display(), e))
+    }
+
+    fn remove_unit(&mut self, name: &str, wanted_by: &str) -> Result<()> {
+        let dir = self.path("/run/systemd/system");
+        self.may_change("remove unit", dir.join(name).display())?;
+        for p in [dir.join(format!("{wanted_by}.wants")).join(name), dir.join(name)] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::os("remove", p.display(), e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn write_status(&mut self, path: &Path, json: &str) -> Result<()> {

@@ -172,3 +172,22 @@ fn status_without_a_status_file_says_why() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("read status (has setup run in this boot?)"), "{}", stderr(&o));
 }
+
+/// `ephemcrypt needs`: the programs of the configuration file (not the build host's command
+/// line), for image builders; a bad configuration is an error naming the key.
+#[test]
+fn needs_names_the_programs_of_the_configuration() {
+    let m = Machine::new("aws", "rd.ephemcrypt.fs=xfs");
+    let o = run(&["needs", "--host", &m.host()]);
+    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned()), (Some(0), "mkfs.ext4\n".into()));
+    std::fs::create_dir_all(m.base.join("host/etc")).unwrap();
+    std::fs::write(m.base.join("host/etc/ephemcrypt.conf"), "fs = xfs\n").unwrap();
+    let o = run(&["needs", "--host", &m.host()]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "mkfs.xfs\n");
+    std::fs::write(m.base.join("host/etc/ephemcrypt.conf"), "fs = none\nbind =\n").unwrap();
+    assert_eq!(run(&["needs", "--host", &m.host()]).stdout, b"");
+    std::fs::write(m.base.join("host/etc/ephemcrypt.conf"), "fs = zfs\n").unwrap();
+    let o = run(&["needs", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("invalid value 'zfs' for 'fs'"), "{}", stderr(&o));
+}

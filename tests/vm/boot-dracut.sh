@@ -23,6 +23,7 @@ out=$CACHE/boot-dracut
 rm -rf "$out"
 mkdir -p "$out"
 "$VM_DIR/dracut-initrd.sh" "$out/add.img" # builds the binary if needed
+"$VM_DIR/dracut-initrd.sh" "$out/none.img" --without-mkfs # must fail, naming mkfs.ext4
 "$VM_DIR/dracut-initrd.sh" "$out/conf-d.img" --conf-d
 "$VM_DIR/rootfs-busybox.sh" "$out/root.img" "$VM_DIR/guest/dracut-root.sh" "$bin:/usr/sbin/ephemcrypt"
 

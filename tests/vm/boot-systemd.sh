@@ -6,6 +6,8 @@
 # picked by rd.ephemcrypt.devices=serial:EPH-*. ephemcrypt.service runs in the initrd; after
 # multi-user.target guest/boot-systemd.sh reports and checks what survived. Two boots:
 #   volume    EPH-A, EPH-B blank (used), EPH-C with ext4 (refused; byte-identical afterwards)
+#   separate-var  /var on its own disk in the root's fstab: /var/log and /var/tmp on the volume
+#             after it is mounted (units setup wrote), status ok
 #   fallback  the mount point cannot be made: full rollback, tmpfs, the boot goes on
 # The volume boot's report is kept in .cache/boot-systemd/report.txt; --demo makes only that
 # boot and prints the report (make demo).
@@ -65,6 +67,21 @@ if [[ -n $demo ]]; then
 else
 	grep '^HOST ' <<<"$results"
 	rm -f "$out"/*.raw
+	# /var on its own disk in the root's fstab, holding the root's /var (and a log line that
+	# must stay hidden under the volume).
+	printf '/dev/vda / ext4 errors=remount-ro 0 1\n/dev/vdb /var ext4 defaults 0 2\n' >"$out/fstab"
+	"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/boot-systemd.sh" "$bin:/usr/sbin/ephemcrypt" \
+		"$out/fstab:/etc/fstab"
+	rm -rf "$out/var" && mkdir -p "$out/var"
+	debugfs -R "rdump /var $out/var" "$out/root.img" >/dev/null 2>&1
+	echo "a log line on the /var disk, hidden once /var/log is bound" >"$out/var/var/log/var-disk.log"
+	rm -f "$out/var.img" && mkfs.ext4 -q -F -L var -d "$out/var/var" "$out/var.img" 512M
+	rm -rf "$out/var"
+	"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/separate-var.log" --timeout 900 --virtio "$out/root.img" \
+		--virtio "$out/var.img" --disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
+		--append "root=/dev/vda ro rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.swap=64M vmtest=separate-var" \
+		--append "rd.ephemcrypt.expect=2 systemd.mask=serial-getty@ttyS0.service" "${extra[@]}" || rc=$?
+	rm -f "$out"/*.raw "$out/var.img"
 	# A mount point under a regular file cannot be made (ENOTDIR), after mkfs.
 	boot fallback --disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
 		--append "rd.ephemcrypt.expect=2 rd.ephemcrypt.mount=/etc/hostname/ephemcrypt" || rc=$?

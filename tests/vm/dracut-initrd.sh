@@ -19,9 +19,9 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-(($# >= 1)) || die "usage: ${0##*/} OUT.img [--conf-d]"
+(($# >= 1)) || die "usage: ${0##*/} OUT.img [--conf-d | --systemd | --without-mkfs]"
 out=$1 via=${2:---add}
-[[ $via == --add || $via == --conf-d || $via == --systemd ]] || die "unknown option $via"
+[[ $via == --add || $via == --conf-d || $via == --systemd || $via == --without-mkfs ]] || die "unknown option $via"
 need_pkgs dracut-core systemd udev dmsetup zstd
 vm_kernel
 
@@ -53,6 +53,27 @@ if [[ ! -s $img ]]; then
 		kernel-modules-extra modsign)
 	start=$SECONDS
 	trap 'rm -f "$img.$$"' EXIT
+	path="$work/staging/usr/sbin /sbin /bin /usr/sbin /usr/bin"
+	if [[ $via == --without-mkfs ]]; then
+		# A build host without mkfs for the configured file system (ext4, the default): the build
+		# must fail, naming it, not make an image that boots degraded every time.
+		rm -rf "$work/sbin-without-mkfs" && mkdir -p "$work/sbin-without-mkfs"
+		for f in /usr/sbin/* /sbin/*; do
+			case ${f##*/} in mkfs* | mke2fs) ;; *) ln -sf "$(readlink -f "$f")" "$work/sbin-without-mkfs/${f##*/}" ;; esac
+		done
+		path="$work/staging/usr/sbin $work/sbin-without-mkfs /bin /usr/bin"
+	fi
+	if [[ $via == --without-mkfs ]] && DRACUT_PATH=$path PATH=${path// /:} dracutbasedir=$work/lib dracut \
+		--quiet --force --conf "$work/dracut.conf" --confdir "$work/conf.d" --kver "$KVER" --kmoddir "$MODDIR" \
+		--no-hostonly --omit "${omit[*]}" --compress zstd --no-early-microcode "${add[@]}" "$img.$$" \
+		>"$work/dracut.log" 2>&1; then
+		die "dracut built an image without mkfs.ext4 (see $work/dracut.log)"
+	elif [[ $via == --without-mkfs ]]; then
+		grep -q "ephemcrypt: the configured file system needs 'mkfs.ext4'" "$work/dracut.log" ||
+			die "the failed build does not name mkfs.ext4: $(cat "$work/dracut.log")"
+		log "without mkfs.ext4 the dracut build fails: $(grep -m1 "needs 'mkfs.ext4'" "$work/dracut.log")"
+		exit 0
+	fi
 	DRACUT_PATH="$work/staging/usr/sbin /sbin /bin /usr/sbin /usr/bin" dracutbasedir=$work/lib dracut \
 		--quiet --force --conf "$work/dracut.conf" --confdir "$work/conf.d" --kver "$KVER" --kmoddir "$MODDIR" \
 		--no-hostonly --omit "${omit[*]}" --add-drivers "ext4 virtio_blk virtio_pci nvme" \

@@ -70,6 +70,11 @@ build_image() (
 		put "$src" "${2:-$1}" "${3:-}"
 	}
 	add_dir() { mkdir -p "$BUILDROOT$1"; }
+	error() { # mkinitcpio's: printf-style, counted as an error of the build
+		# shellcheck disable=SC2059 # the format is the caller's
+		printf "ERROR in $hook: $1\n" "${@:2}" >&2
+		errors=$((errors + 1))
+	}
 	add_symlink() {
 		local link
 		link=$BUILDROOT$(canon "$1")
@@ -115,6 +120,18 @@ build_image() (
 	(cd "$BUILDROOT" && find . ! -type d | sed 's/^\./    /' | sort >&2)
 )
 
+# The configured file system's mkfs missing on the build host: the build fails, naming it.
+mkdir -p "$out/conf"
+echo "fs = xfs" >"$out/conf/ephemcrypt.conf"
+# shellcheck disable=SC2317 # called by the hook
+ephemcrypt() { command ephemcrypt "$@" --config "$out/conf/ephemcrypt.conf"; } # the image's configuration
+if (PATH=$(tr ':' '\n' <<<"$PATH" | grep -v sbin | paste -sd:) build_image ephemcrypt "$out/image-noxfs") \
+	2>"$out/noxfs.err"; then
+	die "install/ephemcrypt built an image for fs=xfs without mkfs.xfs"
+fi
+grep -q "ephemcrypt needs 'mkfs.xfs'" "$out/noxfs.err" || die "the failed build did not name mkfs.xfs: $(cat "$out/noxfs.err")"
+unset -f ephemcrypt
+log "install/ephemcrypt: without mkfs.xfs for fs=xfs the build fails, naming it"
 build_image ephemcrypt "$out/image"
 CRYPTO_MODULES='aesni_intel xts' build_image sd-ephemcrypt "$out/image-sd"
 sd=$out/image-sd units=/usr/lib/systemd/system
@@ -135,4 +152,11 @@ while IFS= read -r f; do extras+=("$f:${f#"$out/image"}"); done < <(find "$out/i
 	--disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
 	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=30 rd.ephemcrypt.swap=64M" "$@"
 times=$(tr -d '\r' <"$out/console.log" | sed -n 's/^VMTEST \(TIME\|DONE\) //p' | tr '\n' ' ')
+# on-failure=halt with a disk short: the rescue shell, and after leaving it setup runs again and
+# the shell is offered again; the boot never reaches the real root.
+rm -f "$out"/*.raw
+"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/halt.log" --timeout 600 --virtio "$out/root.img" \
+	--disk "$out/a.raw:EPH-A:1G" \
+	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=1 rd.ephemcrypt.on-failure=halt vmtest=halt" "$@"
+! grep -aq 'VMTEST PASS pid-1' "$out/halt.log" || die "halt: the real root ran"
 log "PASS: mkinitcpio hooks; boot times (guest uptime, s): $times"

@@ -12,6 +12,7 @@ out=$CACHE/setup
 mkdir -p "$out"
 rm -f "$out"/*.raw
 for d in a b c d; do truncate -s 1G "$out/$d.raw"; done
+rm -f "$out"/[ef].raw
 mkfs.ext4 -q -F -L persistent "$out/c.raw"              # selected by serial, but carries ext4
 head -c 4M /dev/urandom | dd of="$out/d.raw" conv=notrunc status=none # not selected
 sum_before=$(sha256sum "$out/c.raw" "$out/d.raw" | cut -d' ' -f1)
@@ -36,6 +37,14 @@ for d in a b; do
 	hcheck "marker-not-on-$d.raw" bash -c "! grep -aq EPHEMCRYPT-PLAINTEXT-MARKER '$out/$d.raw'"
 	hcheck "no-signature-on-$d.raw" bash -c "! blkid -p '$out/$d.raw' >/dev/null 2>&1"
 	hcheck "ciphertext-on-$d.raw" bash -c "[ \"\$(du -k '$out/$d.raw' | cut -f1)\" -gt 0 ]"
+done
+# An interrupted setup (killed after the headers, before mkfs; the machine stops without cleanup)
+# is taken back by its headers on the next boot, and completes.
+truncate -s 1G "$out/e.raw" "$out/f.raw"
+"$VM_DIR/mkinitrd.sh" "$out/interrupted.img" "$VM_DIR/guest/interrupted.sh" "$bin:/bin/ephemcrypt"
+for phase in interrupt retake; do
+	"$VM_DIR/run.sh" --initrd "$out/interrupted.img" --log "$out/$phase.log" \
+		--disk "$out/f.raw:EPH-F" --disk "$out/e.raw:EPH-E" --append "vmtest=$phase" "$@" || fails=$((fails + 1))
 done
 # The step timings, for the record.
 tr -d '\r' <"$out/console.log" | sed -n 's/^STATUS-TEXT //p' >"$out/status.txt"

@@ -41,7 +41,8 @@ ok | reboot)
 	check status-ok status_is ok
 	check kmsg-no-error sh -c '! dmesg | grep -q "ephemcrypt: error:"'
 	check mappings-live sh -c 'test "$(grep -c ": live$" /run/status.txt)" = 4 && ! grep -q GONE /run/status.txt'
-	check disks-used sh -c 'test "$(grep -c "(QEMU NVMe Ctrl EPH-[AB]): used$" /run/status.txt)" = 2'
+	if [ "$scenario" = ok ]; then taken=blank; else taken="previous ephemcrypt volume"; fi
+	check "disks-used-$(echo "$taken" | tr ' ' -)" sh -c "test \"\$(grep -c '(QEMU NVMe Ctrl EPH-[AB]): used: $taken' /run/status.txt)\" = 2"
 	check kmsg-done sh -c 'dmesg | grep -q "ephemcrypt: done: 2 disk(s) encrypted"'
 	check mounts-on-volume mounted $data ext4 /mnt/ephemcrypt /var/log /tmp /var/tmp
 	check swap-on-volume grep -q '^/dev/mapper/ephemcrypt-swap ' /proc/swaps

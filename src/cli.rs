@@ -23,6 +23,9 @@ usage:
       /run/ephemcrypt/status.json.
   ephemcrypt status [--host DIR] [--json]
       What setup did in this boot, with a live check of its mappings.
+  ephemcrypt skeleton FROM TO
+      Copy the directories of FROM (owner, mode, ACLs, security labels; no files) to TO. Run
+      after switch_root by the units setup writes for bind targets under a separate fstab mount.
   ephemcrypt needs [--host DIR] [--config FILE]
       The programs setup will run with this configuration, one per line (for image builders:
       the dracut and mkinitcpio hooks fail the build when one is missing).
@@ -48,6 +51,8 @@ pub(crate) enum Command {
     Setup(Common, PathBuf),
     Status(Common),
     Needs(Common),
+    /// Copy the directory skeleton of one directory to another (run by the units setup writes).
+    Skeleton(PathBuf, PathBuf),
     Help,
     Version,
 }
@@ -74,6 +79,14 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
         None => return Err(Error::Usage("no command given; try 'ephemcrypt --help'".into())),
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some("-V" | "--version") => return Ok(Command::Version),
+        Some("skeleton") => {
+            return match it.as_slice() {
+                [from, to] if !from.starts_with('-') && !to.starts_with('-') => {
+                    Ok(Command::Skeleton(PathBuf::from(from), PathBuf::from(to)))
+                }
+                _ => Err(Error::Usage("skeleton takes FROM and TO, two directories".into())),
+            }
+        }
         Some(s) => s.to_string(),
     };
     let mut common = Common::default();
@@ -162,6 +175,7 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
             write(out, &text)?;
         }
         Command::Setup(c, newroot) => return setup(c, newroot),
+        Command::Skeleton(from, to) => crate::system::copy_skeleton(from, to)?,
         Command::Needs(c) => {
             // The image's configuration file only: the build host's kernel command line is not
             // the booted machine's.

@@ -258,8 +258,8 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "chunk", default: "256K", accepts: "a power of two from 4K to 1G, such as 256K" },
     Key { name: "swap", default: "0", accepts: "0, a size such as 4G, or a share of the volume from 1% to 99%" },
     Key { name: "fs", default: "ext4", accepts: "ext4, xfs or none" },
-    Key { name: "mount", default: "/mnt/ephemcrypt", accepts: "an absolute path other than / inside the new root" },
-    Key { name: "bind", default: "/var/log,/tmp,/var/tmp", accepts: "a comma-separated list of absolute directories other than / (may be empty)" },
+    Key { name: "mount", default: "/mnt/ephemcrypt", accepts: "an absolute path other than / inside the new root, without white space, % or \\" },
+    Key { name: "bind", default: "/var/log,/tmp,/var/tmp", accepts: "a comma-separated list of absolute directories other than / (may be empty), without white space, % or \\" },
     Key { name: "on-failure", default: "tmpfs", accepts: "tmpfs, continue or halt" },
     Key { name: "name", default: "ephemcrypt", accepts: "1 to 64 characters from A-Z a-z 0-9 _ -, starting with a letter" },
 ];
@@ -580,11 +580,16 @@ impl<'a> CipherSpec<'a> {
     /// What dm-crypt asks the kernel's crypto API for: the skcipher `mode(cipher)` and, for essiv,
     /// the hash. Each as (AF_ALG type, name).
     pub(crate) fn kernel_algorithms(&self) -> Vec<(&'static str, String)> {
-        let mut algs = vec![("skcipher", format!("{}({})", self.mode, self.cipher))];
-        if let Some(hash) = self.iv.strip_prefix("essiv:") {
-            algs.push(("hash", hash.to_string()));
+        let skcipher = format!("{}({})", self.mode, self.cipher);
+        match self.iv.strip_prefix("essiv:") {
+            // dm-crypt asks for the essiv template around the mode (Linux 5.4 and later).
+            Some(hash) => vec![
+                ("skcipher", skcipher.clone()),
+                ("hash", hash.to_string()),
+                ("skcipher", format!("essiv({skcipher},{hash})")),
+            ],
+            None => vec![("skcipher", skcipher)],
         }
-        algs
     }
 }
 
@@ -626,9 +631,11 @@ fn parse_selectors_nonempty(v: &str) -> Option<Vec<Selector>> {
 /// An absolute, normal directory path other than `/` (no `.`/`..` parts), without trailing `/`.
 fn parse_dir(v: &str) -> Option<&str> {
     let v = v.trim();
+    // No white space, `%` or `\`: the paths go into systemd units (specifiers, lists, escapes).
     let ok = v.starts_with('/')
         && v.len() > 1
         && !v.ends_with('/')
+        && !v.contains(|c: char| c.is_whitespace() || c == '%' || c == '\\')
         && v[1..].split('/').all(|p| !p.is_empty() && p != "." && p != "..");
     ok.then_some(v)
 }
@@ -841,6 +848,8 @@ mod tests {
             ("mount", "relative/dir", "an absolute path other than /"),
             ("mount", "/", "an absolute path other than /"),
             ("mount", "/mnt/../etc", "an absolute path"),
+            ("mount", "/mnt/%i", "without white space, % or"),
+            ("bind", "/var/log,/srv/my data", "without white space, % or"),
             ("bind", "/var/log,/var", "a comma-separated list of absolute directories"),
             ("bind", "/", "absolute directories other than /"),
             ("on-failure", "panic", "tmpfs, continue or halt"),

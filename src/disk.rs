@@ -22,6 +22,8 @@ pub(crate) struct Disk {
     pub(crate) vendor: String,
     /// The namespace's world-wide id (sysfs `wwid`, e.g. `eui.0025388b91c1a0f2`), NVMe only.
     pub(crate) wwid: String,
+    /// The NVMe namespace id (sysfs `nsid`).
+    pub(crate) nsid: Option<u32>,
     pub(crate) logical_block_size: u32,
     pub(crate) read_only: bool,
     pub(crate) removable: bool,
@@ -54,6 +56,7 @@ impl Disk {
             serial: String::new(),
             vendor: String::new(),
             wwid: String::new(),
+            nsid: None,
             logical_block_size: 512,
             read_only: false,
             removable: false,
@@ -73,15 +76,22 @@ impl Disk {
     /// the same with `_<nsid>` (systemd 254 and later), and `nvme-<wwid>`.
     pub(crate) fn udev_ids(&self) -> Vec<PathBuf> {
         let mut ids = Vec::new();
-        let Some(nsid) = self.name.strip_prefix("nvme").and_then(|r| r.split_once('n')).map(|(_, ns)| ns) else {
+        if !self.name.starts_with("nvme") {
             return ids;
-        };
+        }
+        // The namespace id from sysfs, else from the name (nvme0n1 → 1).
+        let from_name = self.name.rsplit_once('n').and_then(|(_, n)| n.parse::<u32>().ok());
+        let nsid = self.nsid.or(from_name);
         let by_id = |s: &str| PathBuf::from(format!("/dev/disk/by-id/nvme-{}", udev_escape(s)));
         if !self.model.is_empty() && !self.serial.is_empty() {
             let serial = format!("{}_{}", self.model, self.serial);
-            ids.push(by_id(&serial));
-            if !nsid.is_empty() && nsid.bytes().all(|b| b.is_ascii_digit()) {
-                ids.push(by_id(&format!("{serial}_{nsid}")));
+            // Every namespace of a controller claims the bare name; udev points it at one of them.
+            // Only the first namespace is taken to have it.
+            if nsid == Some(1) {
+                ids.push(by_id(&serial));
+            }
+            if let Some(n) = nsid {
+                ids.push(by_id(&format!("{serial}_{n}")));
             }
         }
         if !self.wwid.is_empty() {
@@ -92,11 +102,13 @@ impl Disk {
 }
 
 /// A string as udev puts it into a link name: leading and trailing white space dropped, each run
-/// of inner white space one `_`, and every character but `0-9A-Za-z#+-.:=@_` an `_`.
+/// of inner white space one `_`, and every character but `0-9A-Za-z#+-.:=@_` and valid non-ASCII
+/// UTF-8 an `_` (udev's string_escape=replace).
 pub(crate) fn udev_escape(s: &str) -> String {
     let words: Vec<&str> = s.split_whitespace().collect();
     let joined = words.join("_");
-    joined.chars().map(|c| if c.is_ascii_alphanumeric() || "#+-.:=@_".contains(c) { c } else { '_' }).collect()
+    let keep = |c: char| c.is_ascii_alphanumeric() || "#+-.:=@_".contains(c) || (!c.is_ascii() && c != '\u{FFFD}');
+    joined.chars().map(|c| if keep(c) { c } else { '_' }).collect()
 }
 
 /// What the probe of a disk's regions found (`signature.rs`).
@@ -199,8 +211,9 @@ pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
         .collect()
 }
 
-/// The mount points an /etc/fstab mounts at boot: not swap, not `noauto`, not `/`.
-pub(crate) fn parse_fstab(text: &str) -> Vec<PathBuf> {
+/// The mount points an /etc/fstab mounts at boot, with their options: not swap, not `noauto`,
+/// not `/`.
+pub(crate) fn parse_fstab(text: &str) -> Vec<(PathBuf, Vec<String>)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
@@ -211,7 +224,8 @@ pub(crate) fn parse_fstab(text: &str) -> Vec<PathBuf> {
                 || !target.starts_with('/')
                 || *target == "/"
                 || options.split(',').any(|o| o == "noauto");
-            (!skip).then(|| PathBuf::from(unescape_octal(target)))
+            let options = options.split(',').map(str::to_string).collect();
+            (!skip).then(|| (PathBuf::from(unescape_octal(target)), options))
         })
         .collect()
 }
@@ -248,8 +262,9 @@ pub(crate) struct NewRoot {
     /// False when the new root was not looked at (`plan` without `--newroot`): every directory
     /// is taken to be present.
     pub(crate) read: bool,
-    /// The mount points its /etc/fstab mounts at boot (after switch_root), `/` and swap aside.
-    pub(crate) fstab: Vec<PathBuf>,
+    /// The mount points its /etc/fstab mounts at boot (after switch_root), `/` and swap aside,
+    /// with their options.
+    pub(crate) fstab: Vec<(PathBuf, Vec<String>)>,
     /// Its init is systemd: units written to /run/systemd/system are loaded after switch_root.
     pub(crate) systemd: bool,
 }
@@ -263,7 +278,16 @@ impl NewRoot {
     /// The mount of the root's fstab that would hide `dir` after switch_root: one at `dir` itself
     /// or at a directory above it (the deepest such).
     pub(crate) fn shadowed_by(&self, dir: &std::path::Path) -> Option<&PathBuf> {
-        self.fstab.iter().filter(|m| dir.starts_with(m) && m.as_os_str() != "/").max_by_key(|m| m.as_os_str().len())
+        self.fstab
+            .iter()
+            .map(|(m, _)| m)
+            .filter(|m| dir.starts_with(m) && m.as_os_str() != "/")
+            .max_by_key(|m| m.as_os_str().len())
+    }
+
+    /// The options the fstab gives the mount at `target`.
+    pub(crate) fn fstab_options(&self, target: &std::path::Path) -> Vec<String> {
+        self.fstab.iter().find(|(m, _)| m == target).map(|(_, o)| o.clone()).unwrap_or_default()
     }
 
     pub(crate) fn state(&self, dir: &std::path::Path) -> DirState {
@@ -309,13 +333,15 @@ bad line
         let fstab = "# a CIS image\nUUID=1 / ext4 defaults 0 1\nUUID=2 /var ext4 nodev 0 2\nUUID=3 /var/log/audit xfs defaults 0 2\n\
                      tmpfs /tmp tmpfs nosuid,nodev 0 0\nUUID=4 none swap sw 0 0\n/dev/sdz /data ext4 noauto 0 0\nbad\n";
         let m = parse_fstab(fstab);
-        assert_eq!(m, ["/var", "/var/log/audit", "/tmp"].map(PathBuf::from));
+        let targets: Vec<&PathBuf> = m.iter().map(|(t, _)| t).collect();
+        assert_eq!(targets, ["/var", "/var/log/audit", "/tmp"].map(PathBuf::from).iter().collect::<Vec<_>>());
         let root = NewRoot { fstab: m, ..NewRoot::assumed("/sysroot") };
         assert_eq!(root.shadowed_by(Path::new("/var/log")), Some(&PathBuf::from("/var")));
         assert_eq!(root.shadowed_by(Path::new("/tmp")), Some(&PathBuf::from("/tmp")));
         assert_eq!(root.shadowed_by(Path::new("/var/log/audit/x")), Some(&PathBuf::from("/var/log/audit")));
         assert_eq!(root.shadowed_by(Path::new("/srv")), None);
         assert_eq!(root.shadowed_by(Path::new("/variable")), None);
+        assert_eq!(root.fstab_options(Path::new("/tmp")), ["nosuid", "nodev"]);
     }
 
     #[test]
@@ -334,6 +360,13 @@ bad line
             ]
         );
         assert_eq!(udev_escape("  QEMU   NVMe Ctrl / x*y "), "QEMU_NVMe_Ctrl___x_y");
+        // A second namespace has only the name with its nsid (from sysfs when there).
+        let mut ns2 = Disk { name: "nvme1n2".into(), wwid: String::new(), ..d.clone() };
+        let names = |d: &Disk| d.udev_ids().iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&ns2), ["/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_AWS22B2C5F8A1D0E0001_2"]);
+        ns2.nsid = Some(7);
+        assert!(names(&ns2)[0].ends_with("_7"));
+        assert_eq!(udev_escape("Ünïcode Disk"), "Ünïcode_Disk");
         // Not NVMe: no names derived.
         assert!(Disk { model: "m".into(), serial: "s".into(), ..Disk::new("sda", d.dev, d.size) }
             .udev_ids()

@@ -73,24 +73,28 @@ fn volume_status(v: &Volume) -> VolumeStatus {
     }
 }
 
+/// What the bind targets that an fstab mount would hide are left with.
+fn exposed_text(plan: &Plan) -> String {
+    let list: Vec<String> = plan
+        .exposed
+        .iter()
+        .map(|(t, by)| format!("{} would be hidden by {} from /etc/fstab", t.display(), by.display()))
+        .collect();
+    format!(
+        "{}: the real root does not run systemd, so nothing covers them after switch_root; \
+         they are neither on the volume nor on tmpfs",
+        list.join(", ")
+    )
+}
+
 /// The result when every step is taken.
 fn success(plan: &Plan) -> (SetupResult, String) {
     match &plan.state {
         State::Disabled => (SetupResult::Disabled, "rd.ephemcrypt=0".into()),
         State::Absent => (SetupResult::Absent, state_reason(&plan.state)),
         State::Live(_) => (SetupResult::Ok, "already set up in this boot".into()),
-        State::Ready(v) if !v.exposed.is_empty() => {
-            let list: Vec<String> = v
-                .exposed
-                .iter()
-                .map(|(t, by)| format!("{} would be hidden by {} from /etc/fstab", t.display(), by.display()))
-                .collect();
-            let why = format!(
-                "{} disk(s) encrypted, but {}: the real root does not run systemd, so nothing binds them \
-                 again after switch_root; they are not on the volume",
-                v.members.len(),
-                list.join(", ")
-            );
+        State::Ready(v) if !plan.exposed.is_empty() => {
+            let why = format!("{} disk(s) encrypted, but {}", v.members.len(), exposed_text(plan));
             (SetupResult::Degraded, why)
         }
         State::Ready(v) => (SetupResult::Ok, format!("{} disk(s) encrypted", v.members.len())),
@@ -165,7 +169,11 @@ impl<S: System> Run<'_, S> {
             // which it now is (the next boot takes it again).
             Step::Header { device, header } => {
                 assert_ne!(header.volume_id, [0; 16], "a header written with a volume id");
-                self.sys.write_header(device, &header.encode())
+                // The whole reserved area: the header, then zeros over whatever was there (a
+                // forced disk's old metadata), as the next boot's probe expects to find it.
+                let mut area = header.encode();
+                area.resize(crate::header::RESERVED.bytes().0 as usize, 0);
+                self.sys.write_header(device, &area)
             }
             Step::Mapping(m) => self.mapping(m),
             Step::Swap { device, len } => {
@@ -317,7 +325,21 @@ impl<S: System> Run<'_, S> {
     fn rollback(&mut self) -> (Vec<String>, Vec<String>) {
         let (mut left, mut mappings) = (Vec::new(), Vec::new());
         while let Some(u) = self.undo.pop() {
-            log::info!("undo: {u:?}");
+            match &u {
+                Undo::Mapping { name, .. } => log::info!("undo: remove mapping {name}"),
+                Undo::Key(serial) => log::info!("undo: invalidate logon key (serial {})", serial.0),
+                Undo::Swap(name) => log::info!("undo: swapoff {name}"),
+                Undo::Mount(p) => log::info!("undo: unmount {}", p.display()),
+                Undo::Dir(p) => log::info!("undo: remove directory {}", p.display()),
+                Undo::Remount { path, read_only, .. } => {
+                    log::info!(
+                        "undo: remount {} {}",
+                        path.display(),
+                        if *read_only { "read-only" } else { "read-write" }
+                    )
+                }
+                Undo::Unit { name, .. } => log::info!("undo: remove unit {name}"),
+            }
             let r = match &u {
                 // The mapping first: its node goes only with it (a node of a live mapping is
                 // still of use, and a failed node removal must not keep the mapping).
@@ -369,6 +391,9 @@ impl<S: System> Run<'_, S> {
                 Some(step) => format!("taken, but setup failed at '{step}' and was undone"),
                 None => "eligible, but setup failed".into(),
             };
+        }
+        if !plan.exposed.is_empty() {
+            self.status.reason = format!("{}; {}", self.status.reason, exposed_text(plan));
         }
         // The status write comes last, after what the policy did is known.
         for step in &plan.fallback {

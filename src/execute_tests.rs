@@ -510,8 +510,21 @@ fn binds_under_a_separate_fstab_mount_are_made_after_it_by_units() {
     let o = run(&mut fake, &tree);
     assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
     assert_eq!(o.binds, [PathBuf::from("/tmp")], "only /tmp is bound in the initramfs");
-    assert_eq!(o.units, ["var-log.mount", "var-tmp.mount"]);
+    assert_eq!(
+        o.units,
+        [
+            "ephemcrypt-skeleton-var-log.service",
+            "var-log.mount",
+            "ephemcrypt-skeleton-var-tmp.service",
+            "var-tmp.mount"
+        ]
+    );
+    // The skeleton of the real /var/log (on the /var disk) is copied before the bind.
+    let skel = &fake.units["ephemcrypt-skeleton-var-log.service"];
+    assert!(skel.contains("ExecStart=/usr/sbin/ephemcrypt skeleton /var/log /mnt/ephemcrypt/var/log\n"), "{skel}");
+    assert!(skel.contains("Before=var-log.mount\n") && skel.contains("DefaultDependencies=no\n"), "{skel}");
     let unit = &fake.units["var-log.mount"];
+    assert!(unit.contains("Wants=ephemcrypt-skeleton-var-log.service\nAfter=ephemcrypt-skeleton-var-log.service\n"));
     for line in [
         "What=/mnt/ephemcrypt/var/log",
         "Where=/var/log",
@@ -525,20 +538,27 @@ fn binds_under_a_separate_fstab_mount_are_made_after_it_by_units() {
     let var = fake.calls.iter().filter(|c| *c == "mkdir /sysroot/mnt/ephemcrypt/var").count();
     assert_eq!(var, 1, "a directory two targets share is made once");
     assert!(fake.calls.contains(&"write_unit var-log.mount local-fs.target".to_string()));
-    // A failure at every call after the units: they are removed with the rest.
+    // A failure at every call after the units: they are removed with the rest, and the policy's
+    // tmpfs over /var/log and /var/tmp comes from units after /var too.
     let first_unit = fake.calls.iter().position(|c| c.starts_with("write_unit")).unwrap();
     for at in first_unit..fake.calls.len() {
         let mut f = Fake { fail_at: Some(at), ..root(true) };
-        run(&mut f, &tree);
+        let o = run(&mut f, &tree);
         f.assert_clean(&[], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
+        assert_eq!(f.tmpfs, [PathBuf::from("/sysroot/tmp")], "in the initramfs, /tmp only");
+        assert_eq!(f.units.keys().collect::<Vec<_>>(), ["var-log.mount", "var-tmp.mount"]);
+        assert!(f.units["var-tmp.mount"].contains("Options=nosuid,nodev,mode=1777\n"));
+        assert_eq!(o.units, ["var-log.mount", "var-tmp.mount"]);
     }
-    // /var/log itself in fstab: bound now, and the unit replaces the fstab mount of it.
+    // /var/log itself in fstab: bound now, and the unit replaces the fstab mount of it, keeping
+    // its restrictions.
     let mut fake = root(true);
-    fake.files.insert("/sysroot/etc/fstab".into(), "LABEL=logs /var/log ext4 defaults 0 2\n".into());
+    fake.files.insert("/sysroot/etc/fstab".into(), "LABEL=logs /var/log ext4 nodev,noexec,nosuid 0 2\n".into());
     let o = run(&mut fake, &tree);
     assert_eq!(o.result, SetupResult::Ok);
     assert_eq!(o.binds.len(), 3);
     assert_eq!(o.units, ["var-log.mount"]);
+    assert!(fake.units["var-log.mount"].contains("Options=bind,nodev,noexec,nosuid\n"));
     // Not a systemd root: nothing can bind them again; they are left off the volume, and the
     // status is not ok and says why.
     let mut fake = root(false);
@@ -547,6 +567,11 @@ fn binds_under_a_separate_fstab_mount_are_made_after_it_by_units() {
     assert!(o.reason.contains("/var/log would be hidden by /var from /etc/fstab"), "{}", o.reason);
     assert_eq!(o.binds, [PathBuf::from("/tmp")]);
     assert!(o.units.is_empty() && fake.units.is_empty());
+    // A failure there: the policy's tmpfs goes on /tmp, and the status says the others are bare.
+    let mut fake = Fake { fail_all: Some("run mkfs".into()), ..root(false) };
+    let o = run(&mut fake, &tree);
+    assert_eq!(fake.tmpfs, [PathBuf::from("/sysroot/tmp")]);
+    assert!(o.reason.contains("neither on the volume nor on tmpfs"), "{}", o.reason);
 }
 
 /// With no volume at stake, a status that cannot be written (a full /run) is only reported: the

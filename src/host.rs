@@ -35,16 +35,20 @@ impl Host {
         under(&self.root, p.as_ref())
     }
 
+    /// Read a file as text; bytes that are not UTF-8 (a mount point's name, a swap file's) become
+    /// U+FFFD instead of failing the whole scan.
     fn read(&self, p: impl AsRef<Path>) -> Result<String> {
         let full = self.path(p);
-        fs::read_to_string(&full).map_err(|e| Error::os("read", full.display(), e))
+        fs::read(&full)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| Error::os("read", full.display(), e))
     }
 
     /// Read a file that may be missing (sysfs attributes differ between drivers).
     fn read_opt(&self, p: impl AsRef<Path>) -> Result<Option<String>> {
         let full = self.path(p);
-        match fs::read_to_string(&full) {
-            Ok(s) => Ok(Some(s)),
+        match fs::read(&full) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::os("read", full.display(), e)),
         }
@@ -152,6 +156,7 @@ impl Host {
         };
         let (model, vendor, wwid, ro, removable) =
             (attr("device/model"), attr("device/vendor"), attr("wwid"), attr("ro"), attr("removable"));
+        let nsid = attr("nsid").parse().ok();
         let invalid = |a: &str, expected: &'static str, found: &str| {
             Error::invalid(self.path(sys.join(a)).display(), expected, found).to_string()
         };
@@ -173,22 +178,48 @@ impl Host {
                 invalid("queue/logical_block_size", "a power of two from 512 to 65536", &lbs_text)
             });
         }
+        let (holders, entries) = (self.list_checked(&sys.join("holders")), self.list_checked(&sys));
+        let mut listed = |r: Result<Vec<String>>| match r {
+            Ok(v) => v,
+            Err(e) => {
+                broken.get_or_insert_with(|| e.to_string());
+                Vec::new()
+            }
+        };
+        let (holders, entries) = (listed(holders), listed(entries));
         Disk {
             model,
             serial,
             vendor,
             wwid,
+            nsid,
             logical_block_size: lbs.unwrap_or(512),
             read_only: ro == "1",
             removable: removable == "1",
-            holders: self.list(sys.join("holders")),
-            partitions: self
-                .list(&sys)
-                .into_iter()
-                .filter(|p| self.path(sys.join(p).join("partition")).exists())
-                .collect(),
+            holders,
+            partitions: entries.into_iter().filter(|p| self.path(sys.join(p).join("partition")).exists()).collect(),
             broken,
             ..Disk::new(name, dev.unwrap_or(DevNo { major: 0, minor: 0 }), Sectors(size.unwrap_or(0)).bytes())
+        }
+    }
+
+    /// Sorted entry names of a directory; empty when it is missing, an error when it cannot be
+    /// read (a disk whose holders cannot be listed must not look unused).
+    fn list_checked(&self, dir: &Path) -> Result<Vec<String>> {
+        let full = self.path(dir);
+        match fs::read_dir(&full) {
+            Ok(d) => {
+                let mut v = Vec::new();
+                for e in d {
+                    v.push(
+                        e.map_err(|e| Error::os("list", full.display(), e))?.file_name().to_string_lossy().into_owned(),
+                    );
+                }
+                v.sort();
+                Ok(v)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::os("list", full.display(), e)),
         }
     }
 

@@ -148,9 +148,7 @@ pub(crate) struct Volume {
     pub(crate) fs: Fs,
     pub(crate) mount: PathBuf,
     pub(crate) binds: Vec<PathBuf>,
-    /// Bind targets that a mount of the real root's fstab would hide after switch_root and that
-    /// nothing can bind again (the root does not run systemd), with the mount that hides them:
-    /// they are not on the volume, and the result says so.
+    /// See [`Plan::exposed`]: these targets are not bound.
     pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
 }
 
@@ -194,6 +192,11 @@ pub(crate) enum PlanError {
         fs: Fs,
         min: Bytes,
     },
+    /// `exclude` names /dev/disk links that match no disk, so it cannot be checked: no disk is
+    /// taken (the failure policy applies).
+    ExcludeUnchecked {
+        excludes: Vec<String>,
+    },
     /// A live mapping has the volume's name but is not a single crypt target.
     ForeignMapping {
         name: String,
@@ -229,6 +232,12 @@ impl fmt::Display for PlanError {
             PlanError::TooSmallForFs { room, fs, min } => {
                 write!(f, "the volume ({room}) is too small for {} (at least {min})", fs.name())
             }
+            PlanError::ExcludeUnchecked { excludes } => write!(
+                f,
+                "'exclude' names links that match no disk ({}): they cannot be checked (udev has not made them, \
+                 or their rules are not in the initramfs), so no disk is taken",
+                excludes.join(", ")
+            ),
             PlanError::ForeignMapping { name, targets } => write!(
                 f,
                 "/dev/mapper/{name} exists but is not a dm-crypt volume ({}); set 'name' to another prefix",
@@ -275,6 +284,18 @@ pub(crate) struct Plan {
     pub(crate) steps: Vec<Step>,
     /// What setup does after a failure, once the steps taken are undone: the failure policy.
     pub(crate) fallback: Vec<Step>,
+    /// Bind targets that a mount of the real root's fstab would hide after switch_root and that
+    /// nothing can bind again (the root does not run systemd), with the mount that hides them:
+    /// neither the volume nor the failure policy's tmpfs can cover them, and the result says so.
+    pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
+}
+
+/// See [`Plan::exposed`].
+fn exposed(binds: &[PathBuf], newroot: &NewRoot) -> Vec<(PathBuf, PathBuf)> {
+    if newroot.systemd {
+        return Vec::new();
+    }
+    binds.iter().filter_map(|b| Some((b.clone(), newroot.shadowed_by(b)?.clone()))).collect()
 }
 
 /// The smallest data slice worth a file system (xfs refuses less than 300 MiB).
@@ -282,7 +303,8 @@ fn min_fs(fs: Fs) -> Bytes {
     match fs {
         Fs::Xfs => Bytes(300 << 20),
         Fs::Ext4 => Bytes(16 << 20),
-        Fs::None => Bytes(0),
+        // No file system: still a volume worth a mapping.
+        Fs::None => Bytes(1 << 20),
     }
 }
 
@@ -308,9 +330,25 @@ pub(crate) fn assess(config: &Config, disks: &[Disk]) -> Vec<Assessed> {
     assessed
 }
 
+/// The exclusions that kept an otherwise eligible disk from being taken, if any did.
+pub(crate) fn unchecked(disks: &[Assessed]) -> Option<Vec<String>> {
+    disks.iter().find_map(|a| match &a.verdict {
+        Verdict::Refuse(r) => r.iter().find_map(|r| match r {
+            Refusal::ExcludeUnchecked(s) => Some(s.iter().map(ToString::to_string).collect()),
+            _ => None,
+        }),
+        Verdict::Use(_) => None,
+    })
+}
+
 /// Decide everything. Pure: same inputs, same plan.
 pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
     let mut disks = assess(config, &facts.disks);
+    // A header lists at most 64 members: the rest (last in serial order) wait for another machine.
+    for a in disks.iter_mut().filter(|a| a.verdict.is_use()).skip(header::MAX_MEMBERS) {
+        a.verdict =
+            Verdict::Refuse(vec![Refusal::NotTaken(format!("a volume has at most {} disks", header::MAX_MEMBERS))]);
+    }
     let chosen: Vec<&Disk> = disks.iter().filter(|a| a.verdict.is_use()).map(|a| &a.disk).collect();
     let state = if !config.enabled {
         State::Disabled
@@ -320,6 +358,8 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         } else {
             State::Invalid(PlanError::ForeignMapping { name: config.name.clone(), targets: live.targets.clone() })
         }
+    } else if let Some(excludes) = unchecked(&disks) {
+        State::Invalid(PlanError::ExcludeUnchecked { excludes })
     } else if chosen.len() < config.expect as usize {
         State::TooFew { found: chosen.len(), expected: config.expect }
     } else if chosen.is_empty() {
@@ -352,6 +392,7 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
     Plan {
         disks,
         fallback: fallback(config.on_failure, &config.bind, newroot),
+        exposed: exposed(&config.bind, newroot),
         state,
         on_failure: config.on_failure,
         caps: facts.caps,
@@ -368,6 +409,7 @@ pub(crate) fn failed(config: &Config, newroot: &NewRoot, state: State) -> Plan {
     Plan {
         disks: Vec::new(),
         fallback: fallback(config.on_failure, &config.bind, newroot),
+        exposed: exposed(&config.bind, newroot),
         state,
         on_failure: config.on_failure,
         caps: Caps::ASSUMED,
@@ -442,11 +484,7 @@ fn volume(config: &Config, chosen: &[&Disk], caps: Caps, newroot: &NewRoot) -> R
         fs: config.fs,
         mount: config.mount.clone(),
         binds: config.bind.clone(),
-        exposed: if newroot.systemd {
-            Vec::new()
-        } else {
-            config.bind.iter().filter_map(|b| Some((b.clone(), newroot.shadowed_by(b)?.clone()))).collect()
-        },
+        exposed: exposed(&config.bind, newroot),
     })
 }
 
@@ -647,7 +685,9 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
         if newroot.systemd {
             for b in &v.binds {
                 if let Some(by) = newroot.shadowed_by(b) {
-                    for step in later_bind_steps(v, &mount, b, by) {
+                    // The fstab mount this replaces (the target itself) keeps its restrictions.
+                    let options = if by == b { newroot.fstab_options(by) } else { Vec::new() };
+                    for step in later_bind_steps(v, &mount, b, by, &options) {
                         // Directories shared by two targets (/var for /var/log and /var/tmp): once.
                         if !steps.contains(&step) {
                             steps.push(step);
@@ -662,9 +702,15 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
 }
 
 /// For a bind target `target` that the fstab mount `by` will hide: its directory on the volume
-/// (made now, parents first; the volume is new) and a mount unit that binds it after `by`.
-fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path) -> Vec<Step> {
+/// (made now, parents first; the volume is new) and a mount unit that binds it after `by`. When
+/// `by` is above the target, the target's own directory is on `by`'s disk: a service copies its
+/// skeleton onto the volume first (where the real root has ephemcrypt; else systemd-tmpfiles and
+/// the programs make what they need).
+fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path, fstab_options: &[String]) -> Vec<Step> {
     let mut steps = Vec::new();
+    let unit = format!("{}.mount", crate::paths::systemd_escape_path(target));
+    let source = under(&v.mount, target);
+    let mut wants = String::new();
     if by != target {
         let rel = target.strip_prefix("/").unwrap_or(target);
         let mut dir = mount.to_path_buf();
@@ -672,8 +718,33 @@ fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path) -> Vec<S
             dir.push(c);
             steps.push(Step::Mkdir { path: dir.clone() });
         }
+        let service = format!("ephemcrypt-skeleton-{}.service", crate::paths::systemd_escape_path(target));
+        let text = format!(
+            "# Written by ephemcrypt setup in the initramfs: the directories of {t} (on {by}) onto the\n\
+             # encrypted volume, before {unit} binds the volume there.\n\
+             [Unit]\n\
+             Description=ephemcrypt: the directories of {t} onto the encrypted volume\n\
+             Documentation=man:ephemcrypt(8)\n\
+             DefaultDependencies=no\n\
+             ConditionPathExists=!/etc/initrd-release\n\
+             ConditionPathExists=/usr/sbin/ephemcrypt\n\
+             RequiresMountsFor={m} {by}\n\
+             Before={unit}\n\
+             \n\
+             [Service]\n\
+             Type=oneshot\n\
+             ExecStart=/usr/sbin/ephemcrypt skeleton {t} {s}\n",
+            t = target.display(),
+            by = by.display(),
+            m = v.mount.display(),
+            s = source.display()
+        );
+        steps.push(Step::Unit { name: service.clone(), text, wanted_by: unit.clone() });
+        wants = format!("Wants={service}\nAfter={service}\n");
     }
-    let source = under(&v.mount, target);
+    // The fstab mount this replaces (the target itself) keeps its restrictions.
+    let mut options = vec!["bind".to_string()];
+    options.extend(fstab_options.iter().filter(|o| ["nosuid", "nodev", "noexec", "ro"].contains(&o.as_str())).cloned());
     let text = format!(
         "# Written by ephemcrypt setup in the initramfs: {t} on the encrypted volume, mounted after\n\
          # {by} (a separate mount in /etc/fstab) that would hide a bind made before switch_root.\n\
@@ -682,22 +753,20 @@ fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path) -> Vec<S
          Documentation=man:ephemcrypt(8)\n\
          ConditionPathExists=!/etc/initrd-release\n\
          RequiresMountsFor={m} {by}\n\
+         {wants}\
          \n\
          [Mount]\n\
          What={s}\n\
          Where={t}\n\
          Type=none\n\
-         Options=bind\n",
+         Options={o}\n",
         t = target.display(),
         by = by.display(),
         m = v.mount.display(),
-        s = source.display()
+        s = source.display(),
+        o = options.join(",")
     );
-    steps.push(Step::Unit {
-        name: format!("{}.mount", crate::paths::systemd_escape_path(target)),
-        text,
-        wanted_by: "local-fs.target".into(),
-    });
+    steps.push(Step::Unit { name: unit, text, wanted_by: "local-fs.target".into() });
     steps
 }
 
@@ -745,15 +814,55 @@ fn mkdir_steps(newroot: &NewRoot, dirs: &[PathBuf]) -> Vec<Step> {
 
 /// The failure policy as steps, taken after everything made was undone: `tmpfs` covers every bind
 /// target the new root has, so nothing meant for the volume lands unencrypted on a disk (a target
-/// the root lacks holds nothing yet); then the status is written.
+/// the root lacks holds nothing yet); then the status is written. A target that a mount of the
+/// root's fstab would hide gets its tmpfs from a unit after that mount (systemd roots; others
+/// cannot have it, see [`Plan::exposed`]).
 fn fallback(policy: OnFailure, binds: &[PathBuf], newroot: &NewRoot) -> Vec<Step> {
     let mut steps = Vec::new();
     if policy == OnFailure::Tmpfs {
-        let present = binds.iter().filter(|b| newroot.state(b) == DirState::Present);
-        steps.extend(present.map(|b| Step::Tmpfs { target: under(&newroot.path, b) }));
+        for b in binds {
+            match newroot.shadowed_by(b) {
+                Some(by) if newroot.systemd => steps.push(tmpfs_unit(b, by)),
+                Some(_) => {}
+                None if newroot.state(b) == DirState::Present => {
+                    steps.push(Step::Tmpfs { target: under(&newroot.path, b) })
+                }
+                None => {}
+            }
+        }
     }
     steps.push(status_step());
     steps
+}
+
+/// A tmpfs over `target`, mounted by the real root's systemd after `by` (the failure policy for a
+/// target that mount would hide). Mode 1777 for a directory named tmp, 0755 otherwise: the
+/// directory itself is on a disk not mounted yet.
+fn tmpfs_unit(target: &Path, by: &Path) -> Step {
+    let mode = if target.file_name().is_some_and(|n| n == "tmp") { "1777" } else { "0755" };
+    let text = format!(
+        "# Written by ephemcrypt setup in the initramfs, which failed: a tmpfs over {t} after {by}\n\
+         # (a separate mount in /etc/fstab), so that nothing meant for the volume lands on a disk.\n\
+         [Unit]\n\
+         Description=ephemcrypt: tmpfs over {t} (setup failed)\n\
+         Documentation=man:ephemcrypt(8)\n\
+         ConditionPathExists=!/etc/initrd-release\n\
+         RequiresMountsFor={by}\n\
+         \n\
+         [Mount]\n\
+         What=tmpfs\n\
+         Where={t}\n\
+         Type=tmpfs\n\
+         Options={o},mode={mode}\n",
+        t = target.display(),
+        by = by.display(),
+        o = MOUNT_OPTIONS.join(","),
+    );
+    Step::Unit {
+        name: format!("{}.mount", crate::paths::systemd_escape_path(target)),
+        text,
+        wanted_by: "local-fs.target".into(),
+    }
 }
 
 /// A short state word.
@@ -1049,9 +1158,9 @@ mod tests {
         let p = plan(&cfg("swap = 4G"), &Facts { newroot, ..facts(&[a, b]) });
         let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
         let want = [
-            "write ephemcrypt's header (4096 bytes, no key) at the start of /dev/nvme1n1: volume new 'ephemcrypt', \
+            "write ephemcrypt's header (4096 bytes, no key; zeros to the end of the reserved MiB) at the start of /dev/nvme1n1: volume new 'ephemcrypt', \
              member 1 of 2, data from sector 2048",
-            "write ephemcrypt's header (4096 bytes, no key) at the start of /dev/nvme2n1: volume new 'ephemcrypt', \
+            "write ephemcrypt's header (4096 bytes, no key; zeros to the end of the reserved MiB) at the start of /dev/nvme2n1: volume new 'ephemcrypt', \
              member 2 of 2, data from sector 2048",
             "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        \
              0 419426304 striped 2 512 259:1 2048 259:2 2048",
@@ -1184,6 +1293,28 @@ mod tests {
             kinds,
             ["header on /dev/nvme1n1 (member 1 of 1)", "crypt mapping ephemcrypt", "write /run/ephemcrypt/status.json"]
         );
+    }
+
+    /// More disks than a header lists: the first 64 by serial are taken; no size overflows.
+    #[test]
+    fn at_most_64_members_and_no_overflow() {
+        let disks: Vec<Disk> = (0..70)
+            .map(|i| {
+                let mut d = disk(&format!("nvme{i}n1"), &format!("S{i:03}"));
+                d.size = Sectors(1 << 47).bytes(); // the largest the host reader takes
+                d
+            })
+            .collect();
+        let p = plan_of(&cfg("swap = 50%"), &disks);
+        let v = ready(&p);
+        assert_eq!(v.members.len(), 64);
+        assert!(p
+            .disks
+            .iter()
+            .filter(|a| !a.verdict.is_use())
+            .all(|a| a.verdict.reason().contains("at most 64 disks")));
+        assert!(v.crypt.len.bytes().0 > 1 << 61);
+        let _ = p.to_json().pretty();
     }
 
     #[test]

@@ -100,9 +100,12 @@ fn observe_and_plan<S: System>(
         let t = sys.now_ms();
         let disks = discover(host, config)?;
         let read_ms = sys.now_ms().saturating_sub(t);
-        let eligible = assess(config, &disks).iter().filter(|a| a.verdict.is_use()).count();
+        let assessed = assess(config, &disks);
+        let eligible = assessed.iter().filter(|a| a.verdict.is_use()).count();
         let waited = sys.now_ms().saturating_sub(start);
-        let short = config.enabled && live.is_none() && eligible < config.expect as usize;
+        // Too few disks yet, or an exclusion whose link udev has not made yet: wait for either.
+        let unchecked = plan::unchecked(&assessed).is_some();
+        let short = config.enabled && live.is_none() && (eligible < config.expect as usize || unchecked);
         if setup && short && waited < u64::from(config.wait_secs) * 1000 {
             sys.sleep_ms(POLL_MS);
             continue;

@@ -200,18 +200,26 @@ pub(crate) enum Content {
     Data,
 }
 
-/// What the regions of a disk hold. Our own header comes first (it sits where a file system
-/// would), then a damaged one, then blank, then the known signatures.
+/// What the regions of a disk hold. A known signature anywhere wins, even over our own header:
+/// a former ephemcrypt disk reused by a tool that keeps the first 4 KiB (md 1.2 and bcache write
+/// at 4 KiB, md 1.0 and DRBD at the end) is that tool's now. Our own header counts only with the
+/// rest of the reserved area zero, as setup leaves it. Then a damaged header, then blank.
 pub(crate) fn examine(r: &Regions<'_>) -> Content {
+    if let Some(sig) = signature(r) {
+        return Content::Known(sig);
+    }
     match r.bytes(0, header::SIZE).map(Header::decode) {
-        Some(Ok(h)) => return Content::Ours(Box::new(h)),
+        Some(Ok(h)) if r.zero(header::SIZE as u64, header::RESERVED.bytes().0 - header::SIZE as u64) => {
+            return Content::Ours(Box::new(h))
+        }
+        Some(Ok(_)) => return Content::Data,
         Some(Err(HeaderError::NoMagic)) | None => {}
         Some(Err(_)) => return Content::Known(Signature::DamagedEphemcrypt),
     }
     if r.is_blank() {
         return Content::Blank;
     }
-    signature(r).map_or(Content::Data, Content::Known)
+    Content::Data
 }
 
 /// The offsets and lengths the probe reads from a disk of `size` bytes: the first and last
@@ -256,7 +264,12 @@ pub(crate) fn probe_device(path: &Path) -> crate::Result<Content> {
     let size = file.seek(SeekFrom::End(0)).map_err(|e| Error::os("find the size of", path.display(), e))?;
     let parts = read_regions(&file, path, size)?;
     let content = examine(&Regions::from_parts(&parts, size));
-    log::debug!("{}: {content:?}", path.display());
+    match &content {
+        Content::Blank => log::debug!("{}: blank", path.display()),
+        Content::Ours(h) => log::debug!("{}: {h}", path.display()),
+        Content::Known(sig) => log::debug!("{}: {sig}", path.display()),
+        Content::Data => log::debug!("{}: data", path.display()),
+    }
     Ok(content)
 }
 
@@ -316,6 +329,15 @@ impl<'a> Regions<'a> {
         let mut r = Regions::new(head, tail, size);
         r.extra = parts.iter().skip(2).map(|(o, b)| (*o, b.as_slice())).collect();
         r
+    }
+
+    /// The `len` bytes at `off` are zero (those that were read: the head covers the reserved area
+    /// of any disk larger than it, and a smaller disk is read whole).
+    fn zero(&self, off: u64, len: u64) -> bool {
+        let end = (off + len).min(self.size);
+        let from = usize::try_from(off).unwrap_or(usize::MAX);
+        let to = usize::try_from(end).unwrap_or(usize::MAX).min(self.head.len());
+        self.head.get(from..to).unwrap_or_default().iter().all(|&c| c == 0)
     }
 
     /// Every byte read is zero.
@@ -1146,11 +1168,26 @@ mod tests {
         let size = 16 * MIB as usize;
         // Blank: zeros everywhere read.
         assert_eq!(content(&vec![0; size]), Content::Blank);
-        // Ours: a valid header, ciphertext after it.
+        // Ours: a valid header, the rest of the reserved MiB zero, ciphertext after it.
         let mut ours = xorshift_bytes(7, size);
         let h = crate::header::tests::sample();
+        ours[..MIB as usize].fill(0);
         ours[..header::SIZE].copy_from_slice(&h.encode());
         assert_eq!(content(&ours), Content::Ours(Box::new(h)));
+        // A former ephemcrypt disk reused by md (metadata 1.2 at 4 KiB) or bcache, the header
+        // left in place: theirs now, named.
+        let mut md = ours.clone();
+        md[0x1000..0x1000 + 4].copy_from_slice(&MD_MAGIC.to_le_bytes());
+        md[0x1004..0x1008].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(content(&md), Content::Known(Signature::MdRaid));
+        let mut bcache = ours.clone();
+        bcache[BCACHE_MAGIC_OFF as usize..BCACHE_MAGIC_OFF as usize + 16]
+            .copy_from_slice(b"\xc6\x85\x73\xf6\x4e\x1a\x45\xca\x82\x65\xf5\x7f\x48\xba\x6d\x81");
+        assert_eq!(content(&bcache), Content::Known(Signature::Bcache));
+        // Anything else in the reserved area: not as setup leaves it, so not taken as ours.
+        let mut junk = ours.clone();
+        junk[512 * 1024] = 1;
+        assert_eq!(content(&junk), Content::Data);
         // A header with a flipped bit is foreign data, named.
         ours[100] ^= 1;
         assert_eq!(content(&ours), Content::Known(Signature::DamagedEphemcrypt));

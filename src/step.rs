@@ -217,8 +217,8 @@ impl fmt::Display for Step {
         match self {
             Step::Header { device, header } => write!(
                 f,
-                "write ephemcrypt's header ({} bytes, no key) at the start of {}: volume {} '{}', member {} of {}, \
-                 data from sector {}",
+                "write ephemcrypt's header ({} bytes, no key; zeros to the end of the reserved MiB) at the start \
+                 of {}: volume {} '{}', member {} of {}, data from sector {}",
                 header::SIZE,
                 device.display(),
                 volume_id(header),

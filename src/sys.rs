@@ -223,12 +223,21 @@ pub(crate) fn check_kernel_crypto(algorithms: &[(&'static str, String)], mut mod
             r = alg_bind(kind, name);
         }
         if r == Err(Errno::ENOENT) {
-            // "xts(aes)": crypto-xts(aes), crypto-xts, crypto-aes.
+            // "xts(aes)": crypto-xts(aes), crypto-xts, crypto-aes; and the socket type itself,
+            // whose absence says ENOENT too.
+            modprobe(&format!("algif_{kind}"));
             modprobe(&format!("crypto-{name}"));
             for part in name.split(['(', ')', ',']).filter(|p| !p.is_empty()) {
                 modprobe(&format!("crypto-{part}"));
             }
             r = alg_bind(kind, name);
+        }
+        // ENOENT still: the algorithm is missing, or the socket type is (algif_* not in the
+        // image). An algorithm every kernel has tells which: without the type nothing can be
+        // checked ahead.
+        let sentinel = if *kind == "hash" { "digest_null" } else { "ecb(cipher_null)" };
+        if r == Err(Errno::ENOENT) && alg_bind(kind, sentinel) == Err(Errno::ENOENT) {
+            r = Err(Errno::EAFNOSUPPORT);
         }
         match r {
             Ok(()) => {}

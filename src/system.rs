@@ -492,15 +492,7 @@ impl System for LinuxSystem {
 
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.may_change("copy the directories of", from.display())?;
-        if let Some(parent) = to.parent() {
-            // e.g. <volume>/var for /var/log: on the new file system, gone with it.
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(|e| Error::os("create directory", parent.display(), e))?;
-        }
-        copy_dir_tree(from, to)
+        copy_skeleton(from, to)
     }
 
     fn read_text(&mut self, path: &Path) -> Result<Option<String>> {
@@ -565,6 +557,19 @@ impl System for LinuxSystem {
     fn now_ms(&mut self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
+}
+
+/// The directories of `from` copied to `to`, whose parents are made where missing (e.g.
+/// <volume>/var for /var/log: on the new file system, gone with it).
+pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| Error::os("create directory", parent.display(), e))?;
+    }
+    copy_dir_tree(from, to)
 }
 
 /// Extended attributes worth carrying to the skeleton: security labels (SELinux, SMACK,

@@ -182,7 +182,7 @@ fn text_output_lists_disks_and_steps() {
     assert!(text.contains("-> skip: an AWS EBS volume"), "{text}");
     // Each step as the table or command it is.
     for want in [
-        "write ephemcrypt's header (4096 bytes, no key) at the start of /dev/nvme2n1: volume new 'ephemcrypt', member 1 of 2, data from sector 2048\n",
+        "write ephemcrypt's header (4096 bytes, no key; zeros to the end of the reserved MiB) at the start of /dev/nvme2n1: volume new 'ephemcrypt', member 1 of 2, data from sector 2048\n",
         "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        0 7419719680 striped 2 512 259:4 2048 259:3 2048\n",
         " crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue no_write_workqueue sector_size:4096\n",
         "mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt\n",
@@ -323,7 +323,9 @@ fn an_exclude_that_cannot_be_checked_takes_no_disk() {
     std::fs::write(&conf, "exclude = path:/dev/disk/by-id/aws-ephemeral-scratch\n").unwrap();
     let p = plan_json(&tree, &[]);
     assert!(used(&p).is_empty());
-    assert_eq!(p.get("state").unwrap().as_str(), Some("absent"));
+    // A failure, not "nothing to do": the failure policy covers the bind targets.
+    assert_eq!(p.get("state").unwrap().as_str(), Some("invalid"));
+    assert!(p.get("reason").unwrap().as_str().unwrap().contains("path:/dev/disk/by-id/aws-ephemeral-scratch"));
     let why = reason(&verdicts(&p), "nvme1n1").to_string();
     assert!(why.contains("path:/dev/disk/by-id/aws-ephemeral-scratch") && why.contains("no disk is taken"), "{why}");
     std::fs::remove_dir_all(tree).unwrap();

@@ -75,6 +75,10 @@ build_image() (
 		printf "ERROR in $hook: $1\n" "${@:2}" >&2
 		errors=$((errors + 1))
 	}
+	die() { # mkinitcpio's: the error, then the build stops (no image written)
+		error "$@"
+		exit 1
+	}
 	add_symlink() {
 		local link
 		link=$BUILDROOT$(canon "$1")

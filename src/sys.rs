@@ -1,11 +1,12 @@
 //! The few system calls nix 0.29 lacks: getrandom, mlock/munlock, the kernel keyring (add_key,
-//! keyctl), swapon/swapoff and the extended-attribute calls used to copy SELinux labels and ACLs.
+//! keyctl), swapon/swapoff, the extended-attribute calls used to copy SELinux labels and ACLs, and
+//! posix_spawn.
 //! Each is a thin, checked wrapper; with `dm/ioctl.rs` this is the only `unsafe` in the crate.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use libc::{c_long, c_void};
@@ -154,6 +155,119 @@ pub(crate) fn swapoff(dev: &Path) -> Result<()> {
         return Err(Error::os("swapoff", dev.display(), io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// How a program run by [`spawn_wait`] ended, and the last of what it wrote to stderr.
+pub(crate) struct Exited {
+    pub(crate) success: bool,
+    /// `exit status: N` or `signal: N (SIGNAME)`, as std's `ExitStatus` shows them.
+    pub(crate) status: String,
+    /// The last 8 KiB of its stderr.
+    pub(crate) stderr: Vec<u8>,
+}
+
+/// Run `program` with `args` (argv[0] is `program`) and the current environment; wait for it.
+/// stdin and stdout are /dev/null, stderr is kept. SIGPIPE is reset to its default, which this
+/// process (as every Rust program) ignores. posix_spawn(3) instead of std::process::Command: the
+/// latter costs ~50 KB of a binary that lives in every initramfs.
+pub(crate) fn spawn_wait(program: &Path, args: &[String]) -> io::Result<Exited> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use std::os::fd::AsRawFd;
+
+    let nul = |_| io::Error::from(io::ErrorKind::InvalidInput);
+    let path = CString::new(program.as_os_str().as_bytes()).map_err(nul)?;
+    let mut argv = vec![path.clone()];
+    for a in args {
+        argv.push(CString::new(a.as_bytes()).map_err(nul)?);
+    }
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let mut kv = k.into_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(CString::new(kv).map_err(nul)?);
+    }
+    let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+    let (argv_p, envp_p) = (ptrs(&argv), ptrs(&envp));
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut sigdef = SigSet::empty();
+    sigdef.add(Signal::SIGPIPE);
+    let empty = SigSet::empty();
+
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: the file-actions and attribute objects are initialised before use and destroyed
+    // after posix_spawn, on this stack frame; every pointer passed (the /dev/null literal, `path`,
+    // the NULL-terminated `argv_p`/`envp_p` arrays into `argv`/`envp`, the sigsets) outlives the
+    // call; `write` is an open fd that stays open until after it. The return values of init and
+    // the adders are checked: each fails only for lack of memory.
+    let rc = unsafe {
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        let mut rc = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        rc = libc::posix_spawnattr_init(attr.as_mut_ptr());
+        if rc != 0 {
+            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let (a, at) = (actions.as_mut_ptr(), attr.as_mut_ptr());
+        let null = c"/dev/null".as_ptr();
+        for r in [
+            libc::posix_spawn_file_actions_addopen(a, 0, null, libc::O_RDONLY, 0),
+            libc::posix_spawn_file_actions_addopen(a, 1, null, libc::O_WRONLY, 0),
+            libc::posix_spawn_file_actions_adddup2(a, write.as_raw_fd(), 2),
+            libc::posix_spawnattr_setsigdefault(at, sigdef.as_ref()),
+            libc::posix_spawnattr_setsigmask(at, empty.as_ref()),
+            libc::posix_spawnattr_setflags(at, (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as _),
+        ] {
+            if rc == 0 {
+                rc = r;
+            }
+        }
+        if rc == 0 {
+            rc = libc::posix_spawn(&mut pid, path.as_ptr(), a, at, argv_p.as_ptr().cast(), envp_p.as_ptr().cast());
+        }
+        libc::posix_spawn_file_actions_destroy(a);
+        libc::posix_spawnattr_destroy(at);
+        rc
+    };
+    drop(write); // only the child holds the pipe's write end now: EOF when it is done
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let mut stderr = Vec::new();
+    let mut file = std::fs::File::from(read);
+    let mut buf = [0u8; 4096];
+    loop {
+        match io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                stderr.extend_from_slice(&buf[..n]);
+                if stderr.len() > 16 << 10 {
+                    stderr.drain(..stderr.len() - (8 << 10));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break, // the status below still says how it ended
+        }
+    }
+    if stderr.len() > 8 << 10 {
+        stderr.drain(..stderr.len() - (8 << 10));
+    }
+    let pid = nix::unistd::Pid::from_raw(pid);
+    loop {
+        let (success, status) = match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(WaitStatus::Exited(_, code)) => (code == 0, format!("exit status: {code}")),
+            Ok(WaitStatus::Signaled(_, sig, _)) => (false, format!("signal: {} ({})", sig as i32, sig.as_str())),
+            Ok(_) => continue, // stopped or continued: not an end
+        };
+        return Ok(Exited { success, status, stderr });
+    }
 }
 
 /// Call a size-query-then-fill xattr function until the buffer is large enough.

@@ -8,7 +8,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -160,7 +159,7 @@ impl LinuxSystem {
             return;
         }
         if let Some(p) = find_program("modprobe") {
-            let _ = Command::new(p).args(["-q", module]).status();
+            let _ = crate::sys::spawn_wait(&p, &["-q".to_string(), module.to_string()]);
         }
     }
 
@@ -420,13 +419,13 @@ impl System for LinuxSystem {
         self.may_change("run", name)?;
         let program = find_program(name).ok_or_else(|| Error::ProgramNotFound { program: name.clone() })?;
         log::info!("running {}", argv.join(" "));
-        let out = Command::new(&program).args(args).output().map_err(|e| Error::os("run", program.display(), e))?;
-        if out.status.success() {
+        let out = crate::sys::spawn_wait(&program, args).map_err(|e| Error::os("run", program.display(), e))?;
+        if out.success {
             return Ok(());
         }
         Err(Error::Program {
             argv: argv.to_vec(),
-            status: out.status.to_string(),
+            status: out.status,
             stderr: tail(&String::from_utf8_lossy(&out.stderr)),
         })
     }
@@ -673,6 +672,35 @@ mod tests {
         }
         let missing = sys.run(&["no-such-mkfs".to_string()]).unwrap_err();
         assert_eq!(missing.to_string(), "run no-such-mkfs: not found on PATH (add it to the initramfs)");
+    }
+
+    #[test]
+    fn a_program_runs_with_null_stdio_default_sigpipe_and_a_bounded_stderr() {
+        let sh = find_program("sh").unwrap();
+        let run = |script: &str| crate::sys::spawn_wait(&sh, &["-c".to_string(), script.to_string()]).unwrap();
+        // stdin is /dev/null (EOF at once), stdout goes nowhere, stderr is kept.
+        let out = run("read x || echo stdin-eof >&2; echo to-stdout; exit 0");
+        assert!(out.success, "{}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "stdin-eof\n");
+        // SIGPIPE is back to its default in the child, which this test process ignores.
+        let out = run("trap - PIPE; kill -PIPE $$");
+        assert!(!out.success);
+        assert_eq!(out.status, "signal: 13 (SIGPIPE)");
+        let out = run("kill -KILL $$");
+        assert_eq!(out.status, "signal: 9 (SIGKILL)");
+        // A chatty program: only the last 8 KiB are kept, and it is not blocked on a full pipe.
+        let out = run("i=0; while [ $i -lt 3000 ]; do echo line-$i >&2; i=$((i+1)); done; exit 7");
+        assert_eq!(out.status, "exit status: 7");
+        assert_eq!(out.stderr.len(), 8 << 10);
+        assert!(String::from_utf8_lossy(&out.stderr).ends_with("line-2999\n"));
+        // The environment is passed on.
+        let out = run("echo \"$PATH\" >&2");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{}\n", std::env::var("PATH").unwrap()));
+        // Bad input is refused before anything runs.
+        let e = crate::sys::spawn_wait(&sh, &["a\0b".to_string()]).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = crate::sys::spawn_wait(Path::new("/nonexistent/prog"), &[]).err().unwrap();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
     }
 
     #[test]

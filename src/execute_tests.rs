@@ -706,6 +706,28 @@ fn a_foreign_mapping_with_our_name_is_not_taken_for_the_volume() {
 }
 
 #[test]
+fn a_leftover_mapping_with_a_name_the_volume_needs_stops_setup_before_any_header() {
+    for name in ["ephemcrypt-stripe", "ephemcrypt-swap", "ephemcrypt-data"] {
+        let tree = two_disks("swap = 1G");
+        let mut fake = Fake::new();
+        // A leftover of a setup killed in this boot, or another program's mapping.
+        fake.mappings.insert(name.into(), DevNo { major: 253, minor: 7 });
+        fake.live.insert(name.into());
+        let o = run(&mut fake, &tree);
+        assert_eq!(o.result, SetupResult::Degraded);
+        let want = format!("a mapping named {name} (253:7) exists already, without the volume");
+        assert!(o.reason.starts_with(&want), "{}", o.reason);
+        assert!(
+            fake.calls.iter().all(|c| ["crypt_version", "identity", "write_status"].contains(&c.as_str())
+                || c.starts_with("tmpfs ")),
+            "kernel facts, then only the fallback: {:?}",
+            fake.calls
+        );
+        assert_eq!(fake.mappings.len(), 1, "the mapping is left alone");
+    }
+}
+
+#[test]
 fn old_kernel_gets_a_hex_key_with_secure_flag_and_no_keyring() {
     let tree = two_disks("");
     let mut fake = Fake { crypt_version: Some([1, 14, 1]), ..Fake::new() };

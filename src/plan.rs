@@ -88,6 +88,9 @@ pub(crate) struct Facts {
     pub(crate) live: Option<Live>,
     /// The new volume's identity; `None` for `ephemcrypt plan`, which shows it as new.
     pub(crate) identity: Option<Identity>,
+    /// Mappings that exist with a name the volume's own mappings would take (while the volume
+    /// itself is not live): left by an interrupted setup in this boot, or another program's.
+    pub(crate) taken: Vec<(String, DevNo)>,
 }
 
 /// One disk and what was decided about it.
@@ -202,6 +205,11 @@ pub(crate) enum PlanError {
         name: String,
         targets: Vec<String>,
     },
+    /// A mapping the volume needs is there already, without the volume.
+    NameTaken {
+        name: String,
+        dev: DevNo,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -242,6 +250,11 @@ impl fmt::Display for PlanError {
                 f,
                 "/dev/mapper/{name} exists but is not a dm-crypt volume ({}); set 'name' to another prefix",
                 targets.join(", ")
+            ),
+            PlanError::NameTaken { name, dev } => write!(
+                f,
+                "a mapping named {name} ({dev}) exists already, without the volume (left by an interrupted \
+                 setup, or another program's): remove it (dmsetup remove {name}) or set 'name' to another prefix"
             ),
         }
     }
@@ -364,6 +377,8 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         State::TooFew { found: chosen.len(), expected: config.expect }
     } else if chosen.is_empty() {
         State::Absent
+    } else if let Some((name, dev)) = facts.taken.first() {
+        State::Invalid(PlanError::NameTaken { name: name.clone(), dev: *dev })
     } else {
         volume(config, &chosen, facts.caps, &facts.newroot).map_or_else(State::Invalid, |v| State::Ready(Box::new(v)))
     };
@@ -1048,6 +1063,7 @@ mod tests {
             newroot: NewRoot::assumed("/sysroot"),
             live: None,
             identity: None,
+            taken: Vec::new(),
         }
     }
 
@@ -1359,6 +1375,19 @@ mod tests {
             p.failure().unwrap(),
             "/dev/mapper/ephemcrypt exists but is not a dm-crypt volume (linear); set 'name' to another prefix"
         );
+    }
+
+    #[test]
+    fn a_mapping_name_taken_stops_the_plan_before_any_header() {
+        let taken = vec![("ephemcrypt-stripe".to_string(), DevNo { major: 253, minor: 0 })];
+        let p = plan(&Config::default(), &Facts { taken, ..facts(&[disk("nvme1n1", "A"), disk("nvme2n1", "B")]) });
+        assert_eq!(
+            p.failure().unwrap(),
+            "a mapping named ephemcrypt-stripe (253:0) exists already, without the volume (left by an interrupted \
+             setup, or another program's): remove it (dmsetup remove ephemcrypt-stripe) or set 'name' to another prefix"
+        );
+        assert!(p.steps.iter().all(|s| !matches!(s, Step::Header { .. } | Step::Mapping(_))));
+        assert!(p.disks.iter().all(|a| !a.verdict.is_use()));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::host::Host;
 use crate::paths::{under, STATUS_PATH};
 use crate::plan::{self, assess, Caps, Facts, Live, Plan, State};
 use crate::status::{Status, StatusError, Timing};
+use crate::step::Step;
 use crate::system::System;
 
 /// The largest status file `ephemcrypt status` reads: ours are a few KiB.
@@ -142,7 +143,22 @@ fn observe_and_plan<S: System>(
     };
     // The new volume's id and time go into its headers; `plan` shows the volume as new.
     let identity = if work && setup { Some(sys.identity()?) } else { None };
-    Ok((plan::plan(config, &Facts { disks, caps, newroot: root, live, identity }), timings))
+    let mut facts = Facts { disks, caps, newroot: root, live, identity, taken: Vec::new() };
+    let plan = plan::plan(config, &facts);
+    // The names the volume's mappings would take must be free: a leftover of an interrupted
+    // setup, or another program's mapping, stops the plan before any header is written.
+    facts.taken = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Mapping(m) => sys.dm_dev(&m.name).ok().flatten().map(|dev| (m.name.clone(), dev)),
+            _ => None,
+        })
+        .collect();
+    if facts.taken.is_empty() {
+        return Ok((plan, timings));
+    }
+    Ok((plan::plan(config, &facts), timings))
 }
 
 /// The disks, with the signature probe for those a selector picks by identity: reading the root

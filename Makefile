@@ -5,6 +5,8 @@
 #   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
 TARGET  := x86_64-unknown-linux-musl
 BIN     := target/$(TARGET)/release/ephemcrypt
+# The test build with faults on demand (src/fault.rs), for tests/vm/faults.sh; never installed.
+FAULT_BIN := target/fault/$(TARGET)/release/ephemcrypt
 CARGO   ?= cargo
 
 .PHONY: build test lint unit check-static vm-test clean toolchain
@@ -22,16 +24,23 @@ toolchain:
 $(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs') | toolchain
 	$(CARGO) build --release --locked --target $(TARGET)
 
+.PHONY: fault-build
+fault-build: $(FAULT_BIN)
+$(FAULT_BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs') | toolchain
+	$(CARGO) build --release --locked --target $(TARGET) --features fault-injection --target-dir target/fault
+
 test: lint unit check-static vm-test
 
 lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --lib --features fault-injection -- -D warnings
 
 # Tests that need a kernel feature a machine may lack are #[ignore]d and run here where it is there;
 # elsewhere they are reported as skipped, with the reason.
 unit:
 	$(CARGO) test --locked
+	$(CARGO) test --locked --lib --features fault-injection -- fault::
 	@if command -v keyctl >/dev/null && keyctl add logon ephemcrypt-probe:make x @p >/dev/null 2>&1; then \
 		$(CARGO) test --locked --lib -- --ignored logon_key; \
 	else echo "SKIPPED: key::tests::logon_key_lifecycle (no kernel keyring here: keyctl add logon failed)"; fi
@@ -40,6 +49,7 @@ unit:
 check-static: $(BIN)
 	@if readelf -lW $(BIN) | grep -q 'INTERP'; then echo "$(BIN) is dynamically linked" >&2; exit 1; fi
 	@if readelf -dW $(BIN) | grep -q 'NEEDED'; then echo "$(BIN) needs shared libraries" >&2; exit 1; fi
+	@if grep -aq EPHEMCRYPT_FAULT $(BIN); then echo "$(BIN) was built with the fault-injection feature" >&2; exit 1; fi
 	@echo "$(BIN): static, $$(stat -c %s $(BIN)) bytes"
 
 # Real kernel, real dm-crypt: qemu (TCG) boots a Debian cloud kernel with throwaway NVMe disks.
@@ -49,8 +59,16 @@ check-static: $(BIN)
 # boot-systemd.sh: Debian's dracut with systemd in the initrd into a Debian 12 systemd root.
 # tests/vm/all.sh resolves the Debian kernel once for the whole run (every apt-get update comes
 # before that), so every image is built for the kernel that boots it.
-vm-test: $(BIN)
+vm-test: $(BIN) $(FAULT_BIN)
 	bash tests/vm/all.sh
+
+# Twenty boots in a row of the whole boot chain on the same disks (tests/vm/soak.sh): every boot
+# ok, a new key each time, nothing left in the keyring; the summary gives each boot's setup time.
+# SOAK_BOOTS=N for another count. Not part of `make test`: about 20 s per boot.
+SOAK_BOOTS ?= 20
+.PHONY: soak
+soak: $(BIN)
+	bash tests/vm/soak.sh $(SOAK_BOOTS)
 
 clean:
 	$(CARGO) clean

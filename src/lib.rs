@@ -18,6 +18,8 @@ mod disk;
 mod dm;
 mod error;
 mod execute;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod header;
 mod host;
 pub mod json;

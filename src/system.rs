@@ -123,10 +123,12 @@ impl LinuxSystem {
     }
 
     fn may_change(&self, what: &'static str, object: impl std::fmt::Display) -> Result<()> {
-        if self.changes {
-            return Ok(());
+        if !self.changes {
+            return Err(Error::os(what, object, io::Error::from_raw_os_error(libc::EROFS)));
         }
-        Err(Error::os(what, object, io::Error::from_raw_os_error(libc::EROFS)))
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject(what, &object.to_string())?;
+        Ok(())
     }
 
     /// The control device, made and opened on first use.
@@ -322,6 +324,8 @@ impl System for LinuxSystem {
     }
 
     fn make_key(&mut self, len: usize) -> Result<Key> {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::inject("random key", &format!("{len} bytes"))?;
         let start = self.now_ms();
         let key = Key::generate(len)?;
         let waited = self.now_ms() - start;

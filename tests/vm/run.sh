@@ -1,11 +1,17 @@
 #!/bin/bash
-# run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE]]... [--virtio FILE[:SIZE]]... [--append ARGS]
+# run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE[:BLOCK]]]... [--virtio FILE[:SIZE]]... [--append ARGS]
 #        [--log FILE] [--timeout SECONDS] [--first SECONDS] [--mem MIB] [--show]
+#        [--monitor 'PATTERN|COMMAND']...
 # Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here).
-# Each --disk is an NVMe controller with that serial, each --virtio a virtio-blk disk; with SIZE
-# (truncate syntax, e.g. 512M) a missing FILE is created sparse. The console goes to the log
+# Each --disk is an NVMe controller with that serial (qemu device id disk0, disk1, ... in the
+# order given; BLOCK: its logical and physical block size), each --virtio a virtio-blk disk; with
+# SIZE (truncate syntax, e.g. 512M) a missing FILE is created sparse. The console goes to the log
 # (default .cache/last.log); --show also streams it. Exit 0 only when the guest printed
 # "VMTEST DONE" and no "VMTEST FAIL"; on failure the log's tail is printed.
+# --monitor: once the console shows a line matching PATTERN (grep -E), COMMAND goes to qemu's
+# monitor (e.g. 'device_del disk1', 'system_reset'). A system_reset ends the run (-no-reboot):
+# the machine stops as in a crash, without a clean shutdown, and the run passes if the guest
+# printed no "VMTEST FAIL" before it.
 # A guest that shows no sign of life within --first seconds (default 180) fails at once rather
 # than at --timeout: no "VMTEST " line and no "ephemcrypt:" line yet means it never reached the
 # initramfs' work (a kernel without its modules, a root that never appears). A kernel panic
@@ -13,7 +19,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 mem=1024 show='' drives=()
+initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 mem=1024 show='' drives=() monitors=() nvme=0
 add_drive() { # add_drive FILE[:SIZE] DEVICE-OPTIONS
 	local file=${1%%:*} size=${1#*:} id=d${#drives[@]}
 	[[ $size == "$1" ]] && size=
@@ -24,10 +30,13 @@ add_drive() { # add_drive FILE[:SIZE] DEVICE-OPTIONS
 while (($#)); do
 	case $1 in
 	--initrd) initrd=$2 ;;
-	--disk) # FILE:SERIAL[:SIZE]
-		IFS=: read -r f s z <<<"$2"
-		[[ -n $s ]] || die "--disk wants FILE:SERIAL[:SIZE], got $2"
-		add_drive "$f${z:+:$z}" "nvme,serial=$s" ;;
+	--disk) # FILE:SERIAL[:SIZE[:BLOCK]]
+		IFS=: read -r f s z b <<<"$2"
+		[[ -n $s ]] || die "--disk wants FILE:SERIAL[:SIZE[:BLOCK]], got $2"
+		add_drive "$f${z:+:$z}" "nvme,serial=$s,id=disk$nvme${b:+,logical_block_size=$b,physical_block_size=$b}"
+		nvme=$((nvme + 1)) ;;
+	--monitor) [[ $2 == *'|'* ]] || die "--monitor wants 'PATTERN|COMMAND', got $2"
+		monitors+=("$2") ;;
 	--virtio) add_drive "$2" virtio-blk-pci ;;
 	--append) append+=" $2" ;;
 	--log) logf=$2 ;;
@@ -46,6 +55,14 @@ mkdir -p "$(dirname "$logf")"
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
 	-nic none -kernel "$VMLINUZ" -initrd "$initrd"
 	-append "console=ttyS0 panic=-1 quiet$append" "${drives[@]}")
+mon='' fired=() reset=''
+if ((${#monitors[@]})); then
+	# The monitor on a pipe pair (qemu opens both ends read-write: nothing blocks); its replies
+	# are kept beside the console log.
+	mon=$(mktemp -d "$CACHE/monitor.XXXXXX")
+	mkfifo "$mon/m.in" "$mon/m.out"
+	qemu+=(-chardev "pipe,id=mon0,path=$mon/m" -mon chardev=mon0,mode=readline)
+fi
 ms() { date +%s%3N; }
 # results: the VMTEST lines of the log (without CRs and the firmware's terminal escapes)
 results() { tr -d '\r' <"$logf" | sed 's/\x1b[^A-Za-z]*[A-Za-z]//g' | grep -a '^VMTEST ' || true; }
@@ -55,7 +72,25 @@ start=$(ms) done_at='' timed_out='' alive=''
 milestone() { tr -d '\r' <"$logf" | grep -aqE '^VMTEST |ephemcrypt: '; }
 "${qemu[@]}" </dev/null >"$logf" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true' EXIT
+trap 'kill "$pid" 2>/dev/null || true; [[ -z $mon ]] || rm -rf "$mon"' EXIT
+catpid=''
+if [[ -n $mon ]]; then
+	cat "$mon/m.out" >"$logf.monitor" &
+	catpid=$!
+fi
+# monitor: send each --monitor COMMAND once the console shows its PATTERN
+monitor() {
+	local i text
+	text=$(tr -d '\r' <"$logf")
+	for i in "${!monitors[@]}"; do
+		[[ -z ${fired[i]:-} ]] || continue
+		grep -aqE -- "${monitors[i]%%|*}" <<<"$text" || continue
+		fired[i]=1
+		log "monitor: ${monitors[i]#*|} (the console showed /${monitors[i]%%|*}/)"
+		timeout 10 bash -c 'echo "$1" >"$2"' _ "${monitors[i]#*|}" "$mon/m.in" || log "monitor: qemu did not take it"
+		[[ ${monitors[i]#*|} != system_reset ]] || reset=1
+	done
+}
 [[ -z $show ]] || tail -n +1 -f --pid="$pid" "$logf" &
 # Poll the log: note when DONE appears, kill qemu at the deadline, or shortly after DONE
 # if the guest fails to power off.
@@ -71,6 +106,7 @@ while kill -0 "$pid" 2>/dev/null; do
 		break
 	fi
 	if [[ -z $alive ]] && milestone; then alive=1; fi
+	[[ -z $mon ]] || monitor
 	if [[ -z $alive ]] && ((now - start > first * 1000)); then
 		timed_out="no sign of life (no VMTEST or ephemcrypt line) after $first s"
 		break
@@ -80,6 +116,7 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 kill "$pid" 2>/dev/null || true
 wait "$pid" || true
+[[ -z $catpid ]] || kill "$catpid" 2>/dev/null || true
 [[ -z $timed_out ]] || echo "VMTEST FAIL run.sh: $timed_out" >>"$logf"
 end=$(ms)
 [[ -n $done_at ]] || done_at=$end
@@ -87,6 +124,10 @@ wait
 
 res=$(results)
 echo "$res" >&2
+if [[ -n $reset && -z $timed_out ]] && ! grep -q '^VMTEST FAIL' <<<"$res"; then
+	log "PASS: reset by the monitor after $(secs $((end - start))) s (log $logf)"
+	exit 0
+fi
 if grep -q '^VMTEST DONE' <<<"$res" && ! grep -q '^VMTEST FAIL' <<<"$res"; then
 	log "PASS: VMTEST DONE after $(secs $((done_at - start))) s, qemu ran $(secs $((end - start))) s (log $logf)"
 	exit 0

@@ -90,19 +90,24 @@ plan-demo:
 
 # --- install -------------------------------------------------------------------------------
 # make install [DESTDIR=...] [PREFIX=/usr]: the binary, the dracut module, the mkinitcpio hooks,
-# the systemd unit (used by systemd initrds only: it is conditioned on /etc/initrd-release) and
+# the initramfs-tools hook and boot script (Debian, Ubuntu: update-initramfs -u then includes
+# ephemcrypt), the systemd unit (used by systemd initrds only: it is conditioned on
+# /etc/initrd-release), the real root's check unit (ephemcrypt-check.service, not enabled) and
 # an example configuration. Nothing is enabled: see the README for each distribution.
 PREFIX      ?= /usr
 DESTDIR     ?=
 SBINDIR     := $(PREFIX)/sbin
 DRACUTDIR   := $(PREFIX)/lib/dracut/modules.d/90ephemcrypt
 INITCPIODIR := $(PREFIX)/lib/initcpio
+ITOOLSDIR   := $(PREFIX)/share/initramfs-tools
 UNITDIR     := $(PREFIX)/lib/systemd/system
 DOCDIR      := $(PREFIX)/share/doc/ephemcrypt
 INSTALLED   := $(SBINDIR)/ephemcrypt \
 	$(DRACUTDIR)/module-setup.sh $(DRACUTDIR)/ephemcrypt-hook.sh $(DRACUTDIR)/ephemcrypt.service \
 	$(INITCPIODIR)/install/ephemcrypt $(INITCPIODIR)/install/sd-ephemcrypt $(INITCPIODIR)/hooks/ephemcrypt \
-	$(UNITDIR)/ephemcrypt.service $(DOCDIR)/ephemcrypt.conf.example $(DOCDIR)/dracut.conf.d-ephemcrypt.conf
+	$(ITOOLSDIR)/hooks/ephemcrypt $(ITOOLSDIR)/scripts/local-bottom/ephemcrypt \
+	$(UNITDIR)/ephemcrypt.service $(UNITDIR)/ephemcrypt-check.service \
+	$(DOCDIR)/ephemcrypt.conf.example $(DOCDIR)/dracut.conf.d-ephemcrypt.conf
 
 .PHONY: install uninstall
 install: $(BIN)
@@ -113,10 +118,33 @@ install: $(BIN)
 	install -Dm644 mkinitcpio/install/ephemcrypt $(DESTDIR)$(INITCPIODIR)/install/ephemcrypt
 	install -Dm644 mkinitcpio/install/sd-ephemcrypt $(DESTDIR)$(INITCPIODIR)/install/sd-ephemcrypt
 	install -Dm644 mkinitcpio/hooks/ephemcrypt $(DESTDIR)$(INITCPIODIR)/hooks/ephemcrypt
+	install -Dm755 initramfs-tools/hooks/ephemcrypt $(DESTDIR)$(ITOOLSDIR)/hooks/ephemcrypt
+	install -Dm755 initramfs-tools/scripts/local-bottom/ephemcrypt $(DESTDIR)$(ITOOLSDIR)/scripts/local-bottom/ephemcrypt
 	install -Dm644 systemd/ephemcrypt.service $(DESTDIR)$(UNITDIR)/ephemcrypt.service
+	install -Dm644 systemd/ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/ephemcrypt-check.service
 	install -Dm644 ephemcrypt.conf.example $(DESTDIR)$(DOCDIR)/ephemcrypt.conf.example
 	install -Dm644 dracut/ephemcrypt.conf $(DESTDIR)$(DOCDIR)/dracut.conf.d-ephemcrypt.conf
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(DRACUTDIR) $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# --- fuzzing -------------------------------------------------------------------------------
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of every parser: the configuration file, the
+# kernel command line, sizes and globs, a whole host tree (sysfs, /proc, /dev), the signature probe
+# and the on-disk header, the status file and JSON, the device-mapper replies. See fuzz/README.md.
+# Each target runs FUZZ_SECONDS seconds from its seeds (fuzz/seeds/), one after the other, and the
+# run fails on any crash, hang (-timeout=10) or out-of-memory (-rss_limit_mb=512); the input is
+# then in fuzz/artifacts/TARGET/. Installs nothing: needs cargo-fuzz (cargo install cargo-fuzz
+# --locked --version 0.13.2); works on a stable toolchain (fuzz/run.sh sets RUSTC_BOOTSTRAP=1).
+#   make fuzz          the long run: FUZZ_SECONDS (default 600) per target, about 75 minutes
+#   make fuzz-short    for CI: FUZZ_SHORT_SECONDS (default 15) per target, a few minutes with builds
+FUZZ_SECONDS       ?= 600
+FUZZ_SHORT_SECONDS ?= 15
+
+.PHONY: fuzz fuzz-short
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-short:
+	bash fuzz/run.sh $(FUZZ_SHORT_SECONDS)

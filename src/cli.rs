@@ -23,6 +23,9 @@ usage:
       /run/ephemcrypt/status.json.
   ephemcrypt status [--host DIR] [--json]
       What setup did in this boot, with a live check of its mappings.
+  ephemcrypt check [--host DIR]
+      One line for the real root's boot (ephemcrypt-check.service): whether the volume is there,
+      or a warning saying why not (setup failed, a mapping is gone, setup did not run).
   ephemcrypt skeleton FROM TO
       Copy the directories of FROM (owner, mode, ACLs, security labels; no files) to TO. Run
       after switch_root by the units setup writes for bind targets under a separate fstab mount.
@@ -40,8 +43,9 @@ options:
   -v, --verbose    more log lines on stderr
 
 exit codes: 0 done (also: nothing to do, disabled, or a failure the on-failure policy absorbed);
-            1 failure (setup with on-failure=halt; status: a mapping is gone); 2 usage or configuration
-            error (plan)
+            1 failure (setup with on-failure=halt; status: a mapping is gone; check: no volume
+            because setup failed); 2 usage or configuration error (plan); 3 status and check:
+            setup did not run in this boot
 ";
 
 /// What the command line asks for.
@@ -50,6 +54,8 @@ pub(crate) enum Command {
     Plan(Common, Option<PathBuf>),
     Setup(Common, PathBuf),
     Status(Common),
+    /// The real root's check at boot: one line, a warning when the volume is missing.
+    Check(Common),
     Needs(Common),
     /// Copy the directory skeleton of one directory to another (run by the units setup writes).
     Skeleton(PathBuf, PathBuf),
@@ -124,10 +130,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
                 .ok_or_else(|| Error::Usage("setup needs --newroot DIR (where the real root is mounted)".into()))?;
             Ok(Command::Setup(common, newroot))
         }
-        "status" => {
+        "status" | "check" => {
             only("--newroot", newroot.is_none())?;
             only("--config", common.config.is_none())?;
-            Ok(Command::Status(common))
+            Ok(if sub == "status" { Command::Status(common) } else { Command::Check(common) })
         }
         "needs" => {
             only("--newroot", newroot.is_none())?;
@@ -187,6 +193,7 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
             write(out, &text)?;
             return Ok(code);
         }
+        Command::Check(c) => return check(c, out),
     }
     Ok(0)
 }
@@ -203,6 +210,29 @@ fn setup(c: &Common, newroot: &Path) -> Result<u8> {
     let (plan, status) = crate::setup::setup(&host, c.config.as_deref(), newroot, &mut LinuxSystem::new(&c.host));
     let halts = plan.on_failure == OnFailure::Halt && status.result == SetupResult::Failed;
     Ok(if halts { 1 } else { 0 })
+}
+
+/// `ephemcrypt check`: the volume is there (or nothing was to be done): one line on stdout, exit
+/// 0; it is not: a warning (the journal's priority too), exit 1, or 3 when setup did not run.
+fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
+    let status = crate::setup::status(&Host::new(&c.host), &mut LinuxSystem::observer(&c.host))?;
+    if status.mapping_gone() {
+        let gone: Vec<&str> =
+            status.mappings.iter().filter(|m| m.live == Some(false)).map(|m| m.name.as_str()).collect();
+        log::warn!("the volume setup made in this boot's initramfs is gone: no mapping {}", gone.join(", "));
+        return Ok(1);
+    }
+    match status.result {
+        SetupResult::Degraded | SetupResult::Failed => {
+            log::warn!("setup {} in this boot's initramfs: {}", status.result, status.reason);
+            Ok(1)
+        }
+        r => {
+            let line = format!("ephemcrypt: {r}: {}\n", status.reason);
+            out.write_all(line.as_bytes()).map_err(|e| Error::os("write", "standard output", e))?;
+            Ok(0)
+        }
+    }
 }
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.

@@ -33,6 +33,8 @@ pub(crate) enum Error {
     Program { argv: Vec<String>, status: String, stderr: String },
     /// `/run/ephemcrypt/status.json` is not a status document.
     Status { path: String, why: crate::status::StatusError },
+    /// No status file: setup did not run in this boot's initramfs.
+    NotRun { path: String },
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,6 +71,7 @@ impl Error {
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Config(_) => 2,
+            Error::NotRun { .. } => 3,
             _ => 1,
         }
     }
@@ -111,6 +114,15 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Status { path, why } => write!(f, "read status {path}: {why}"),
+            Error::NotRun { path } => write!(
+                f,
+                "ephemcrypt did not run in this boot's initramfs ({path} is missing), so the ephemeral disks \
+                 are not encrypted and /var/log, /tmp and /var/tmp are on the root disk. Likely causes: the \
+                 machine booted without an initramfs (Ubuntu cloud images boot initrd-less while \
+                 GRUB_FORCE_PARTUUID is set: see the README), ephemcrypt is not in the image (install its \
+                 hook, then update-initramfs -u, dracut -f or mkinitcpio -P), or the image was not rebuilt \
+                 after ephemcrypt was installed or upgraded"
+            ),
         }
     }
 }

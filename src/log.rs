@@ -15,6 +15,9 @@ const KMSG: &str = "/dev/kmsg";
 struct Logger {
     level: LevelFilter,
     kmsg: Option<PathBuf>,
+    /// stderr is the journal: each line carries its priority as a `<N>` prefix, which journald
+    /// reads (SyslogLevelPrefix=yes, the default), so warnings show as warnings.
+    journal: bool,
 }
 
 impl Log for Logger {
@@ -32,7 +35,11 @@ impl Log for Logger {
             _ => "",
         };
         let line = format!("ephemcrypt: {tag}{}\n", r.args());
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        let _ = if self.journal {
+            std::io::stderr().write_all(format!("<{}>{line}", priority(r.level())).as_bytes())
+        } else {
+            std::io::stderr().write_all(line.as_bytes())
+        };
         if let Some(k) = &self.kmsg {
             write_kmsg(k, r.level(), &line);
         }
@@ -44,22 +51,35 @@ impl Log for Logger {
 /// One line to the kernel log, opened afresh (see [`KMSG`]). Append: on /dev/kmsg every write is
 /// one record anyway; a plain file in the tests stays whole.
 fn write_kmsg(path: &Path, level: Level, line: &str) {
-    // kmsg priority: <3> err, <4> warning, <5> notice, <6> info, <7> debug.
-    let prio = match level {
+    if let Ok(mut f) = OpenOptions::new().append(true).open(path) {
+        let _ = f.write_all(format!("<{}>{line}", priority(level)).as_bytes());
+    }
+}
+
+/// The syslog priority of a level: <3> err, <4> warning, <5> notice, <7> debug.
+fn priority(level: Level) -> u8 {
+    match level {
         Level::Error => 3,
         Level::Warn => 4,
         Level::Info => 5,
         Level::Debug | Level::Trace => 7,
-    };
-    if let Ok(mut f) = OpenOptions::new().append(true).open(path) {
-        let _ = f.write_all(format!("<{prio}>{line}").as_bytes());
     }
+}
+
+/// systemd sets JOURNAL_STREAM to the device and inode of the stream it connected to the journal:
+/// stderr is the journal when they are stderr's.
+fn stderr_is_journal(journal_stream: Option<&str>) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(want) = journal_stream else { return false };
+    nix::sys::stat::fstat(std::io::stderr().as_raw_fd())
+        .is_ok_and(|st| format!("{}:{}", st.st_dev, st.st_ino) == want)
 }
 
 /// Install the logger. `kmsg`: also write to /dev/kmsg (setup during boot).
 pub fn init(level: LevelFilter, kmsg: bool) {
     let kmsg = (kmsg && OpenOptions::new().write(true).open(KMSG).is_ok()).then(|| PathBuf::from(KMSG));
-    let logger = Box::leak(Box::new(Logger { level, kmsg }));
+    let journal = stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref());
+    let logger = Box::leak(Box::new(Logger { level, kmsg, journal }));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
@@ -68,6 +88,16 @@ pub fn init(level: LevelFilter, kmsg: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stderr_is_the_journal_only_when_journal_stream_names_it() {
+        use std::os::fd::AsRawFd;
+        let st = nix::sys::stat::fstat(std::io::stderr().as_raw_fd()).unwrap();
+        assert!(stderr_is_journal(Some(&format!("{}:{}", st.st_dev, st.st_ino))));
+        assert!(!stderr_is_journal(Some(&format!("{}:{}", st.st_dev, st.st_ino.wrapping_add(1)))));
+        assert!(!stderr_is_journal(Some("garbage")));
+        assert!(!stderr_is_journal(None));
+    }
 
     /// Every line opens the kernel log anew, so the kernel's per-open rate limit never drops one.
     #[test]

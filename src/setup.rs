@@ -26,8 +26,10 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
     use std::io::Read;
     let path = host.path(STATUS_PATH);
     let bad = |why| Error::Status { path: path.display().to_string(), why };
-    let file = std::fs::File::open(&path)
-        .map_err(|e| Error::os("read status (has setup run in this boot?)", path.display(), e))?;
+    let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotRun { path: path.display().to_string() },
+        _ => Error::os("read status", path.display(), e),
+    })?;
     let mut text = String::new();
     file.take(MAX_STATUS_BYTES + 1)
         .read_to_string(&mut text)

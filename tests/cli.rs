@@ -168,9 +168,49 @@ fn status_json_adds_a_live_check() {
 #[test]
 fn status_without_a_status_file_says_why() {
     let m = Machine::new("aws", "");
-    let o = run(&["status", "--host", &m.host()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("read status (has setup run in this boot?)"), "{}", stderr(&o));
+    for cmd in ["status", "check"] {
+        let o = run(&[cmd, "--host", &m.host()]);
+        assert_eq!(o.status.code(), Some(3), "{cmd}");
+        let e = stderr(&o);
+        assert!(e.contains("ephemcrypt did not run in this boot's initramfs ("), "{e}");
+        assert!(e.contains("/run/ephemcrypt/status.json is missing)"), "{e}");
+        for cause in ["GRUB_FORCE_PARTUUID", "update-initramfs -u", "not rebuilt"] {
+            assert!(e.contains(cause), "{cause} in {e}");
+        }
+    }
+}
+
+/// `ephemcrypt check` (ephemcrypt-check.service in the real root): one line; exit 0 while the
+/// volume is there or there was nothing to do, 1 (a warning) when setup failed or a mapping is
+/// gone.
+#[test]
+fn check_says_in_one_line_whether_the_volume_is_there() {
+    let m = Machine::new("aws", "");
+    let write = |json: &str| {
+        std::fs::create_dir_all(format!("{}/run/ephemcrypt", m.host())).unwrap();
+        std::fs::write(format!("{}/run/ephemcrypt/status.json", m.host()), json).unwrap();
+    };
+    let doc = |result: &str, reason: &str| {
+        format!(
+            "{{\"version\": \"0.1.0\", \"result\": \"{result}\", \"reason\": \"{reason}\", \"disks\": [], \
+             \"mappings\": [], \"steps\": [], \"binds\": [], \"tmpfs\": [], \"units\": []}}"
+        )
+    };
+    for (result, reason, code, line) in [
+        ("ok", "2 disk(s) encrypted", 0, "ephemcrypt: ok: 2 disk(s) encrypted\n"),
+        ("absent", "no eligible disk; nothing to do", 0, "ephemcrypt: absent: no eligible disk; nothing to do\n"),
+        ("degraded", "mkfs failed", 1, ""),
+        ("failed", "mkfs failed", 1, ""),
+    ] {
+        write(&doc(result, reason));
+        let o = run(&["check", "--host", &m.host()]);
+        assert_eq!(o.status.code(), Some(code), "{result}: {}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), line);
+        if code == 1 {
+            let want = format!("ephemcrypt: warning: setup {result} in this boot's initramfs: {reason}");
+            assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+        }
+    }
 }
 
 /// `ephemcrypt needs`: the programs of the configuration file (not the build host's command

@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 vm_kernel
-for t in setup faults mkinitcpio boot-dracut boot-systemd; do
+for t in setup faults mkinitcpio boot-dracut boot-systemd boot-initramfs-tools; do
 	start=$SECONDS
 	bash "$VM_DIR/$t.sh"
 	log "$t.sh passed in $((SECONDS - start)) s"

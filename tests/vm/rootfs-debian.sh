@@ -8,6 +8,9 @@
 # rebuilt only when the way it is built changes; each call copies it to OUT.img and
 # writes TEST_SCRIPT as /usr/local/sbin/vmtest, guest/lib.sh as /lib/vmtest.sh and each FILE at
 # DEST into the copy (debugfs: no mounting). Env: DEBIAN_MIRROR overrides apt's bookworm mirror.
+# DEBIAN_KERNEL=yes: a root that boots its own way, as a cloud image does: initramfs-tools and
+# this run's Debian cloud kernel (kernel.sh) installed in it, with the stock initramfs that
+# update-initramfs made at the kernel's installation (/boot/initrd.img-$KVER); a 2G image.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -16,6 +19,12 @@ out=$1 script=$2
 shift 2
 need_pkgs debootstrap e2fsprogs
 PACKAGES=systemd-sysv,udev,dmsetup
+size=1G kernel=''
+if [[ ${DEBIAN_KERNEL:-} == yes ]]; then
+	vm_kernel
+	PACKAGES+=,initramfs-tools,kmod,linux-base,zstd size=2G kernel=$(compgen -G "$CACHE/debs/${KERNEL_PKG}_*.deb" | tail -n1)
+	[[ -n $kernel ]] || die "no .deb of $KERNEL_PKG in $CACHE/debs (kernel.sh downloads it)"
+fi
 
 build() { # build IMG: debootstrap into a tree, configure it, make the ext4 image
 	local img=$1 tree mirror
@@ -58,21 +67,35 @@ build() { # build IMG: debootstrap into a tree, configure it, make the ext4 imag
 		WantedBy=multi-user.target
 	UNIT
 	chroot "$tree" systemctl -q enable vmtest.service
-	mkfs.ext4 -q -F -L debian-root -d "$tree" "$img.tmp" 1G >/dev/null
+	if [[ -n $kernel ]]; then
+		# Its postinst builds the stock initramfs with update-initramfs, as on an installed system.
+		cp "$kernel" "$tree/tmp/kernel.deb"
+		mount --bind /proc "$tree/proc" && mount --bind /sys "$tree/sys" && mount --bind /dev "$tree/dev"
+		trap 'umount "$tree/proc" "$tree/sys" "$tree/dev" 2>/dev/null; rm -rf "$tree"' EXIT
+		chroot "$tree" dpkg -i /tmp/kernel.deb >"$CACHE/debian/kernel-install.log" 2>&1 ||
+			die "installing $kernel in the root failed: see $CACHE/debian/kernel-install.log"
+		umount "$tree/proc" "$tree/sys" "$tree/dev"
+		rm -f "$tree/tmp/kernel.deb"
+		[[ -s $tree/boot/initrd.img-$KVER ]] || die "no stock initramfs in the root after installing $kernel"
+	fi
+	mkfs.ext4 -q -F -L debian-root -d "$tree" "$img.tmp" "$size" >/dev/null
 	mv "$img.tmp" "$img"
 	rm -rf "$tree"
 	trap - EXIT
 }
 
-key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" | sha256sum | cut -c1-16)
-img=$CACHE/debian/bookworm-$key.img
+key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" "${kernel##*/}" | sha256sum | cut -c1-16)
+variant=${kernel:+kernel}
+img=$CACHE/debian/bookworm-${variant:-plain}-$key.img
 [[ -s $img ]] || lock debian
 if [[ ! -s $img ]]; then
 	start=$SECONDS
 	mkdir -p "$CACHE/debian"
 	build "$img"
-	log "Debian root $img built in $((SECONDS - start)) s ($(du -h "$img" | cut -f1) used of 1G)"
-	find "$CACHE/debian" -name 'bookworm-*.img' ! -name "${img##*/}" -delete # superseded images
+	log "Debian root $img built in $((SECONDS - start)) s ($(du -h "$img" | cut -f1) used of $size)"
+	# superseded images of this variant (and of the naming before variants)
+	find "$CACHE/debian" \( -name "bookworm-${variant:-plain}-*.img" -o -name 'bookworm-????????????????.img' \) \
+		! -name "${img##*/}" -delete
 fi
 
 # Copy the image and write the files of this test into the copy.

@@ -14,30 +14,6 @@
 . /lib/vmtest.sh
 
 state=$(systemctl is-system-running --wait)
-# report TITLE CMD...: a section of the report
-report() {
-	_title=$1
-	shift
-	printf 'REPORT\nREPORT == %s\n' "$_title"
-	"$@" 2>&1 | sed 's/^/REPORT   /'
-}
-# dm_dev NAME: major:minor of a mapping
-dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
-# on_volume PATH: PATH lies on the data slice of the encrypted volume
-on_volume() { test "$(findmnt -n -r -o MAJ:MIN -T "$1")" = "$(dm_dev ephemcrypt-data)"; }
-mount_active() { systemctl is-active -q "$(systemd-escape -p --suffix=mount "$1")"; }
-# one_swap_on NAME: the only active swap is mapping NAME
-one_swap_on() {
-	_s=$(swapon --noheadings --show=NAME)
-	[ "$(echo "$_s" | wc -l)" = 1 ] &&
-		[ "$(stat -L -c %t:%T "$_s")" = "$(dm_dev "$1" | awk -F: '{ printf "%x:%x", $1, $2 }')" ]
-}
-# first_of A B: which of two patterns the journal of this boot shows first
-first_of() { journalctl -b -q -o cat | grep -m1 -o -e "$1" -e "$2"; }
-# from_kmsg PATTERN: a line ephemcrypt wrote to /dev/kmsg matches
-from_kmsg() { journalctl -b -q -o cat _TRANSPORT=kernel SYSLOG_IDENTIFIER=ephemcrypt | grep -q "$1"; }
-# udev_ready NAME: udev has not marked mapping NAME SYSTEMD_READY=0
-udev_ready() { ! udevadm info -q property "/dev/block/$(dm_dev "$1")" | grep '^SYSTEMD_READY=0'; }
 
 status=$(ephemcrypt status 2>&1)
 status_has() { printf "%s\n" "$status" | grep -q "$1"; }

@@ -21,7 +21,6 @@ mount -o remount,ro /sysroot
 
 # dev_of SERIAL: major:minor of the NVMe namespace with that serial
 dev_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && cat "$d/dev"; done; }
-dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
 # node_of SERIAL: the /dev node of the NVMe namespace with that serial
 node_of() { for d in /sys/block/nvme*; do grep -q "^$1 *$" "$d/device/serial" && echo "/dev/${d##*/}"; done; }
 

@@ -71,8 +71,7 @@ fn priority(level: Level) -> u8 {
 fn stderr_is_journal(journal_stream: Option<&str>) -> bool {
     use std::os::fd::AsRawFd;
     let Some(want) = journal_stream else { return false };
-    nix::sys::stat::fstat(std::io::stderr().as_raw_fd())
-        .is_ok_and(|st| format!("{}:{}", st.st_dev, st.st_ino) == want)
+    nix::sys::stat::fstat(std::io::stderr().as_raw_fd()).is_ok_and(|st| format!("{}:{}", st.st_dev, st.st_ino) == want)
 }
 
 /// Install the logger. `kmsg`: also write to /dev/kmsg (setup during boot).

@@ -1,33 +1,51 @@
 # ephemcrypt: build, test, install.
-#   make build   static musl release binary: target/x86_64-unknown-linux-musl/release/ephemcrypt
+#   make build   static musl release binary: target/x86_64-unknown-linux-musl/release/ephemcrypt;
+#                ARCH=aarch64 for arm64 (target/aarch64-unknown-linux-musl/...: linked by rust-lld,
+#                see .cargo/config.toml; no C cross-toolchain needed)
+#   make dist    both binaries, with their SHA-256 sums, in dist/
 #   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
-#                check and the VM tests (qemu, Debian cloud kernel; installed on first use)
+#                check and the VM tests (qemu, Debian cloud kernels; installed on first use)
 #   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
-TARGET  := x86_64-unknown-linux-musl
+ARCH    ?= x86_64
+TARGET  := $(ARCH)-unknown-linux-musl
 BIN     := target/$(TARGET)/release/ephemcrypt
+X86_BIN := target/x86_64-unknown-linux-musl/release/ephemcrypt
+ARM_BIN := target/aarch64-unknown-linux-musl/release/ephemcrypt
 # The test build with faults on demand (src/fault.rs), for tests/vm/faults.sh; never installed.
-FAULT_BIN := target/fault/$(TARGET)/release/ephemcrypt
+FAULT_BIN := target/fault/x86_64-unknown-linux-musl/release/ephemcrypt
+SRCS    := Cargo.toml Cargo.lock .cargo/config.toml $(shell find src -name '*.rs')
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 CARGO   ?= cargo
 
-.PHONY: build test lint unit check-static vm-test clean toolchain
+.PHONY: build dist test lint unit check-static vm-test clean toolchain
 
 build: $(BIN)
 
-# The musl target, clippy and rustfmt, added with rustup where missing (a fresh machine).
+# clippy and rustfmt, added with rustup where missing (a fresh machine); each musl target is added
+# by the rule that builds for it.
 toolchain:
 	@if command -v rustup >/dev/null; then \
-		rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET); \
 		rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \
 		rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt; \
 	fi
 
-$(BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs') | toolchain
-	$(CARGO) build --release --locked --target $(TARGET)
+target/%-unknown-linux-musl/release/ephemcrypt: $(SRCS) | toolchain
+	@if command -v rustup >/dev/null; then \
+		rustup target list --installed | grep -qx '$*-unknown-linux-musl' || rustup target add $*-unknown-linux-musl; \
+	fi
+	$(CARGO) build --release --locked --target $*-unknown-linux-musl
 
 .PHONY: fault-build
 fault-build: $(FAULT_BIN)
-$(FAULT_BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs') | toolchain
-	$(CARGO) build --release --locked --target $(TARGET) --features fault-injection --target-dir target/fault
+$(FAULT_BIN): $(X86_BIN)
+	$(CARGO) build --release --locked --target x86_64-unknown-linux-musl --features fault-injection --target-dir target/fault
+
+dist: $(X86_BIN) $(ARM_BIN)
+	rm -rf dist && mkdir dist
+	cp $(X86_BIN) dist/ephemcrypt-$(VERSION)-x86_64
+	cp $(ARM_BIN) dist/ephemcrypt-$(VERSION)-aarch64
+	cd dist && sha256sum ephemcrypt-$(VERSION)-* >SHA256SUMS
+	@cat dist/SHA256SUMS
 
 test: lint unit check-static vm-test
 
@@ -45,12 +63,15 @@ unit:
 		$(CARGO) test --locked --lib -- --ignored logon_key; \
 	else echo "SKIPPED: key::tests::logon_key_lifecycle (no kernel keyring here: keyctl add logon failed)"; fi
 
-# A binary for an initramfs must not need a dynamic loader or shared libraries.
-check-static: $(BIN)
-	@if readelf -lW $(BIN) | grep -q 'INTERP'; then echo "$(BIN) is dynamically linked" >&2; exit 1; fi
-	@if readelf -dW $(BIN) | grep -q 'NEEDED'; then echo "$(BIN) needs shared libraries" >&2; exit 1; fi
-	@if grep -aq EPHEMCRYPT_FAULT $(BIN); then echo "$(BIN) was built with the fault-injection feature" >&2; exit 1; fi
-	@echo "$(BIN): static, $$(stat -c %s $(BIN)) bytes"
+# A binary for an initramfs must not need a dynamic loader or shared libraries; a release binary
+# has no fault injection. Both architectures.
+check-static: $(X86_BIN) $(ARM_BIN)
+	@for b in $^; do \
+		if readelf -lW $$b | grep -q 'INTERP'; then echo "$$b is dynamically linked" >&2; exit 1; fi; \
+		if readelf -dW $$b | grep -q 'NEEDED'; then echo "$$b needs shared libraries" >&2; exit 1; fi; \
+		if grep -aq EPHEMCRYPT_FAULT $$b; then echo "$$b was built with the fault-injection feature" >&2; exit 1; fi; \
+		echo "$$b: static, $$(readelf -hW $$b | sed -n 's/ *Machine: *//p'), $$(stat -c %s $$b) bytes"; \
+	done
 
 # Real kernel, real dm-crypt: qemu (TCG) boots a Debian cloud kernel with throwaway NVMe disks.
 # mkinitcpio.sh: the mkinitcpio hooks as installed, checked against mkinitcpio's functions, then
@@ -59,7 +80,7 @@ check-static: $(BIN)
 # boot-systemd.sh: Debian's dracut with systemd in the initrd into a Debian 12 systemd root.
 # tests/vm/all.sh resolves the Debian kernel once for the whole run (every apt-get update comes
 # before that), so every image is built for the kernel that boots it.
-vm-test: $(BIN) $(FAULT_BIN)
+vm-test: $(X86_BIN) $(ARM_BIN) $(FAULT_BIN)
 	bash tests/vm/all.sh
 
 # Twenty boots in a row of the whole boot chain on the same disks (tests/vm/soak.sh): every boot
@@ -67,12 +88,12 @@ vm-test: $(BIN) $(FAULT_BIN)
 # SOAK_BOOTS=N for another count. Not part of `make test`: about 20 s per boot.
 SOAK_BOOTS ?= 20
 .PHONY: soak
-soak: $(BIN)
+soak: $(X86_BIN)
 	bash tests/vm/soak.sh $(SOAK_BOOTS)
 
 clean:
 	$(CARGO) clean
-	rm -rf tests/vm/.cache
+	rm -rf tests/vm/.cache dist
 
 .PHONY: demo
 # The whole boot chain in a VM: Debian's dracut with its systemd module, two throwaway disks

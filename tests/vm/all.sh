@@ -1,12 +1,18 @@
 #!/bin/bash
-# all.sh: every VM test, in one run with one kernel. The Debian cloud kernel is resolved once here
-# (kernel.sh: every apt-get update comes before that) and passed on to each test, so every image
-# is built for the kernel that boots it.
+# all.sh: every VM test, in one run with one kernel per architecture. The Debian cloud kernels
+# (x86_64, and arm64 for the arm64 setup test) are resolved once here (kernel.sh: every apt-get
+# update comes before that) and passed on to each test, so every image is built for the kernel
+# that boots it.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-vm_kernel
-for t in setup faults mkinitcpio boot-dracut boot-systemd boot-initramfs-tools; do
+arm64=$(env -u KERNEL_PKG -u KVER -u VMLINUZ -u MODDIR VM_ARCH=aarch64 "$VM_DIR/kernel.sh") || die "no arm64 kernel"
+VM_ARCH=x86_64 vm_kernel
+for t in setup faults mkinitcpio boot-dracut boot-systemd boot-initramfs-tools setup@aarch64; do
 	start=$SECONDS
-	bash "$VM_DIR/$t.sh"
+	if [[ $t == *@aarch64 ]]; then
+		(eval "$arm64" && bash "$VM_DIR/${t%@*}.sh")
+	else
+		bash "$VM_DIR/$t.sh"
+	fi
 	log "$t.sh passed in $((SECONDS - start)) s"
 done

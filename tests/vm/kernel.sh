@@ -1,6 +1,6 @@
 #!/bin/bash
 # Ensure a Debian cloud kernel is unpacked under .cache/kernel/ and print
-#   KERNEL_PKG=...  KVER=...  VMLINUZ=...  MODDIR=...
+#   VM_ARCH=...  KERNEL_PKG=...  KVER=...  VMLINUZ=...  MODDIR=...
 # as exported shell assignments. From another script: vm_kernel (lib.sh), or
 # eval "$(tests/vm/kernel.sh)".
 # KERNEL_PKG=linux-image-X-cloud-amd64 pins a package (a run that resolved it once passes it on).
@@ -12,20 +12,29 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-meta=linux-image-cloud-amd64
-resolve() { apt-cache depends "$meta" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'; }
-# download PKG: the .deb into the cache, unless it is there
+# VM_ARCH=aarch64: Debian's arm64 cloud kernel (apt's arm64 architecture is added where missing).
+case ${VM_ARCH:=x86_64} in
+x86_64) meta=linux-image-cloud-amd64 suffix='' ;;
+aarch64) meta=linux-image-cloud-arm64 suffix=:arm64 ;;
+*) die "VM_ARCH=$VM_ARCH: x86_64 or aarch64" ;;
+esac
+resolve() {
+	apt-cache depends "$meta$suffix" 2>/dev/null |
+		awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { sub(/:arm64$/, "", $2); print $2; exit }'
+}
+# download PKG: the .deb (of this architecture) into the cache, unless it is there
 download() {
 	compgen -G "$CACHE/debs/${1}_*.deb" >/dev/null && return 0
-	log "downloading $1"
+	log "downloading $1$suffix"
 	mkdir -p "$CACHE/debs"
 	# _apt cannot write into a root-owned cache dir; download as root, quietly.
-	(cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$1" >&2)
+	(cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root "$1$suffix" >&2)
 }
 
 if [[ -z ${KERNEL_PKG:-} ]]; then
 	need_pkgs "${VM_PACKAGES[@]}"
-	apt_lists "$meta"
+	foreign_arch "$suffix"
+	apt_lists "$meta$suffix"
 	KERNEL_PKG=$(resolve)
 	[[ -n $KERNEL_PKG ]] || die "cannot resolve the kernel package of $meta"
 	if [[ ! -e $CACHE/kernel/${KERNEL_PKG#linux-image-}/.done ]] && ! download "$KERNEL_PKG"; then
@@ -60,5 +69,5 @@ fi
 VMLINUZ=$root/boot/vmlinuz-$KVER
 MODDIR=$root/lib/modules/$KVER
 [[ -f $VMLINUZ && -d $MODDIR ]] || die "broken kernel cache $root (remove it)"
-printf 'KERNEL_PKG=%q\nKVER=%q\nVMLINUZ=%q\nMODDIR=%q\nexport KERNEL_PKG KVER VMLINUZ MODDIR\n' \
-	"$KERNEL_PKG" "$KVER" "$VMLINUZ" "$MODDIR"
+printf 'VM_ARCH=%q\nKERNEL_PKG=%q\nKVER=%q\nVMLINUZ=%q\nMODDIR=%q\nexport VM_ARCH KERNEL_PKG KVER VMLINUZ MODDIR\n' \
+	"$VM_ARCH" "$KERNEL_PKG" "$KVER" "$VMLINUZ" "$MODDIR"

@@ -4,6 +4,7 @@
 # blkid/dmsetup with their libraries, /lib/vmtest.sh) followed by a small archive holding
 # INIT_SCRIPT as /init and each FILE at DEST. The kernel unpacks concatenated archives in order.
 # Env: VM_MODULES="mod ..." adds modules (their dependencies are resolved with modprobe).
+# VM_ARCH=aarch64: the arm64 kernel's modules and the arm64 builds of the programs (userland.sh).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -16,8 +17,13 @@ stage='' base=''
 trap 'rm -rf "$stage" "$out.$$" "$base.$$"' EXIT
 kroot=${MODDIR%/lib/modules/*}
 
+sysroot=$("$VM_DIR/userland.sh") # / on x86_64
+case $VM_ARCH in
+x86_64) aes="aesni-intel crypto_simd cryptd" triplet=x86_64-linux-gnu ;;
+aarch64) aes="aes-ce-blk aes-neon-blk" triplet=aarch64-linux-gnu ;;
+esac
 MODULES="dm-mod dm-crypt nvme nvme-core ext4 jbd2 mbcache crc16 crc32c xfs libcrc32c
-	aesni-intel xts ecb cbc crypto_simd cryptd sha256 loop virtio_pci virtio_blk virtio-rng
+	$aes xts ecb cbc sha256 loop virtio_pci virtio_blk virtio-rng
 	${VM_MODULES:-}"
 BINS="/sbin/mke2fs /sbin/mkfs.ext4 /sbin/mkfs.xfs /sbin/blkid /sbin/dmsetup /bin/keyctl"
 DATA="/etc/mke2fs.conf"
@@ -31,7 +37,8 @@ pack() { (cd "$1" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
 	cpio --null -o -H newc -R 0:0 --reproducible --quiet | "${compress[@]}"); }
 
 # copy SRC DEST_IN_STAGE: a file (symlinks kept as links, targets copied) plus, for a
-# dynamic ELF, the libraries and loader ldd lists.
+# dynamic ELF, the libraries and loader ldd lists (for another architecture: elf_libs, from
+# the sysroot).
 copy() {
 	local src=$1 dst=$2 lib
 	mkdir -p "$(dirname "$dst")"
@@ -44,6 +51,12 @@ copy() {
 		return
 	fi
 	cp -aL "$src" "$dst"
+	if [[ $sysroot != / && $src == "$sysroot"/* ]]; then
+		for lib in $(elf_libs "$sysroot" "$triplet" "${src#"$sysroot"}"); do
+			[[ -e $stage$lib ]] || { mkdir -p "$stage${lib%/*}" && cp -L "$sysroot$lib" "$stage$lib"; }
+		done
+		return
+	fi
 	ldd "$src" >/dev/null 2>&1 || return 0
 	for lib in $(ldd "$src" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
 		[[ -e $stage$lib ]] || copy "$lib" "$stage$lib" deref
@@ -56,9 +69,10 @@ build_base() {
 	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,etc,root,lib,lib64,var}
 	mknod -m 600 "$stage/dev/console" c 5 1
 	mknod -m 666 "$stage/dev/null" c 1 3
-	copy /bin/busybox "$stage/bin/busybox"
+	copy "${sysroot%/}/bin/busybox" "$stage/bin/busybox"
+	# The applets of this machine's busybox: the same Debian version as the sysroot's.
 	/bin/busybox --list-full | while read -r f; do [[ -e $stage/$f ]] || ln -s /bin/busybox "$stage/$f"; done
-	for f in $BINS $DATA; do copy "$f" "$stage$f"; done
+	for f in $BINS $DATA; do copy "${sysroot%/}$f" "$stage$f"; done
 	copy "$VM_DIR/guest/lib.sh" "$stage/lib/vmtest.sh"
 	local mdir=$stage/lib/modules/$KVER
 	mkdir -p "$mdir"
@@ -80,7 +94,7 @@ build_base() {
 # list or a package that provides its files changes.
 key=$({
 	cat "$VM_DIR/mkinitrd.sh" "$VM_DIR/lib.sh" "$VM_DIR/guest/lib.sh"
-	echo "$KVER $MODULES ${compress[*]}"
+	echo "$KVER $MODULES ${compress[*]} $sysroot"
 	dpkg-query -W "${PKGS[@]}"
 } | sha256sum | cut -c1-16)
 base=$CACHE/initrd/base-$KVER-$key.img

@@ -2,7 +2,8 @@
 # run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE[:BLOCK]]]... [--virtio FILE[:SIZE]]... [--append ARGS]
 #        [--log FILE] [--timeout SECONDS] [--first SECONDS] [--mem MIB] [--show]
 #        [--monitor 'PATTERN|COMMAND']...
-# Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here).
+# Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here), on
+# a PC, or with VM_ARCH=aarch64 on qemu's arm64 "virt" machine.
 # Each --disk is an NVMe controller with that serial (qemu device id disk0, disk1, ... in the
 # order given; BLOCK: its logical and physical block size), each --virtio a virtio-blk disk; with
 # SIZE (truncate syntax, e.g. 512M) a missing FILE is created sparse. The console goes to the log
@@ -52,9 +53,13 @@ done
 vm_kernel
 mkdir -p "$(dirname "$logf")"
 
-qemu=(qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
+case $VM_ARCH in # (kernel.sh): the machine of that architecture, and its serial console
+x86_64) machine=(qemu-system-x86_64) console=ttyS0 ;;
+aarch64) machine=(qemu-system-aarch64 -M virt) console=ttyAMA0 ;;
+esac
+qemu=("${machine[@]}" -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
 	-nic none -kernel "$VMLINUZ" -initrd "$initrd"
-	-append "console=ttyS0 panic=-1 quiet$append" "${drives[@]}")
+	-append "console=$console panic=-1 quiet$append" "${drives[@]}")
 mon='' fired=() reset=''
 if ((${#monitors[@]})); then
 	# The monitor on a pipe pair (qemu opens both ends read-write: nothing blocks); its replies

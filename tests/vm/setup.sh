@@ -2,13 +2,16 @@
 # setup.sh [run.sh options...]: `ephemcrypt setup` on a real kernel (see guest/setup.sh), then
 # host-side checks of the raw disk images: the marker written through the volume is not in
 # them, the refused disks are byte-identical, and the used disks carry no recognizable signature.
+# VM_ARCH=aarch64: the same with the arm64 binary on qemu's arm64 "virt" machine, Debian's arm64
+# cloud kernel and arm64 programs in the initramfs (userland.sh).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 vm_kernel # once for the whole script: its images and its boots use the same kernel
 
-bin=${EPHEMCRYPT_BIN:-$VM_DIR/../../target/x86_64-unknown-linux-musl/release/ephemcrypt}
-[[ -x $bin ]] || die "no $bin: run 'make build' first"
+bin=${EPHEMCRYPT_BIN:-$VM_DIR/../../target/$VM_ARCH-unknown-linux-musl/release/ephemcrypt}
+[[ -x $bin ]] || die "no $bin: run 'make build ARCH=$VM_ARCH' first"
 out=$CACHE/setup
+[[ $VM_ARCH == x86_64 ]] || out+=-$VM_ARCH
 mkdir -p "$out"
 rm -f "$out"/*.raw
 for d in a b c d; do truncate -s 1G "$out/$d.raw"; done

@@ -48,6 +48,11 @@ check crypt-over-stripe sh -c "dmsetup table ephemcrypt | grep -q ' crypt aes-xt
 check crypt-flags sh -c 'dmsetup table ephemcrypt | grep -q "no_read_workqueue" && dmsetup table ephemcrypt | grep -q "sector_size:4096"'
 check showkeys-is-a-reference sh -c 'dmsetup table --showkeys ephemcrypt | grep -q " :64:logon:" && ! dmsetup table --showkeys ephemcrypt | grep -Eq " [0-9a-f]{64,} "'
 check no-keyring-entry-left sh -c '! grep -q "logon.*ephemcrypt" /proc/keys'
+# The AES implementation dm-crypt uses (in use: refcnt above 1): the CPU's, not the generic one.
+used=$(awk '$1 == "name" { n = $3 } $1 == "driver" { d = $3 } $1 == "refcnt" && n == "xts(aes)" && $3 > 1 { print d }' /proc/crypto)
+echo "CRYPTO xts(aes) in use on $(uname -m): $used"
+case $(uname -m) in aarch64) want='aes-(ce|neon)' ;; *) want=aesni ;; esac
+check "aes-implementation-$(uname -m)" sh -c "echo '$used' | grep -Eq '$want'"
 check swap-slice-on-crypt sh -c "dmsetup table ephemcrypt-swap | grep -q '^0 131072 linear $(dm_dev ephemcrypt) 0\$'"
 check data-slice-on-crypt sh -c "dmsetup table ephemcrypt-data | grep -q ' linear $(dm_dev ephemcrypt) 131072\$'"
 check swap-active sh -c 'grep -q "^/dev/mapper/ephemcrypt-swap " /proc/swaps'

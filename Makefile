@@ -62,6 +62,9 @@ unit:
 	@if command -v keyctl >/dev/null && keyctl add logon ephemcrypt-probe:make x @p >/dev/null 2>&1; then \
 		$(CARGO) test --locked --lib -- --ignored logon_key; \
 	else echo "SKIPPED: key::tests::logon_key_lifecycle (no kernel keyring here: keyctl add logon failed)"; fi
+	@if command -v age >/dev/null && command -v age-keygen >/dev/null && command -v ssh-keygen >/dev/null; then \
+		$(CARGO) test --locked --lib -- --ignored stock_age_interoperates; \
+	else echo "SKIPPED: age::tests::stock_age_interoperates (needs age, age-keygen and ssh-keygen)"; fi
 
 # A binary for an initramfs must not need a dynamic loader or shared libraries; a release binary
 # has no fault injection. Both architectures.

@@ -29,6 +29,12 @@ usage:
   ephemcrypt skeleton FROM TO
       Copy the directories of FROM (owner, mode, ACLs, security labels; no files) to TO. Run
       after switch_root by the units setup writes for bind targets under a separate fstab mount.
+  ephemcrypt recover --identity FILE [--mount DIR] [--disks SELECTORS] [--host DIR]
+  ephemcrypt recover --print-commands [--disks SELECTORS] [--host DIR]
+      Open an earlier boot's volume read-only with its escrow: the member disks are found by
+      their headers, the key decrypted with FILE (an age identity or an unencrypted OpenSSH
+      ed25519 key); --mount mounts the file system read-only. --print-commands prints a shell
+      script that does the same with age, dmsetup and cryptsetup instead.
   ephemcrypt needs [--host DIR] [--config FILE]
       The programs setup will run with this configuration, one per line (for image builders:
       the dracut and mkinitcpio hooks fail the build when one is missing).
@@ -59,6 +65,7 @@ pub(crate) enum Command {
     Needs(Common),
     /// Copy the directory skeleton of one directory to another (run by the units setup writes).
     Skeleton(PathBuf, PathBuf),
+    Recover(Common, Recover),
     Help,
     Version,
 }
@@ -76,6 +83,15 @@ impl Default for Common {
     fn default() -> Common {
         Common { host: PathBuf::from("/"), config: None, json: false, verbose: false }
     }
+}
+
+/// What `recover` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Recover {
+    pub(crate) identity: Option<PathBuf>,
+    pub(crate) mount: Option<PathBuf>,
+    pub(crate) disks: Option<String>,
+    pub(crate) print_commands: bool,
 }
 
 /// Parse the arguments after the program name.
@@ -97,6 +113,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
     };
     let mut common = Common::default();
     let mut newroot = None;
+    let mut recover = Recover::default();
     let value = |it: &mut std::slice::Iter<'_, String>, flag: &str| {
         it.next().cloned().ok_or_else(|| Error::Usage(format!("{flag} needs a value")))
     };
@@ -112,6 +129,13 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             "--json" => common.json = true,
             "-v" | "--verbose" => common.verbose = true,
             "-h" | "--help" => return Ok(Command::Help),
+            "--identity" | "--mount" | "--disks" | "--print-commands" if sub != "recover" => {
+                return Err(Error::Usage(format!("{flag} goes with 'recover' only; try 'ephemcrypt --help'")))
+            }
+            "--identity" => recover.identity = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
+            "--mount" => recover.mount = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
+            "--disks" => recover.disks = Some(inline.map_or_else(|| value(&mut it, flag), Ok)?),
+            "--print-commands" => recover.print_commands = true,
             _ => return Err(Error::Usage(format!("unknown option '{arg}' for '{sub}'; try 'ephemcrypt --help'"))),
         }
     }
@@ -140,8 +164,22 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             only("--json", !common.json)?;
             Ok(Command::Needs(common))
         }
+        "recover" => {
+            only("--newroot", newroot.is_none())?;
+            only("--config", common.config.is_none())?;
+            only("--json", !common.json)?;
+            if recover.print_commands {
+                only("--identity with --print-commands (the script takes it)", recover.identity.is_none())?;
+                only("--mount with --print-commands (the script takes it)", recover.mount.is_none())?;
+            } else if recover.identity.is_none() {
+                return Err(Error::Usage(
+                    "recover needs --identity FILE (or --print-commands for a stock-tool script)".into(),
+                ));
+            }
+            Ok(Command::Recover(common, recover))
+        }
         _ => Err(Error::Usage(format!(
-            "unknown command '{sub}'; commands: plan, setup, status, needs; try 'ephemcrypt --help'"
+            "unknown command '{sub}'; commands: plan, setup, status, check, recover, needs; try 'ephemcrypt --help'"
         ))),
     }
 }
@@ -194,6 +232,7 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
             return Ok(code);
         }
         Command::Check(c) => return check(c, out),
+        Command::Recover(c, r) => write(out, &recover(c, r)?)?,
     }
     Ok(0)
 }
@@ -212,6 +251,27 @@ fn setup(c: &Common, newroot: &Path) -> Result<u8> {
     Ok(if halts { 1 } else { 0 })
 }
 
+/// `ephemcrypt recover`: find the volume by its headers; print the stock-tool script, or open it.
+fn recover(c: &Common, r: &Recover) -> Result<String> {
+    let host = Host::new(&c.host);
+    let disks = match &r.disks {
+        Some(text) => crate::config::parse_selectors_value(text).ok_or_else(|| {
+            Error::Usage(format!("--disks '{text}': a comma-separated list of model:GLOB, serial:GLOB, path:GLOB"))
+        })?,
+        None => Vec::new(),
+    };
+    let found = crate::recover::find(&host, &disks)?;
+    if r.print_commands {
+        return Ok(crate::recover::commands(&found));
+    }
+    if let Some(dir) = r.mount.as_deref().filter(|d| !d.is_dir()) {
+        return Err(Error::Usage(format!("--mount {}: not a directory", dir.display())));
+    }
+    let blob = crate::recover::escrow(&host, &found)?;
+    let key = crate::recover::key(&blob, r.identity.as_deref().expect("checked by parse"), &found)?;
+    crate::recover::open(&found, key, &mut LinuxSystem::new(&c.host), r.mount.as_deref())
+}
+
 /// `ephemcrypt check`: the volume is there (or nothing was to be done): one line on stdout, exit
 /// 0; it is not: a warning (the journal's priority too), exit 1, or 3 when setup did not run.
 fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
@@ -225,6 +285,10 @@ fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
     match status.result {
         SetupResult::Degraded | SetupResult::Failed => {
             log::warn!("setup {} in this boot's initramfs: {}", status.result, status.reason);
+            Ok(1)
+        }
+        SetupResult::Held => {
+            log::warn!("no volume in this boot: {} (remove the hold to encrypt the disks again)", status.reason);
             Ok(1)
         }
         r => {

@@ -231,6 +231,13 @@ pub(crate) struct Config {
     pub(crate) bind: Vec<PathBuf>,
     pub(crate) on_failure: OnFailure,
     pub(crate) name: String,
+    /// Recipients of an encrypted copy of each volume key (age format); empty: no escrow.
+    pub(crate) escrow: Vec<crate::age::Recipient>,
+    /// Leave every disk with an ephemcrypt header alone this boot (also /etc/ephemcrypt.hold in
+    /// the new root).
+    pub(crate) hold: bool,
+    /// Install a unit in the real root that blocks reboots while the volume is there.
+    pub(crate) guard: bool,
 }
 
 /// A configuration key: its name, default and a description of what it accepts.
@@ -262,6 +269,9 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "bind", default: "/var/log,/tmp,/var/tmp", accepts: "a comma-separated list of absolute directories other than / (may be empty), without white space, % or \\" },
     Key { name: "on-failure", default: "tmpfs", accepts: "tmpfs, continue or halt" },
     Key { name: "name", default: "ephemcrypt", accepts: "1 to 64 characters from A-Z a-z 0-9 _ -, starting with a letter" },
+    Key { name: "escrow", default: "", accepts: "a comma-separated list of age recipients (age1...) and ssh-ed25519 public keys (may be empty: no escrow)" },
+    Key { name: "hold", default: "no", accepts: BOOL },
+    Key { name: "guard", default: "no", accepts: BOOL },
 ];
 
 /// Raw `key → (value, source)` pairs before validation; later sets win.
@@ -391,6 +401,9 @@ impl Raw {
                 _ => None,
             })?,
             name: field(&self.get("name"), parse_name)?,
+            escrow: parse_escrow(&self.get("escrow"))?,
+            hold: field(&self.get("hold"), parse_bool)?,
+            guard: field(&self.get("guard"), parse_bool)?,
         };
 
         let conflict = |a, b, why| Err(ConfigError::Conflict { a: Box::new(a), b: Box::new(b), why });
@@ -441,6 +454,23 @@ fn field<T>(s: &Setting, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, Con
         source: s.source.clone(),
         expected: KEYS.iter().find(|k| k.name == s.key).map_or("", |k| k.accepts).to_string(),
     })
+}
+
+/// The escrow's recipients; a bad one is named, with what is wrong with it.
+fn parse_escrow(s: &Setting) -> Result<Vec<crate::age::Recipient>, ConfigError> {
+    s.value
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            crate::age::Recipient::parse(r).map_err(|why| ConfigError::BadValue {
+                key: s.key,
+                value: r.to_string(),
+                source: s.source.clone(),
+                expected: format!("an age recipient (age1...) or an ssh-ed25519 public key: this is {why}"),
+            })
+        })
+        .collect()
 }
 
 fn unquote(v: &str) -> &str {
@@ -603,6 +633,11 @@ fn check_cipher(s: &Setting) -> Result<String, ConfigError> {
     })
 }
 
+/// Selectors as `devices` takes them (for `recover --disks`).
+pub(crate) fn parse_selectors_value(v: &str) -> Option<Vec<Selector>> {
+    parse_selectors(v).filter(|s| !s.is_empty())
+}
+
 fn parse_selectors(v: &str) -> Option<Vec<Selector>> {
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -667,6 +702,7 @@ fn parse_name(v: &str) -> Option<String> {
 /// as `*a*a*a*a*a*a*a*a*b` cannot blow up the way backtracking into every `*` does.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
+    let close = closing_brackets(&p);
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
     // The last `*` seen, and the text position it matches up to.
@@ -679,7 +715,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
                 continue;
             }
             Some(&c) => {
-                if let Some(next) = match_one(&p, pi, c, t[ti]) {
+                if let Some(next) = match_one(&p, &close, pi, c, t[ti]) {
                     pi = next;
                     ti += 1;
                     continue;
@@ -699,14 +735,29 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// For each index of `p`, the index of the first `]` at or after it, found once per match: looking
+/// for a class's end at every character tried made the matcher quadratic in the pattern (a long
+/// run of unclosed `[` took seconds).
+fn closing_brackets(p: &[char]) -> Vec<Option<usize>> {
+    let mut next = None;
+    let mut close = vec![None; p.len()];
+    for i in (0..p.len()).rev() {
+        if p[i] == ']' {
+            next = Some(i);
+        }
+        close[i] = next;
+    }
+    close
+}
+
 /// Whether the pattern element at `p[i]` (`c`: `?`, a class or a literal) matches `ch`; the index
-/// after the element when it does.
-fn match_one(p: &[char], i: usize, c: char, ch: char) -> Option<usize> {
+/// after the element when it does. `close`: [`closing_brackets`] of `p`.
+fn match_one(p: &[char], close: &[Option<usize>], i: usize, c: char, ch: char) -> Option<usize> {
     match c {
         '?' => Some(i + 1),
         '[' => {
-            // An unclosed '[' is a literal.
-            let Some(end) = p.iter().skip(i + 2).position(|c| *c == ']').map(|e| e + i + 2) else {
+            // An unclosed '[' is a literal; a class ends at the first ']' after its first character.
+            let Some(end) = close.get(i + 2).copied().flatten() else {
                 return (ch == '[').then_some(i + 1);
             };
             let (negate, class) = match p[i + 1] {
@@ -871,7 +922,7 @@ mod tests {
             e,
             "configuration: unknown key 'colour' (from /etc/ephemcrypt.conf line 2); known keys: devices, exclude, \
              force, min-size, expect, wait, cipher, key-bits, sector-size, discard, workqueues, chunk, swap, fs, \
-             mount, bind, on-failure, name"
+             mount, bind, on-failure, name, escrow, hold, guard"
         );
         assert_eq!(
             err("devices aws\n"),
@@ -976,13 +1027,25 @@ mod tests {
         assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
     }
 
+    /// Found by fuzzing (fuzz/ size_glob, a libFuzzer timeout): the end of a class was looked for
+    /// at every character tried, so a long run of unclosed `[` took 19 s on this 4 KiB input.
+    #[test]
+    fn unclosed_brackets_do_not_blow_up() {
+        let (pattern, text) = (format!("*{}x", "[".repeat(1365)), "[".repeat(2729));
+        let start = std::time::Instant::now();
+        assert!(!glob_match(&pattern, &text));
+        assert!(glob_match(&format!("*{}", "[".repeat(1365)), &text));
+        assert!(glob_match(&format!("[{}]", "a".repeat(4000)), "a"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
+    }
+
     /// The old recursive matcher, as the reference for what a glob means.
     fn reference(p: &[char], t: &[char]) -> bool {
         match p.first() {
             None => t.is_empty(),
             Some('*') => (0..=t.len()).any(|i| reference(&p[1..], &t[i..])),
             Some(&c) => match t.first() {
-                Some(&ch) => match match_one(p, 0, c, ch) {
+                Some(&ch) => match match_one(p, &closing_brackets(p), 0, c, ch) {
                     Some(next) => reference(&p[next..], &t[1..]),
                     None => false,
                 },

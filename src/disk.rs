@@ -267,12 +267,14 @@ pub(crate) struct NewRoot {
     pub(crate) fstab: Vec<(PathBuf, Vec<String>)>,
     /// Its init is systemd: units written to /run/systemd/system are loaded after switch_root.
     pub(crate) systemd: bool,
+    /// It has /etc/ephemcrypt.hold: leave the disks of earlier volumes alone.
+    pub(crate) hold: bool,
 }
 
 impl NewRoot {
     /// A new root that was not looked at.
     pub(crate) fn assumed(path: impl Into<PathBuf>) -> NewRoot {
-        NewRoot { path: path.into(), dirs: Vec::new(), read: false, fstab: Vec::new(), systemd: false }
+        NewRoot { path: path.into(), dirs: Vec::new(), read: false, fstab: Vec::new(), systemd: false, hold: false }
     }
 
     /// The mount of the root's fstab that would hide `dir` after switch_root: one at `dir` itself

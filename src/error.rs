@@ -35,6 +35,8 @@ pub(crate) enum Error {
     Status { path: String, why: crate::status::StatusError },
     /// No status file: setup did not run in this boot's initramfs.
     NotRun { path: String },
+    /// `ephemcrypt recover` cannot go on: what it found, and why not.
+    Recover(String),
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
@@ -114,6 +116,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Status { path, why } => write!(f, "read status {path}: {why}"),
+            Error::Recover(why) => write!(f, "recover: {why}"),
             Error::NotRun { path } => write!(
                 f,
                 "ephemcrypt did not run in this boot's initramfs ({path} is missing), so the ephemeral disks \

@@ -41,6 +41,8 @@ enum Undo {
         name: String,
         wanted_by: String,
     },
+    /// The armored escrow in /run/ephemcrypt: it would outlive the key it holds.
+    Escrow(PathBuf),
 }
 
 /// A mapping that was just written to (mkfs, a swap signature) is opened by udev for a moment: the
@@ -98,6 +100,7 @@ fn success(plan: &Plan) -> (SetupResult, String) {
             (SetupResult::Degraded, why)
         }
         State::Ready(v) => (SetupResult::Ok, format!("{} disk(s) encrypted", v.members.len())),
+        State::Held { .. } => (SetupResult::Held, state_reason(&plan.state)),
         _ => (SetupResult::Failed, String::new()),
     }
 }
@@ -106,14 +109,16 @@ fn success(plan: &Plan) -> (SetupResult, String) {
 /// times of what setup did before planning (waiting for disks, reading the kernel).
 pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>) -> Status {
     let (result, reason) = success(plan);
+    let no_guard = "not installed: the real root does not run systemd (the guard is a systemd inhibitor lock)";
     let status = Status {
         disks: plan.disks.iter().map(disk_status).collect(),
+        guard: plan.volume().filter(|v| v.guard && !plan.newroot_systemd).map(|_| no_guard.to_string()),
         volume: plan.volume().map(volume_status),
         already_active: matches!(plan.state, State::Live(_)),
         steps: timings,
         ..Status::new(result, reason)
     };
-    let mut run = Run { sys, newroot: &plan.newroot, undo: Vec::new(), made: BTreeMap::new(), status };
+    let mut run = Run { sys, newroot: &plan.newroot, undo: Vec::new(), made: BTreeMap::new(), escrow: None, status };
     if let Some(reason) = plan.failure() {
         return run.fail(plan, reason, None);
     }
@@ -154,6 +159,8 @@ struct Run<'a, S: System> {
     undo: Vec<Undo>,
     /// The mappings made so far, by name: what a table's `/dev/mapper/<name>` stands for.
     made: BTreeMap<String, DevNo>,
+    /// The escrow made at the crypt mapping, for the [`Step::Escrow`] that writes it.
+    escrow: Option<Vec<u8>>,
     status: Status,
 }
 
@@ -173,9 +180,31 @@ impl<S: System> Run<'_, S> {
                 // forced disk's old metadata), as the next boot's probe expects to find it.
                 let mut area = header.encode();
                 area.resize(crate::header::RESERVED.bytes().0 as usize, 0);
-                self.sys.write_header(device, &area)
+                self.sys.write_header(device, &area, true)
             }
             Step::Mapping(m) => self.mapping(m),
+            Step::Escrow { members, file, recipients } => {
+                let blob = self.escrow.take().expect("the crypt mapping before it made the escrow");
+                let len = u32::try_from(blob.len())
+                    .ok()
+                    .filter(|l| crate::header::SIZE as u64 + u64::from(*l) <= crate::header::RESERVED.bytes().0);
+                let len = len.ok_or_else(|| {
+                    Error::invalid("escrow", "room in the reserved MiB of each member", format!("{} bytes", blob.len()))
+                })?;
+                for (device, header) in members {
+                    let mut h = (**header).clone();
+                    h.escrow = (crate::header::SIZE as u32, len);
+                    let mut area = h.encode();
+                    area.extend_from_slice(&blob);
+                    area.resize(crate::header::RESERVED.bytes().0 as usize, 0);
+                    // Our stripe (or crypt mapping) holds the disk now: not O_EXCL.
+                    self.sys.write_header(device, &area, false)?;
+                }
+                self.sys.write_escrow(file, &crate::age::armor(&blob))?;
+                self.undo.push(Undo::Escrow(file.clone()));
+                self.status.escrow = recipients.clone();
+                Ok(())
+            }
             Step::Swap { device, len } => {
                 self.sys.make_swap(device, *len)?;
                 self.sys.swapon(device)?;
@@ -217,7 +246,11 @@ impl<S: System> Run<'_, S> {
             Step::Unit { name, text, wanted_by } => {
                 self.sys.write_unit(name, text, wanted_by)?;
                 self.undo.push(Undo::Unit { name: name.clone(), wanted_by: wanted_by.clone() });
-                self.status.units.push(name.clone());
+                if name == crate::plan::GUARD_UNIT {
+                    self.status.guard = Some(name.clone());
+                } else {
+                    self.status.units.push(name.clone());
+                }
                 Ok(())
             }
             Step::Status { path } => self.sys.write_status(path, &self.status.to_json().pretty()),
@@ -243,8 +276,8 @@ impl<S: System> Run<'_, S> {
         self.undo.push(Undo::Mapping { name: m.name.clone(), node: false });
         self.status.mappings.push(MappingStatus { name: m.name.clone(), dev, live: None });
         let loaded = match m.key {
-            Some((path, _)) => self.load_with_key(&m.name, &table, path),
-            None => self.sys.dm_load(&m.name, &table, false),
+            Some((path, _)) => self.load_with_key(m, &table, path),
+            None => self.sys.dm_load(&m.name, &table, false, false),
         };
         // dm-crypt says ENOENT when the kernel cannot allocate the cipher (where AF_ALG was not
         // there to check it first): name it.
@@ -271,9 +304,15 @@ impl<S: System> Run<'_, S> {
 
     /// The key is made here and dropped (wiped) before this returns: the kernel keeps its own
     /// copy from the table load, and the keyring entry is invalidated.
-    fn load_with_key(&mut self, name: &str, table: &[Target], path: KeyPath) -> Result<()> {
+    fn load_with_key(&mut self, m: &Mapping, table: &[Target], path: KeyPath) -> Result<()> {
+        let name = m.name.as_str();
         let bytes = table.iter().find_map(Target::key_placeholder).expect("a crypt table has a key placeholder");
         let key = self.sys.make_key(bytes)?;
+        // The escrow, while the key exists: encrypted from its locked buffer, written by the next step.
+        if !m.escrow.is_empty() {
+            let sys = &mut *self.sys;
+            self.escrow = Some(crate::age::encrypt(&m.escrow, &key, &mut |n| sys.make_key(n))?);
+        }
         match path {
             KeyPath::Keyring => {
                 let (serial, description) = self.sys.add_logon_key(&format!("ephemcrypt:{name}"), &key)?;
@@ -281,7 +320,7 @@ impl<S: System> Run<'_, S> {
                 self.undo.push(Undo::Key(serial));
                 let logon = CryptKey::Logon { bytes, description };
                 let table: Vec<Target> = table.iter().map(|t| t.with_key(logon.clone())).collect();
-                let loaded = self.sys.dm_load(name, &table, true);
+                let loaded = self.sys.dm_load(name, &table, true, false);
                 // dm-crypt copied the key at load; the keyring entry goes whatever happened. If it
                 // cannot, the undo entry stays and the rollback tries again; the load's own error,
                 // if any, is the one to report.
@@ -301,7 +340,7 @@ impl<S: System> Run<'_, S> {
                     "this kernel's dm-crypt cannot take keyring keys: loading a hex key with DM_SECURE_DATA_FLAG"
                 );
                 let table: Vec<Target> = table.iter().map(|t| t.with_key(CryptKey::Hex(hex.clone()))).collect();
-                self.sys.dm_load(name, &table, true)?;
+                self.sys.dm_load(name, &table, true, false)?;
             }
         }
         self.status.key = Some(path.describe().to_string());
@@ -339,6 +378,7 @@ impl<S: System> Run<'_, S> {
                     )
                 }
                 Undo::Unit { name, .. } => log::info!("undo: remove unit {name}"),
+                Undo::Escrow(p) => log::info!("undo: remove {}", p.display()),
             }
             let r = match &u {
                 // The mapping first: its node goes only with it (a node of a live mapping is
@@ -357,6 +397,7 @@ impl<S: System> Run<'_, S> {
                 Undo::Dir(p) => self.sys.rmdir(p),
                 Undo::Remount { path, read_only, options } => self.sys.remount(path, *read_only, options),
                 Undo::Unit { name, wanted_by } => self.sys.remove_unit(name, wanted_by),
+                Undo::Escrow(p) => self.sys.remove_escrow(p),
             };
             if let Err(e) = r {
                 log::error!("undo failed: {e}");

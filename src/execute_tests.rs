@@ -804,3 +804,125 @@ fn plan_of_a_fixture_host_shows_tables_argv_and_mounts() {
     assert_eq!(kinds, want);
     std::fs::remove_dir_all(&newroot).unwrap();
 }
+
+/// Escrow: the key, encrypted while it exists to both test identities' recipients, is written
+/// after each member's header (which says where) and armored to /run; both identities read the
+/// key back; the status names the recipients.
+#[test]
+fn escrow_follows_each_header_and_reads_back_with_either_identity() {
+    use crate::age::tests::{AGE_IDENTITY, AGE_RECIPIENT, SSH_PRIVATE, SSH_PUBLIC};
+    let tree = two_disks(&format!("swap = 4G\nescrow = {AGE_RECIPIENT}, {SSH_PUBLIC}"));
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    let fp = crate::age::Recipient::parse(SSH_PUBLIC).unwrap().describe();
+    assert_eq!(o.escrow, [AGE_RECIPIENT.to_string(), fp]);
+    // The headers first (no escrow yet), the crypt mapping with the key, then the escrow.
+    let pos = |p: &str| fake.calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("{p}"));
+    assert!(pos("write_header") < pos("make_key 64"));
+    assert!(pos("make_key 64") < pos("write_escrow"));
+    assert_eq!(fake.calls.iter().filter(|c| c.starts_with("write_header")).count(), 4);
+    let planted = [crate::fake::PLANTED; 64];
+    for id in [AGE_IDENTITY, SSH_PRIVATE] {
+        let ids = crate::age::parse_identities(id).unwrap();
+        for area in fake.headers.values() {
+            let h = crate::header::Header::decode(area).unwrap();
+            assert_eq!(h.escrow.0 as usize, crate::header::SIZE);
+            let blob = &area[h.escrow.0 as usize..][..h.escrow.1 as usize];
+            assert_eq!(crate::age::decrypt(blob, &ids).unwrap().expose(), planted);
+        }
+        let armored = fake.escrow.as_deref().unwrap();
+        assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+        assert_eq!(crate::age::decrypt(armored.as_bytes(), &ids).unwrap().expose(), planted);
+    }
+    // The next boot takes the disks back: a header followed by its escrow is ours.
+    tree.keep_headers(&fake);
+    let mut next = Fake::new();
+    let o = run(&mut next, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert!(
+        o.disks.iter().filter(|d| d.used).all(|d| d.reason.starts_with("previous ephemcrypt volume")),
+        "{:?}",
+        o.disks
+    );
+}
+
+#[test]
+fn a_failure_with_escrow_leaves_no_escrow_behind() {
+    use crate::age::tests::AGE_RECIPIENT;
+    let tree = two_disks(&format!("escrow = {AGE_RECIPIENT}"));
+    let mut reference = ro_fake();
+    run(&mut reference, &tree);
+    for at in 0..reference.calls.len() {
+        let mut fake = Fake { fail_at: Some(at), ..ro_fake() };
+        let o = run(&mut fake, &tree);
+        fake.assert_clean(&[SYSROOT], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
+        assert!(o.escrow.is_empty() || o.result == SetupResult::Ok, "call {at}: {o:?}");
+    }
+}
+
+#[test]
+fn a_bad_escrow_recipient_is_a_configuration_error_naming_it() {
+    let tree = two_disks("escrow = age1qqqqq, ssh-rsa AAAA");
+    let o = run(&mut Fake::new(), &tree);
+    assert_eq!(o.result, SetupResult::Failed);
+    assert!(o.reason.contains("'escrow' value 'age1qqqqq'") || o.reason.contains("age1qqqqq"), "{}", o.reason);
+}
+
+/// Hold: by the configuration (rd.ephemcrypt.hold) or by the hold file in the new root, setup
+/// touches no disk, covers the bind targets with tmpfs (also with on-failure=halt) and reports
+/// held, naming the earlier volume it left alone.
+#[test]
+fn hold_touches_no_disk_and_names_the_volume_left_alone() {
+    let tree = two_disks("");
+    let mut first = Fake::new();
+    assert_eq!(run(&mut first, &tree).result, SetupResult::Ok);
+    tree.keep_headers(&first);
+    let id = crate::header::Header::decode(first.headers.values().next().unwrap()).unwrap().volume_id_hex();
+    for (config, file, by) in [
+        ("hold = yes", false, "hold=yes (configuration or rd.ephemcrypt.hold)"),
+        ("on-failure = halt", true, "/etc/ephemcrypt.hold in the real root"),
+    ] {
+        std::fs::write(tree.root.join("etc/ephemcrypt.conf"), config).unwrap();
+        let mut fake = Fake::new();
+        if file {
+            fake.files.insert(PathBuf::from("/sysroot/etc/ephemcrypt.hold"), String::new());
+        }
+        let o = run(&mut fake, &tree);
+        assert_eq!(o.result, SetupResult::Held);
+        let want = format!("held by {by}: no disk touched; left alone: volume 'ephemcrypt' {}", &id[..8]);
+        assert!(o.reason.starts_with(&want), "{}", o.reason);
+        assert!(fake.calls.iter().all(|c| c.starts_with("tmpfs ") || c == "write_status"), "{:?}", fake.calls);
+        assert_eq!(fake.tmpfs.len(), 3);
+        assert!(
+            o.disks.iter().all(|d| !d.used && d.reason == format!("eligible, but held by {by}: left alone")),
+            "{:?}",
+            o.disks
+        );
+    }
+}
+
+/// The guard: a unit for the real root that holds a systemd inhibitor lock until the hold file
+/// appears; none (and the status says why) where the real root does not run systemd.
+#[test]
+fn the_guard_is_a_unit_of_a_systemd_root() {
+    let tree = two_disks("guard = yes");
+    let mut fake = Fake::new();
+    fake.links.insert(PathBuf::from("/sysroot/sbin/init"), PathBuf::from("/lib/systemd/systemd"));
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert_eq!(o.guard.as_deref(), Some("ephemcrypt-guard.service"));
+    assert!(o.units.is_empty());
+    let unit = &fake.units["ephemcrypt-guard.service"];
+    for want in [
+        "ConditionPathExists=!/etc/ephemcrypt.hold",
+        "systemd-inhibit --what=shutdown --mode=block",
+        "[ ! -e /etc/ephemcrypt.hold ]",
+    ] {
+        assert!(unit.contains(want), "{want} in {unit}");
+    }
+    let mut plain = Fake::new();
+    let o = run(&mut plain, &tree);
+    assert!(plain.units.is_empty());
+    assert!(o.guard.unwrap().starts_with("not installed: the real root does not run systemd"));
+}

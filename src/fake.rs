@@ -47,6 +47,8 @@ pub(crate) struct Fake {
     pub(crate) read_only: BTreeSet<PathBuf>,
     pub(crate) tmpfs: Vec<PathBuf>,
     pub(crate) status: Option<String>,
+    /// The armored escrow written to /run/ephemcrypt.
+    pub(crate) escrow: Option<String>,
     /// Files of the new root (`read_text`) and links (`link_text`).
     pub(crate) files: BTreeMap<PathBuf, String>,
     pub(crate) links: BTreeMap<PathBuf, PathBuf>,
@@ -102,6 +104,7 @@ impl Fake {
         assert!(self.keys.is_empty(), "keys left: {:?}", self.keys);
         assert!(self.swaps.is_empty(), "swaps left: {:?}", self.swaps);
         assert!(self.mounts.is_empty(), "mounts left: {:?}\ncalls:\n{}", self.mounts, calls());
+        assert!(self.escrow.is_none(), "the escrow file left\ncalls:\n{}", calls());
         // Units that bind onto the volume go with it; the failure policy's tmpfs units stay.
         assert!(self.units.values().all(|t| t.contains("Type=tmpfs\n")), "bind units left: {:?}", self.units);
         for d in made_dirs {
@@ -151,10 +154,16 @@ impl System for Fake {
         let names: Vec<&str> = algorithms.iter().map(|(_, n)| n.as_str()).collect();
         self.call(format!("check_kernel_crypto {}", names.join(" ")))
     }
-    fn write_header(&mut self, device: &Path, bytes: &[u8]) -> Result<()> {
+    fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
+        // Exclusive only before any mapping holds the disk; the escrow's rewrite comes after.
+        assert_eq!(exclusive, self.mappings.is_empty(), "O_EXCL exactly while no mapping holds the disks");
         let h = crate::header::Header::decode(bytes).expect("a valid header");
         assert_eq!(bytes.len(), 1 << 20, "the whole reserved area");
-        assert!(bytes[crate::header::SIZE..].iter().all(|&b| b == 0), "zeros after the header");
+        let (at, len) = (h.escrow.0 as usize, h.escrow.1 as usize);
+        let (before, after) = if len == 0 { (bytes.len(), bytes.len()) } else { (at, at + len) };
+        assert!(bytes[crate::header::SIZE..before].iter().all(|&b| b == 0), "zeros after the header");
+        assert!(bytes[after..].iter().all(|&b| b == 0), "zeros after the escrow");
+        assert!(len == 0 || bytes[at..].starts_with(b"age-encryption.org/v1\n"), "an age file as the escrow");
         self.call(format!("write_header {} {} {}/{}", device.display(), h.volume_id_hex(), h.member + 1, h.members))?;
         self.headers.insert(device.to_path_buf(), bytes.to_vec());
         Ok(())
@@ -184,13 +193,14 @@ impl System for Fake {
         self.mappings.insert(name.into(), dev);
         Ok(dev)
     }
-    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
+    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool, read_only: bool) -> Result<()> {
         assert!(targets.iter().all(|t| t.unresolved().is_none()), "a placeholder reached the kernel");
         let lines: Vec<String> =
             targets.iter().map(|t| format!("{} {} {} {}", t.start, t.len, t.kind.type_name(), *t.params())).collect();
         self.tables.push(lines.join("\n"));
         let shown: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-        self.call(format!("dm_load {name} secure={secure} {}", shown.join(" | ")))?;
+        let ro = if read_only { " read-only" } else { "" };
+        self.call(format!("dm_load {name} secure={secure}{ro} {}", shown.join(" | ")))?;
         self.loaded.insert(name.into(), lines);
         Ok(())
     }
@@ -325,6 +335,18 @@ impl System for Fake {
         self.status = Some(json.into());
         Ok(())
     }
+    fn write_escrow(&mut self, path: &Path, text: &str) -> Result<()> {
+        assert_eq!(path, Path::new(crate::paths::ESCROW_PATH));
+        self.call("write_escrow".into())?;
+        self.escrow = Some(text.into());
+        Ok(())
+    }
+    fn remove_escrow(&mut self, path: &Path) -> Result<()> {
+        assert_eq!(path, Path::new(crate::paths::ESCROW_PATH));
+        self.call("remove_escrow".into())?;
+        assert!(self.escrow.take().is_some(), "an escrow file to remove");
+        Ok(())
+    }
     fn sleep_ms(&mut self, ms: u64) {
         self.clock += ms;
         self.sleeps += 1;
@@ -368,6 +390,16 @@ impl Tree {
 
     pub(crate) fn host(&self) -> crate::host::Host {
         crate::host::Host::new(&self.root)
+    }
+
+    /// Write what a fake setup wrote at the start of each disk into this tree's disk images (the
+    /// next boot sees the headers).
+    pub(crate) fn keep_headers(&self, fake: &Fake) {
+        use std::os::unix::fs::FileExt;
+        for (device, bytes) in &fake.headers {
+            let image = self.root.join(device.strip_prefix("/").unwrap());
+            std::fs::OpenOptions::new().write(true).open(&image).unwrap().write_all_at(bytes, 0).unwrap();
+        }
     }
 }
 

@@ -209,6 +209,10 @@ impl Header {
         if members == 0 || members as usize > MAX_MEMBERS || member >= members {
             return Err(HeaderError::Inconsistent("member index and count"));
         }
+        let (at, len) = (u64::from(u32_at(b, 248)), u64::from(u32_at(b, 252)));
+        if (at, len) != (0, 0) && (at < SIZE as u64 || len == 0 || at + len > RESERVED.bytes().0) {
+            return Err(HeaderError::Inconsistent("escrow outside the reserved area"));
+        }
         Ok(Header {
             volume_id: b[24..40].try_into().expect("16 bytes"),
             boot_id: b[40..56].try_into().expect("16 bytes"),

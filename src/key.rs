@@ -45,6 +45,12 @@ impl Key {
         key
     }
 
+    /// A zeroed, locked buffer of `len` bytes for a secret derived from another (the escrow's
+    /// keys, a plaintext encrypted in place): written through [`Key::expose_mut`].
+    pub(crate) fn locked(len: usize) -> Key {
+        Key::locked_zeroed(len)
+    }
+
     /// Allocate and lock the buffer *before* the secret is written into it, so the secret never
     /// sits in swappable memory.
     fn locked_zeroed(len: usize) -> Key {
@@ -67,6 +73,11 @@ impl Key {
     /// [`add_logon_key`] and the hex fallback [`Key::to_hex`]. Keep the borrow short.
     pub(crate) fn expose(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The bytes, to write a derived secret into (age.rs).
+    pub(crate) fn expose_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
     }
 
     /// Lower-case hex, for kernels whose dm-crypt predates keyring keys (< 4.10) and must be

@@ -11,6 +11,7 @@
 //! which are ephemeral and free; [`plan`] lays out the volume and lists the [`step`]s, purely;
 //! [`execute`] takes the steps one by one with an undo stack, then writes the [`status`].
 //! `ephemcrypt plan` prints the very steps setup would take, and touches nothing.
+mod age;
 mod classify;
 pub mod cli;
 mod config;
@@ -27,6 +28,7 @@ mod key;
 pub mod log;
 mod paths;
 mod plan;
+mod recover;
 mod setup;
 mod signature;
 mod status;

@@ -5,6 +5,11 @@ use std::path::{Component, Path, PathBuf};
 
 /// Where setup writes what it did: /run survives switch_root.
 pub(crate) const STATUS_PATH: &str = "/run/ephemcrypt/status.json";
+/// The escrow, armored, for an operator's own uploader (only with `escrow`).
+pub(crate) const ESCROW_PATH: &str = "/run/ephemcrypt/escrow.age";
+/// In the real root: while it exists, setup leaves the disks of earlier volumes alone (`hold`),
+/// and the reboot guard lets reboots through.
+pub(crate) const HOLD_FILE: &str = "/etc/ephemcrypt.hold";
 
 /// `root` + an absolute path inside it: `under("/sysroot", "/var/log")` is `/sysroot/var/log`.
 /// A relative `p` is taken as relative to `root`.

@@ -153,6 +153,10 @@ pub(crate) struct Volume {
     pub(crate) binds: Vec<PathBuf>,
     /// See [`Plan::exposed`]: these targets are not bound.
     pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
+    /// Recipients of the key's escrow (none: no escrow).
+    pub(crate) escrow: Vec<crate::age::Recipient>,
+    /// A unit in the real root that blocks reboots while the volume is there (systemd roots).
+    pub(crate) guard: bool,
 }
 
 impl Volume {
@@ -281,6 +285,13 @@ pub(crate) enum State {
     Ready(Box<Volume>),
     /// The volume is live already (a second run in this boot): mount what is not mounted.
     Live(Box<Live>),
+    /// `hold` (the configuration, `rd.ephemcrypt.hold`, or /etc/ephemcrypt.hold in the new root):
+    /// no disk is touched, the failure policy's tmpfs covers the bind targets. `volumes`: the
+    /// earlier volumes found on the disks, left alone.
+    Held {
+        by: String,
+        volumes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +304,8 @@ pub(crate) struct Plan {
     /// taken to be present).
     pub(crate) newroot: PathBuf,
     pub(crate) newroot_read: bool,
+    /// The new root runs systemd (units written for it are loaded).
+    pub(crate) newroot_systemd: bool,
     /// What setup does, in order.
     pub(crate) steps: Vec<Step>,
     /// What setup does after a failure, once the steps taken are undone: the failure policy.
@@ -371,6 +384,8 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         } else {
             State::Invalid(PlanError::ForeignMapping { name: config.name.clone(), targets: live.targets.clone() })
         }
+    } else if let Some(by) = held_by(config, &facts.newroot) {
+        State::Held { by, volumes: held_volumes(&disks) }
     } else if let Some(excludes) = unchecked(&disks) {
         State::Invalid(PlanError::ExcludeUnchecked { excludes })
     } else if chosen.len() < config.expect as usize {
@@ -402,6 +417,11 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         // A second run leaves the first run's status as it is.
         State::Live(_) => Vec::new(),
         State::Disabled | State::Absent => vec![status_step()],
+        // Held on purpose: the tmpfs of the failure policy (also with halt: a held boot goes on).
+        State::Held { .. } => {
+            let policy = if config.on_failure == OnFailure::Continue { OnFailure::Continue } else { OnFailure::Tmpfs };
+            fallback(policy, &config.bind, newroot)
+        }
         State::TooFew { .. } | State::Invalid(_) | State::Unreadable(_) | State::BadConfig(_) => Vec::new(),
     };
     Plan {
@@ -413,6 +433,7 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         caps: facts.caps,
         newroot: newroot.path.clone(),
         newroot_read: newroot.read,
+        newroot_systemd: newroot.systemd,
         steps,
     }
 }
@@ -430,8 +451,32 @@ pub(crate) fn failed(config: &Config, newroot: &NewRoot, state: State) -> Plan {
         caps: Caps::ASSUMED,
         newroot: newroot.path.clone(),
         newroot_read: newroot.read,
+        newroot_systemd: newroot.systemd,
         steps: Vec::new(),
     }
+}
+
+/// What holds this boot's setup back from the disks, if anything.
+fn held_by(config: &Config, newroot: &NewRoot) -> Option<String> {
+    if newroot.hold {
+        Some(format!("{} in the real root", crate::paths::HOLD_FILE))
+    } else {
+        config.hold.then(|| "hold=yes (configuration or rd.ephemcrypt.hold)".to_string())
+    }
+}
+
+/// The earlier volumes whose headers are on the disks, once each.
+fn held_volumes(disks: &[Assessed]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in disks {
+        if let crate::disk::Probe::Ours(h) = &a.disk.probe {
+            let v = format!("'{}' {} of {}", h.name, &h.volume_id_hex()[..8], crate::header::utc(h.created));
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 /// Why an eligible disk is not taken when no volume is made.
@@ -439,6 +484,7 @@ fn not_taken(state: &State) -> String {
     match state {
         State::Disabled => "ephemcrypt is disabled (rd.ephemcrypt=0)".into(),
         State::Live(_) => "the volume is live already".into(),
+        State::Held { by, .. } => format!("held by {by}: left alone"),
         other => format!("no volume is made: {}", state_reason(other)),
     }
 }
@@ -500,6 +546,8 @@ fn volume(config: &Config, chosen: &[&Disk], caps: Caps, newroot: &NewRoot) -> R
         mount: config.mount.clone(),
         binds: config.bind.clone(),
         exposed: exposed(&config.bind, newroot),
+        escrow: config.escrow.clone(),
+        guard: config.guard,
     })
 }
 
@@ -586,6 +634,7 @@ fn linear_mapping(role: &str, slice: &Slice, below: &str) -> Step {
         }],
         key: None,
         kernel: Vec::new(),
+        escrow: Vec::new(),
     })
 }
 
@@ -641,6 +690,7 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
                 }],
                 key: None,
                 kernel: Vec::new(),
+                escrow: Vec::new(),
             }));
             Dev::Mapping(st.name.clone())
         }
@@ -665,7 +715,20 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
         }],
         key: Some((c.key_path, c.key_bits)),
         kernel: CipherSpec::parse(&c.cipher).map(|s| s.kernel_algorithms()).unwrap_or_default(),
+        escrow: v.escrow.clone(),
     }));
+    if !v.escrow.is_empty() {
+        steps.push(Step::Escrow {
+            members: v
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.path.clone(), Box::new(member_header(v, name, i, identity))))
+                .collect(),
+            file: PathBuf::from(crate::paths::ESCROW_PATH),
+            recipients: v.escrow.iter().map(crate::age::Recipient::describe).collect(),
+        });
+    }
     if let (Some(sw), Some(data)) = (&v.swap, &v.data) {
         steps.push(linear_mapping("SWAP", sw, &c.name));
         steps.push(linear_mapping("DATA", data, &c.name));
@@ -712,8 +775,34 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
             }
         }
     }
+    if v.guard && newroot.systemd {
+        steps.push(Step::Unit { name: GUARD_UNIT.into(), text: guard_unit(), wanted_by: "multi-user.target".into() });
+    }
     steps.push(status_step());
     steps
+}
+
+/// The reboot guard's unit in the real root (`guard`).
+pub(crate) const GUARD_UNIT: &str = "ephemcrypt-guard.service";
+
+/// The guard: a systemd inhibitor lock that blocks shutdown and reboot (`systemctl reboot -i`
+/// overrides it) until the hold file appears, which keeps the volume for recovery on the next boot.
+fn guard_unit() -> String {
+    let hold = crate::paths::HOLD_FILE;
+    format!(
+        "# Written by ephemcrypt setup in the initramfs (guard = yes).\n\
+         [Unit]\n\
+         Description=ephemcrypt: block reboots while the encrypted ephemeral volume is in use\n\
+         Documentation=man:ephemcrypt(8)\n\
+         ConditionPathExists=!{hold}\n\
+         Wants=systemd-logind.service\n\
+         After=systemd-logind.service dbus.service\n\
+         [Service]\n\
+         ExecStart=systemd-inhibit --what=shutdown --mode=block --who=ephemcrypt \
+         \"--why=a reboot destroys the encrypted ephemeral volume and everything on it: touch {hold} to keep \
+         it for recovery, or override with systemctl reboot -i\" \
+         sh -c \"while [ ! -e {hold} ]; do sleep 5; done\"\n"
+    )
 }
 
 /// For a bind target `target` that the fstab mount `by` will hide: its directory on the volume
@@ -891,6 +980,7 @@ pub(crate) fn state_word(state: &State) -> &'static str {
         State::BadConfig(_) => "bad-config",
         State::Ready(_) => "ready",
         State::Live(_) => "live",
+        State::Held { .. } => "held",
     }
 }
 
@@ -904,6 +994,10 @@ pub(crate) fn state_reason(state: &State) -> String {
         State::Unreadable(why) | State::BadConfig(why) => why.clone(),
         State::Ready(v) => format!("{} disk(s) to encrypt", v.members.len()),
         State::Live(live) => format!("the volume is live already ({}); not touching it", live.dev),
+        State::Held { by, volumes } if volumes.is_empty() => format!("held by {by}: no disk touched"),
+        State::Held { by, volumes } => {
+            format!("held by {by}: no disk touched; left alone: volume {}", volumes.join(", volume "))
+        }
     }
 }
 

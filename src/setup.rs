@@ -38,12 +38,21 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
         return Err(bad(StatusError::TooLarge { max: MAX_STATUS_BYTES }));
     }
     let mut status = crate::status::parse(&text).map_err(bad)?;
+    if status.guard.as_deref() == Some(crate::plan::GUARD_UNIT) {
+        status.guard_active = Some(guard_active(host));
+    }
     if host.path("/dev/mapper/control").exists() {
         for m in &mut status.mappings {
             m.live = sys.dm_dev(&m.name).ok().map(|d| d.is_some());
         }
     }
     Ok(status)
+}
+
+/// The guard's inhibitor lock is held: logind keeps a file per lock in /run/systemd/inhibit.
+fn guard_active(host: &Host) -> bool {
+    let Ok(dir) = std::fs::read_dir(host.path("/run/systemd/inhibit")) else { return false };
+    dir.flatten().any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().any(|l| l == "WHO=ephemcrypt")))
 }
 
 /// How often setup looks again for late disks.
@@ -124,7 +133,8 @@ fn observe_and_plan<S: System>(
     // Ask the kernel what its crypt target can do only when there is work: loading dm-crypt on
     // every machine without local disks would be waste.
     let eligible = assess(config, &disks).iter().filter(|a| a.verdict.is_use()).count();
-    let work = config.enabled && live.is_none() && eligible > 0 && eligible >= config.expect as usize;
+    let held = config.hold || root.hold;
+    let work = config.enabled && live.is_none() && !held && eligible > 0 && eligible >= config.expect as usize;
     let caps = if work {
         let t = sys.now_ms();
         match sys.crypt_version() {
@@ -197,7 +207,12 @@ fn read_newroot<S: System>(config: &Config, newroot: Option<&Path>, sys: &mut S)
     };
     let init = ["/sbin/init", "/usr/sbin/init"].iter().find_map(|i| sys.link_text(&under(path, Path::new(i))));
     let systemd = init.is_some_and(|t| t.to_string_lossy().contains("systemd"));
-    NewRoot { path: path.to_path_buf(), dirs, read: true, fstab, systemd }
+    let hold_file = under(path, Path::new(crate::paths::HOLD_FILE));
+    let hold = sys.read_text(&hold_file).map(|t| t.is_some()).unwrap_or_else(|e| {
+        log::warn!("{e}; taking it to be there: no disk is touched");
+        true
+    });
+    NewRoot { path: path.to_path_buf(), dirs, read: true, fstab, systemd, hold }
 }
 
 /// The volume of this name, if it is live already, as the kernel shows it.

@@ -209,9 +209,7 @@ pub(crate) fn examine(r: &Regions<'_>) -> Content {
         return Content::Known(sig);
     }
     match r.bytes(0, header::SIZE).map(Header::decode) {
-        Some(Ok(h)) if r.zero(header::SIZE as u64, header::RESERVED.bytes().0 - header::SIZE as u64) => {
-            return Content::Ours(Box::new(h))
-        }
+        Some(Ok(h)) if reserved_as_left(r, &h) => return Content::Ours(Box::new(h)),
         Some(Ok(_)) => return Content::Data,
         Some(Err(HeaderError::NoMagic)) | None => {}
         Some(Err(_)) => return Content::Known(Signature::DamagedEphemcrypt),
@@ -220,6 +218,18 @@ pub(crate) fn examine(r: &Regions<'_>) -> Content {
         return Content::Blank;
     }
     Content::Data
+}
+
+/// The reserved area as setup leaves it: zeros after the header, but for the escrow (an age file)
+/// where the header says it is.
+fn reserved_as_left(r: &Regions<'_>, h: &Header) -> bool {
+    let (size, end) = (header::SIZE as u64, header::RESERVED.bytes().0);
+    let (at, len) = (u64::from(h.escrow.0), u64::from(h.escrow.1));
+    if len == 0 {
+        return r.zero(size, end - size);
+    }
+    const AGE: &[u8] = b"age-encryption.org/v1\n";
+    r.zero(size, at - size) && r.zero(at + len, end - at - len) && r.bytes(at, AGE.len()) == Some(AGE)
 }
 
 /// The offsets and lengths the probe reads from a disk of `size` bytes: the first and last

@@ -22,10 +22,18 @@ pub(crate) enum SetupResult {
     Absent,
     /// `rd.ephemcrypt=0`.
     Disabled,
+    /// `hold`: the disks of earlier volumes were left alone, for recovery.
+    Held,
 }
 
-const RESULTS: [SetupResult; 5] =
-    [SetupResult::Ok, SetupResult::Degraded, SetupResult::Failed, SetupResult::Absent, SetupResult::Disabled];
+const RESULTS: [SetupResult; 6] = [
+    SetupResult::Ok,
+    SetupResult::Degraded,
+    SetupResult::Failed,
+    SetupResult::Absent,
+    SetupResult::Disabled,
+    SetupResult::Held,
+];
 
 impl SetupResult {
     pub(crate) fn name(self) -> &'static str {
@@ -35,6 +43,7 @@ impl SetupResult {
             SetupResult::Failed => "failed",
             SetupResult::Absent => "absent",
             SetupResult::Disabled => "disabled",
+            SetupResult::Held => "held",
         }
     }
 }
@@ -109,6 +118,12 @@ pub(crate) struct Status {
     pub(crate) units: Vec<String>,
     /// Setup found the volume already in place (a second run in the same boot).
     pub(crate) already_active: bool,
+    /// The escrow's recipients (age recipients, ssh key fingerprints); empty: no escrow.
+    pub(crate) escrow: Vec<String>,
+    /// The reboot guard unit, or why there is none although it was asked for.
+    pub(crate) guard: Option<String>,
+    /// Whether the guard's inhibitor lock is held now (`ephemcrypt status` looks; not stored).
+    pub(crate) guard_active: Option<bool>,
     /// Each step and how long it took.
     pub(crate) steps: Vec<Timing>,
 }
@@ -131,6 +146,9 @@ impl Status {
             tmpfs: Vec::new(),
             units: Vec::new(),
             already_active: false,
+            escrow: Vec::new(),
+            guard: None,
+            guard_active: None,
             steps: Vec::new(),
         }
     }
@@ -183,8 +201,13 @@ impl Status {
             ("tmpfs", paths(&self.tmpfs)),
             ("units", self.units.clone().into()),
             ("already_active", self.already_active.into()),
+            ("escrow", self.escrow.clone().into()),
+            ("guard", self.guard.clone().into()),
             ("steps", Value::Arr(steps)),
         ]);
+        if let Some(active) = self.guard_active {
+            pairs.push(("guard_active", active.into()));
+        }
         Value::obj(pairs)
     }
 
@@ -261,6 +284,9 @@ impl Status {
             tmpfs: doc.strs("tmpfs")?.into_iter().map(PathBuf::from).collect(),
             units: doc.strs("units")?,
             already_active: doc.flag("already_active")?,
+            escrow: doc.strs("escrow")?,
+            guard: doc.opt_str("guard")?,
+            guard_active: None,
             steps,
         })
     }
@@ -315,6 +341,21 @@ impl Status {
         }
         for u in &self.units {
             let _ = writeln!(out, "unit: {u} (binds after a mount of /etc/fstab that would hide it)");
+        }
+        if !self.escrow.is_empty() {
+            let _ = writeln!(
+                out,
+                "escrow: on, to {} (after each member's header, and /run/ephemcrypt/escrow.age)",
+                self.escrow.join(", ")
+            );
+        }
+        if let Some(g) = &self.guard {
+            let state = match self.guard_active {
+                Some(true) => ": active, reboots are blocked",
+                Some(false) => ": not active",
+                None => "",
+            };
+            let _ = writeln!(out, "guard: {g}{state}");
         }
         if !self.steps.is_empty() {
             out += "steps:\n";

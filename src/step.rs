@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::age::Recipient;
 use crate::config::Fs;
 use crate::dm::Target;
 use crate::header::{self, Header};
@@ -49,6 +50,9 @@ pub(crate) struct Mapping {
     /// What the kernel's crypto API must offer for the table (AF_ALG type, name), checked before
     /// the key is made: `("skcipher", "xts(aes)")`.
     pub(crate) kernel: Vec<(&'static str, String)>,
+    /// For a crypt mapping with escrow: the recipients the key is encrypted to while it exists
+    /// (the [`Step::Escrow`] that follows writes the result).
+    pub(crate) escrow: Vec<Recipient>,
 }
 
 /// One step of setup.
@@ -60,6 +64,14 @@ pub(crate) enum Step {
         header: Box<Header>,
     },
     Mapping(Mapping),
+    /// Write the escrow made at the crypt mapping (the key, encrypted to `recipients` in the age
+    /// format) after each member's header, in its reserved area (the header rewritten to say
+    /// where), and armored to `file`.
+    Escrow {
+        members: Vec<(PathBuf, Box<Header>)>,
+        file: PathBuf,
+        recipients: Vec<String>,
+    },
     /// Write a swap signature for `len` bytes on the mapping `device`, then swapon it.
     Swap {
         device: String,
@@ -125,6 +137,7 @@ impl Step {
                 Some(_) => format!("crypt mapping {}", m.name),
                 None => format!("mapping {}", m.name),
             },
+            Step::Escrow { recipients, .. } => format!("escrow to {} recipient(s)", recipients.len()),
             Step::Swap { device, .. } => format!("swap on /dev/mapper/{device}"),
             Step::Mkfs { fs, argv } => format!("mkfs {} on {}", fs.name(), argv.last().map_or("", String::as_str)),
             Step::Remount { path, read_only, .. } => {
@@ -159,6 +172,12 @@ impl Step {
                 ("table", m.table.iter().map(ToString::to_string).collect::<Vec<_>>().into()),
                 ("key", m.key.map(|(k, _)| k.name()).into()),
                 ("kernel", m.kernel.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>().into()),
+            ]),
+            Step::Escrow { members, file, recipients } => Value::obj([
+                kind("escrow"),
+                ("devices", members.iter().map(|(d, _)| d.display().to_string()).collect::<Vec<_>>().into()),
+                ("file", path(file)),
+                ("recipients", recipients.clone().into()),
             ]),
             Step::Swap { device, len } => Value::obj([
                 kind("swap"),
@@ -248,7 +267,25 @@ impl fmt::Display for Step {
                          takes no keyring keys), loaded with DM_SECURE_DATA_FLAG; never stored"
                     ),
                     None => Ok(()),
+                }?;
+                if !m.escrow.is_empty() {
+                    write!(
+                        f,
+                        "\n      ESCROW: the key, encrypted in the age format to {} while it exists",
+                        m.escrow.iter().map(Recipient::describe).collect::<Vec<_>>().join(", ")
+                    )?;
                 }
+                Ok(())
+            }
+            Step::Escrow { members, file, .. } => {
+                let devices: Vec<String> = members.iter().map(|(d, _)| d.display().to_string()).collect();
+                write!(
+                    f,
+                    "write the escrow after the header of {} (in the reserved MiB; the header says where) and, \
+                     armored, to {}",
+                    devices.join(", "),
+                    file.display()
+                )
             }
             Step::Swap { device, len } => {
                 write!(f, "write a swap signature for {len} on /dev/mapper/{device}; swapon /dev/mapper/{device}")

@@ -40,7 +40,9 @@ pub(crate) trait System {
     /// dm-crypt would; the error names what is missing and the modules to add to the image.
     fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()>;
     /// Write `bytes` at the start of the disk `device` (a host path), and flush them to it.
-    fn write_header(&mut self, device: &Path, bytes: &[u8]) -> Result<()>;
+    /// `exclusive`: open the disk O_EXCL (it must not be in use); without it, for the escrow
+    /// written into the reserved area of a disk our own mapping holds (which starts after it).
+    fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()>;
     /// A fresh key of `len` random bytes from the kernel's RNG (blocking until seeded).
     fn make_key(&mut self, len: usize) -> Result<Key>;
     /// Put `key` into the process keyring as a logon key whose description starts with `prefix:`
@@ -49,7 +51,9 @@ pub(crate) trait System {
     fn invalidate_key(&mut self, serial: KeySerial) -> Result<()>;
     /// Create an empty mapping; returns its device number.
     fn dm_create(&mut self, name: &str, uuid: &str) -> Result<DevNo>;
-    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool) -> Result<()>;
+    /// Load a table; `secure`: wipe the ioctl buffers (a key in them); `read_only`: a read-only
+    /// table (recovery).
+    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool, read_only: bool) -> Result<()>;
     fn dm_resume(&mut self, name: &str) -> Result<()>;
     fn dm_remove(&mut self, name: &str) -> Result<()>;
     /// Make `/dev/mapper/<name>` where no udev did; true when this call created it.
@@ -84,6 +88,9 @@ pub(crate) trait System {
     fn remove_unit(&mut self, name: &str, wanted_by: &str) -> Result<()>;
     /// Write the status document to `path` (a host path), atomically.
     fn write_status(&mut self, path: &Path, json: &str) -> Result<()>;
+    /// Write the armored escrow to `path` (under /run/ephemcrypt), atomically, mode 0600.
+    fn write_escrow(&mut self, path: &Path, text: &str) -> Result<()>;
+    fn remove_escrow(&mut self, path: &Path) -> Result<()>;
     fn sleep_ms(&mut self, ms: u64);
     /// Milliseconds since an arbitrary start.
     fn now_ms(&mut self) -> u64;
@@ -148,7 +155,16 @@ impl LinuxSystem {
                     _ => {}
                 }
             }
-            self.control = Some(Control::open(&path)?);
+            let control = match Control::open(&path) {
+                // A static node without its driver (a real root whose boot did not load dm_mod,
+                // e.g. `recover` on a held boot): load it and open again.
+                Err(e) if e.errno_value() == Some(libc::ENODEV) && self.changes => {
+                    self.modprobe("dm_mod");
+                    Control::open(&path)?
+                }
+                r => r?,
+            };
+            self.control = Some(control);
         }
         Ok(self.control.as_ref().expect("opened above"))
     }
@@ -309,12 +325,13 @@ impl System for LinuxSystem {
         crate::sys::check_kernel_crypto(algorithms, |module| self.modprobe(module))
     }
 
-    fn write_header(&mut self, device: &Path, bytes: &[u8]) -> Result<()> {
+    fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
         let path = self.path(device);
         self.may_change("write header to", path.display())?;
         let f = fs::OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_EXCL) // a block device open O_EXCL fails while it is in use
+            // A block device open O_EXCL fails while it is in use.
+            .custom_flags(if exclusive { libc::O_EXCL } else { 0 })
             .open(&path)
             .map_err(|e| Error::os("open for the header", path.display(), e))?;
         use std::os::unix::fs::FileExt;
@@ -355,9 +372,9 @@ impl System for LinuxSystem {
         self.control()?.create(name, uuid, UDEV_FLAGS)
     }
 
-    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
+    fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool, read_only: bool) -> Result<()> {
         self.may_change("device-mapper table load", name)?;
-        self.control()?.load(name, targets, secure)
+        self.control()?.load(name, targets, secure, read_only)
     }
 
     fn dm_resume(&mut self, name: &str) -> Result<()> {
@@ -541,16 +558,18 @@ impl System for LinuxSystem {
 
     fn write_status(&mut self, path: &Path, json: &str) -> Result<()> {
         self.may_change("write", path.display())?;
+        write_atomic(&self.path(path), json, 0o644)
+    }
+
+    fn write_escrow(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.may_change("write", path.display())?;
+        write_atomic(&self.path(path), text, 0o600)
+    }
+
+    fn remove_escrow(&mut self, path: &Path) -> Result<()> {
+        self.may_change("remove", path.display())?;
         let path = self.path(path);
-        let dir = path.parent().expect("status path has a directory");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(|e| Error::os("create directory", dir.display(), e))?;
-        let tmp = dir.join(".status.json.tmp");
-        fs::write(&tmp, json).map_err(|e| Error::os("write", tmp.display(), e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::os("rename into place", path.display(), e))
+        fs::remove_file(&path).map_err(|e| Error::os("remove", path.display(), e))
     }
 
     fn sleep_ms(&mut self, ms: u64) {
@@ -573,6 +592,29 @@ pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
             .map_err(|e| Error::os("create directory", parent.display(), e))?;
     }
     copy_dir_tree(from, to)
+}
+
+/// Write `text` to `path` through a temporary file in its directory (made where missing), renamed
+/// into place: a reader sees the old file or the new one, never half of one.
+fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::os("create directory", dir.display(), e))?;
+    let name = path.file_name().expect("a file name").to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::os("write", tmp.display(), e))?;
+    f.write_all(text.as_bytes()).map_err(|e| Error::os("write", tmp.display(), e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::os("rename into place", path.display(), e))
 }
 
 /// Extended attributes worth carrying to the skeleton: security labels (SELinux, SMACK,

@@ -17,8 +17,9 @@ struct Machine {
 
 impl Machine {
     fn new(fixture: &str, cmdline: &str) -> Machine {
-        let base =
-            std::env::temp_dir().join(format!("ephemcrypt-cli-{fixture}-{}-{}", std::process::id(), cmdline.len()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = std::env::temp_dir().join(format!("ephemcrypt-cli-{fixture}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("newroot")).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
@@ -230,4 +231,59 @@ fn needs_names_the_programs_of_the_configuration() {
     let o = run(&["needs", "--host", &m.host()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid value 'zfs' for 'fs'"), "{}", stderr(&o));
+}
+
+/// `recover`'s arguments: --identity or --print-commands; its options go with it only.
+#[test]
+fn recover_usage() {
+    for (args, want) in [
+        (&["recover"][..], "recover needs --identity FILE (or --print-commands for a stock-tool script)"),
+        (
+            &["recover", "--print-commands", "--identity", "k"][..],
+            "--identity with --print-commands (the script takes it) does not go with 'recover'",
+        ),
+        (&["status", "--identity", "k"][..], "--identity goes with 'recover' only"),
+        (&["recover", "--identity", "k", "--disks", "bogus"][..], "--disks 'bogus': a comma-separated list of"),
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    // On a machine without any ephemcrypt header: said plainly, exit 1.
+    let m = Machine::new("aws", "");
+    let o = run(&["recover", "--print-commands", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("recover: no ephemcrypt header on any disk looked at ("), "{}", stderr(&o));
+}
+
+/// A held boot, the escrow and the guard, as `status` and `check` show them; the guard's lock is
+/// looked for in logind's inhibitor files.
+#[test]
+fn status_shows_held_escrow_and_the_guard() {
+    let m = Machine::new("aws", "");
+    let dir = format!("{}/run/ephemcrypt", m.host());
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = |result: &str, reason: &str, extra: &str| {
+        format!(
+            "{{\"result\": \"{result}\", \"reason\": \"{reason}\", \"disks\": [], \"mappings\": [], \"steps\": [], \
+             \"binds\": [], \"tmpfs\": [], \"units\": []{extra}}}"
+        )
+    };
+    std::fs::write(format!("{dir}/status.json"), doc("held", "held by /etc/ephemcrypt.hold in the real root", ""))
+        .unwrap();
+    let o = run(&["status", "--host", &m.host()]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("result: held (held by /etc/ephemcrypt.hold"));
+    let o = run(&["check", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("warning: no volume in this boot: held by"), "{}", stderr(&o));
+    let extra = ", \"escrow\": [\"age1xyz\", \"ssh-ed25519 SHA256:abc\"], \"guard\": \"ephemcrypt-guard.service\"";
+    std::fs::write(format!("{dir}/status.json"), doc("ok", "2 disk(s) encrypted", extra)).unwrap();
+    let text = |m: &Machine| String::from_utf8_lossy(&run(&["status", "--host", &m.host()]).stdout).into_owned();
+    let t = text(&m);
+    assert!(t.contains("escrow: on, to age1xyz, ssh-ed25519 SHA256:abc (after each member's header"), "{t}");
+    assert!(t.contains("guard: ephemcrypt-guard.service: not active\n"), "{t}");
+    let inhibit = format!("{}/run/systemd/inhibit", m.host());
+    std::fs::create_dir_all(&inhibit).unwrap();
+    std::fs::write(format!("{inhibit}/7"), "WHAT=shutdown\nMODE=block\nWHO=ephemcrypt\n").unwrap();
+    assert!(text(&m).contains("guard: ephemcrypt-guard.service: active, reboots are blocked\n"));
 }

@@ -116,6 +116,8 @@ pub(crate) mod flags {
     pub(crate) const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
     /// In: the buffer holds key material; the kernel wipes its copy when done.
     pub(crate) const DM_SECURE_DATA_FLAG: u32 = 1 << 15;
+    /// In: a read-only table (DM_TABLE_LOAD); out: the device is read-only.
+    pub(crate) const DM_READONLY_FLAG: u32 = 1 << 0;
 }
 
 /// `struct dm_ioctl`.

@@ -14,7 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use self::flags::{DM_ACTIVE_PRESENT_FLAG, DM_SECURE_DATA_FLAG, DM_STATUS_TABLE_FLAG, DM_SUSPEND_FLAG};
+use self::flags::{
+    DM_ACTIVE_PRESENT_FLAG, DM_READONLY_FLAG, DM_SECURE_DATA_FLAG, DM_STATUS_TABLE_FLAG, DM_SUSPEND_FLAG,
+};
 pub(crate) use self::ioctl::flags;
 pub(crate) use self::ioctl::DmError;
 use self::ioctl::{Buffer, Cmd, Request};
@@ -103,9 +105,9 @@ impl Control {
 
     /// Loads `targets` into the inactive slot of `name`. `secure` (for tables holding key
     /// material) makes the kernel wipe its copy of the request; ours is wiped in any case.
-    pub(crate) fn load(&self, name: &str, targets: &[Target], secure: bool) -> Result<()> {
+    pub(crate) fn load(&self, name: &str, targets: &[Target], secure: bool, read_only: bool) -> Result<()> {
         let req = Request {
-            flags: if secure { DM_SECURE_DATA_FLAG } else { 0 },
+            flags: if secure { DM_SECURE_DATA_FLAG } else { 0 } | if read_only { DM_READONLY_FLAG } else { 0 },
             targets,
             ..Request::new(Cmd::TableLoad, "device-mapper table load", name)
         };

@@ -11,6 +11,7 @@
 # DEBIAN_KERNEL=yes: a root that boots its own way, as a cloud image does: initramfs-tools and
 # this run's Debian cloud kernel (kernel.sh) installed in it, with the stock initramfs that
 # update-initramfs made at the kernel's installation (/boot/initrd.img-$KVER); a 2G image.
+# DEBIAN_EXTRA=pkg,pkg: more packages in the root (cached as a variant of its own).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -18,7 +19,7 @@ set -euo pipefail
 out=$1 script=$2
 shift 2
 need_pkgs debootstrap e2fsprogs
-PACKAGES=systemd-sysv,udev,dmsetup
+PACKAGES=systemd-sysv,udev,dmsetup${DEBIAN_EXTRA:+,$DEBIAN_EXTRA}
 size=1G kernel=''
 if [[ ${DEBIAN_KERNEL:-} == yes ]]; then
 	vm_kernel
@@ -86,7 +87,8 @@ build() { # build IMG: debootstrap into a tree, configure it, make the ext4 imag
 
 key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" "${kernel##*/}" | sha256sum | cut -c1-16)
 variant=${kernel:+kernel}
-img=$CACHE/debian/bookworm-${variant:-plain}-$key.img
+variant=${variant:-plain}${DEBIAN_EXTRA:+-${DEBIAN_EXTRA//,/-}}
+img=$CACHE/debian/bookworm-$variant-$key.img
 [[ -s $img ]] || lock debian
 if [[ ! -s $img ]]; then
 	start=$SECONDS
@@ -94,7 +96,7 @@ if [[ ! -s $img ]]; then
 	build "$img"
 	log "Debian root $img built in $((SECONDS - start)) s ($(du -h "$img" | cut -f1) used of $size)"
 	# superseded images of this variant (and of the naming before variants)
-	find "$CACHE/debian" \( -name "bookworm-${variant:-plain}-*.img" -o -name 'bookworm-????????????????.img' \) \
+	find "$CACHE/debian" \( -name "bookworm-$variant-????????????????.img" -o -name 'bookworm-????????????????.img' \) \
 		! -name "${img##*/}" -delete
 fi
 

@@ -1,0 +1,158 @@
+//! Tests of the age reader and writer: vectors made once by age 1.1.1 (Debian's `age`,
+//! `age-keygen` and `ssh-keygen -t ed25519`), round trips, damage, and, where the tools are
+//! installed (`make unit` runs the `#[ignore]`d tests then), the stock `age` decrypting what we
+//! write and writing what we read.
+use super::*;
+
+/// `age-keygen` output and the recipient it printed.
+pub(crate) const AGE_IDENTITY: &str = "# created: 2026-11-29T21:27:58Z\n# public key: age1q7arm3ec8pulumstfqfq7k3canfn4gc3ycau906rhz9tff2xw4tqeymzxx\nAGE-SECRET-KEY-19KUCRSH5VRMVLY00N85HHPGWK3WCF4WR52ZQGGGZ5Y5F62S7G34S6UHSXV\n";
+pub(crate) const AGE_RECIPIENT: &str = "age1q7arm3ec8pulumstfqfq7k3canfn4gc3ycau906rhz9tff2xw4tqeymzxx";
+/// `ssh-keygen -t ed25519 -N '' -C test`.
+pub(crate) const SSH_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBA7WWAdUqzXJSKNgSowo8h4etYM6GIuPJJkLkyUsGq1wAAAIgL5BGCC+QR\nggAAAAtzc2gtZWQyNTUxOQAAACBA7WWAdUqzXJSKNgSowo8h4etYM6GIuPJJkLkyUsGq1w\nAAAEB/o717IU3vIO7QISNx9HL7jvMwKXQQpbYgyR9iu9a0YEDtZYB1SrNclIo2BKjCjyHh\n61gzoYi48kmQuTJSwarXAAAABHRlc3QB\n-----END OPENSSH PRIVATE KEY-----\n";
+pub(crate) const SSH_PUBLIC: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEDtZYB1SrNclIo2BKjCjyHh61gzoYi48kmQuTJSwarX test";
+/// `age -a -r AGE_RECIPIENT -R ssh.pub` of the bytes 0..64.
+const BOTH: &str = "-----BEGIN AGE ENCRYPTED FILE-----\nYWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBLSENqNytGcFhnUkFSYURo\nSDYwbnh4ckZzVFZ3anRZOUhrcDczUjRVSW1jCjVNTkdHZC9oeFVvWlhnOGlsbEV5\nYnY1OGtXcUVwNVZpWFZCYzc4VkJHbkEKLT4gc3NoLWVkMjU1MTkgYlNmOUZBIFVw\nN0J5R1FRa08zQ3VmUzdRakx4NDFoaytLcnVqWlkreHhFRnZpelFzVWsKb2cveFV5\ncW8wV01RbFBrTCtjeGxUWVkveGlLOUZuL1pHNjVKVWNaLzdRZwotLS0gcFVCenN2\nMDEvbk1xQTk4b1Rsd2lqLzFhK2VRRmovM1dlcTB0UjZCS1k5OAohYJMFO0UGmuYE\n+GdcccbEeUaEyyv2HV8rKH64k+DzY4iSqmfK8npX47mrNM4RyMmeubg9fby4+YY3\nK4jsoJjrU1Qs83vFFwcPPFYSsE27m8/5i2m58LTls9HgucATCrU=\n-----END AGE ENCRYPTED FILE-----\n";
+
+fn plaintext() -> Key {
+    Key::from_bytes_for_test(&(0..64).collect::<Vec<u8>>())
+}
+
+#[test]
+fn what_age_wrote_is_read_with_either_identity() {
+    for ids in [AGE_IDENTITY, SSH_PRIVATE] {
+        let ids = parse_identities(ids).unwrap();
+        let key = decrypt(BOTH.as_bytes(), &ids).unwrap();
+        assert_eq!(key.expose(), plaintext().expose());
+    }
+}
+
+#[test]
+fn identities_answer_to_their_recipients() {
+    let ids = parse_identities(&format!("# a comment\n\n{AGE_IDENTITY}\n")).unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].recipient(), Recipient::parse(AGE_RECIPIENT).unwrap());
+    assert_eq!(ids[0].recipient().describe(), AGE_RECIPIENT);
+    let ssh = &parse_identities(SSH_PRIVATE).unwrap()[0];
+    let r = Recipient::parse(SSH_PUBLIC).unwrap();
+    assert_eq!(ssh.recipient(), r);
+    assert_eq!(r.describe(), "ssh-ed25519 SHA256:bSf9FBzdZ+6laBqNsq9EmeCEmyfzEVqa/Eczz/8yJb0");
+    assert!(!format!("{ssh:?}").contains("AAAA"), "{ssh:?}");
+}
+
+#[test]
+fn round_trip_to_several_recipients() {
+    let recipients = [Recipient::parse(AGE_RECIPIENT).unwrap(), Recipient::parse(SSH_PUBLIC).unwrap()];
+    let file = encrypt(&recipients, &plaintext(), &mut Key::generate).unwrap();
+    assert!(file.starts_with(b"age-encryption.org/v1\n-> X25519 "));
+    for ids in [AGE_IDENTITY, SSH_PRIVATE] {
+        let ids = parse_identities(ids).unwrap();
+        assert_eq!(decrypt(&file, &ids).unwrap().expose(), plaintext().expose());
+        assert_eq!(decrypt(armor(&file).as_bytes(), &ids).unwrap().expose(), plaintext().expose());
+    }
+    // Every encryption is new: another file key, shares and nonce.
+    assert_ne!(encrypt(&recipients, &plaintext(), &mut Key::generate).unwrap(), file);
+}
+
+#[test]
+fn a_wrong_identity_or_a_damaged_file_is_refused_by_name() {
+    let recipients = [Recipient::parse(SSH_PUBLIC).unwrap()];
+    let file = encrypt(&recipients, &plaintext(), &mut Key::generate).unwrap();
+    let other = parse_identities(AGE_IDENTITY).unwrap();
+    let e = decrypt(&file, &other).unwrap_err();
+    assert!(
+        matches!(&e, AgeError::NoMatch { recipients } if recipients[0].starts_with("an ssh-ed25519 key tagged ")),
+        "{e}"
+    );
+    let ids = parse_identities(SSH_PRIVATE).unwrap();
+    // Any flipped byte: in a stanza (no match or a bad MAC), the MAC, the nonce, the payload.
+    for i in 0..file.len() {
+        let mut bad = file.clone();
+        bad[i] ^= 0x01;
+        assert!(decrypt(&bad, &ids).is_err(), "byte {i} flipped went unnoticed");
+    }
+    for cut in [0, 10, file.len() - 17, file.len() - 1] {
+        assert!(decrypt(&file[..cut], &ids).is_err(), "cut at {cut}");
+    }
+    assert_eq!(decrypt(b"not age", &ids).unwrap_err(), AgeError::Malformed("no age-encryption.org/v1 line"));
+}
+
+#[test]
+fn bad_recipients_and_identities_say_what_is_wrong() {
+    for (text, why) in [
+        ("age1qqqq", "neither an age1… recipient nor an ssh-ed25519 key"),
+        (&AGE_RECIPIENT.replace('q', "p"), "neither an age1… recipient nor an ssh-ed25519 key"),
+        ("ssh-rsa AAAAB3NzaC1yc2E", "only ssh-ed25519 keys can be recipients (age's ssh-rsa is not supported)"),
+        ("ssh-ed25519 !!!", "its key is not base64"),
+        ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", "not an ssh-ed25519 public key"),
+        (AGE_IDENTITY.lines().last().unwrap(), "a Bech32 string of kind 'age-secret-key-', not an age1… recipient"),
+    ] {
+        assert_eq!(Recipient::parse(text).unwrap_err(), why, "{text}");
+    }
+    assert!(parse_identities("# nothing\n").unwrap_err().starts_with("no identity in it"));
+    assert!(parse_identities(AGE_RECIPIENT).unwrap_err().contains("not an AGE-SECRET-KEY-1"));
+    let locked = SSH_PRIVATE.replace("AAAABG5vbmUAAAAEbm9uZQ", "AAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0");
+    assert!(parse_identities(&locked).is_err());
+}
+
+#[test]
+fn base64_and_bech32_match_their_specifications() {
+    // RFC 4648 section 10.
+    for (plain, enc) in
+        [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
+    {
+        assert_eq!(base64_encode(plain.as_bytes(), true), enc);
+        assert_eq!(base64_decode(enc, true).unwrap(), plain.as_bytes());
+        let raw = enc.trim_end_matches('=');
+        assert_eq!(base64_encode(plain.as_bytes(), false), raw);
+        assert_eq!(base64_decode(raw, false).unwrap(), plain.as_bytes());
+    }
+    for bad in ["Zg=", "Zh==", "Z", "Zm9v!", "Zg==Zg=="] {
+        assert_eq!(base64_decode(bad, true), None, "{bad}");
+    }
+    assert_eq!(base64_decode("Zh", false), None, "non-canonical trailing bits");
+    // BIP 173 valid strings, and their mixed-case and bad-checksum variants.
+    for ok in ["a12uel5l", "A12UEL5L", "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw"] {
+        assert!(bech32_decode(ok).is_some(), "{ok}");
+    }
+    for bad in ["A12uEL5L", "a12uel5m", "1pzry9x0s0muk", "a1", "x1b4n0q5v"] {
+        assert!(bech32_decode(bad).is_none(), "{bad}");
+    }
+    let (hrp, data) = bech32_decode(AGE_RECIPIENT).unwrap();
+    assert_eq!(bech32_encode(&hrp, &data), AGE_RECIPIENT);
+}
+
+/// The stock tool reads what we write and writes what we read (with fresh keys from its own
+/// keygen). Run by `make unit` where `age`, `age-keygen` and `ssh-keygen` are installed.
+#[test]
+#[ignore = "needs age, age-keygen and ssh-keygen: run by make unit where they are installed"]
+fn stock_age_interoperates() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("ephemcrypt-age-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).current_dir(&dir).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    run(&["age-keygen", "-o", "id.txt"]);
+    run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "ssh"]);
+    let age_r = String::from_utf8(run(&["age-keygen", "-y", "id.txt"])).unwrap();
+    let ssh_r = std::fs::read_to_string(dir.join("ssh.pub")).unwrap();
+    let key = Key::generate(64).unwrap();
+    let file =
+        encrypt(&[Recipient::parse(&age_r).unwrap(), Recipient::parse(&ssh_r).unwrap()], &key, &mut Key::generate)
+            .unwrap();
+    std::fs::write(dir.join("ours.age"), armor(&file)).unwrap();
+    for id in ["id.txt", "ssh"] {
+        assert_eq!(run(&["age", "-d", "-i", id, "ours.age"]), key.expose(), "age -d -i {id}");
+    }
+    std::fs::write(dir.join("plain"), key.expose()).unwrap();
+    run(&["age", "-r", age_r.trim(), "-R", "ssh.pub", "-o", "theirs.age", "plain"]);
+    let theirs = std::fs::read(dir.join("theirs.age")).unwrap();
+    for id in ["id.txt", "ssh"] {
+        let ids = parse_identities(&std::fs::read_to_string(dir.join(id)).unwrap()).unwrap();
+        assert_eq!(decrypt(&theirs, &ids).unwrap().expose(), key.expose(), "ours with {id}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -11,7 +11,7 @@ use crate::disk::{parse_mountinfo, parse_mounts, Disk, Mount, Probe};
 use crate::error::{Error, Result};
 use crate::paths::{normalize, under, unescape_octal};
 use crate::signature;
-use crate::units::{DevNo, Sectors};
+use crate::units::{Bytes, DevNo, Sectors};
 
 /// The largest disk size taken at its word, in sectors: 64 PiB.
 const MAX_SECTORS: u64 = 1 << 47;
@@ -99,7 +99,15 @@ impl Host {
         let links = self.dev_links();
         let mut disks = Vec::new();
         for name in self.disk_names()? {
-            let mut disk = self.disk(&name);
+            let mut disk = match name {
+                Ok(name) => self.disk(&name),
+                // Read through its name taken lossily, the entry could read as another one (one
+                // named with U+FFFD): it is refused unread.
+                Err(lossy) => {
+                    let why = Error::invalid(self.path("/sys/block").display(), "kernel names (UTF-8)", &lossy);
+                    Disk { broken: Some(why.to_string()), ..Disk::new(&lossy, DevNo { major: 0, minor: 0 }, Bytes(0)) }
+                }
+            };
             if disk.size.0 == 0 && disk.broken.is_none() {
                 continue; // an empty slot: a card reader without a card, say
             }
@@ -116,19 +124,34 @@ impl Host {
             disk.links = links.iter().filter(|(_, n)| *n == disk.name).map(|(l, _)| l.clone()).collect();
             disks.push(disk);
         }
+        // One device number on two entries makes no sense (a disk replaced while sysfs was read, a
+        // hand-made tree): which disk the number stands for cannot be told, so neither is used. A
+        // volume never takes one device twice. (0:0 stands for a number that could not be read.)
+        let numbers: Vec<(DevNo, String)> =
+            disks.iter().filter(|d| d.dev != DevNo { major: 0, minor: 0 }).map(|d| (d.dev, d.name.clone())).collect();
+        for d in &mut disks {
+            if let Some((dev, other)) = numbers.iter().find(|(dev, name)| *dev == d.dev && *name != d.name) {
+                let path = self.path(PathBuf::from("/sys/block").join(&d.name).join("dev"));
+                let found = format!("{dev}, which is {other}'s too");
+                d.broken.get_or_insert_with(|| {
+                    Error::invalid(path.display(), "a device number no other disk has", found).to_string()
+                });
+            }
+        }
         Ok(disks)
     }
 
-    /// The kernel names under /sys/block that can be physical disks, sorted.
-    fn disk_names(&self) -> Result<Vec<String>> {
+    /// The kernel names under /sys/block that can be physical disks, sorted. Kernel names are
+    /// ASCII: a name that is not UTF-8 comes back as an error holding it, taken lossily.
+    fn disk_names(&self) -> Result<Vec<Result<String, String>>> {
         let block = self.path("/sys/block");
         let entries = fs::read_dir(&block).map_err(|e| Error::os("list", block.display(), e))?;
-        let mut names: Vec<String> = entries
+        let mut names: Vec<Result<String, String>> = entries
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !VIRTUAL_PREFIXES.iter().any(|p| n.starts_with(p)))
+            .map(|e| e.file_name().into_string().map_err(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| !VIRTUAL_PREFIXES.iter().any(|p| n.as_ref().unwrap_or_else(|n| n).starts_with(p)))
             .collect();
-        names.sort();
+        names.sort_by(|a, b| a.as_ref().unwrap_or_else(|n| n).cmp(b.as_ref().unwrap_or_else(|n| n)));
         Ok(names)
     }
 
@@ -337,6 +360,96 @@ impl Host {
         match signature::probe_device(&self.path(Path::new("/dev").join(&disk.name))) {
             Ok(content) => content.into(),
             Err(e) => Probe::Failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host tree of plain files in the temp directory, removed when dropped.
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new(tag: &str, files: &[(&str, &str)]) -> Tree {
+            let root = std::env::temp_dir().join(format!("ephemcrypt-host-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            for (path, text) in files {
+                let full = root.join(path);
+                fs::create_dir_all(full.parent().unwrap()).unwrap();
+                fs::write(full, text).unwrap();
+            }
+            Tree(root)
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Found by fuzzing (fuzz/ host_sysfs): two entries with one device number were both taken,
+    /// and the stripe named that device twice. Now neither is used, and the reason names both.
+    #[test]
+    fn one_device_number_on_two_entries_refuses_both() {
+        let disk = |name: &str, dev: &str, serial: &str| {
+            let d = format!("sys/block/{name}");
+            [
+                (format!("{d}/dev"), format!("{dev}\n")),
+                (format!("{d}/size"), "3709861888\n".to_string()),
+                (format!("{d}/device/model"), "Amazon EC2 NVMe Instance Storage        \n".to_string()),
+                (format!("{d}/device/serial"), format!("{serial}\n")),
+            ]
+        };
+        let files: Vec<(String, String)> = [
+            disk("nvme1n1", "259:3", "AWS22B2C5F8A1D0E0001"),
+            disk("nvme2n1", "259:3", "AZ-0001"),
+            disk("nvme3n1", "259:5", "AWS33"),
+        ]
+        .concat()
+        .into_iter()
+        .chain([("proc/mounts".to_string(), "proc /proc proc rw 0 0\n".to_string())])
+        .collect();
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let tree = Tree::new("same-dev", &files);
+        let disks = Host::new(&tree.0).disks().unwrap();
+        let broken = |name: &str| disks.iter().find(|d| d.name == name).unwrap().broken.clone();
+        let one = broken("nvme1n1").expect("nvme1n1 refused");
+        let why = "expected a device number no other disk has, found '259:3, which is nvme2n1's too'";
+        assert!(one.ends_with(&format!("/sys/block/nvme1n1/dev: {why}")), "{one}");
+        assert!(broken("nvme2n1").expect("nvme2n1 refused").contains("259:3, which is nvme1n1's too"));
+        assert_eq!(broken("nvme3n1"), None);
+    }
+
+    /// Found by fuzzing (fuzz/ host_sysfs): entries whose names are not UTF-8 were read through
+    /// their names taken lossily, so all of them read as the entry named with U+FFFD (here sd�),
+    /// and that one disk was taken three times. Now they are refused unread.
+    #[test]
+    fn entries_not_named_in_utf8_are_refused_unread() {
+        use std::os::unix::ffi::OsStrExt;
+        let good = [("dev", "8:0\n"), ("size", "20971520\n"), ("device/model", "Test good\n")];
+        let mut files: Vec<(String, &str)> =
+            good.iter().map(|(a, t)| (format!("sys/block/sd\u{FFFD}/{a}"), *t)).collect();
+        files.push(("proc/mounts".into(), "proc /proc proc rw 0 0\n"));
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+        let tree = Tree::new("not-utf8", &files);
+        for name in [&b"sd\xff"[..], b"sd\xfe"] {
+            let dir = tree.0.join("sys/block").join(std::ffi::OsStr::from_bytes(name));
+            fs::create_dir_all(dir.join("device")).unwrap();
+            for (a, t) in good {
+                fs::write(dir.join(a), t).unwrap();
+            }
+        }
+        let disks = Host::new(&tree.0).disks().unwrap();
+        assert_eq!(disks.len(), 3);
+        let taken: Vec<&Disk> = disks.iter().filter(|d| d.broken.is_none()).collect();
+        assert_eq!(taken.len(), 1, "{disks:?}");
+        assert_eq!((taken[0].name.as_str(), taken[0].dev), ("sd\u{FFFD}", DevNo { major: 8, minor: 0 }));
+        for d in disks.iter().filter(|d| d.broken.is_some()) {
+            let why = d.broken.as_deref().unwrap();
+            assert!(why.ends_with("/sys/block: expected kernel names (UTF-8), found 'sd\u{FFFD}'"), "{why}");
         }
     }
 }

@@ -21,6 +21,8 @@ mod error;
 mod execute;
 #[cfg(feature = "fault-injection")]
 mod fault;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod header;
 mod host;
 pub mod json;

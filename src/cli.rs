@@ -21,8 +21,10 @@ usage:
       Run by the boot chain with the real root mounted at DIR: encrypt the disks, make swap and
       the file system, mount it at DIR<mount> and bind the bind targets onto it. Writes
       /run/ephemcrypt/status.json.
-  ephemcrypt status [--host DIR] [--json]
-      What setup did in this boot, with a live check of its mappings.
+  ephemcrypt status [--host DIR] [--json | --format prometheus [--output FILE]]
+      What setup did in this boot, with a live check of its mappings. --format prometheus: the
+      node_exporter textfile format (also when setup did not run: result not_run), written
+      atomically to FILE with --output.
   ephemcrypt check [--host DIR]
       One line for the real root's boot (ephemcrypt-check.service): whether the volume is there,
       or a warning saying why not (setup failed, a mapping is gone, setup did not run).
@@ -77,11 +79,15 @@ pub(crate) struct Common {
     pub(crate) config: Option<PathBuf>,
     pub(crate) json: bool,
     pub(crate) verbose: bool,
+    /// `status --format prometheus`.
+    pub(crate) prometheus: bool,
+    /// `status --output FILE`.
+    pub(crate) output: Option<PathBuf>,
 }
 
 impl Default for Common {
     fn default() -> Common {
-        Common { host: PathBuf::from("/"), config: None, json: false, verbose: false }
+        Common { host: PathBuf::from("/"), config: None, json: false, verbose: false, prometheus: false, output: None }
     }
 }
 
@@ -129,6 +135,14 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             "--json" => common.json = true,
             "-v" | "--verbose" => common.verbose = true,
             "-h" | "--help" => return Ok(Command::Help),
+            "--format" | "--output" if sub != "status" => {
+                return Err(Error::Usage(format!("{flag} goes with 'status' only; try 'ephemcrypt --help'")))
+            }
+            "--format" => match inline.map_or_else(|| value(&mut it, flag), Ok)?.as_str() {
+                "prometheus" => common.prometheus = true,
+                other => return Err(Error::Usage(format!("--format {other}: the format is prometheus"))),
+            },
+            "--output" => common.output = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
             "--identity" | "--mount" | "--disks" | "--print-commands" if sub != "recover" => {
                 return Err(Error::Usage(format!("{flag} goes with 'recover' only; try 'ephemcrypt --help'")))
             }
@@ -157,6 +171,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
         "status" | "check" => {
             only("--newroot", newroot.is_none())?;
             only("--config", common.config.is_none())?;
+            only("--json with --format", !(common.json && common.prometheus))?;
+            only("--output without --format prometheus", common.output.is_none() || common.prometheus)?;
             Ok(if sub == "status" { Command::Status(common) } else { Command::Check(common) })
         }
         "needs" => {
@@ -301,7 +317,19 @@ fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.
 fn status(c: &Common) -> Result<(String, u8)> {
-    let status = crate::setup::status(&Host::new(&c.host), &mut LinuxSystem::observer(&c.host))?;
+    let status = crate::setup::status(&Host::new(&c.host), &mut LinuxSystem::observer(&c.host));
+    if c.prometheus {
+        let text = match status {
+            Ok(s) => crate::status::prometheus(Some(&s)),
+            Err(Error::NotRun { .. }) => crate::status::prometheus(None),
+            Err(e) => return Err(e),
+        };
+        return match &c.output {
+            Some(file) => crate::system::write_atomic(file, &text, 0o644).map(|()| (String::new(), 0)),
+            None => Ok((text, 0)),
+        };
+    }
+    let status = status?;
     let out = if c.json { status.to_json().pretty() } else { status.render() };
     Ok((out, if status.mapping_gone() { 1 } else { 0 }))
 }

@@ -72,6 +72,7 @@ fn volume_status(v: &Volume) -> VolumeStatus {
         sector_size: v.crypt.sector_size,
         flags: v.crypt.flags.clone(),
         fs: v.fs.name().to_string(),
+        bytes: v.crypt.len.bytes().0,
     }
 }
 

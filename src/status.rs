@@ -75,6 +75,8 @@ pub(crate) struct VolumeStatus {
     pub(crate) sector_size: u32,
     pub(crate) flags: Vec<String>,
     pub(crate) fs: String,
+    /// The encrypted volume's size (0 in a status from a version that did not record it).
+    pub(crate) bytes: u64,
 }
 
 /// A mapping setup made, and (in `ephemcrypt status` only) whether it is still there.
@@ -174,6 +176,7 @@ impl Status {
                 ("sector_size", v.sector_size.into()),
                 ("flags", v.flags.clone().into()),
                 ("fs", v.fs.as_str().into()),
+                ("volume_bytes", v.bytes.into()),
             ]);
         }
         let mappings = self
@@ -248,6 +251,7 @@ impl Status {
                 sector_size: doc.num("sector_size")?,
                 flags: doc.strs("flags")?,
                 fs: doc.str("fs")?,
+                bytes: if v.get("volume_bytes").is_some() { doc.num("volume_bytes")? } else { 0 },
             }),
         };
         let mappings = doc
@@ -365,6 +369,72 @@ impl Status {
         }
         out
     }
+}
+
+/// The node_exporter textfile format (Prometheus exposition 0.0.4) of a status, or of no status
+/// at all (`None`: setup did not run in this boot), for fleets that alert on a node that booted
+/// without its volume.
+pub(crate) fn prometheus(status: Option<&Status>) -> String {
+    use fmt::Write;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP ephemcrypt_{name} {help}\n# TYPE ephemcrypt_{name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "ephemcrypt_{name}{labels} {value}");
+        }
+    };
+    let current = status.map_or("not_run", |s| s.result.name());
+    let results: Vec<(String, u64)> = RESULTS
+        .iter()
+        .map(|r| r.name())
+        .chain(["not_run"])
+        .map(|r| (format!("{{result=\"{r}\"}}"), u64::from(r == current)))
+        .collect();
+    metric("setup_result", "Result of ephemcrypt setup in this boot: 1 for the current one (not_run: no status).", &results);
+    let Some(s) = status else { return out };
+    let used = s.disks.iter().filter(|d| d.used).count() as u64;
+    metric(
+        "disks",
+        "Disks setup looked at, by verdict.",
+        &[("{verdict=\"used\"}".into(), used), ("{verdict=\"refused\"}".into(), s.disks.len() as u64 - used)],
+    );
+    metric("volume_bytes", "Size of the encrypted volume (0: none).", &[(String::new(), s.volume.as_ref().map_or(0, |v| v.bytes))]);
+    let gone = s.mappings.iter().filter(|m| m.live == Some(false)).count() as u64;
+    metric(
+        "mappings",
+        "Mappings setup made, by state now (unknown: device-mapper could not be asked).",
+        &[
+            ("{state=\"live\"}".into(), s.mappings.iter().filter(|m| m.live == Some(true)).count() as u64),
+            ("{state=\"gone\"}".into(), gone),
+            ("{state=\"unknown\"}".into(), s.mappings.iter().filter(|m| m.live.is_none()).count() as u64),
+        ],
+    );
+    metric("escrow_recipients", "Recipients of the key's escrow (0: no escrow).", &[(String::new(), s.escrow.len() as u64)]);
+    if let Some(active) = s.guard_active {
+        metric("guard_active", "The reboot guard's inhibitor lock is held.", &[(String::new(), u64::from(active))]);
+    }
+    let _ = writeln!(out, "# HELP ephemcrypt_setup_step_duration_seconds Time each step of setup took.");
+    let _ = writeln!(out, "# TYPE ephemcrypt_setup_step_duration_seconds gauge");
+    for t in &s.steps {
+        let _ = writeln!(out, "ephemcrypt_setup_step_duration_seconds{{step=\"{}\"}} {}", label(&t.step), seconds(t.ms));
+    }
+    let _ = writeln!(out, "# HELP ephemcrypt_setup_duration_seconds Time setup took in all.");
+    let _ = writeln!(out, "# TYPE ephemcrypt_setup_duration_seconds gauge");
+    let _ = writeln!(out, "ephemcrypt_setup_duration_seconds {}", seconds(s.steps.iter().map(|t| t.ms).sum()));
+    let _ = writeln!(out, "# HELP ephemcrypt_info The ephemcrypt version that wrote the status.");
+    let _ = writeln!(out, "# TYPE ephemcrypt_info gauge");
+    let _ = writeln!(out, "ephemcrypt_info{{version=\"{}\"}} 1", label(&s.version));
+    out
+}
+
+/// A label value, escaped as the exposition format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Milliseconds as seconds, without floating point.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 fn disk_json(d: &DiskStatus) -> Value {
@@ -506,6 +576,7 @@ mod tests {
                 sector_size: 4096,
                 flags: vec!["no_read_workqueue".into(), "sector_size:4096".into()],
                 fs: "ext4".into(),
+                bytes: 2 << 30,
             }),
             mappings: vec![
                 MappingStatus { name: "ephemcrypt".into(), dev: DevNo { major: 253, minor: 0 }, live: None },

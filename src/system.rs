@@ -596,7 +596,7 @@ pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
 
 /// Write `text` to `path` through a temporary file in its directory (made where missing), renamed
 /// into place: a reader sees the old file or the new one, never half of one.
-fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
     let dir = path.parent().expect("a file in a directory");
     fs::DirBuilder::new()
         .recursive(true)

@@ -287,3 +287,66 @@ fn status_shows_held_escrow_and_the_guard() {
     std::fs::write(format!("{inhibit}/7"), "WHAT=shutdown\nMODE=block\nWHO=ephemcrypt\n").unwrap();
     assert!(text(&m).contains("guard: ephemcrypt-guard.service: active, reboots are blocked\n"));
 }
+
+/// `status --format prometheus`: the textfile collector's format, a result gauge per result (with
+/// not_run when setup did not run, so a fleet can alert on it), written atomically with --output.
+#[test]
+fn status_as_prometheus_metrics() {
+    let m = Machine::new("aws", "");
+    // Every sample line: a name with the ephemcrypt_ prefix, optional labels, a number; every
+    // metric with its HELP and TYPE first.
+    let valid = |text: &str| {
+        let mut declared = Vec::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap().to_string());
+                assert!(rest.ends_with(" gauge"), "{l}");
+                continue;
+            }
+            if l.starts_with("# HELP ephemcrypt_") {
+                continue;
+            }
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            let name = name.split('{').next().unwrap();
+            assert!(declared.iter().any(|d| d == name), "{name} without TYPE");
+            assert!(name.starts_with("ephemcrypt_") && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{l}");
+            assert!(value.chars().all(|c| c.is_ascii_digit() || c == '.'), "{l}");
+        }
+        text.to_string()
+    };
+    let o = run(&["status", "--format", "prometheus", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = valid(&String::from_utf8_lossy(&o.stdout));
+    assert!(t.contains("ephemcrypt_setup_result{result=\"not_run\"} 1\n"), "{t}");
+    assert!(t.contains("ephemcrypt_setup_result{result=\"ok\"} 0\n"), "{t}");
+    let dir = format!("{}/run/ephemcrypt", m.host());
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = r#"{"result": "ok", "reason": "2 disk(s) encrypted", "version": "0.1.0",
+        "disks": [{"name": "a", "path": "/dev/a", "dev": "259:1", "model": "m", "serial": "s", "size_bytes": 1, "use": true, "reason": "blank"},
+                  {"name": "b", "path": "/dev/b", "dev": "259:2", "model": "m", "serial": "t", "size_bytes": 1, "use": false, "reason": "ext4"}],
+        "cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 4096, "flags": [], "fs": "ext4", "volume_bytes": 1073741824,
+        "mappings": [{"name": "ephemcrypt", "dev": "253:0", "live": null}],
+        "steps": [{"step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"step": "mount", "ms": 5}]}"#;
+    std::fs::write(format!("{dir}/status.json"), doc).unwrap();
+    let out = format!("{}/textfile/ephemcrypt.prom", m.host());
+    let o = run(&["status", "--format", "prometheus", "--output", &out, "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    let t = valid(&std::fs::read_to_string(&out).unwrap());
+    for want in [
+        "ephemcrypt_setup_result{result=\"ok\"} 1\n",
+        "ephemcrypt_setup_result{result=\"not_run\"} 0\n",
+        "ephemcrypt_disks{verdict=\"used\"} 1\nephemcrypt_disks{verdict=\"refused\"} 1\n",
+        "ephemcrypt_volume_bytes 1073741824\n",
+        "ephemcrypt_mappings{state=\"unknown\"} 1\n",
+        "ephemcrypt_setup_step_duration_seconds{step=\"mkfs \\\"ext4\\\" on /dev/mapper/x\"} 1.234\n",
+        "ephemcrypt_setup_duration_seconds 1.239\n",
+        "ephemcrypt_info{version=\"0.1.0\"} 1\n",
+    ] {
+        assert!(t.contains(want), "{want} in\n{t}");
+    }
+    let o = run(&["status", "--output", &out, "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["plan", "--format", "prometheus"]);
+    assert!(stderr(&o).contains("--format goes with 'status' only"), "{}", stderr(&o));
+}

@@ -69,12 +69,14 @@ if ((${#monitors[@]})); then
 	qemu+=(-chardev "pipe,id=mon0,path=$mon/m" -mon chardev=mon0,mode=readline)
 fi
 ms() { date +%s%3N; }
-# results: the VMTEST lines of the log (without CRs and the firmware's terminal escapes)
-results() { tr -d '\r' <"$logf" | sed 's/\x1b[^A-Za-z]*[A-Za-z]//g' | grep -a '^VMTEST ' || true; }
+# clean: the log without CRs and the firmware's terminal escapes (a line may start with them)
+clean() { tr -d '\r' <"$logf" | sed 's/\x1b[^A-Za-z]*[A-Za-z]//g'; }
+# results: the VMTEST lines of the log
+results() { clean | grep -a '^VMTEST ' || true; }
 secs() { printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)); } # secs MS -> "12.3"
 start=$(ms) done_at='' timed_out='' alive=''
 # alive: the guest printed a milestone (its test's results, or ephemcrypt's log lines)
-milestone() { tr -d '\r' <"$logf" | grep -aqE '^VMTEST |ephemcrypt: '; }
+milestone() { clean | grep -aqE '^VMTEST |ephemcrypt: '; }
 "${qemu[@]}" </dev/null >"$logf" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; [[ -z $mon ]] || rm -rf "$mon"' EXIT
@@ -86,7 +88,7 @@ fi
 # monitor: send each --monitor COMMAND once the console shows its PATTERN
 monitor() {
 	local i text
-	text=$(tr -d '\r' <"$logf")
+	text=$(clean)
 	for i in "${!monitors[@]}"; do
 		[[ -z ${fired[i]:-} ]] || continue
 		grep -aqE -- "${monitors[i]%%|*}" <<<"$text" || continue

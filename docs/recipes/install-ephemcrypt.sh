@@ -1,0 +1,89 @@
+#!/bin/sh
+# install-ephemcrypt.sh PACKAGE [CONFIG]: put ephemcrypt into the image being built, on Amazon Linux
+# 2023, Fedora and RHEL (dracut; PACKAGE is the .rpm of `make rpm`) or Debian and Ubuntu
+# (initramfs-tools; the .deb of `make deb`). Run as root on the build instance by an image builder
+# (docs/recipes/packer, docs/recipes/image-builder), or by hand. It
+#   1. installs CONFIG as /etc/ephemcrypt.conf (before the package: the initramfs images the package
+#      rebuilds then hold it) and checks it with `ephemcrypt plan`: a bad key fails the build here,
+#      not at every boot of the fleet;
+#   2. installs the package with the distribution's tool: that rebuilds the initramfs images;
+#   3. on Ubuntu cloud images, turns off the initrd-less boot (GRUB_FORCE_PARTUUID), where no hook
+#      in the initramfs would run;
+#   4. tells cloud-init not to mount ephemeral0 (the instance store it knows of) at /mnt;
+#   5. enables ephemcrypt-check.service, and with METRICS=yes ephemcrypt-metrics.timer;
+#   6. checks that every kernel's initramfs holds ephemcrypt, and lists the files of the image that
+#      the bind targets will hide (see docs/recipes/README.md).
+# Tried in the VM by tests/vm/package-deb.sh (Debian 12, with the Kubernetes configuration).
+set -eu
+me=install-ephemcrypt.sh
+die() { echo "$me: $*" >&2; exit 1; }
+pkg=${1:?usage: install-ephemcrypt.sh PACKAGE [CONFIG]}
+conf=${2:-}
+[ "$(id -u)" = 0 ] || die "run it as root"
+[ -f "$pkg" ] || die "$pkg: no such file (the .deb of make deb, or the .rpm of make rpm)"
+pkg=$(realpath "$pkg")
+case $pkg in
+	*.deb) command -v apt-get >/dev/null || die "$pkg: a .deb, but this system has no apt-get" ;;
+	*.rpm) command -v dnf >/dev/null || command -v yum >/dev/null || die "$pkg: an .rpm, but this system has neither dnf nor yum" ;;
+	*) die "$pkg: expected a .deb or an .rpm" ;;
+esac
+
+if [ -n "$conf" ]; then
+	[ -f "$conf" ] || die "$conf: no such configuration file"
+	install -m 0644 "$conf" /etc/ephemcrypt.conf
+fi
+
+echo "$me: installing $pkg"
+case $pkg in
+	*.deb) DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" ;;
+	*.rpm) if command -v dnf >/dev/null; then dnf install -y "$pkg"; else yum install -y "$pkg"; fi ;;
+esac
+# The configuration as the boot will read it (this machine's command line included): an error names
+# the key and the line.
+ephemcrypt plan >/dev/null || die "ephemcrypt plan failed: fix /etc/ephemcrypt.conf (the error above names the key)"
+
+# Ubuntu's cloud kernels boot without their initramfs unless told otherwise (README, Debian, Ubuntu).
+if [ -e /etc/default/grub.d/40-force-partuuid.cfg ]; then
+	echo 'GRUB_FORCE_PARTUUID=' >/etc/default/grub.d/99-ephemcrypt-initrd.cfg
+	update-grub
+	if grep -q initrdless /boot/grub/grub.cfg; then
+		die "/boot/grub/grub.cfg still has an initrd-less boot entry: see /etc/default/grub.d/"
+	fi
+	echo "$me: turned off the initrd-less boot (GRUB_FORCE_PARTUUID)"
+fi
+# cloud-init mounts the instance store it finds in the metadata (ephemeral0) at /mnt: on a disk
+# ephemcrypt took, that mount fails at every boot. Clear that default.
+if [ -d /etc/cloud/cloud.cfg.d ]; then
+	printf '%s\n' '# ephemcrypt encrypts the instance store at boot: no plaintext mount of it.' \
+		'mounts:' '  - [ ephemeral0, null ]' >/etc/cloud/cloud.cfg.d/99-ephemcrypt.cfg
+fi
+
+systemctl enable ephemcrypt-check.service
+[ "${METRICS:-no}" != yes ] || systemctl enable ephemcrypt-metrics.timer
+
+# Every installed kernel's image must hold the binary: the next boot runs it.
+found=0
+for k in /lib/modules/*/; do
+	k=$(basename "$k")
+	if [ -e "/boot/initrd.img-$k" ] && command -v lsinitramfs >/dev/null; then
+		list="lsinitramfs /boot/initrd.img-$k"
+	elif [ -e "/boot/initramfs-$k.img" ] && command -v lsinitrd >/dev/null; then
+		list="lsinitrd /boot/initramfs-$k.img"
+	else
+		continue
+	fi
+	$list | grep -Eq '(^| )usr/s?bin/ephemcrypt$' || die "$list: ephemcrypt is not in this kernel's initramfs"
+	echo "$me: ${list#* } holds ephemcrypt"
+	found=$((found + 1))
+done
+[ "$found" -gt 0 ] || die "found no initramfs image under /boot to check"
+
+# What the image holds under the mount point and the bind targets is hidden at boot (the volume gets
+# their directories, not their files).
+# (From the plan's binds, or from its failure policy's tmpfs mounts when this machine has no disk to
+# take: the same targets.)
+ephemcrypt plan | sed -n 's/.* \/sysroot\([^ ]*\)\( (M, U, G: .*\)\{0,1\}$/\1/p' | sort -u | while read -r target; do
+	n=$(find "$target" -xdev -type f 2>/dev/null | wc -l)
+	[ "$n" -eq 0 ] || echo "$me: note: $target holds $n file(s) in this image; at boot the volume hides them"
+done
+echo "$me: done; the next boot encrypts (ephemcrypt status, journalctl -u ephemcrypt-check)"

@@ -6,6 +6,9 @@
 #   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
 #                check and the VM tests (qemu, Debian cloud kernels; installed on first use)
 #   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
+#   make bench   ephemcrypt against mdadm + cryptsetup (LUKS, plain) and mdadm + mkfs in one VM:
+#                setup time, bytes written, I/O, scale, initramfs size; results and charts in
+#                bench/results/ (about 45 minutes; not part of make test, whose bench-smoke runs it small)
 ARCH    ?= x86_64
 TARGET  := $(ARCH)-unknown-linux-musl
 BIN     := target/$(TARGET)/release/ephemcrypt
@@ -35,6 +38,20 @@ target/%-unknown-linux-musl/release/ephemcrypt: $(SRCS) | toolchain
 	fi
 	$(CARGO) build --release --locked --target $*-unknown-linux-musl
 
+# Packages, in dist/ (packaging/): a .deb checked by lintian, an RPM checked by rpmlint (where
+# they are installed); packaging/arch/PKGBUILD for Arch. ARCH=aarch64 for arm64.
+.PHONY: deb rpm
+deb: $(BIN)
+	bash packaging/deb.sh $(ARCH)
+rpm: $(BIN)
+	bash packaging/rpm.sh $(ARCH)
+
+# make test: both packages, which must pass their linters; the linters must be there.
+.PHONY: packages
+packages:
+	@for t in lintian rpmbuild rpmlint; do command -v $$t >/dev/null || { echo "make packages: $$t is not installed (apt-get install lintian rpm rpmlint)" >&2; exit 1; }; done
+	$(MAKE) --no-print-directory deb rpm
+
 .PHONY: fault-build
 fault-build: $(FAULT_BIN)
 $(FAULT_BIN): $(X86_BIN)
@@ -47,10 +64,12 @@ dist: $(X86_BIN) $(ARM_BIN)
 	cd dist && sha256sum ephemcrypt-$(VERSION)-* >SHA256SUMS
 	@cat dist/SHA256SUMS
 
-test: lint unit check-static vm-test
+test: lint unit fuzz-short check-static packages vm-test bench-smoke
 
 lint: toolchain
 	$(CARGO) fmt --all -- --check
+	@if command -v mandoc >/dev/null; then mandoc -Tlint -W warning doc/ephemcrypt.8 doc/ephemcrypt.conf.5; \
+	else echo "SKIPPED: mandoc -Tlint of doc/ (mandoc is not installed)"; fi
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --lib --features fault-injection -- -D warnings
 
@@ -94,6 +113,19 @@ SOAK_BOOTS ?= 20
 soak: $(X86_BIN)
 	bash tests/vm/soak.sh $(SOAK_BOOTS)
 
+# Benchmarks (bench/run.sh; how they work is in its header): one VM (TCG) with a Debian root
+# holding mdadm, cryptsetup, fio and xfsprogs and throwaway NVMe disks on sparse files, then dracut
+# image sizes (bench/initrd-size.sh); bench/report.py and bench/chart.py write results and charts.
+#   make bench        the full run: repetitions, 16 disks, sizes 1 GiB..16 TiB, about 45 minutes;
+#                     results in bench/results/
+#   make bench-smoke  one repetition on two 1 GiB disks, a few variants (part of make test): fails
+#                     unless every part measured something; results in $$VM_CACHE/bench-smoke/results
+.PHONY: bench bench-smoke
+bench: $(X86_BIN)
+	bash bench/run.sh
+bench-smoke: $(X86_BIN)
+	bash bench/run.sh --smoke
+
 clean:
 	$(CARGO) clean
 	rm -rf tests/vm/.cache dist
@@ -116,8 +148,9 @@ plan-demo:
 # make install [DESTDIR=...] [PREFIX=/usr]: the binary, the dracut module, the mkinitcpio hooks,
 # the initramfs-tools hook and boot script (Debian, Ubuntu: update-initramfs -u then includes
 # ephemcrypt), the systemd unit (used by systemd initrds only: it is conditioned on
-# /etc/initrd-release), the real root's check unit (ephemcrypt-check.service, not enabled) and
-# an example configuration. Nothing is enabled: see the README for each distribution.
+# /etc/initrd-release), the real root's units (ephemcrypt-check.service, the metrics service and
+# timer; none enabled), the man pages and an example configuration. Nothing is enabled: see the
+# README for each distribution (the packages of `make deb` and `make rpm` enable the boot hooks).
 PREFIX      ?= /usr
 DESTDIR     ?=
 SBINDIR     := $(PREFIX)/sbin
@@ -126,11 +159,13 @@ INITCPIODIR := $(PREFIX)/lib/initcpio
 ITOOLSDIR   := $(PREFIX)/share/initramfs-tools
 UNITDIR     := $(PREFIX)/lib/systemd/system
 DOCDIR      := $(PREFIX)/share/doc/ephemcrypt
-INSTALLED   := $(SBINDIR)/ephemcrypt \
+MANDIR      := $(PREFIX)/share/man
+INSTALLED   := $(SBINDIR)/ephemcrypt $(MANDIR)/man8/ephemcrypt.8 $(MANDIR)/man5/ephemcrypt.conf.5 \
 	$(DRACUTDIR)/module-setup.sh $(DRACUTDIR)/ephemcrypt-hook.sh $(DRACUTDIR)/ephemcrypt.service \
 	$(INITCPIODIR)/install/ephemcrypt $(INITCPIODIR)/install/sd-ephemcrypt $(INITCPIODIR)/hooks/ephemcrypt \
 	$(ITOOLSDIR)/hooks/ephemcrypt $(ITOOLSDIR)/scripts/local-bottom/ephemcrypt \
 	$(UNITDIR)/ephemcrypt.service $(UNITDIR)/ephemcrypt-check.service \
+	$(UNITDIR)/ephemcrypt-metrics.service $(UNITDIR)/ephemcrypt-metrics.timer \
 	$(DOCDIR)/ephemcrypt.conf.example $(DOCDIR)/dracut.conf.d-ephemcrypt.conf
 
 .PHONY: install uninstall
@@ -146,6 +181,10 @@ install: $(BIN)
 	install -Dm755 initramfs-tools/scripts/local-bottom/ephemcrypt $(DESTDIR)$(ITOOLSDIR)/scripts/local-bottom/ephemcrypt
 	install -Dm644 systemd/ephemcrypt.service $(DESTDIR)$(UNITDIR)/ephemcrypt.service
 	install -Dm644 systemd/ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/ephemcrypt-check.service
+	install -Dm644 systemd/ephemcrypt-metrics.service $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.service
+	install -Dm644 systemd/ephemcrypt-metrics.timer $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.timer
+	install -Dm644 doc/ephemcrypt.8 $(DESTDIR)$(MANDIR)/man8/ephemcrypt.8
+	install -Dm644 doc/ephemcrypt.conf.5 $(DESTDIR)$(MANDIR)/man5/ephemcrypt.conf.5
 	install -Dm644 ephemcrypt.conf.example $(DESTDIR)$(DOCDIR)/ephemcrypt.conf.example
 	install -Dm644 dracut/ephemcrypt.conf $(DESTDIR)$(DOCDIR)/dracut.conf.d-ephemcrypt.conf
 
@@ -162,9 +201,10 @@ uninstall:
 # then in fuzz/artifacts/TARGET/. Installs nothing: needs cargo-fuzz (cargo install cargo-fuzz
 # --locked --version 0.13.2); works on a stable toolchain (fuzz/run.sh sets RUSTC_BOOTSTRAP=1).
 #   make fuzz          the long run: FUZZ_SECONDS (default 600) per target, about 75 minutes
-#   make fuzz-short    for CI: FUZZ_SHORT_SECONDS (default 15) per target, a few minutes with builds
+#   make fuzz-short    part of make test: FUZZ_SHORT_SECONDS (default 10) per target, about 3
+#                      minutes with the first build (.ci/run installs cargo-fuzz)
 FUZZ_SECONDS       ?= 600
-FUZZ_SHORT_SECONDS ?= 15
+FUZZ_SHORT_SECONDS ?= 10
 
 .PHONY: fuzz fuzz-short
 fuzz:

@@ -152,6 +152,12 @@ pub(crate) enum SectorSize {
 pub(crate) enum Workqueues {
     /// `no_read_workqueue no_write_workqueue` where the kernel's crypt target supports them.
     Bypass,
+    /// `no_read_workqueue` only: reads are decrypted where they complete, writes are encrypted by
+    /// dm-crypt's workers (on every CPU, not only in the submitting thread).
+    BypassRead,
+    /// `no_write_workqueue` only.
+    BypassWrite,
+    /// dm-crypt's own workqueues for both.
     Kernel,
 }
 
@@ -261,7 +267,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "key-bits", default: "512", accepts: "twice the cipher's key size for xts (256, 384 or 512 for aes), the key size otherwise (128, 192 or 256 for aes)" },
     Key { name: "sector-size", default: "auto", accepts: "auto, 512, 1024, 2048 or 4096" },
     Key { name: "discard", default: "no", accepts: BOOL },
-    Key { name: "workqueues", default: "bypass", accepts: "bypass or kernel" },
+    Key { name: "workqueues", default: "bypass", accepts: "bypass, bypass-read, bypass-write or kernel" },
     Key { name: "chunk", default: "256K", accepts: "a power of two from 4K to 1G, such as 256K" },
     Key { name: "swap", default: "0", accepts: "0, a size such as 4G, or a share of the volume from 1% to 99%" },
     Key { name: "fs", default: "ext4", accepts: "ext4, xfs or none" },
@@ -378,6 +384,8 @@ impl Raw {
             discard: field(&self.get("discard"), parse_bool)?,
             workqueues: field(&self.get("workqueues"), |v| match v {
                 "bypass" => Some(Workqueues::Bypass),
+                "bypass-read" => Some(Workqueues::BypassRead),
+                "bypass-write" => Some(Workqueues::BypassWrite),
                 "kernel" => Some(Workqueues::Kernel),
                 _ => None,
             })?,
@@ -890,7 +898,7 @@ mod tests {
             ("key-bits", "100", "twice the cipher's key size"),
             ("sector-size", "8192", "auto, 512, 1024, 2048 or 4096"),
             ("discard", "2", "yes or no"),
-            ("workqueues", "none", "bypass or kernel"),
+            ("workqueues", "none", "bypass, bypass-read, bypass-write or kernel"),
             ("chunk", "3K", "a power of two from 4K"),
             ("chunk", "2K", "a power of two from 4K"),
             ("swap", "100%", "from 1% to 99%"),
@@ -1091,5 +1099,48 @@ mod example_tests {
             uncommented.lines().filter(|l| l.contains(" = ") || l.ends_with(" =")).map(|l| format!("{l}\n")).collect();
         let c = super::Config::load(Some((std::path::Path::new("example"), &uncommented)), "").unwrap();
         assert_eq!(c, super::Config::default());
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::KEYS;
+
+    /// ephemcrypt.conf(5) documents every key, in the order of KEYS, each with its default; it
+    /// documents no key that does not exist.
+    #[test]
+    fn the_man_page_documents_every_key_with_its_default() {
+        let man = include_str!("../doc/ephemcrypt.conf.5");
+        let documented: Vec<&str> = man.lines().filter_map(|l| l.strip_prefix(".It Cm ")).collect();
+        let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(documented, keys, "ephemcrypt.conf(5) KEYS against the code's");
+        for k in KEYS {
+            let entry = man.split(&format!(".It Cm {}\n", k.name)).nth(1).unwrap();
+            let want = if k.default.is_empty() {
+                "Default: empty".to_string()
+            } else {
+                format!("Default:\n.Ql {} .\n", k.default)
+            };
+            assert!(entry.starts_with(&want), "ephemcrypt.conf(5): {} should start with {want:?}", k.name);
+        }
+    }
+
+    /// The README's configuration table: the same keys, in the same order, with the same defaults.
+    #[test]
+    fn the_readme_documents_every_key_with_its_default() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("\n## Configuration\n").nth(1).unwrap().split("\n## ").next().unwrap();
+        let rows: Vec<(&str, &str)> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once("` | "))
+            .map(|(k, rest)| (k, rest.split(" | ").next().unwrap()))
+            .collect();
+        let want: Vec<(&str, String)> = KEYS
+            .iter()
+            .map(|k| (k.name, if k.default.is_empty() { "(empty)".into() } else { format!("`{}`", k.default) }))
+            .collect();
+        let rows: Vec<(&str, String)> = rows.into_iter().map(|(k, d)| (k, d.to_string())).collect();
+        assert_eq!(rows, want, "README configuration table against the code's KEYS");
     }
 }

@@ -576,8 +576,19 @@ fn crypt_flags(config: &Config, caps: Caps, sector_size: u32) -> Vec<String> {
     if config.discard && caps.discards() {
         flags.push("allow_discards".to_string());
     }
-    if config.workqueues == Workqueues::Bypass && caps.no_workqueue() {
-        flags.extend(["no_read_workqueue".to_string(), "no_write_workqueue".to_string()]);
+    if caps.no_workqueue() {
+        let (read, write) = match config.workqueues {
+            Workqueues::Bypass => (true, true),
+            Workqueues::BypassRead => (true, false),
+            Workqueues::BypassWrite => (false, true),
+            Workqueues::Kernel => (false, false),
+        };
+        if read {
+            flags.push("no_read_workqueue".to_string());
+        }
+        if write {
+            flags.push("no_write_workqueue".to_string());
+        }
     }
     if sector_size != 512 {
         flags.push(format!("sector_size:{sector_size}"));
@@ -1349,6 +1360,12 @@ mod tests {
         );
         let v = plan_of(&cfg("workqueues = kernel\nsector-size = 512"), &d);
         assert!(ready(&v).crypt.flags.is_empty());
+        let v = plan_of(&cfg("workqueues = bypass-read"), &d);
+        assert_eq!(ready(&v).crypt.flags, ["no_read_workqueue", "sector_size:4096"]);
+        let v = plan_of(&cfg("workqueues = bypass-write"), &d);
+        assert_eq!(ready(&v).crypt.flags, ["no_write_workqueue", "sector_size:4096"]);
+        let v = plan_of(&cfg("workqueues = bypass"), &d);
+        assert_eq!(ready(&v).crypt.flags, ["no_read_workqueue", "no_write_workqueue", "sector_size:4096"]);
         // A 5.4 kernel (crypt 1.19): no workqueue bypass, keyring and 4K sectors fine.
         let v = with_caps(&Config::default(), &d, [1, 19, 0]);
         assert_eq!(ready(&v).crypt.flags, ["sector_size:4096"]);

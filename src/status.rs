@@ -390,7 +390,11 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
         .chain(["not_run"])
         .map(|r| (format!("{{result=\"{r}\"}}"), u64::from(r == current)))
         .collect();
-    metric("setup_result", "Result of ephemcrypt setup in this boot: 1 for the current one (not_run: no status).", &results);
+    metric(
+        "setup_result",
+        "Result of ephemcrypt setup in this boot: 1 for the current one (not_run: no status).",
+        &results,
+    );
     let Some(s) = status else { return out };
     let used = s.disks.iter().filter(|d| d.used).count() as u64;
     metric(
@@ -398,7 +402,11 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
         "Disks setup looked at, by verdict.",
         &[("{verdict=\"used\"}".into(), used), ("{verdict=\"refused\"}".into(), s.disks.len() as u64 - used)],
     );
-    metric("volume_bytes", "Size of the encrypted volume (0: none).", &[(String::new(), s.volume.as_ref().map_or(0, |v| v.bytes))]);
+    metric(
+        "volume_bytes",
+        "Size of the encrypted volume (0: none).",
+        &[(String::new(), s.volume.as_ref().map_or(0, |v| v.bytes))],
+    );
     let gone = s.mappings.iter().filter(|m| m.live == Some(false)).count() as u64;
     metric(
         "mappings",
@@ -409,14 +417,19 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
             ("{state=\"unknown\"}".into(), s.mappings.iter().filter(|m| m.live.is_none()).count() as u64),
         ],
     );
-    metric("escrow_recipients", "Recipients of the key's escrow (0: no escrow).", &[(String::new(), s.escrow.len() as u64)]);
+    metric(
+        "escrow_recipients",
+        "Recipients of the key's escrow (0: no escrow).",
+        &[(String::new(), s.escrow.len() as u64)],
+    );
     if let Some(active) = s.guard_active {
         metric("guard_active", "The reboot guard's inhibitor lock is held.", &[(String::new(), u64::from(active))]);
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_step_duration_seconds Time each step of setup took.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_step_duration_seconds gauge");
     for t in &s.steps {
-        let _ = writeln!(out, "ephemcrypt_setup_step_duration_seconds{{step=\"{}\"}} {}", label(&t.step), seconds(t.ms));
+        let _ =
+            writeln!(out, "ephemcrypt_setup_step_duration_seconds{{step=\"{}\"}} {}", label(&t.step), seconds(t.ms));
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_duration_seconds Time setup took in all.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_duration_seconds gauge");

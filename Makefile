@@ -201,7 +201,7 @@ uninstall:
 # then in fuzz/artifacts/TARGET/. Installs nothing: needs cargo-fuzz (cargo install cargo-fuzz
 # --locked --version 0.13.2); works on a stable toolchain (fuzz/run.sh sets RUSTC_BOOTSTRAP=1).
 #   make fuzz          the long run: FUZZ_SECONDS (default 600) per target, about 75 minutes
-#   make fuzz-short    part of make test: FUZZ_SHORT_SECONDS (default 10) per target, about 3
+#   make fuzz-short    part of make test: FUZZ_SHORT_SECONDS (default 10) per target, about 3.5
 #                      minutes with the first build (.ci/run installs cargo-fuzz)
 FUZZ_SECONDS       ?= 600
 FUZZ_SHORT_SECONDS ?= 10

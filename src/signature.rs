@@ -1220,6 +1220,36 @@ mod tests {
         assert_eq!(content(&xfs), Content::Known(Signature::Xfs));
     }
 
+    /// Found by fuzzing (fuzz/ signature_header): a valid header that names an escrow blob which
+    /// is not there was read as data, which is right, but the fuzz target expected "ours" and no
+    /// test held either way. A header is ours with the age file where it says and zeros around
+    /// it; without it, or with it elsewhere or cut short, the disk is not as setup leaves it.
+    #[test]
+    fn a_header_is_ours_only_with_its_escrow_in_place() {
+        const AGE: &[u8] = b"age-encryption.org/v1\n";
+        let size = 4 * MIB as usize;
+        let mut h = crate::header::tests::sample();
+        h.escrow = (27389, 65536);
+        let mut img = vec![0u8; size];
+        img[..header::SIZE].copy_from_slice(&h.encode());
+        assert_eq!(content(&img), Content::Data, "no escrow where the header says");
+        let mut elsewhere = img.clone();
+        elsewhere[header::SIZE..header::SIZE + AGE.len()].copy_from_slice(AGE);
+        assert_eq!(content(&elsewhere), Content::Data, "the escrow somewhere else");
+        img[27389..27389 + AGE.len()].copy_from_slice(AGE);
+        img[27389 + AGE.len()..27389 + 65536].fill(0x5A);
+        assert_eq!(content(&img), Content::Ours(Box::new(h.clone())));
+        let mut after = img.clone();
+        after[27389 + 65536] = 1;
+        assert_eq!(content(&after), Content::Data, "a byte after the escrow");
+        // An escrow shorter than the age file's first line cannot hold one.
+        h.escrow = (8192, 8);
+        let mut short = vec![0u8; size];
+        short[..header::SIZE].copy_from_slice(&h.encode());
+        short[8192..8192 + AGE.len()].copy_from_slice(AGE);
+        assert_eq!(content(&short), Content::Data, "an escrow of 8 bytes");
+    }
+
     /// Only some of a format's copies remain: each is enough to name it.
     #[test]
     fn partial_labels_are_found() {

@@ -405,7 +405,11 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
     metric(
         "volume_bytes",
         "Size of the encrypted volume (0: none).",
-        &[(String::new(), s.volume.as_ref().map_or(0, |v| v.bytes))],
+        // A status from a version that did not record the size has no sample: 0 would say "none".
+        &match &s.volume {
+            Some(v) if v.bytes == 0 => vec![],
+            v => vec![(String::new(), v.as_ref().map_or(0, |v| v.bytes))],
+        },
     );
     let gone = s.mappings.iter().filter(|m| m.live == Some(false)).count() as u64;
     metric(
@@ -427,9 +431,17 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_step_duration_seconds Time each step of setup took.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_step_duration_seconds gauge");
+    // One sample per step title: a title that comes twice (a hand-made or older status) adds up,
+    // as a repeated series would make node_exporter reject the whole file.
+    let mut steps: Vec<(&str, u64)> = Vec::new();
     for t in &s.steps {
-        let _ =
-            writeln!(out, "ephemcrypt_setup_step_duration_seconds{{step=\"{}\"}} {}", label(&t.step), seconds(t.ms));
+        match steps.iter_mut().find(|(step, _)| *step == t.step) {
+            Some((_, ms)) => *ms += t.ms,
+            None => steps.push((&t.step, t.ms)),
+        }
+    }
+    for (step, ms) in steps {
+        let _ = writeln!(out, "ephemcrypt_setup_step_duration_seconds{{step=\"{}\"}} {}", label(step), seconds(ms));
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_duration_seconds Time setup took in all.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_duration_seconds gauge");

@@ -597,13 +597,17 @@ pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
 /// Write `text` to `path` through a temporary file in its directory (made where missing), renamed
 /// into place: a reader sees the old file or the new one, never half of one.
 pub(crate) fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
-    let dir = path.parent().expect("a file in a directory");
+    // A path without a file name ("", "/", "x/..") names nothing to write.
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::invalid("file path", "a path that ends in a file name", path.display()));
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(dir)
         .map_err(|e| Error::os("create directory", dir.display(), e))?;
-    let name = path.file_name().expect("a file name").to_string_lossy();
+    let name = name.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = fs::OpenOptions::new()
         .write(true)

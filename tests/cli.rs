@@ -297,6 +297,7 @@ fn status_as_prometheus_metrics() {
     // metric with its HELP and TYPE first.
     let valid = |text: &str| {
         let mut declared = Vec::new();
+        let mut series = std::collections::HashSet::new();
         for l in text.lines() {
             if let Some(rest) = l.strip_prefix("# TYPE ") {
                 declared.push(rest.split(' ').next().unwrap().to_string());
@@ -307,6 +308,7 @@ fn status_as_prometheus_metrics() {
                 continue;
             }
             let (name, value) = l.rsplit_once(' ').unwrap();
+            assert!(series.insert(name.to_string()), "{name} twice: node_exporter rejects the file");
             let name = name.split('{').next().unwrap();
             assert!(declared.iter().any(|d| d == name), "{name} without TYPE");
             assert!(name.starts_with("ephemcrypt_") && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{l}");
@@ -326,7 +328,7 @@ fn status_as_prometheus_metrics() {
                   {"name": "b", "path": "/dev/b", "dev": "259:2", "model": "m", "serial": "t", "size_bytes": 1, "use": false, "reason": "ext4"}],
         "cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 4096, "flags": [], "fs": "ext4", "volume_bytes": 1073741824,
         "mappings": [{"name": "ephemcrypt", "dev": "253:0", "live": null}],
-        "steps": [{"step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"step": "mount", "ms": 5}]}"#;
+        "steps": [{"step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"step": "mount", "ms": 5}, {"step": "mount", "ms": 7}]}"#;
     std::fs::write(format!("{dir}/status.json"), doc).unwrap();
     let out = format!("{}/textfile/ephemcrypt.prom", m.host());
     let o = run(&["status", "--format", "prometheus", "--output", &out, "--host", &m.host()]);
@@ -340,13 +342,20 @@ fn status_as_prometheus_metrics() {
         "ephemcrypt_volume_bytes 1073741824\n",
         "ephemcrypt_mappings{state=\"unknown\"} 1\n",
         "ephemcrypt_setup_step_duration_seconds{step=\"mkfs \\\"ext4\\\" on /dev/mapper/x\"} 1.234\n",
-        "ephemcrypt_setup_duration_seconds 1.239\n",
+        "ephemcrypt_setup_step_duration_seconds{step=\"mount\"} 0.012\n",
+        "ephemcrypt_setup_duration_seconds 1.246\n",
         "ephemcrypt_info{version=\"0.1.0\"} 1\n",
     ] {
         assert!(t.contains(want), "{want} in\n{t}");
     }
     let o = run(&["status", "--output", &out, "--host", &m.host()]);
     assert_eq!(o.status.code(), Some(2));
+    // A path that names no file is refused, naming it (it aborted the program before).
+    for bad in ["", "/", "x/.."] {
+        let o = run(&["status", "--format", "prometheus", "--output", bad, "--host", &m.host()]);
+        assert_eq!(o.status.code(), Some(1), "--output {bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("expected a path that ends in a file name"), "{}", stderr(&o));
+    }
     let o = run(&["plan", "--format", "prometheus"]);
     assert!(stderr(&o).contains("--format goes with 'status' only"), "{}", stderr(&o));
 }

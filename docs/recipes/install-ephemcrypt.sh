@@ -3,10 +3,11 @@
 # 2023, Fedora and RHEL (dracut; PACKAGE is the .rpm of `make rpm`) or Debian and Ubuntu
 # (initramfs-tools; the .deb of `make deb`). Run as root on the build instance by an image builder
 # (docs/recipes/packer, docs/recipes/image-builder), or by hand. It
-#   1. installs CONFIG as /etc/ephemcrypt.conf (before the package: the initramfs images the package
-#      rebuilds then hold it) and checks it with `ephemcrypt plan`: a bad key fails the build here,
-#      not at every boot of the fleet;
-#   2. installs the package with the distribution's tool: that rebuilds the initramfs images;
+#   1. checks CONFIG with the package's own binary (`ephemcrypt plan --config`) before anything
+#      changes: a bad key fails the build here, naming it, not at every boot of the fleet;
+#   2. installs the package with the distribution's tool, CONFIG as /etc/ephemcrypt.conf, and
+#      rebuilds the initramfs of every installed kernel (the package's trigger rebuilds only the
+#      newest one, and nothing when the same version is installed again with another CONFIG);
 #   3. on Ubuntu cloud images, turns off the initrd-less boot (GRUB_FORCE_PARTUUID), where no hook
 #      in the initramfs would run;
 #   4. tells cloud-init not to mount ephemeral0 (the instance store it knows of) at /mnt;
@@ -28,19 +29,36 @@ case $pkg in
 	*) die "$pkg: expected a .deb or an .rpm" ;;
 esac
 
+# The package's binary, taken out of it, checks the configuration before anything changes.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+case $pkg in
+	*.deb) dpkg-deb --fsys-tarfile "$pkg" | tar -x -C "$tmp" ./usr/sbin/ephemcrypt ;;
+	*.rpm) (cd "$tmp" && rpm2cpio "$pkg" | cpio -i -d --quiet ./usr/sbin/ephemcrypt) ;;
+esac
+[ -x "$tmp/usr/sbin/ephemcrypt" ] || die "$pkg: no usr/sbin/ephemcrypt in it"
 if [ -n "$conf" ]; then
 	[ -f "$conf" ] || die "$conf: no such configuration file"
-	install -m 0644 "$conf" /etc/ephemcrypt.conf
+	"$tmp/usr/sbin/ephemcrypt" plan --config "$conf" >/dev/null ||
+		die "$conf: not a valid configuration (the error above names the key); nothing was changed"
 fi
 
 echo "$me: installing $pkg"
+[ -z "$conf" ] || install -m 0644 "$conf" /etc/ephemcrypt.conf
 case $pkg in
 	*.deb) DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" ;;
 	*.rpm) if command -v dnf >/dev/null; then dnf install -y "$pkg"; else yum install -y "$pkg"; fi ;;
 esac
-# The configuration as the boot will read it (this machine's command line included): an error names
-# the key and the line.
+# The configuration as the boot will read it (this machine's command line included).
 ephemcrypt plan >/dev/null || die "ephemcrypt plan failed: fix /etc/ephemcrypt.conf (the error above names the key)"
+# Every installed kernel's image, with this configuration.
+if command -v update-initramfs >/dev/null; then
+	update-initramfs -u -k all
+elif command -v dracut >/dev/null; then
+	dracut -f --regenerate-all
+else
+	die "neither update-initramfs nor dracut is installed: nothing would put ephemcrypt into the initramfs"
+fi
 
 # Ubuntu's cloud kernels boot without their initramfs unless told otherwise (README, Debian, Ubuntu).
 if [ -e /etc/default/grub.d/40-force-partuuid.cfg ]; then

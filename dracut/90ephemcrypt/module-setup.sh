@@ -44,9 +44,11 @@ installkernel() {
     case $iv in
         essiv:*) hostonly='' instmods crypto-essiv "crypto-${iv#essiv:}" ;;
     esac
+    # The templates the modes are made of, for any cipher (xts runs over ecb(cipher)); the
+    # crypto-MODE(CIPHER) alias above does not name them on every kernel.
+    hostonly='' instmods xts ecb cbc
     if [[ ${cipher%%-*} == aes ]]; then
-        hostonly='' instmods aes aes_generic aesni_intel aes_ce_blk aes_ce_cipher aes_neon_blk aes_neon_bs \
-            xts ecb cbc
+        hostonly='' instmods aes aes_generic aesni_intel aes_ce_blk aes_ce_cipher aes_neon_blk aes_neon_bs
     fi
     # The configured file system's module (none for fs = none).
     fs=$(_ephemcrypt_conf fs ext4)
@@ -78,7 +80,10 @@ install() {
     # 11-dm.rules (db_persist, the rule of dracut's dm module) keeps them in udev's database
     # across switch_root. Without them a real root with the dm rules marks the mappings
     # SYSTEMD_READY=0 and systemd never sees their devices (tests/vm/boot-systemd.sh).
-    inst_multiple dmsetup
+    if ! inst_multiple dmsetup; then
+        dfatal "ephemcrypt: dmsetup is missing on this host (the device-mapper udev rules run it): install it (dmsetup, or device-mapper) and build again"
+        exit 1
+    fi
     inst_rules 10-dm.rules 55-dm.rules
     inst_dir /etc/udev/rules.d
     printf '%s\n' 'SUBSYSTEM!="block", GOTO="dm_end"' 'KERNEL!="dm-[0-9]*", GOTO="dm_end"' \

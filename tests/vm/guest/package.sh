@@ -33,8 +33,8 @@ if grep -q ' vmtest=install' /proc/cmdline; then
 	check status-says-not-run-yet sh -c 'ephemcrypt status; test $? = 3'
 	check a-bad-configuration-fails-the-recipe sh -c 'echo "swap = lots" >/root/bad.conf
 		! sh /root/install-ephemcrypt.sh /root/ephemcrypt_*.deb /root/bad.conf >/root/bad.log 2>&1 &&
-		grep -q "swap" /root/bad.log'
-	cp /root/node.conf /etc/ephemcrypt.conf
+		grep -q "swap" /root/bad.log && grep -q "nothing was changed" /root/bad.log &&
+		cmp /etc/ephemcrypt.conf /root/node.conf'
 	sync
 	vm_done
 	exit

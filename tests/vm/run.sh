@@ -69,8 +69,10 @@ if ((${#monitors[@]})); then
 	qemu+=(-chardev "pipe,id=mon0,path=$mon/m" -mon chardev=mon0,mode=readline)
 fi
 ms() { date +%s%3N; }
-# clean: the log without CRs and the firmware's terminal escapes (a line may start with them)
-clean() { tr -d '\r' <"$logf" | sed 's/\x1b[^A-Za-z]*[A-Za-z]//g'; }
+# clean: the log without CRs and the firmware's terminal escapes, each VMTEST report on a line of
+# its own (the firmware's last line has no newline: the guest's first report may follow it on the
+# same line, after the escapes that clear the screen)
+clean() { tr -d '\r' <"$logf" | sed -e 's/\x1b[^A-Za-z]*[A-Za-z]//g' -e 's/\([^ ]\)VMTEST /\1\nVMTEST /'; }
 # results: the VMTEST lines of the log
 results() { clean | grep -a '^VMTEST ' || true; }
 secs() { printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)); } # secs MS -> "12.3"

@@ -64,7 +64,13 @@ dist: $(X86_BIN) $(ARM_BIN)
 	cd dist && sha256sum ephemcrypt-$(VERSION)-* >SHA256SUMS
 	@cat dist/SHA256SUMS
 
-test: lint unit fuzz-short check-static packages vm-test bench-smoke
+# deps: what the rest needs on a fresh machine (tests/install-deps.sh), installed first.
+.PHONY: deps
+deps:
+	bash tests/install-deps.sh
+
+test: deps
+	$(MAKE) --no-print-directory lint unit fuzz-short check-static packages vm-test bench-smoke
 
 lint: toolchain
 	$(CARGO) fmt --all -- --check

@@ -317,7 +317,8 @@ pub(crate) fn commands(found: &Found) -> String {
     let _ = writeln!(s, "mnt=${{2:-}}");
     let _ = writeln!(s, "umask 077");
     let _ = writeln!(s, "modprobe -a dm_mod dm_crypt 2>/dev/null || true");
-    let _ = writeln!(s, "work=$(mktemp -d)");
+    // The key goes to a file for cryptsetup: in memory (/run, /dev/shm), never on a disk.
+    let _ = writeln!(s, "work=$(mktemp -d -p /run 2>/dev/null || mktemp -d -p /dev/shm)");
     let _ = writeln!(s, "trap 'rm -rf \"$work\"' EXIT");
     let _ = writeln!(s, "# dev_of SERIAL: the disk with that serial now");
     let _ = writeln!(

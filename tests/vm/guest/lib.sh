@@ -65,8 +65,13 @@ report() {
 }
 # dm_dev NAME: major:minor of a mapping
 dm_dev() { dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '; }
-# on_volume PATH: PATH lies on the data slice of the encrypted volume
-on_volume() { test "$(findmnt -n -r -o MAJ:MIN -T "$1")" = "$(dm_dev ephemcrypt-data)"; }
+# on_volume PATH: PATH lies on the encrypted volume's file system: its data slice, or the crypt
+# mapping itself when the volume has no swap (and so no slices)
+on_volume() {
+	_fs=$(dm_dev ephemcrypt-data 2>/dev/null) || _fs=
+	[ -n "$_fs" ] || _fs=$(dm_dev ephemcrypt)
+	test "$(findmnt -n -r -o MAJ:MIN -T "$1")" = "$_fs"
+}
 mount_active() { systemctl is-active -q "$(systemd-escape -p --suffix=mount "$1")"; }
 # one_swap_on NAME: the only active swap is mapping NAME
 one_swap_on() {

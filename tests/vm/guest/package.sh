@@ -39,13 +39,11 @@ if grep -q ' vmtest=install' /proc/cmdline; then
 	vm_done
 	exit
 fi
-# The volume has no swap slice here: the file system is on the crypt mapping itself.
-on_mapping() { test "$(findmnt -n -r -o MAJ:MIN -T "$1")" = "$(dm_dev ephemcrypt)"; }
 status=$(ephemcrypt status 2>&1)
 echo "$status" | sed 's/^/STATUS /'
 check boot-running test "$state" = running
 check status-ok sh -c 'echo "$1" | grep -q "^result: ok"' _ "$status"
-for m in /var/log /tmp /var/tmp /var/lib/kubelet /var/lib/containerd; do check "on-volume-$m" on_mapping "$m"; done
+for m in /var/log /tmp /var/tmp /var/lib/kubelet /var/lib/containerd; do check "on-volume-$m" on_volume "$m"; done
 check kubelet-capacity-is-the-volume sh -c 'test "$(stat -f -c %b /var/lib/kubelet)" = "$(stat -f -c %b /mnt/ephemcrypt)"'
 check baked-file-hidden-dirs-kept sh -c '! test -e /var/lib/containerd/io.containerd.content.v1.content/baked &&
 	test -d /var/lib/containerd/io.containerd.content.v1.content'

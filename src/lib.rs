@@ -18,6 +18,7 @@ mod config;
 mod disk;
 mod dm;
 mod error;
+mod escape;
 mod execute;
 #[cfg(feature = "fault-injection")]
 mod fault;

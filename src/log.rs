@@ -34,7 +34,10 @@ impl Log for Logger {
             Level::Warn => "warning: ",
             _ => "",
         };
-        let line = format!("ephemcrypt: {tag}{}\n", r.args());
+        // Strings from disks, sysfs and the command line are escaped where they are read; this
+        // catches any that were not: no line break, priority prefix or terminal sequence gets out.
+        let line = format!("ephemcrypt: {tag}{}", r.args());
+        let line = format!("{}\n", crate::escape::line(&line));
         let _ = if self.journal {
             std::io::stderr().write_all(format!("<{}>{line}", priority(r.level())).as_bytes())
         } else {

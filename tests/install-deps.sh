@@ -27,7 +27,19 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   update=1
 fi
 [ -z "$update" ] || apt-get update -qq
-[ ${#need[@]} -eq 0 ] || apt-get install -y -qq "${need[@]}"
+# Some machine images come with a newer qemu-utils (a backport) than the archive's qemu-system-*,
+# which it Breaks: put qemu-utils at the version qemu-system-x86 will have, so that both install.
+extra=()
+if [ ${#need[@]} -gt 0 ] && dpkg -s qemu-utils >/dev/null 2>&1; then
+  have=$(dpkg-query -W -f='${Version}' qemu-utils)
+  want=$(apt-cache policy qemu-system-x86 | sed -n 's/^ *Candidate: //p')
+  if [ -n "$want" ] && [ "$want" != "(none)" ] && [ "$have" != "$want" ] &&
+    ! dpkg -s qemu-system-x86 >/dev/null 2>&1; then
+    echo "install-deps: qemu-utils $have does not go with qemu-system-x86 $want: installing qemu-utils $want" >&2
+    need+=("qemu-utils=$want") extra=(--allow-downgrades)
+  fi
+fi
+[ ${#need[@]} -eq 0 ] || apt-get install -y -qq "${extra[@]}" "${need[@]}"
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 rustup component add clippy rustfmt
 # make fuzz-short runs cargo-fuzz on the stable toolchain (fuzz/README.md).

@@ -5,12 +5,14 @@
 # (docs/recipes/packer, docs/recipes/image-builder), or by hand. It
 #   1. checks CONFIG with the package's own binary (`ephemcrypt plan --config`) before anything
 #      changes: a bad key fails the build here, naming it, not at every boot of the fleet;
-#   2. installs the package with the distribution's tool, CONFIG as /etc/ephemcrypt.conf, and
+#   2. installs the package with the distribution's tool, then CONFIG as /etc/ephemcrypt.conf (the
+#      file it replaces comes back when the configuration fails to plan), and
 #      rebuilds the initramfs of every installed kernel (the package's trigger rebuilds only the
 #      newest one, and nothing when the same version is installed again with another CONFIG);
 #   3. on Ubuntu cloud images, turns off the initrd-less boot (GRUB_FORCE_PARTUUID), where no hook
 #      in the initramfs would run;
-#   4. tells cloud-init not to mount ephemeral0 (the instance store it knows of) at /mnt;
+#   4. tells cloud-init not to mount ephemeral0 (the instance store it knows of) at /mnt, carrying
+#      over the other entries of any mounts: list it replaces (cloud-init does not merge lists);
 #   5. enables ephemcrypt-check.service, and with METRICS=yes ephemcrypt-metrics.timer;
 #   6. checks that every kernel's initramfs holds ephemcrypt, and lists the files of the image that
 #      the bind targets will hide (see docs/recipes/README.md).
@@ -44,13 +46,24 @@ if [ -n "$conf" ]; then
 fi
 
 echo "$me: installing $pkg"
-[ -z "$conf" ] || install -m 0644 "$conf" /etc/ephemcrypt.conf
+# The package first: when apt or dnf fails, /etc/ephemcrypt.conf is still what it was. Then
+# CONFIG, with the file it replaces kept until the configuration is known to be good.
 case $pkg in
 	*.deb) DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" ;;
 	*.rpm) if command -v dnf >/dev/null; then dnf install -y "$pkg"; else yum install -y "$pkg"; fi ;;
 esac
+if [ -n "$conf" ]; then
+	if [ -e /etc/ephemcrypt.conf ]; then cp -p /etc/ephemcrypt.conf "$tmp/ephemcrypt.conf.before"; fi
+	install -m 0644 "$conf" /etc/ephemcrypt.conf
+fi
 # The configuration as the boot will read it (this machine's command line included).
-ephemcrypt plan >/dev/null || die "ephemcrypt plan failed: fix /etc/ephemcrypt.conf (the error above names the key)"
+if ! ephemcrypt plan >/dev/null; then
+	if [ -e "$tmp/ephemcrypt.conf.before" ]; then
+		cp -p "$tmp/ephemcrypt.conf.before" /etc/ephemcrypt.conf
+		die "ephemcrypt plan failed with $conf (the error above names the key): the previous /etc/ephemcrypt.conf is back"
+	fi
+	die "ephemcrypt plan failed: fix /etc/ephemcrypt.conf (the error above names the key)"
+fi
 # Every installed kernel's image, with this configuration.
 if command -v update-initramfs >/dev/null; then
 	update-initramfs -u -k all
@@ -70,10 +83,29 @@ if [ -e /etc/default/grub.d/40-force-partuuid.cfg ]; then
 	echo "$me: turned off the initrd-less boot (GRUB_FORCE_PARTUUID)"
 fi
 # cloud-init mounts the instance store it finds in the metadata (ephemeral0) at /mnt: on a disk
-# ephemcrypt took, that mount fails at every boot. Clear that default.
+# ephemcrypt took, that mount fails at every boot. Clear that default. cloud-init does not merge
+# lists across its configuration files: the last file's `mounts:` replaces the others' whole (its
+# built-in defaults, such as swap, still apply to devices the list does not name). So a `mounts:`
+# of another file is carried over into ours, where it can be read as YAML lines after the key;
+# anything else is said plainly.
 if [ -d /etc/cloud/cloud.cfg.d ]; then
-	printf '%s\n' '# ephemcrypt encrypts the instance store at boot: no plaintext mount of it.' \
-		'mounts:' '  - [ ephemeral0, null ]' >/etc/cloud/cloud.cfg.d/99-ephemcrypt.cfg
+	cfg=/etc/cloud/cloud.cfg.d/99-ephemcrypt.cfg
+	others=$(grep -l '^mounts:' /etc/cloud/cloud.cfg /etc/cloud/cloud.cfg.d/*.cfg 2>/dev/null | grep -vx "$cfg" || true)
+	{
+		echo '# ephemcrypt encrypts the instance store at boot: no plaintext mount of it.'
+		echo '# This list replaces the mounts: of every other cloud-init file (cloud-init does not merge lists).'
+		echo 'mounts:'
+		echo '  - [ ephemeral0, null ]'
+		for f in $others; do
+			echo "  # from $f:"
+			# The list items that follow its `mounts:` key, except its own ephemeral0 entry.
+			sed -n '/^mounts:/,/^[^ #-]/{/^ *- /p}' "$f" | grep -v 'ephemeral0' || true
+		done
+	} >"$cfg.new"
+	mv "$cfg.new" "$cfg"
+	for f in $others; do
+		echo "$me: note: $f sets cloud-init's mounts:, which $cfg replaces; its entries were copied there (check them)"
+	done
 fi
 
 systemctl enable ephemcrypt-check.service

@@ -93,6 +93,10 @@ pub(crate) trait System {
     /// Write the armored escrow to `path` (under /run/ephemcrypt), atomically, mode 0600.
     fn write_escrow(&mut self, path: &Path, text: &str) -> Result<()>;
     fn remove_escrow(&mut self, path: &Path) -> Result<()>;
+    /// Write a configuration file for the real root's services to `path` (a host path under
+    /// /run), atomically, mode 0644.
+    fn write_config(&mut self, path: &Path, text: &str) -> Result<()>;
+    fn remove_config(&mut self, path: &Path) -> Result<()>;
     fn sleep_ms(&mut self, ms: u64);
     /// Milliseconds since an arbitrary start.
     fn now_ms(&mut self) -> u64;
@@ -128,6 +132,15 @@ impl LinuxSystem {
     /// it is the command's output, not a change to the machine it looks at.
     pub(crate) fn write_output(&self, path: &Path, text: &str) -> Result<()> {
         write_atomic(path, text, 0o644)
+    }
+
+    /// Remove the file at host path `p`, through its directory (one already gone is fine).
+    fn remove_file(&self, p: &Path) -> Result<()> {
+        let path = self.path(p);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::invalid("file path", "a path that ends in a file name", path.display()));
+        };
+        Dir::open(dir, false)?.remove(name)
     }
 
     fn path(&self, p: impl AsRef<Path>) -> PathBuf {
@@ -571,11 +584,17 @@ impl System for LinuxSystem {
 
     fn remove_escrow(&mut self, path: &Path) -> Result<()> {
         self.may_change("remove", path.display())?;
-        let path = self.path(path);
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(Error::invalid("file path", "a path that ends in a file name", path.display()));
-        };
-        Dir::open(dir, false)?.remove(name)
+        self.remove_file(path)
+    }
+
+    fn write_config(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.may_change("write", path.display())?;
+        write_atomic(&self.path(path), text, 0o644)
+    }
+
+    fn remove_config(&mut self, path: &Path) -> Result<()> {
+        self.may_change("remove", path.display())?;
+        self.remove_file(path)
     }
 
     fn sleep_ms(&mut self, ms: u64) {

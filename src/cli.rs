@@ -317,7 +317,8 @@ fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.
 fn status(c: &Common) -> Result<(String, u8)> {
-    let status = crate::setup::status(&Host::new(&c.host), &mut LinuxSystem::observer(&c.host));
+    let mut sys = LinuxSystem::observer(&c.host);
+    let status = crate::setup::status(&Host::new(&c.host), &mut sys);
     if c.prometheus {
         let text = match status {
             Ok(s) => crate::status::prometheus(Some(&s)),
@@ -325,7 +326,7 @@ fn status(c: &Common) -> Result<(String, u8)> {
             Err(e) => return Err(e),
         };
         return match &c.output {
-            Some(file) => crate::system::write_atomic(file, &text, 0o644).map(|()| (String::new(), 0)),
+            Some(file) => sys.write_output(file, &text).map(|()| (String::new(), 0)),
             None => Ok((text, 0)),
         };
     }

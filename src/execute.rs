@@ -43,6 +43,8 @@ enum Undo {
     },
     /// The armored escrow in /run/ephemcrypt: it would outlive the key it holds.
     Escrow(PathBuf),
+    /// A configuration file for the real root (under /run).
+    Config(PathBuf),
 }
 
 /// A mapping that was just written to (mkfs, a swap signature) is opened by udev for a moment: the
@@ -254,6 +256,11 @@ impl<S: System> Run<'_, S> {
                 }
                 Ok(())
             }
+            Step::Config { path, text } => {
+                self.sys.write_config(path, text)?;
+                self.undo.push(Undo::Config(path.clone()));
+                Ok(())
+            }
             Step::Status { path } => self.sys.write_status(path, &self.status.to_json().pretty()),
         }
     }
@@ -379,7 +386,7 @@ impl<S: System> Run<'_, S> {
                     )
                 }
                 Undo::Unit { name, .. } => log::info!("undo: remove unit {name}"),
-                Undo::Escrow(p) => log::info!("undo: remove {}", p.display()),
+                Undo::Escrow(p) | Undo::Config(p) => log::info!("undo: remove {}", p.display()),
             }
             let r = match &u {
                 // The mapping first: its node goes only with it (a node of a live mapping is
@@ -399,6 +406,7 @@ impl<S: System> Run<'_, S> {
                 Undo::Remount { path, read_only, options } => self.sys.remount(path, *read_only, options),
                 Undo::Unit { name, wanted_by } => self.sys.remove_unit(name, wanted_by),
                 Undo::Escrow(p) => self.sys.remove_escrow(p),
+                Undo::Config(p) => self.sys.remove_config(p),
             };
             if let Err(e) = r {
                 log::error!("undo failed: {e}");

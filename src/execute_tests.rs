@@ -918,11 +918,20 @@ fn the_guard_is_a_unit_of_a_systemd_root() {
         "ConditionPathExists=!/etc/ephemcrypt.hold",
         "systemd-inhibit --what=shutdown --mode=block",
         "[ ! -e /etc/ephemcrypt.hold ]",
+        "\nProtectSystem=strict\n",
+        "\nCapabilityBoundingSet=CAP_SYS_BOOT\n",
     ] {
         assert!(unit.contains(want), "{want} in {unit}");
     }
+    if let Ok(out) = std::env::var("EPHEMCRYPT_GUARD_UNIT_OUT") {
+        std::fs::write(out, unit).unwrap(); // for systemd-analyze security --offline=yes
+    }
+    // The power button (a cloud's stop) goes through the lock: logind's drop-in, read when logind
+    // starts in the real root.
+    let dropin = &fake.configs[Path::new("/run/systemd/logind.conf.d/ephemcrypt-guard.conf")];
+    assert!(dropin.contains("[Login]\nPowerKeyIgnoreInhibited=yes\n"), "{dropin}");
     let mut plain = Fake::new();
     let o = run(&mut plain, &tree);
-    assert!(plain.units.is_empty());
+    assert!(plain.units.is_empty() && plain.configs.is_empty());
     assert!(o.guard.unwrap().starts_with("not installed: the real root does not run systemd"));
 }

@@ -54,6 +54,8 @@ pub(crate) struct Fake {
     pub(crate) links: BTreeMap<PathBuf, PathBuf>,
     /// Units written, by name.
     pub(crate) units: BTreeMap<String, String>,
+    /// Configuration files written for the real root, by path.
+    pub(crate) configs: BTreeMap<PathBuf, String>,
     /// The headers written, by device.
     pub(crate) headers: BTreeMap<PathBuf, Vec<u8>>,
     pub(crate) clock: u64,
@@ -105,6 +107,7 @@ impl Fake {
         assert!(self.swaps.is_empty(), "swaps left: {:?}", self.swaps);
         assert!(self.mounts.is_empty(), "mounts left: {:?}\ncalls:\n{}", self.mounts, calls());
         assert!(self.escrow.is_none(), "the escrow file left\ncalls:\n{}", calls());
+        assert!(self.configs.is_empty(), "configuration files left: {:?}", self.configs.keys());
         // Units that bind onto the volume go with it; the failure policy's tmpfs units stay.
         assert!(self.units.values().all(|t| t.contains("Type=tmpfs\n")), "bind units left: {:?}", self.units);
         for d in made_dirs {
@@ -345,6 +348,16 @@ impl System for Fake {
         assert_eq!(path, Path::new(crate::paths::ESCROW_PATH));
         self.call("remove_escrow".into())?;
         assert!(self.escrow.take().is_some(), "an escrow file to remove");
+        Ok(())
+    }
+    fn write_config(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.call(format!("write_config {}", path.display()))?;
+        self.configs.insert(path.into(), text.into());
+        Ok(())
+    }
+    fn remove_config(&mut self, path: &Path) -> Result<()> {
+        self.call(format!("remove_config {}", path.display()))?;
+        assert!(self.configs.remove(path).is_some(), "a configuration file to remove");
         Ok(())
     }
     fn sleep_ms(&mut self, ms: u64) {

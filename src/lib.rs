@@ -15,6 +15,7 @@ mod age;
 mod classify;
 pub mod cli;
 mod config;
+mod dirfd;
 mod disk;
 mod dm;
 mod error;

@@ -49,10 +49,55 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
     Ok(status)
 }
 
-/// The guard's inhibitor lock is held: logind keeps a file per lock in /run/systemd/inhibit.
+/// The guard's own inhibitor lock is held. logind keeps a file per lock in /run/systemd/inhibit
+/// (`WHAT=`, `MODE=`, `UID=`, `PID=`, `WHO=`, ...); only one that is root's, blocks shutdown, names
+/// ephemcrypt and was taken by a process of the guard unit counts: any account can take a lock
+/// with `--who=ephemcrypt` (a delay lock, or a block lock where polkit lets it), and any root
+/// process too. Regular files only: the `.ref` FIFOs beside them would block a reader.
 fn guard_active(host: &Host) -> bool {
     let Ok(dir) = std::fs::read_dir(host.path("/run/systemd/inhibit")) else { return false };
-    dir.flatten().any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().any(|l| l == "WHO=ephemcrypt")))
+    dir.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file())).any(|e| {
+        let Some(text) = read_small(&e.path()) else { return false };
+        guard_lock_pid(&text).is_some_and(|pid| in_guard_unit(host, pid))
+    })
+}
+
+/// The largest inhibitor or cgroup file read: logind's are a few hundred bytes.
+const MAX_SMALL_FILE: u64 = 64 << 10;
+
+/// A small file's text, not following a link, never blocking on a FIFO.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    let mut text = String::new();
+    file.take(MAX_SMALL_FILE).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// The PID in a logind inhibitor file, when the lock is one the guard takes: UID=0, MODE=block,
+/// WHAT naming shutdown, WHO=ephemcrypt.
+fn guard_lock_pid(text: &str) -> Option<u32> {
+    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='));
+    let ours = field("UID") == Some("0")
+        && field("MODE") == Some("block")
+        && field("WHAT").is_some_and(|w| w.split(':').any(|w| w == "shutdown"))
+        && field("WHO") == Some("ephemcrypt");
+    let pid = field("PID")?.parse::<u32>().ok().filter(|&p| p > 1)?;
+    ours.then_some(pid)
+}
+
+/// Process `pid` is in the guard unit's control group (/proc/PID/cgroup: `0::/system.slice/
+/// ephemcrypt-guard.service` on cgroup v2; the `name=systemd` line on v1).
+fn in_guard_unit(host: &Host, pid: u32) -> bool {
+    let Some(text) = read_small(&host.path(format!("/proc/{pid}/cgroup"))) else { return false };
+    text.lines().any(|l| {
+        let mut f = l.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else { return false };
+        (controllers.is_empty() || controllers == "name=systemd")
+            && path.rsplit('/').next() == Some(crate::plan::GUARD_UNIT)
+    })
 }
 
 /// How often setup looks again for late disks.
@@ -240,6 +285,61 @@ fn live<S: System>(config: &Config, root: &NewRoot, sys: &mut S) -> Option<Live>
 mod tests {
     use super::*;
     use crate::disk::Probe;
+
+    /// logind's file for the guard's lock, as systemd 252 writes it, with the holder's PID.
+    fn lock(pid: u32) -> String {
+        format!(
+            "# This is private data. Do not parse.\nWHAT=shutdown\nMODE=block\nUID=0\nPID={pid}\nWHO=ephemcrypt\n\
+             WHY=a reboot destroys the encrypted ephemeral volume\nFIFO=/run/systemd/inhibit/1.ref\n"
+        )
+    }
+
+    #[test]
+    fn only_the_guard_units_own_lock_counts() {
+        let root = std::env::temp_dir().join(format!("ephemcrypt-guard-active-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let inhibit = root.join("run/systemd/inhibit");
+        std::fs::create_dir_all(&inhibit).unwrap();
+        let host = Host::new(&root);
+        let proc = |pid: u32, cgroup: &str| {
+            std::fs::create_dir_all(root.join(format!("proc/{pid}"))).unwrap();
+            std::fs::write(root.join(format!("proc/{pid}/cgroup")), cgroup).unwrap();
+        };
+        proc(300, "0::/system.slice/ephemcrypt-guard.service\n");
+        proc(400, "0::/user.slice/user-1000.slice/session-3.scope\n");
+        proc(500, "0::/system.slice/cron.service\n");
+        proc(600, "12:pids:/system.slice/x.service\n1:name=systemd:/system.slice/ephemcrypt-guard.service\n");
+        let only = |text: &str| {
+            for e in std::fs::read_dir(&inhibit).unwrap() {
+                std::fs::remove_file(e.unwrap().path()).unwrap();
+            }
+            std::fs::write(inhibit.join("1"), text).unwrap();
+            guard_active(&host)
+        };
+        assert!(!guard_active(&host), "no lock");
+        assert!(only(&lock(300)), "the guard's own lock");
+        assert!(only(&lock(600)), "cgroup v1's name=systemd hierarchy");
+        assert!(only(&lock(300).replace("WHAT=shutdown", "WHAT=sleep:shutdown")));
+        // Forged: by another account, another process with WHO=ephemcrypt, or not blocking.
+        assert!(!only(&lock(400).replace("UID=0", "UID=1000")), "a user's lock");
+        assert!(!only(&lock(300).replace("UID=0", "UID=1000")), "UID must be 0");
+        assert!(!only(&lock(500)), "root, but not the guard unit's process");
+        assert!(!only(&lock(700)), "a process that is gone");
+        assert!(!only(&lock(300).replace("MODE=block", "MODE=delay")), "a delay lock");
+        assert!(!only(&lock(300).replace("WHAT=shutdown", "WHAT=sleep")), "not shutdown");
+        assert!(!only(&lock(300).replace("WHO=ephemcrypt", "WHO=ephemcrypt2")));
+        assert!(!only(&lock(300).replace("PID=300", "PID=")), "no PID");
+        assert!(!only("WHAT=shutdown\nMODE=block\nWHO=ephemcrypt\n"), "the old test's file");
+        // The FIFO beside a lock file is never opened (it would block); a link is not followed.
+        std::fs::write(inhibit.join("1"), lock(500)).unwrap();
+        nix::unistd::mkfifo(&inhibit.join("1.ref"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::write(root.join("forged"), lock(300)).unwrap();
+        std::os::unix::fs::symlink(root.join("forged"), inhibit.join("2")).unwrap();
+        assert!(!guard_active(&host));
+        std::fs::write(inhibit.join("3"), lock(300)).unwrap();
+        assert!(guard_active(&host));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn only_candidate_disks_are_probed() {

@@ -427,7 +427,11 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
         &[(String::new(), s.escrow.len() as u64)],
     );
     if let Some(active) = s.guard_active {
-        metric("guard_active", "The reboot guard's inhibitor lock is held.", &[(String::new(), u64::from(active))]);
+        metric(
+            "guard_active",
+            "The reboot guard's own inhibitor lock is held (root's, blocking shutdown, by the guard unit's process).",
+            &[(String::new(), u64::from(active))],
+        );
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_step_duration_seconds Time each step of setup took.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_step_duration_seconds gauge");

@@ -117,6 +117,12 @@ pub(crate) enum Step {
         text: String,
         wanted_by: String,
     },
+    /// Write a configuration file for the real root's services under /run, which switch_root
+    /// keeps (logind's drop-in that lets the power button through the guard's lock).
+    Config {
+        path: PathBuf,
+        text: String,
+    },
     /// Write the status document.
     Status {
         path: PathBuf,
@@ -148,6 +154,7 @@ impl Step {
             Step::Bind { target, .. } => format!("bind {}", target.display()),
             Step::Tmpfs { target } => format!("tmpfs on {}", target.display()),
             Step::Unit { name, .. } => format!("unit {name}"),
+            Step::Config { path, .. } => format!("config {}", path.display()),
             Step::Status { path } => format!("write {}", path.display()),
         }
     }
@@ -210,6 +217,9 @@ impl Step {
                 ("wanted_by", wanted_by.as_str().into()),
                 ("text", text.as_str().into()),
             ]),
+            Step::Config { path: p, text } => {
+                Value::obj([kind("config"), ("path", path(p)), ("text", text.as_str().into())])
+            }
             Step::Status { path: p } => Value::obj([kind("status"), ("path", path(p))]),
         }
     }
@@ -312,6 +322,13 @@ impl fmt::Display for Step {
             ),
             Step::Unit { name, text, wanted_by } => {
                 write!(f, "write /run/systemd/system/{name}, wanted by {wanted_by}:")?;
+                for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+                    write!(f, "\n        {line}")?;
+                }
+                Ok(())
+            }
+            Step::Config { path, text } => {
+                write!(f, "write {}:", path.display())?;
                 for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
                     write!(f, "\n        {line}")?;
                 }

@@ -367,6 +367,20 @@ pub(crate) fn check_kernel_crypto(algorithms: &[(&'static str, String)], mut mod
     Ok(())
 }
 
+/// openat(2) of `path` relative to `dir` (the working directory when `None`), as an owned
+/// descriptor (nix 0.29 returns a raw one).
+pub(crate) fn openat(
+    dir: Option<&std::os::fd::OwnedFd>,
+    path: &(impl nix::NixPath + ?Sized),
+    flags: nix::fcntl::OFlag,
+    mode: nix::sys::stat::Mode,
+) -> std::result::Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = nix::fcntl::openat(dir.map(|d| d.as_raw_fd()), path, flags | nix::fcntl::OFlag::O_CLOEXEC, mode)?;
+    // SAFETY: openat just returned `fd`, a new descriptor that nothing else owns or closes.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

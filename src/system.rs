@@ -3,7 +3,7 @@
 //! each call, fails one on purpose, and checks that nothing is left behind. No decisions here:
 //! each method does one thing the step interpreter (`execute.rs`) asks for.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -15,6 +15,8 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
 use crate::config::Fs;
+use crate::dirfd::write_atomic;
+use crate::dirfd::Dir;
 use crate::disk::{mount_holding, parse_mountinfo, DirState, Mount};
 use crate::dm::{self, Control, TableLine, Target};
 use crate::error::{Error, Result};
@@ -91,6 +93,10 @@ pub(crate) trait System {
     /// Write the armored escrow to `path` (under /run/ephemcrypt), atomically, mode 0600.
     fn write_escrow(&mut self, path: &Path, text: &str) -> Result<()>;
     fn remove_escrow(&mut self, path: &Path) -> Result<()>;
+    /// Write a configuration file for the real root's services to `path` (a host path under
+    /// /run), atomically, mode 0644.
+    fn write_config(&mut self, path: &Path, text: &str) -> Result<()>;
+    fn remove_config(&mut self, path: &Path) -> Result<()>;
     fn sleep_ms(&mut self, ms: u64);
     /// Milliseconds since an arbitrary start.
     fn now_ms(&mut self) -> u64;
@@ -119,6 +125,22 @@ impl LinuxSystem {
     /// The machine under `root`, only looked at (for `ephemcrypt plan`).
     pub(crate) fn observer(root: impl Into<PathBuf>) -> LinuxSystem {
         LinuxSystem { changes: false, ..LinuxSystem::new(root) }
+    }
+
+    /// Write a file the operator named (`status --output FILE`; a path on this machine, not under
+    /// the host root): through [`Dir`], as every file ephemcrypt writes. Allowed to an observer:
+    /// it is the command's output, not a change to the machine it looks at.
+    pub(crate) fn write_output(&self, path: &Path, text: &str) -> Result<()> {
+        write_atomic(path, text, 0o644)
+    }
+
+    /// Remove the file at host path `p`, through its directory (one already gone is fine).
+    fn remove_file(&self, p: &Path) -> Result<()> {
+        let path = self.path(p);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::invalid("file path", "a path that ends in a file name", path.display()));
+        };
+        Dir::open(dir, false)?.remove(name)
     }
 
     fn path(&self, p: impl AsRef<Path>) -> PathBuf {
@@ -530,30 +552,24 @@ impl System for LinuxSystem {
     fn write_unit(&mut self, name: &str, text: &str, wanted_by: &str) -> Result<()> {
         let dir = self.path("/run/systemd/system");
         self.may_change("write unit", dir.join(name).display())?;
-        let wants = dir.join(format!("{wanted_by}.wants"));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&wants)
-            .map_err(|e| Error::os("create directory", wants.display(), e))?;
-        let unit = dir.join(name);
-        fs::write(&unit, text).map_err(|e| Error::os("write unit", unit.display(), e))?;
-        let link = wants.join(name);
-        let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(Path::new("..").join(name), &link)
-            .map_err(|e| Error::os("link unit", link.display(), e))
+        let units = Dir::open(&dir, true)?;
+        units.write_file(OsStr::new(name), text.as_bytes(), 0o644)?;
+        let wants = units.child(OsStr::new(&format!("{wanted_by}.wants")), true)?;
+        wants.symlink(&Path::new("..").join(name), OsStr::new(name))
     }
 
     fn remove_unit(&mut self, name: &str, wanted_by: &str) -> Result<()> {
         let dir = self.path("/run/systemd/system");
         self.may_change("remove unit", dir.join(name).display())?;
-        for p in [dir.join(format!("{wanted_by}.wants")).join(name), dir.join(name)] {
-            match fs::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::os("remove", p.display(), e)),
-                _ => {}
-            }
+        let units = match Dir::open(&dir, false) {
+            Err(e) if e.errno_value() == Some(libc::ENOENT) => return Ok(()),
+            r => r?,
+        };
+        match units.child(OsStr::new(&format!("{wanted_by}.wants")), false) {
+            Err(e) if e.errno_value() == Some(libc::ENOENT) => {}
+            r => r?.remove(OsStr::new(name))?,
         }
-        Ok(())
+        units.remove(OsStr::new(name))
     }
 
     fn write_status(&mut self, path: &Path, json: &str) -> Result<()> {
@@ -568,8 +584,17 @@ impl System for LinuxSystem {
 
     fn remove_escrow(&mut self, path: &Path) -> Result<()> {
         self.may_change("remove", path.display())?;
-        let path = self.path(path);
-        fs::remove_file(&path).map_err(|e| Error::os("remove", path.display(), e))
+        self.remove_file(path)
+    }
+
+    fn write_config(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.may_change("write", path.display())?;
+        write_atomic(&self.path(path), text, 0o644)
+    }
+
+    fn remove_config(&mut self, path: &Path) -> Result<()> {
+        self.may_change("remove", path.display())?;
+        self.remove_file(path)
     }
 
     fn sleep_ms(&mut self, ms: u64) {
@@ -592,33 +617,6 @@ pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
             .map_err(|e| Error::os("create directory", parent.display(), e))?;
     }
     copy_dir_tree(from, to)
-}
-
-/// Write `text` to `path` through a temporary file in its directory (made where missing), renamed
-/// into place: a reader sees the old file or the new one, never half of one.
-pub(crate) fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
-    // A path without a file name ("", "/", "x/..") names nothing to write.
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Error::invalid("file path", "a path that ends in a file name", path.display()));
-    };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| Error::os("create directory", dir.display(), e))?;
-    let name = name.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::os("write", tmp.display(), e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::os("write", tmp.display(), e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::os("rename into place", path.display(), e))
 }
 
 /// Extended attributes worth carrying to the skeleton: security labels (SELinux, SMACK,
@@ -751,6 +749,42 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         let e = crate::sys::spawn_wait(Path::new("/nonexistent/prog"), &[]).err().unwrap();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn units_status_and_escrow_are_written_through_no_planted_link() {
+        use std::os::unix::fs::symlink;
+        let root = std::env::temp_dir().join(format!("ephemcrypt-units-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let units = root.join("run/systemd/system");
+        fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
+        fs::create_dir_all(root.join("run/ephemcrypt")).unwrap();
+        let victim = root.join("victim");
+        fs::write(&victim, "precious").unwrap();
+        for p in [
+            units.join("ephemcrypt-guard.service"),
+            units.join(".ephemcrypt-guard.service.tmp"),
+            root.join("run/ephemcrypt/.status.json.tmp"),
+            root.join("run/ephemcrypt/.escrow.age.tmp"),
+            root.join("run/ephemcrypt/escrow.age"),
+        ] {
+            symlink(&victim, p).unwrap();
+        }
+        let mut sys = LinuxSystem::new(&root);
+        sys.write_unit("ephemcrypt-guard.service", "[Unit]\n", "multi-user.target").unwrap();
+        sys.write_status(Path::new("/run/ephemcrypt/status.json"), "{}").unwrap();
+        sys.write_escrow(Path::new("/run/ephemcrypt/escrow.age"), "armor").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(units.join("ephemcrypt-guard.service")).unwrap(), "[Unit]\n");
+        let link = units.join("multi-user.target.wants/ephemcrypt-guard.service");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("../ephemcrypt-guard.service"));
+        let escrow = fs::symlink_metadata(root.join("run/ephemcrypt/escrow.age")).unwrap();
+        assert!(escrow.is_file() && escrow.mode() & 0o7777 == 0o600);
+        sys.remove_unit("ephemcrypt-guard.service", "multi-user.target").unwrap();
+        assert!(!link.exists() && !units.join("ephemcrypt-guard.service").exists());
+        sys.remove_escrow(Path::new("/run/ephemcrypt/escrow.age")).unwrap();
+        assert!(!root.join("run/ephemcrypt/escrow.age").exists());
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -284,7 +284,12 @@ fn status_shows_held_escrow_and_the_guard() {
     assert!(t.contains("guard: ephemcrypt-guard.service: not active\n"), "{t}");
     let inhibit = format!("{}/run/systemd/inhibit", m.host());
     std::fs::create_dir_all(&inhibit).unwrap();
+    // A lock with WHO=ephemcrypt alone is not the guard's: root's, blocking, by its process.
     std::fs::write(format!("{inhibit}/7"), "WHAT=shutdown\nMODE=block\nWHO=ephemcrypt\n").unwrap();
+    assert!(text(&m).contains("guard: ephemcrypt-guard.service: not active\n"));
+    std::fs::write(format!("{inhibit}/7"), "WHAT=shutdown\nMODE=block\nUID=0\nPID=4242\nWHO=ephemcrypt\n").unwrap();
+    std::fs::create_dir_all(format!("{}/proc/4242", m.host())).unwrap();
+    std::fs::write(format!("{}/proc/4242/cgroup", m.host()), "0::/system.slice/ephemcrypt-guard.service\n").unwrap();
     assert!(text(&m).contains("guard: ephemcrypt-guard.service: active, reboots are blocked\n"));
 }
 

@@ -12,7 +12,9 @@
 # --monitor: once the console shows a line matching PATTERN (grep -E), COMMAND goes to qemu's
 # monitor (e.g. 'device_del disk1', 'system_reset'). A system_reset ends the run (-no-reboot):
 # the machine stops as in a crash, without a clean shutdown, and the run passes if the guest
-# printed no "VMTEST FAIL" before it.
+# printed no "VMTEST FAIL" before it. A system_powerdown (the ACPI power button, as a cloud's stop)
+# ends the run too: it passes when qemu exits (the guest powered off) within 60 s of it and the
+# guest printed no "VMTEST FAIL"; past 60 s it fails.
 # A guest that shows no sign of life within --first seconds (default 180) fails at once rather
 # than at --timeout: no "VMTEST " line and no "ephemcrypt:" line yet means it never reached the
 # initramfs' work (a kernel without its modules, a root that never appears). A kernel panic
@@ -60,7 +62,7 @@ esac
 qemu=("${machine[@]}" -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
 	-nic none -kernel "$VMLINUZ" -initrd "$initrd"
 	-append "console=$console panic=-1 quiet$append" "${drives[@]}")
-mon='' fired=() reset=''
+mon='' fired=() reset='' powerdown_at=''
 if ((${#monitors[@]})); then
 	# The monitor on a pipe pair (qemu opens both ends read-write: nothing blocks); its replies
 	# are kept beside the console log.
@@ -98,6 +100,7 @@ monitor() {
 		log "monitor: ${monitors[i]#*|} (the console showed /${monitors[i]%%|*}/)"
 		timeout 10 bash -c 'echo "$1" >"$2"' _ "${monitors[i]#*|}" "$mon/m.in" || log "monitor: qemu did not take it"
 		[[ ${monitors[i]#*|} != system_reset ]] || reset=1
+		[[ ${monitors[i]#*|} != system_powerdown ]] || powerdown_at=$(ms)
 	done
 }
 [[ -z $show ]] || tail -n +1 -f --pid="$pid" "$logf" &
@@ -108,6 +111,10 @@ while kill -0 "$pid" 2>/dev/null; do
 	if [[ -z $done_at ]] && results | grep '^VMTEST DONE' >/dev/null; then done_at=$now; fi
 	if [[ -n $done_at ]] && ((now - done_at > 30000)); then
 		log "guest did not power off 30 s after DONE: killing qemu"
+		break
+	fi
+	if [[ -n $powerdown_at ]] && ((now - powerdown_at > 60000)); then
+		timed_out="the guest did not power off within 60 s of system_powerdown"
 		break
 	fi
 	if ((now - start > timeout * 1000)); then
@@ -135,6 +142,10 @@ res=$(results)
 echo "$res" >&2
 if [[ -n $reset && -z $timed_out ]] && ! grep -q '^VMTEST FAIL' <<<"$res"; then
 	log "PASS: reset by the monitor after $(secs $((end - start))) s (log $logf)"
+	exit 0
+fi
+if [[ -n $powerdown_at && -z $timed_out ]] && ! grep -q '^VMTEST FAIL' <<<"$res"; then
+	log "PASS: powered off $(secs $((end - powerdown_at))) s after system_powerdown (log $logf)"
 	exit 0
 fi
 if grep -q '^VMTEST DONE' <<<"$res" && ! grep -q '^VMTEST FAIL' <<<"$res"; then

@@ -49,6 +49,9 @@ check baked-file-hidden-dirs-kept sh -c '! test -e /var/lib/containerd/io.contai
 	test -d /var/lib/containerd/io.containerd.content.v1.content'
 check no-swap sh -c 'test -z "$(swapon --noheadings --show=NAME)"'
 check check-unit-ok sh -c 'journalctl -b -q -o cat -u ephemcrypt-check.service | grep -q "ephemcrypt: ok: 2 disk(s) encrypted"'
+# The textfile directory is node_exporter's package's (not installed here); the sandboxed unit
+# may write only there and makes no directory.
+mkdir -p /var/lib/prometheus/node-exporter
 systemctl start ephemcrypt-metrics.service
 sed 's/^/METRICS /' /var/lib/prometheus/node-exporter/ephemcrypt.prom
 check metrics-written grep -qx 'ephemcrypt_setup_result{result="ok"} 1' /var/lib/prometheus/node-exporter/ephemcrypt.prom

@@ -229,14 +229,16 @@ def crc32c(data):
     return crc ^ 0xFFFFFFFF
 
 
-def header(member=1, members=2, damaged=False, escrow=(0, 0)):
+def header(member=1, members=2, damaged=False, escrow=(0, 0), fields=()):
+    """A valid header (1 MiB on each member after the reserved MiB: it fits a 3 MiB disk image);
+    `fields` puts (offset, length, bytes) over it before the checksum: a forged header."""
     b = bytearray(4096)
     b[0:16] = b"EPHEMCRYPT\0HDR\x01\x02"
     struct.pack_into("<II", b, 16, 1, 4096)
     b[24:40] = bytes([0x5E]) * 16
     b[40:56] = bytes([0xB0]) * 16
-    struct.pack_into("<QIIQQQQIIQQQQ", b, 56, 1795000000, member, members, 2048, 512, 2097152, 4194304, 512, 4096,
-                     0, 131072, 131072, 4063232)
+    struct.pack_into("<QIIQQQQIIQQQQ", b, 56, 1795000000, member, members, 2048, 512, 2048, 2048 * members, 512,
+                     4096, 0, 1024, 1024, 2048 * members - 1024)
     b[144:148] = b"ext4"
     b[152:167] = b"aes-xts-plain64"
     b[184:194] = b"ephemcrypt"
@@ -244,6 +246,8 @@ def header(member=1, members=2, damaged=False, escrow=(0, 0)):
         s = b"AWS%02d" % i
         b[256 + 48 * i:256 + 48 * i + len(s)] = s
     struct.pack_into("<II", b, 248, *escrow)
+    for off, length, data in fields:
+        b[off:off + length] = data[:length].ljust(length, b"\0")
     struct.pack_into("<I", b, 4092, crc32c(bytes(b[:4092])))
     if damaged:
         b[300] ^= 1
@@ -300,9 +304,29 @@ seed("signature_header", "disk-random", disk(300 * MIB, bytes((i * 7919 + 13) % 
 seed("signature_header", "header-member-2-of-2", b"\x01" + header())
 seed("signature_header", "header-64-members", b"\x01" + header(63, 64))
 seed("signature_header", "header-damaged", b"\x01" + header(damaged=True))
-seed("signature_header", "header-escrow", b"\x01" + header(escrow=(8192, 4096)))
-seed("signature_header", "disk-ours-escrow", disk(3 * MIB, header(escrow=(8192, 4096)) + b"\0" * 4096
+seed("signature_header", "header-escrow", b"\x01" + header(escrow=(4096, 4096)))
+seed("signature_header", "disk-ours-escrow", disk(3 * MIB, header(escrow=(4096, 4096))
                                                    + b"age-encryption.org/v1\n-> X25519 "))
+seed("signature_header", "header-one-member", b"\x01" + header(0, 1, fields=[(80, 8, b""), (88, 8, struct.pack("<Q", 4096)),
+                                                                       (96, 8, struct.pack("<Q", 4096)),
+                                                                       (136, 8, struct.pack("<Q", 3072))]))
+# Forged headers (issue 19): every kind of hostile string in every string field, and numbers
+# ephemcrypt never writes. Each has a checksum that fits; decode must refuse it, naming the field.
+FORGED_STRINGS = [b"x\n<0>emerg", b"\x1b[2J", b"x;touch PWNED;", b"x\ntouch PWNED #", b"x$(touch PWNED)", b"x`id`",
+                  b"it's", b'a"b', b"--foo", b"two words", b"x\xff\xfe", b"ephemcrypt\0junk", b"v" * 64]
+for field, (off, length) in {"name": (184, 64), "fs": (144, 8), "cipher": (152, 32), "serial": (256, 48)}.items():
+    for i, text in enumerate(FORGED_STRINGS):
+        seed("signature_header", "forged-%s-%02d" % (field, i), b"\x01" + header(fields=[(off, length, text)]))
+seed("signature_header", "forged-cipher-null", b"\x01" + header(fields=[(152, 32, b"cipher_null-ecb")]))
+seed("signature_header", "forged-cipher-table", b"\x01" + header(fields=[(152, 32, b"aes-xts-plain64 0 /dev/sda 0")]))
+for name, (off, value) in {"key-bits": (104, struct.pack("<I", 1024)), "sector": (108, struct.pack("<I", 3000)),
+                           "offset": (72, struct.pack("<Q", 0)), "chunk": (80, struct.pack("<Q", 3)),
+                           "member-len": (88, struct.pack("<Q", 1 << 60)), "swap": (120, struct.pack("<Q", 5000)),
+                           "escrow": (248, struct.pack("<I", 27389)), "size": (20, struct.pack("<I", 8192)),
+                           "unused": (4000, b"\x01")}.items():
+    seed("signature_header", "forged-" + name, b"\x01" + header(fields=[(off, len(value), value)]))
+seed("signature_header", "disk-forged-name", disk(3 * MIB, header(fields=[(184, 64, b"x\n<0>emerg")])))
+seed("signature_header", "disk-ours-too-small", disk(2 * MIB - 4096, header()))
 # Found by fuzzing (signature_header): a valid header naming an escrow that is not there.
 seed("signature_header", "header-escrow-missing", bytes.fromhex(
     "01455048454d435259505400484452010201000000001000005e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5eb0b0b0b0b0b0b0"

@@ -10,7 +10,8 @@ use std::fmt;
 
 use crate::config::{glob_match, Cloud, Config, Selector};
 use crate::disk::{Disk, Probe};
-use crate::header::Header;
+use crate::escape::Esc;
+use crate::header::{Header, HeaderError};
 use crate::signature::Signature;
 use crate::units::Bytes;
 
@@ -41,6 +42,11 @@ pub(crate) enum Refusal {
         min: Bytes,
     },
     Signature(Signature),
+    /// Something that starts like an ephemcrypt header but cannot be one ephemcrypt wrote there.
+    Damaged(HeaderError),
+    /// Its serial has characters udev does not keep: the header could not name the disk, and the
+    /// serial could not find it again (`recover`). Not overridden by force.
+    Serial(String),
     /// Neither blank nor an ephemcrypt volume, and no signature we know: data all the same.
     Data,
     Unreadable(String),
@@ -58,28 +64,34 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::NotSelected => f.write_str("not selected by 'devices'"),
-            Refusal::Excluded(s) => write!(f, "excluded by 'exclude' ({s})"),
+            Refusal::Excluded(s) => write!(f, "excluded by 'exclude' ({})", Esc(&s.to_string())),
             Refusal::Persistent { model, what } => {
-                write!(f, "{what} (model '{model}'): persistent disks are never used")
+                write!(f, "{what} (model '{}'): persistent disks are never used", Esc(model))
             }
             Refusal::Mounted(m) if m.iter().any(|m| is_root(m)) => {
-                write!(f, "holds the root file system (mounted at {})", m.join(", "))
+                write!(f, "holds the root file system (mounted at {})", Esc(&m.join(", ")))
             }
-            Refusal::Mounted(m) => write!(f, "mounted at {}", m.join(", ")),
-            Refusal::Partitioned(p) => write!(f, "has partitions ({})", p.join(", ")),
-            Refusal::Holders(h) => write!(f, "in use by {} (holders)", h.join(", ")),
-            Refusal::Swap(s) => write!(f, "active swap ({})", s.join(", ")),
+            Refusal::Mounted(m) => write!(f, "mounted at {}", Esc(&m.join(", "))),
+            Refusal::Partitioned(p) => write!(f, "has partitions ({})", Esc(&p.join(", "))),
+            Refusal::Holders(h) => write!(f, "in use by {} (holders)", Esc(&h.join(", "))),
+            Refusal::Swap(s) => write!(f, "active swap ({})", Esc(&s.join(", "))),
             Refusal::ReadOnly => f.write_str("read-only"),
             Refusal::Removable => f.write_str("removable"),
             Refusal::TooSmall { size, min } => write!(f, "too small ({size} < min-size {min})"),
             Refusal::Signature(s) => {
                 write!(f, "carries a signature: {} (set force=yes to overwrite it)", s.name())
             }
+            // The error escapes what it quotes from the disk.
+            Refusal::Damaged(e) => {
+                write!(f, "holds {e}: foreign data, not taken as ours (set force=yes to overwrite it)")
+            }
+            Refusal::Serial(why) => write!(f, "its serial {why}: ephemcrypt's header could not name it"),
             Refusal::Data => {
                 f.write_str("holds data that is neither blank nor an ephemcrypt volume (set force=yes to overwrite it)")
             }
-            Refusal::Unreadable(e) => write!(f, "could not be probed for signatures: {e}"),
-            Refusal::BadSysfs(e) => write!(f, "its sysfs entry cannot be read: {e}"),
+            // Errors escape what they quote (error.rs); `line` catches any control character left.
+            Refusal::Unreadable(e) => write!(f, "could not be probed for signatures: {}", crate::escape::line(e)),
+            Refusal::BadSysfs(e) => write!(f, "its sysfs entry cannot be read: {}", crate::escape::line(e)),
             Refusal::ExcludeUnchecked(sels) => {
                 let list: Vec<String> = sels.iter().map(ToString::to_string).collect();
                 write!(
@@ -211,14 +223,25 @@ pub(crate) fn classify(disk: &Disk, config: &Config) -> Verdict {
     if disk.size < config.min_size {
         why.push(Refusal::TooSmall { size: disk.size, min: config.min_size });
     }
+    // A serial udev would change (white space, control characters, quotes, non-ASCII): refused
+    // rather than stored escaped, so that a header's serial is always the disk's own, as sysfs
+    // shows it, and recovery finds the disk by it.
+    if let Some(bad) = crate::header::bad_serial(&disk.serial) {
+        why.push(Refusal::Serial(bad));
+    }
     // The content last: taken only when positively free.
     let taken = match &disk.probe {
         Probe::Blank => Some(Taken::Blank),
         Probe::Ours(h) => Some(Taken::Ours(h.clone())),
         Probe::Found(sig) if config.force => Some(Taken::Forced(format!("a {}", sig.name()))),
+        Probe::Damaged(e) if config.force => Some(Taken::Forced(e.to_string())),
         Probe::Data if config.force => Some(Taken::Forced("unrecognised data".into())),
         Probe::Found(sig) => {
             why.push(Refusal::Signature(*sig));
+            None
+        }
+        Probe::Damaged(e) => {
+            why.push(Refusal::Damaged(e.clone()));
             None
         }
         Probe::Data => {
@@ -292,8 +315,15 @@ mod tests {
         d.mounts = vec!["/data".into()];
         assert_eq!(refusals(&d, &cfg("force = yes")), vec![Refusal::Mounted(vec!["/data".into()])]);
         d.mounts.clear();
-        d.probe = Probe::Found(Signature::DamagedEphemcrypt);
-        assert!(refusals(&d, &Config::default())[0].to_string().contains("damaged ephemcrypt header"));
+        d.probe = Probe::Damaged(HeaderError::BadChecksum);
+        assert_eq!(
+            refusals(&d, &Config::default())[0].to_string(),
+            "holds an ephemcrypt header whose checksum fails: foreign data, not taken as ours (set force=yes to overwrite it)"
+        );
+        assert_eq!(
+            classify(&d, &cfg("force = yes")).reason(),
+            "forced (force=yes) over an ephemcrypt header whose checksum fails"
+        );
     }
 
     #[test]

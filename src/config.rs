@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::escape::Esc;
 use crate::units::Bytes;
 
 /// Where a raw value came from, for error messages and `plan` output.
@@ -581,7 +582,8 @@ impl<'a> CipherSpec<'a> {
         }
         if !CIPHERS.iter().any(|(c, _)| *c == cipher) {
             return Err(format!(
-                "'{cipher}' is not a block cipher ephemcrypt runs: aes, serpent, twofish, camellia, aria, cast6 or sm4"
+                "'{}' is not a block cipher ephemcrypt runs: aes, serpent, twofish, camellia, aria, cast6 or sm4",
+                Esc(cipher)
             ));
         }
         let mode = match mode {
@@ -593,7 +595,7 @@ impl<'a> CipherSpec<'a> {
                 return Err(format!("{m} reuses its key stream when a sector is rewritten: use xts"))
             }
             Some(m @ ("xts" | "cbc")) => m,
-            Some(m) => return Err(format!("mode '{m}' is not one ephemcrypt runs: xts or cbc")),
+            Some(m) => return Err(format!("mode '{}' is not one ephemcrypt runs: xts or cbc", Esc(m))),
         };
         let iv = match iv {
             None | Some("") => return Err("the spec has no IV: every sector would be encrypted alike".into()),
@@ -602,7 +604,8 @@ impl<'a> CipherSpec<'a> {
             Some(iv) if IVS.contains(&iv) => iv,
             Some(iv) => {
                 return Err(format!(
-                    "IV '{iv}' is not one ephemcrypt runs: plain64, plain64be, essiv:sha256, benbi or eboiv"
+                    "IV '{}' is not one ephemcrypt runs: plain64, plain64be, essiv:sha256, benbi or eboiv",
+                    Esc(iv)
                 ))
             }
         };
@@ -696,7 +699,7 @@ fn parse_dirs(v: &str) -> Option<Vec<PathBuf>> {
     Some(out)
 }
 
-fn parse_name(v: &str) -> Option<String> {
+pub(crate) fn parse_name(v: &str) -> Option<String> {
     let ok = (1..=64).contains(&v.len())
         && v.starts_with(|c: char| c.is_ascii_alphabetic())
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::header::Header;
+use crate::header::{Header, HeaderError};
 use crate::paths::unescape_octal;
 use crate::signature::{Content, Signature};
 use crate::units::{Bytes, DevNo};
@@ -122,6 +122,9 @@ pub(crate) enum Probe {
     Ours(Box<Header>),
     /// A known signature.
     Found(Signature),
+    /// Something that starts like an ephemcrypt header but is not one ephemcrypt could have
+    /// written there: foreign data, named.
+    Damaged(HeaderError),
     /// Data that is neither blank nor ours, with no signature we know.
     Data,
     /// The disk could not be read; the text names the path and the errno.
@@ -134,6 +137,7 @@ impl From<Content> for Probe {
             Content::Blank => Probe::Blank,
             Content::Ours(h) => Probe::Ours(h),
             Content::Known(sig) => Probe::Found(sig),
+            Content::Damaged(e) => Probe::Damaged(e),
             Content::Data => Probe::Data,
         }
     }

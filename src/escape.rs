@@ -58,6 +58,28 @@ impl fmt::Debug for Esc<'_> {
     }
 }
 
+/// Bytes that may not be UTF-8 (a field read off a disk), shown as [`Esc`] shows text, with each
+/// byte that is not part of valid UTF-8 as `\xNN`.
+#[derive(Clone, Copy)]
+pub(crate) struct EscBytes<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for EscBytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, chunk) in self.0.utf8_chunks().enumerate() {
+            let valid = chunk.valid();
+            // Only the very start is a line start: a `<` after an invalid byte is not.
+            match valid.strip_prefix('<') {
+                Some(rest) if i > 0 => write!(f, "<{}", Esc(rest))?,
+                _ => write!(f, "{}", Esc(valid))?,
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `s` escaped as [`Esc`] shows it; borrowed when nothing needs escaping.
 pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     if s.starts_with('<') || s.chars().any(unsafe_char) {
@@ -114,6 +136,15 @@ mod tests {
         assert_eq!(escape("\u{7f}\u{85}\u{9b}"), "\\x7f\\x85\\x9b");
         assert_eq!(escape("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(escape("\u{2028}\u{feff}"), "\\u{2028}\\u{feff}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_shown_as_hex() {
+        assert_eq!(EscBytes(b"ok").to_string(), "ok");
+        assert_eq!(EscBytes(b"x\xff\n<0>y").to_string(), "x\\xff\\n<0>y");
+        assert_eq!(EscBytes(b"<0>\xfe<1>").to_string(), "\\x3c0>\\xfe<1>");
+        assert_eq!(EscBytes(b"\xc3").to_string(), "\\xc3");
+        assert_eq!(EscBytes("é\u{1b}".as_bytes()).to_string(), "é\\x1b");
     }
 
     #[test]

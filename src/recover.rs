@@ -15,10 +15,10 @@ use crate::config::{Fs, Selector};
 use crate::disk::{Disk, Probe};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
 use crate::error::{Error, Result};
+use crate::escape::Esc;
 use crate::header::{self, Header};
 use crate::host::Host;
 use crate::key::Key;
-use crate::signature::Signature;
 use crate::system::System;
 use crate::units::{DevNo, Sectors};
 
@@ -68,7 +68,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
                 d.probe = Probe::NotProbed;
                 found.push(Member { disk: d, header: *h });
             }
-            Probe::Found(Signature::DamagedEphemcrypt) => damaged.push(d.path.display().to_string()),
+            Probe::Damaged(e) => damaged.push(format!("{} ({e})", Esc(&d.path.display().to_string()))),
             _ => {}
         }
     }
@@ -79,7 +79,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
     match volumes.len() {
         0 if !damaged.is_empty() => {
             return Err(invalid(format!(
-                "the ephemcrypt headers on {} fail their checksum: those disks cannot be put together",
+                "the ephemcrypt headers on {} are damaged or forged: those disks cannot be put together",
                 damaged.join(", ")
             )))
         }
@@ -136,7 +136,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
         let extra = if damaged.is_empty() {
             String::new()
         } else {
-            format!("; headers failing their checksum on {}", damaged.join(", "))
+            format!("; damaged or forged headers on {}", damaged.join(", "))
         };
         return Err(invalid(format!("{} is missing: {}{extra}", Found { members }.describe(), missing.join(", "))));
     }

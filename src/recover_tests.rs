@@ -100,7 +100,7 @@ fn what_cannot_be_recovered_is_said_plainly() {
     std::fs::OpenOptions::new().write(true).open(&image).unwrap().write_all_at(b"X", 300).unwrap();
     let e = find(&tree.host(), &[]).unwrap_err().to_string();
     assert!(
-        e.contains("is missing: member 2 of 2 (serial 'B'); headers failing their checksum on /dev/nvme2n1"),
+        e.contains("is missing: member 2 of 2 (serial 'B'); damaged or forged headers on /dev/nvme2n1 (an ephemcrypt header whose checksum fails)"),
         "{e}"
     );
     // The identity of someone else.

@@ -92,9 +92,6 @@ pub(crate) enum Signature {
     Drbd,
     /// An Oracle ASM disk (ASMLib label).
     OracleAsm,
-    /// Something that starts like an ephemcrypt header but is not a valid one (a bad checksum,
-    /// an unknown version): not taken without force, as any other data.
-    DamagedEphemcrypt,
 }
 
 impl Signature {
@@ -125,7 +122,6 @@ impl Signature {
             Signature::Stratis => "Stratis pool member",
             Signature::Drbd => "DRBD meta data",
             Signature::OracleAsm => "Oracle ASM disk",
-            Signature::DamagedEphemcrypt => "damaged ephemcrypt header (bad checksum or unknown version)",
         }
     }
 }
@@ -196,6 +192,10 @@ pub(crate) enum Content {
     Ours(Box<Header>),
     /// A known signature, named.
     Known(Signature),
+    /// Something that starts like an ephemcrypt header but is not one ephemcrypt could have
+    /// written on this disk (a bad checksum, an unknown version, a forged field, extents past the
+    /// disk's end): foreign data, never taken without force, as any other data.
+    Damaged(HeaderError),
     /// Neither blank nor ours, and no signature we know: someone's data all the same.
     Data,
 }
@@ -203,16 +203,17 @@ pub(crate) enum Content {
 /// What the regions of a disk hold. A known signature anywhere wins, even over our own header:
 /// a former ephemcrypt disk reused by a tool that keeps the first 4 KiB (md 1.2 and bcache write
 /// at 4 KiB, md 1.0 and DRBD at the end) is that tool's now. Our own header counts only with the
-/// rest of the reserved area zero, as setup leaves it. Then a damaged header, then blank.
+/// rest of the reserved area zero, as setup leaves it, and its member's share of the volume
+/// inside the disk. Then a damaged header, then blank.
 pub(crate) fn examine(r: &Regions<'_>) -> Content {
     if let Some(sig) = signature(r) {
         return Content::Known(sig);
     }
-    match r.bytes(0, header::SIZE).map(Header::decode) {
+    match r.bytes(0, header::SIZE).map(|b| Header::decode(b).and_then(|h| h.fits(r.size).map(|()| h))) {
         Some(Ok(h)) if reserved_as_left(r, &h) => return Content::Ours(Box::new(h)),
         Some(Ok(_)) => return Content::Data,
         Some(Err(HeaderError::NoMagic)) | None => {}
-        Some(Err(_)) => return Content::Known(Signature::DamagedEphemcrypt),
+        Some(Err(e)) => return Content::Damaged(e),
     }
     if r.is_blank() {
         return Content::Blank;
@@ -278,6 +279,7 @@ pub(crate) fn probe_device(path: &Path) -> crate::Result<Content> {
         Content::Blank => log::debug!("{}: blank", path.display()),
         Content::Ours(h) => log::debug!("{}: {h}", path.display()),
         Content::Known(sig) => log::debug!("{}: {sig}", path.display()),
+        Content::Damaged(e) => log::debug!("{}: {e}", path.display()),
         Content::Data => log::debug!("{}: data", path.display()),
     }
     Ok(content)
@@ -1199,8 +1201,18 @@ mod tests {
         junk[512 * 1024] = 1;
         assert_eq!(content(&junk), Content::Data);
         // A header with a flipped bit is foreign data, named.
+        let mut flipped = ours.clone();
+        flipped[100] ^= 1;
+        assert_eq!(content(&flipped), Content::Damaged(HeaderError::BadChecksum));
+        // A valid header whose member's share runs past the end of the disk: foreign data too.
+        let mut short = ours.clone();
+        short.truncate(2 * MIB as usize - 4096);
+        assert!(
+            matches!(content(&short), Content::Damaged(HeaderError::BadField { field: "member length", .. })),
+            "{:?}",
+            content(&short)
+        );
         ours[100] ^= 1;
-        assert_eq!(content(&ours), Content::Known(Signature::DamagedEphemcrypt));
         // Random data (ciphertext of a release without headers, or an encrypted application):
         // not blank, not ours, no signature: data.
         assert_eq!(content(&xorshift_bytes(9, size)), Content::Data);
@@ -1229,24 +1241,31 @@ mod tests {
         const AGE: &[u8] = b"age-encryption.org/v1\n";
         let size = 4 * MIB as usize;
         let mut h = crate::header::tests::sample();
-        h.escrow = (27389, 65536);
+        let at = header::SIZE;
+        h.escrow = (at as u32, 65536);
         let mut img = vec![0u8; size];
         img[..header::SIZE].copy_from_slice(&h.encode());
         assert_eq!(content(&img), Content::Data, "no escrow where the header says");
         let mut elsewhere = img.clone();
-        elsewhere[header::SIZE..header::SIZE + AGE.len()].copy_from_slice(AGE);
+        elsewhere[2 * at..2 * at + AGE.len()].copy_from_slice(AGE);
         assert_eq!(content(&elsewhere), Content::Data, "the escrow somewhere else");
-        img[27389..27389 + AGE.len()].copy_from_slice(AGE);
-        img[27389 + AGE.len()..27389 + 65536].fill(0x5A);
+        img[at..at + AGE.len()].copy_from_slice(AGE);
+        img[at + AGE.len()..at + 65536].fill(0x5A);
         assert_eq!(content(&img), Content::Ours(Box::new(h.clone())));
         let mut after = img.clone();
-        after[27389 + 65536] = 1;
+        after[at + 65536] = 1;
         assert_eq!(content(&after), Content::Data, "a byte after the escrow");
+        // An escrow anywhere but right after the header is not one setup writes: foreign.
+        h.escrow = (27389, 65536);
+        let mut odd = vec![0u8; size];
+        odd[..header::SIZE].copy_from_slice(&h.encode());
+        odd[27389..27389 + AGE.len()].copy_from_slice(AGE);
+        assert!(matches!(content(&odd), Content::Damaged(HeaderError::BadField { field: "escrow", .. })));
         // An escrow shorter than the age file's first line cannot hold one.
-        h.escrow = (8192, 8);
+        h.escrow = (at as u32, 8);
         let mut short = vec![0u8; size];
         short[..header::SIZE].copy_from_slice(&h.encode());
-        short[8192..8192 + AGE.len()].copy_from_slice(AGE);
+        short[at..at + AGE.len()].copy_from_slice(AGE);
         assert_eq!(content(&short), Content::Data, "an escrow of 8 bytes");
     }
 
@@ -1359,7 +1378,6 @@ mod tests {
             Signature::Stratis,
             Signature::Drbd,
             Signature::OracleAsm,
-            Signature::DamagedEphemcrypt,
         ];
         let names: std::collections::HashSet<_> = all.iter().map(|s| s.name()).collect();
         assert_eq!(names.len(), all.len(), "names are unique");

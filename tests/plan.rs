@@ -260,7 +260,7 @@ fn only_blank_and_our_own_disks_are_taken() {
         "previous ephemcrypt volume 'ephemcrypt' 5e5e5e5e, created 2026-11-18 11:06:40 UTC, member 1 of 2"
     );
     let named = [
-        ("sdc", "damaged ephemcrypt header"),
+        ("sdc", "holds an ephemcrypt header whose checksum fails: foreign data"),
         ("sdd", "holds data that is neither blank nor an ephemcrypt volume"),
         ("sde", "Ceph BlueStore OSD"),
         ("sdf", "Stratis pool member"),

@@ -696,7 +696,7 @@ fn parse_dirs(v: &str) -> Option<Vec<PathBuf>> {
     Some(out)
 }
 
-fn parse_name(v: &str) -> Option<String> {
+pub(crate) fn parse_name(v: &str) -> Option<String> {
     let ok = (1..=64).contains(&v.len())
         && v.starts_with(|c: char| c.is_ascii_alphabetic())
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -158,7 +158,6 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
 /// status file. Only steps that write nothing to a disk are taken (read-only mappings, read-only
 /// mounts that replay no journal): anything else is refused before the first step. On a failure,
 /// everything made is undone in reverse order and the error returned, with what could not be undone.
-#[cfg_attr(not(test), allow(dead_code))] // recover.rs takes it next
 pub(crate) fn interpret<S: System>(steps: &[Step], sys: &mut S, key: Key) -> Result<()> {
     if let Some(s) = steps.iter().find(|s| !s.is_read_only()) {
         return Err(Error::invalid("recovery step", "a read-only mapping or mount", s.title()));

@@ -33,6 +33,7 @@ mod paths;
 mod plan;
 mod recover;
 mod setup;
+mod shell;
 mod signature;
 mod status;
 mod step;

@@ -127,7 +127,6 @@ pub(crate) enum Step {
 
 /// The mount option that keeps a read-only mount of `fs` from replaying its journal (which would
 /// write to the device even under `ro`).
-#[cfg_attr(not(test), allow(dead_code))] // recover.rs takes it next
 pub(crate) fn no_replay(fs: Fs) -> Option<&'static str> {
     match fs {
         Fs::Ext4 => Some("noload"),
@@ -142,7 +141,6 @@ pub(crate) const MOUNT_OPTIONS: [&str; 2] = ["nosuid", "nodev"];
 impl Step {
     /// Whether the step writes nothing to a disk: a read-only mapping, a read-only mount that
     /// replays no journal, a directory. `recover` takes only such steps.
-    #[cfg_attr(not(test), allow(dead_code))] // recover.rs takes it next
     pub(crate) fn is_read_only(&self) -> bool {
         match self {
             Step::Mapping(m) => m.read_only && m.escrow.is_empty(),

@@ -278,14 +278,16 @@ fn recover(c: &Common, r: &Recover) -> Result<String> {
     };
     let found = crate::recover::find(&host, &disks)?;
     if r.print_commands {
-        return Ok(crate::recover::commands(&found));
+        return crate::recover::script(&found);
     }
     if let Some(dir) = r.mount.as_deref().filter(|d| !d.is_dir()) {
         return Err(Error::Usage(format!("--mount {}: not a directory", dir.display())));
     }
-    let blob = crate::recover::escrow(&host, &found)?;
-    let key = crate::recover::key(&blob, r.identity.as_deref().expect("checked by parse"), &found)?;
-    crate::recover::open(&found, key, &mut LinuxSystem::new(&c.host), r.mount.as_deref())
+    // The layout is checked before anything is decrypted.
+    let steps = crate::recover::plan(&found, r.mount.as_deref())?;
+    let identity = r.identity.as_deref().ok_or_else(|| Error::Usage("recover needs --identity FILE".into()))?;
+    let key = crate::recover::escrowed_key(&host, &found, identity)?;
+    crate::recover::open(&found, &steps, key, &mut LinuxSystem::new(&c.host))
 }
 
 /// `ephemcrypt check`: the volume is there (or nothing was to be done): one line on stdout, exit

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::OnFailure;
 use crate::dm::{CryptKey, Target};
 use crate::error::{Error, Result};
-use crate::key::KeySerial;
+use crate::key::{Key, KeySerial};
 use crate::plan::{state_reason, Assessed, Plan, State, Volume};
 use crate::status::{DiskStatus, MappingStatus, SetupResult, Status, Timing, VolumeStatus};
 use crate::step::{KeyPath, Mapping, Step};
@@ -121,7 +121,7 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
         steps: timings,
         ..Status::new(result, reason)
     };
-    let mut run = Run { sys, newroot: &plan.newroot, undo: Vec::new(), made: BTreeMap::new(), escrow: None, status };
+    let mut run = Run::new(sys, &plan.newroot, status, None);
     if let Some(reason) = plan.failure() {
         return run.fail(plan, reason, None);
     }
@@ -155,6 +155,31 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
     run.status
 }
 
+/// `recover`: take `steps` through the same per-step code and undo stack as setup, with `key` (the
+/// escrowed key) at the crypt step in place of a new one; without setup's failure policy, and no
+/// status file. Only steps that write nothing to a disk are taken (read-only mappings, read-only
+/// mounts that replay no journal): anything else is refused before the first step. On a failure,
+/// everything made is undone in reverse order and the error returned, with what could not be undone.
+pub(crate) fn interpret<S: System>(steps: &[Step], sys: &mut S, key: Key) -> Result<()> {
+    if let Some(s) = steps.iter().find(|s| !s.is_read_only()) {
+        return Err(Error::invalid("recovery step", "a read-only mapping or mount", s.title()));
+    }
+    let mut run = Run::new(sys, Path::new("/"), Status::new(SetupResult::Ok, ""), Some(key));
+    for step in steps {
+        let title = step.title();
+        log::info!("{title}");
+        if let Err(e) = run.step(step) {
+            log::error!("step '{title}' failed: {e}");
+            let (left, _) = run.rollback();
+            if left.is_empty() {
+                return Err(e);
+            }
+            return Err(Error::Recover(format!("{e}; cleanup: {}", left.join("; "))));
+        }
+    }
+    Ok(())
+}
+
 struct Run<'a, S: System> {
     sys: &'a mut S,
     /// The status names paths as the real root will see them, without this prefix.
@@ -164,10 +189,16 @@ struct Run<'a, S: System> {
     made: BTreeMap<String, DevNo>,
     /// The escrow made at the crypt mapping, for the [`Step::Escrow`] that writes it.
     escrow: Option<Vec<u8>>,
+    /// `recover`: the key the crypt step loads, taken from the escrow; `None`: the step makes one.
+    key: Option<Key>,
     status: Status,
 }
 
-impl<S: System> Run<'_, S> {
+impl<'a, S: System> Run<'a, S> {
+    fn new(sys: &'a mut S, newroot: &'a Path, status: Status, key: Option<Key>) -> Run<'a, S> {
+        Run { sys, newroot, undo: Vec::new(), made: BTreeMap::new(), escrow: None, key, status }
+    }
+
     /// A path of the new root as the real root will see it: `/sysroot/var/log` → `/var/log`.
     fn in_root(&self, p: &Path) -> PathBuf {
         p.strip_prefix(self.newroot).map_or_else(|_| p.to_path_buf(), |rest| Path::new("/").join(rest))
@@ -285,7 +316,7 @@ impl<S: System> Run<'_, S> {
         self.status.mappings.push(MappingStatus { name: m.name.clone(), dev, live: None });
         let loaded = match m.key {
             Some((path, _)) => self.load_with_key(m, &table, path),
-            None => self.sys.dm_load(&m.name, &table, false, false),
+            None => self.sys.dm_load(&m.name, &table, false, m.read_only),
         };
         // dm-crypt says ENOENT when the kernel cannot allocate the cipher (where AF_ALG was not
         // there to check it first): name it.
@@ -315,7 +346,14 @@ impl<S: System> Run<'_, S> {
     fn load_with_key(&mut self, m: &Mapping, table: &[Target], path: KeyPath) -> Result<()> {
         let name = m.name.as_str();
         let bytes = table.iter().find_map(Target::key_placeholder).expect("a crypt table has a key placeholder");
-        let key = self.sys.make_key(bytes)?;
+        let key = match self.key.take() {
+            None => self.sys.make_key(bytes)?,
+            Some(k) if k.len() == bytes => k,
+            Some(k) => {
+                let found = format!("a {}-byte key", k.len());
+                return Err(Error::invalid(format!("key of {name}"), "as many bytes as the table's key", found));
+            }
+        };
         // The escrow, while the key exists: encrypted from its locked buffer, written by the next step.
         if !m.escrow.is_empty() {
             let sys = &mut *self.sys;
@@ -328,7 +366,7 @@ impl<S: System> Run<'_, S> {
                 self.undo.push(Undo::Key(serial));
                 let logon = CryptKey::Logon { bytes, description };
                 let table: Vec<Target> = table.iter().map(|t| t.with_key(logon.clone())).collect();
-                let loaded = self.sys.dm_load(name, &table, true, false);
+                let loaded = self.sys.dm_load(name, &table, true, m.read_only);
                 // dm-crypt copied the key at load; the keyring entry goes whatever happened. If it
                 // cannot, the undo entry stays and the rollback tries again; the load's own error,
                 // if any, is the one to report.
@@ -348,7 +386,7 @@ impl<S: System> Run<'_, S> {
                     "this kernel's dm-crypt cannot take keyring keys: loading a hex key with DM_SECURE_DATA_FLAG"
                 );
                 let table: Vec<Target> = table.iter().map(|t| t.with_key(CryptKey::Hex(hex.clone()))).collect();
-                self.sys.dm_load(name, &table, true, false)?;
+                self.sys.dm_load(name, &table, true, m.read_only)?;
             }
         }
         self.status.key = Some(path.describe().to_string());

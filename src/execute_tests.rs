@@ -935,3 +935,85 @@ fn the_guard_is_a_unit_of_a_systemd_root() {
     assert!(plain.units.is_empty() && plain.configs.is_empty());
     assert!(o.guard.unwrap().starts_with("not installed: the real root does not run systemd"));
 }
+
+/// `recover`'s steps: a read-only crypt mapping over a disk, then a read-only mount.
+fn read_only_steps(key_bytes: usize) -> Vec<crate::step::Step> {
+    use crate::dm::{Crypt, CryptKey, Dev, Target, TargetKind};
+    use crate::step::{KeyPath, Mapping, Step};
+    use crate::units::Sectors;
+    vec![
+        Step::Mapping(Mapping {
+            name: "v-recovered".into(),
+            uuid: "EPHEMCRYPT-RECOVERED-v-recovered".into(),
+            table: vec![Target {
+                start: Sectors(0),
+                len: Sectors(8192),
+                kind: TargetKind::Crypt(Crypt {
+                    cipher: "aes-xts-plain64".into(),
+                    key: CryptKey::Placeholder { bytes: key_bytes },
+                    iv_offset: Sectors(0),
+                    dev: Dev::Num(DevNo { major: 259, minor: 1 }),
+                    offset: Sectors(2048),
+                    options: Vec::new(),
+                }),
+            }],
+            key: Some((KeyPath::Keyring, 512)),
+            kernel: vec![("skcipher", "xts(aes)".into())],
+            escrow: Vec::new(),
+            read_only: true,
+        }),
+        Step::Mount {
+            source: "/dev/mapper/v-recovered".into(),
+            target: "/mnt/r".into(),
+            fs: crate::config::Fs::Ext4,
+            options: vec!["ro".into(), "noload".into()],
+        },
+    ]
+}
+
+#[test]
+fn interpret_loads_the_given_key_read_only_and_makes_none() {
+    let mut fake = Fake::new();
+    fake.dirs.insert(PathBuf::from("/mnt/r"));
+    let key = crate::key::Key::from_bytes_for_test(&[PLANTED; 64]);
+    crate::execute::interpret(&read_only_steps(64), &mut fake, key).unwrap();
+    assert!(!fake.calls.iter().any(|c| c.starts_with("make_key")), "{:?}", fake.calls);
+    let load = fake.calls.iter().find(|c| c.starts_with("dm_load")).unwrap();
+    assert!(
+        load.starts_with("dm_load v-recovered secure=true read-only 0 8192 crypt aes-xts-plain64 :64:logon:"),
+        "{load}"
+    );
+    assert!(fake.keys.is_empty(), "the logon key is invalidated");
+    assert_eq!(fake.mounts, [PathBuf::from("/mnt/r")]);
+    assert!(fake.status.is_none(), "no status file");
+}
+
+#[test]
+fn interpret_takes_only_read_only_steps_and_undoes_on_failure() {
+    use crate::step::Step;
+    let key = || crate::key::Key::from_bytes_for_test(&[PLANTED; 64]);
+    // A step that writes: refused before anything is made.
+    let mut steps = read_only_steps(64);
+    steps.push(Step::Status { path: "/run/x".into() });
+    let mut fake = Fake::new();
+    let e = crate::execute::interpret(&steps, &mut fake, key()).unwrap_err().to_string();
+    assert!(e.contains("expected a read-only mapping or mount, found 'write /run/x'"), "{e}");
+    assert!(fake.calls.is_empty(), "{:?}", fake.calls);
+    // A mount that would replay the journal: refused.
+    let mut steps = read_only_steps(64);
+    if let Step::Mount { options, .. } = &mut steps[1] {
+        options.pop();
+    }
+    assert!(crate::execute::interpret(&steps, &mut Fake::new(), key()).is_err());
+    // A key of the wrong size: refused at the crypt step, nothing left.
+    let mut fake = Fake::new();
+    let e = crate::execute::interpret(&read_only_steps(32), &mut fake, key()).unwrap_err().to_string();
+    assert!(e.contains("key of v-recovered"), "{e}");
+    assert!(fake.mappings.is_empty(), "{:?}", fake.calls);
+    // The mount fails: the mapping goes, no key stays, no policy (no tmpfs), no status.
+    let mut fake = Fake { fail_all: Some("mount ".into()), ..Fake::new() };
+    fake.dirs.insert(PathBuf::from("/mnt/r"));
+    assert!(crate::execute::interpret(&read_only_steps(64), &mut fake, key()).is_err());
+    fake.assert_clean(&[], &[]);
+    assert!(fake.tmpfs.is_empty() && fake.status.is_none(), "{:?}", fake.calls);
+}

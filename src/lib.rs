@@ -34,6 +34,7 @@ mod paths;
 mod plan;
 mod recover;
 mod setup;
+mod shell;
 mod signature;
 mod status;
 mod step;

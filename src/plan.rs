@@ -646,6 +646,7 @@ fn linear_mapping(role: &str, slice: &Slice, below: &str) -> Step {
         key: None,
         kernel: Vec::new(),
         escrow: Vec::new(),
+        read_only: false,
     })
 }
 
@@ -702,6 +703,7 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
                 key: None,
                 kernel: Vec::new(),
                 escrow: Vec::new(),
+                read_only: false,
             }));
             Dev::Mapping(st.name.clone())
         }
@@ -727,6 +729,7 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
         key: Some((c.key_path, c.key_bits)),
         kernel: CipherSpec::parse(&c.cipher).map(|s| s.kernel_algorithms()).unwrap_or_default(),
         escrow: v.escrow.clone(),
+        read_only: false,
     }));
     if !v.escrow.is_empty() {
         steps.push(Step::Escrow {

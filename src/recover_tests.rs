@@ -34,12 +34,12 @@ fn the_volume_opens_read_only_with_either_identity() {
     let serials: Vec<&str> = found.members.iter().map(|m| m.disk.serial.as_str()).collect();
     assert_eq!(serials, ["A", "B"], "stripe order, not enumeration order");
     for id in [AGE_IDENTITY, SSH_PRIVATE] {
-        let blob = escrow(&tree.host(), &found).unwrap();
-        let key = key(&blob, &identity(&tree, id), &found).unwrap();
+        let key = escrowed_key(&tree.host(), &found, &identity(&tree, id)).unwrap();
         assert_eq!(key.expose(), [PLANTED; 64]);
         let mut fake = Fake::new();
         fake.dirs.insert(PathBuf::from("/mnt/recovery"));
-        let out = open(&found, key, &mut fake, Some(Path::new("/mnt/recovery"))).unwrap();
+        let steps = plan(&found, Some(Path::new("/mnt/recovery"))).unwrap();
+        let out = open(&found, &steps, key, &mut fake).unwrap();
         let loads: Vec<&String> = fake.calls.iter().filter(|c| c.starts_with("dm_load")).collect();
         assert_eq!(loads.len(), 3, "{:?}", fake.calls);
         assert!(loads.iter().all(|c| c.contains(" read-only ")), "{loads:?}");
@@ -49,7 +49,9 @@ fn the_volume_opens_read_only_with_either_identity() {
         assert!(loads[2].starts_with("dm_load ephemcrypt-recovered-data secure=false read-only 0 "));
         assert!(fake.keys.is_empty(), "the logon key is invalidated");
         assert!(
-            fake.calls.iter().any(|c| c == "mount /dev/mapper/ephemcrypt-recovered-data /mnt/recovery ext4 ro,noload"),
+            fake.calls
+                .iter()
+                .any(|c| c == "mount /dev/mapper/ephemcrypt-recovered-data /mnt/recovery ext4 ro,noload,nosuid,nodev"),
             "{:?}",
             fake.calls
         );
@@ -65,13 +67,19 @@ fn the_volume_opens_read_only_with_either_identity() {
 fn a_failed_open_removes_what_it_made() {
     let (tree, _) = escrowed();
     let found = find(&tree.host(), &[]).unwrap();
-    let blob = escrow(&tree.host(), &found).unwrap();
+    let id = identity(&tree, AGE_IDENTITY);
+    let steps = plan(&found, Some(Path::new("/mnt/recovery"))).unwrap();
     let mut reference = Fake::new();
-    open(&found, key(&blob, &identity(&tree, AGE_IDENTITY), &found).unwrap(), &mut reference, None).unwrap();
+    reference.dirs.insert(PathBuf::from("/mnt/recovery"));
+    open(&found, &steps, escrowed_key(&tree.host(), &found, &id).unwrap(), &mut reference).unwrap();
+    assert!(reference.calls.last().unwrap().starts_with("mount "), "{:?}", reference.calls);
     for at in 0..reference.calls.len() {
         let mut fake = Fake { fail_at: Some(at), ..Fake::new() };
-        let k = key(&blob, &identity(&tree, AGE_IDENTITY), &found).unwrap();
-        assert!(open(&found, k, &mut fake, None).is_err(), "call {at}");
+        fake.dirs.insert(PathBuf::from("/mnt/recovery"));
+        let k = escrowed_key(&tree.host(), &found, &id).unwrap();
+        assert!(open(&found, &steps, k, &mut fake).is_err(), "call {at}");
+        assert!(fake.mounts.is_empty(), "call {at}: {:?}", fake.calls);
+        assert!(fake.status.is_none() && fake.tmpfs.is_empty(), "no policy, no status: {:?}", fake.calls);
         assert!(fake.mappings.is_empty(), "call {at}: {:?}", fake.calls);
         // A key whose invalidation itself failed goes with the process keyring when recover exits.
         assert!(
@@ -106,16 +114,16 @@ fn what_cannot_be_recovered_is_said_plainly() {
     // The identity of someone else.
     let (tree, _) = volume(&format!("escrow = {SSH_PUBLIC}"));
     let found = find(&tree.host(), &[]).unwrap();
-    let blob = escrow(&tree.host(), &found).unwrap();
-    let e = key(&blob, &identity(&tree, AGE_IDENTITY), &found).unwrap_err().to_string();
+    let e = escrowed_key(&tree.host(), &found, &identity(&tree, AGE_IDENTITY)).unwrap_err().to_string();
     assert!(e.contains("the identity matches none of its recipients (an ssh-ed25519 key tagged "), "{e}");
     assert!(e.contains(&format!("(the identity file is for {AGE_RECIPIENT})")), "{e}");
-    let e = key(&blob, &identity(&tree, "not a key"), &found).unwrap_err().to_string();
-    assert!(e.starts_with("identity file "), "{e}");
+    assert!(e.contains("no member's escrow copy opens: /dev/nvme1n1: ") && e.contains("; /dev/nvme2n1: "), "{e}");
+    let e = escrowed_key(&tree.host(), &found, &identity(&tree, "not a key")).unwrap_err().to_string();
+    assert!(e.contains("/dev/nvme1n1: identity file "), "{e}");
     // No escrow when it was made.
     let (tree, _) = volume("");
     let found = find(&tree.host(), &[]).unwrap();
-    let e = escrow(&tree.host(), &found).unwrap_err().to_string();
+    let e = escrowed_key(&tree.host(), &found, Path::new("/nonexistent")).unwrap_err().to_string();
     assert!(e.contains("was made without escrow"), "{e}");
 }
 
@@ -139,33 +147,6 @@ fn two_volumes_must_be_chosen_between() {
 }
 
 #[test]
-fn the_script_uses_stock_tools_with_the_volume_s_layout() {
-    let (tree, fake) = escrowed();
-    let found = find(&tree.host(), &[]).unwrap();
-    let s = commands(&found);
-    let h = found.header();
-    for want in [
-        "#!/bin/sh\n".to_string(),
-        "m0=$(dev_of 'A')\nm1=$(dev_of 'B')\n".into(),
-        format!("dd if=\"$m0\" of=\"$work/escrow.age\" bs=1 skip=4096 count={} 2>/dev/null\n", h.escrow.1),
-        "age -d -i \"$identity\" -o \"$work/key\" \"$work/escrow.age\"\n".into(),
-        format!("dmsetup create --readonly ephemcrypt-recovered-stripe --table \"0 {} striped 2 512 $m0 2048 $m1 2048\"\n", h.volume_len.0),
-        format!(
-            "cryptsetup open --readonly --type plain --cipher 'aes-xts-plain64' --key-size 512 --sector-size 4096 \
-             --offset 0 --skip 0 --size {} --key-file \"$work/key\" \"/dev/mapper/ephemcrypt-recovered-stripe\" ephemcrypt-recovered\n",
-            h.volume_len.0
-        ),
-        format!("dmsetup create --readonly ephemcrypt-recovered-data --table \"0 {} linear /dev/mapper/ephemcrypt-recovered {}\"\n", h.data.1 .0, h.data.0 .0),
-        "\tmount -t ext4 -o ro,noload /dev/mapper/ephemcrypt-recovered-data \"$mnt\"\n".into(),
-    ] {
-        assert!(s.contains(&want), "{want}\nin\n{s}");
-    }
-    // The tables the script makes are setup's own, with other names.
-    let setup_stripe = fake.tables.iter().find(|t| t.contains(" striped ")).unwrap();
-    assert!(setup_stripe.starts_with(&format!("0 {} striped 2 512 ", h.volume_len.0)), "{setup_stripe}");
-}
-
-#[test]
 fn two_disks_claiming_one_member_are_refused() {
     let (tree, fake) = escrowed();
     crate::fake::add_disk(&tree.root, "nvme3n1", 3, "C");
@@ -179,4 +160,174 @@ fn two_disks_claiming_one_member_are_refused() {
         .unwrap();
     let e = find(&tree.host(), &[]).unwrap_err().to_string();
     assert!(e.contains("/dev/nvme1n1 and /dev/nvme3n1 both carry member 1 of 2"), "{e}");
+}
+
+#[test]
+fn a_damaged_escrow_copy_falls_back_to_the_next_member() {
+    let (tree, _) = escrowed();
+    let found = find(&tree.host(), &[]).unwrap();
+    let id = identity(&tree, AGE_IDENTITY);
+    use std::os::unix::fs::FileExt;
+    let (at, len) = found.members[0].header.escrow;
+    let image = tree.root.join("dev/nvme1n1");
+    let f = std::fs::OpenOptions::new().write(true).open(&image).unwrap();
+    // Member 1's copy damaged near its end (the payload: the AEAD fails).
+    f.write_all_at(b"XXXX", u64::from(at + len - 8)).unwrap();
+    let key = escrowed_key(&tree.host(), &found, &id).unwrap();
+    assert_eq!(key.expose(), [PLANTED; 64]);
+    // Member 1's copy cut short by the disk's end: unreadable.
+    f.set_len(u64::from(at) + 10).unwrap();
+    let key = escrowed_key(&tree.host(), &found, &id).unwrap();
+    assert_eq!(key.expose(), [PLANTED; 64]);
+    // Both damaged: each named.
+    let g = std::fs::OpenOptions::new().write(true).open(tree.root.join("dev/nvme2n1")).unwrap();
+    g.write_all_at(b"XXXX", u64::from(at + len - 8)).unwrap();
+    let e = escrowed_key(&tree.host(), &found, &id).unwrap_err().to_string();
+    assert!(e.contains("no member's escrow copy opens: /dev/nvme1n1: read the escrow from "), "{e}");
+    assert!(e.contains("; /dev/nvme2n1: recover: the escrow of volume 'ephemcrypt'"), "{e}");
+}
+
+/// A found volume of `n` members on 100 GiB disks, as setup would have written it (with escrow).
+fn found_of(n: u32, swap: bool) -> Found {
+    let members = (0..n)
+        .map(|i| {
+            let mut h = crate::header::tests::sample();
+            h.member = i;
+            h.members = n;
+            h.chunk = Sectors(if n > 1 { 512 } else { 0 });
+            h.volume_len = Sectors(h.member_len.0 * u64::from(n));
+            h.swap = if swap { (Sectors(0), Sectors(131_072)) } else { (Sectors(0), Sectors(0)) };
+            h.data = (h.swap.1, Sectors(h.volume_len.0 - h.swap.1 .0));
+            h.serials = (0..n).map(|j| format!("SER{j}")).collect();
+            h.escrow = (4096, 300);
+            let disk = crate::testutil::disk(&format!("nvme{}n1", i + 1), &format!("SER{i}"));
+            Member { disk, header: h }
+        })
+        .collect();
+    Found { members }
+}
+
+/// Every layout field that differs on one member is refused, naming the field and each disk.
+#[test]
+fn every_layout_field_must_agree() {
+    let tree = Tree::new("");
+    tree.disk("nvme1n1", 1, "SER0").disk("nvme2n1", 2, "SER1");
+    type Change = fn(&mut crate::header::Header);
+    let changes: [(&str, Change); 14] = [
+        ("member count", |h| {
+            h.members = 3;
+            h.serials.push("SER2".into());
+        }),
+        ("data offset", |h| h.data_offset = Sectors(4096)),
+        ("stripe chunk", |h| h.chunk = Sectors(256)),
+        ("member length", |h| h.member_len = Sectors(1 << 20)),
+        ("volume length", |h| h.volume_len = Sectors(1 << 20)),
+        ("key size", |h| h.key_bits = 256),
+        ("sector size", |h| h.sector_size = 512),
+        ("swap extent", |h| h.swap = (Sectors(0), Sectors(4096))),
+        ("file-system extent", |h| h.data = (Sectors(8), Sectors(4096))),
+        ("file system", |h| h.fs = "xfs".into()),
+        ("cipher", |h| h.cipher = "serpent-xts-plain64".into()),
+        ("name", |h| h.name = "other\n<0>x".into()),
+        ("member serials", |h| h.serials[1] = "SER9".into()),
+        ("escrow", |h| h.escrow = (4096, 299)),
+    ];
+    let base = found_of(2, true);
+    for (field, change) in changes {
+        for (i, m) in base.members.iter().enumerate() {
+            let mut h = m.header.clone();
+            if i == 1 {
+                change(&mut h);
+            }
+            use std::os::unix::fs::FileExt;
+            let image = tree.root.join(format!("dev/nvme{}n1", i + 1));
+            let f = std::fs::OpenOptions::new().write(true).open(&image).unwrap();
+            f.write_all_at(&h.encode(), 0).unwrap();
+            f.write_all_at(b"age-encryption.org/v1\n", 4096).unwrap();
+        }
+        let e = find(&tree.host(), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("the members' headers disagree about the {field}: /dev/nvme1n1 says ")), "{e}");
+        assert!(e.contains(", /dev/nvme2n1 says "), "{e}");
+        assert!(!e.contains('\n'), "escaped: {e}");
+    }
+}
+
+#[test]
+fn a_layout_setup_could_not_have_written_is_refused_before_any_key() {
+    type Change = fn(&mut crate::header::Header);
+    let cases: [(Change, &str); 10] = [
+        (
+            |h| h.cipher = "cipher_null-ecb".into(),
+            "the header's cipher 'cipher_null-ecb': cipher_null does not encrypt",
+        ),
+        (|h| h.cipher = "aes-xts-plain64 0 7:0 0".into(), "the header's cipher 'aes-xts-plain64 0 7:0 0': IV "),
+        (|h| h.cipher = "aes-ecb".into(), "the header's cipher 'aes-ecb'"),
+        (|h| h.key_bits = 1024, "the header's key size 1024 is not one aes-xts-plain64 takes"),
+        (|h| h.name = "x;touch PWNED;".into(), "volume 'x;touch PWNED;' "),
+        (|h| h.name = "x\ntouch PWNED #".into(), "volume 'x\\ntouch PWNED #' "),
+        (|h| h.fs = "ext4 -o".into(), "the header's file system 'ext4 -o' is not ext4, xfs or none"),
+        (|h| h.sector_size = 3, "the header's sector size 3"),
+        (|h| h.data = (Sectors(1), Sectors(u64::MAX)), "does not fit together"),
+        (|h| h.member_len = Sectors(1 << 40), "the header's member length reaches past the end of /dev/nvme1n1"),
+    ];
+    for (change, want) in cases {
+        let mut found = found_of(2, true);
+        for m in &mut found.members {
+            change(&mut m.header);
+        }
+        let e = plan(&found, None).map(|_| ()).expect_err(want).to_string();
+        assert!(e.contains(want), "{want}\nin {e}");
+        assert!(script(&found).is_err());
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // The cipher in the table is the parsed spec, rebuilt from its parts.
+    let steps = plan(&found_of(1, false), None).unwrap();
+    let Step::Mapping(m) = &steps[0] else { panic!("{steps:?}") };
+    assert!(m.read_only, "{m:?}");
+    assert_eq!(m.table[0].to_string(), "0 2097152 crypt aes-xts-plain64 KEY 0 259:11 2048 1 sector_size:4096");
+}
+
+/// The script of the escrowed volume, line by line where it matters.
+#[test]
+fn the_script_uses_stock_tools_with_the_volume_s_layout() {
+    let (tree, fake) = escrowed();
+    let found = find(&tree.host(), &[]).unwrap();
+    let s = script(&found).unwrap();
+    let h = found.header();
+    for want in [
+        "#!/bin/sh\n".to_string(),
+        "m0=$(dev_of 'A' 1)\nm1=$(dev_of 'B' 2)\n".into(),
+        format!("if try_escrow \"$m0\" 4096 {len}; then\n\t:\nelif try_escrow \"$m1\" 4096 {len}; then\n", len = h.escrow.1),
+        "age -d -i \"$identity\" -o \"$work/key\" \"$work/escrow.age\"".into(),
+        format!(
+            "dmsetup create --readonly --uuid 'EPHEMCRYPT-RECOVERED-ephemcrypt-recovered-stripe' --table '0 {} striped 2 \
+             512 '\"$m0\"' 2048 '\"$m1\"' 2048' -- 'ephemcrypt-recovered-stripe'\n",
+            h.volume_len.0
+        ),
+        format!(
+            "cryptsetup open --readonly --type plain --cipher 'aes-xts-plain64' --key-size 512 --sector-size 4096 \
+             --offset 0 --skip 0 --size {} --key-file \"$work/key\" -- '/dev/mapper/ephemcrypt-recovered-stripe' \
+             'ephemcrypt-recovered'\nrm -f -- \"$work/key\"\n",
+            h.volume_len.0
+        ),
+        format!(
+            "dmsetup create --readonly --uuid 'EPHEMCRYPT-RECOVERED-ephemcrypt-recovered-data' --table '0 {} linear \
+             /dev/mapper/ephemcrypt-recovered {}' -- 'ephemcrypt-recovered-data'\n",
+            h.data.1 .0, h.data.0 .0
+        ),
+        "\tmount -t 'ext4' -o 'ro,noload,nosuid,nodev' -- '/dev/mapper/ephemcrypt-recovered-data' \"$mnt\"\n".into(),
+        "trap 'cleanup; trap - EXIT; exit 130' INT\n".into(),
+    ] {
+        assert!(s.contains(&want), "{want}\nin\n{s}");
+    }
+    // The tables the script makes are setup's own, with other names.
+    let setup_stripe = fake.tables.iter().find(|t| t.contains(" striped ")).unwrap();
+    assert!(setup_stripe.starts_with(&format!("0 {} striped 2 512 ", h.volume_len.0)), "{setup_stripe}");
+    // One volume without swap and without file system: the crypt mapping on the disk, no mount.
+    let mut one = found_of(1, false);
+    one.members[0].header.fs = "none".into();
+    let s = script(&one).unwrap();
+    assert!(s.contains("--size 2097152 --key-file \"$work/key\" -- \"$m0\" 'ephemcrypt-recovered'\n"), "{s}");
+    assert!(!s.contains("mount ") && !s.contains("dmsetup create"), "{s}");
+    assert!(s.contains("printf '%s is open read-only; when done: ' '/dev/mapper/ephemcrypt-recovered'\n"), "{s}");
 }

@@ -53,6 +53,8 @@ pub(crate) struct Mapping {
     /// For a crypt mapping with escrow: the recipients the key is encrypted to while it exists
     /// (the [`Step::Escrow`] that follows writes the result).
     pub(crate) escrow: Vec<Recipient>,
+    /// Load the table read-only (`recover`): the kernel refuses every write to the mapping.
+    pub(crate) read_only: bool,
 }
 
 /// One step of setup.
@@ -129,10 +131,32 @@ pub(crate) enum Step {
     },
 }
 
+/// The mount option that keeps a read-only mount of `fs` from replaying its journal (which would
+/// write to the device even under `ro`).
+pub(crate) fn no_replay(fs: Fs) -> Option<&'static str> {
+    match fs {
+        Fs::Ext4 => Some("noload"),
+        Fs::Xfs => Some("norecovery"),
+        Fs::None => None,
+    }
+}
+
 /// Options of every mount of the volume: no set-uid programs, no device nodes from it.
 pub(crate) const MOUNT_OPTIONS: [&str; 2] = ["nosuid", "nodev"];
 
 impl Step {
+    /// Whether the step writes nothing to a disk: a read-only mapping, a read-only mount that
+    /// replays no journal, a directory. `recover` takes only such steps.
+    pub(crate) fn is_read_only(&self) -> bool {
+        match self {
+            Step::Mapping(m) => m.read_only && m.escrow.is_empty(),
+            Step::Mount { fs, options, .. } => {
+                options.iter().any(|o| o == "ro") && no_replay(*fs).is_some_and(|n| options.iter().any(|o| o == n))
+            }
+            _ => false,
+        }
+    }
+
     /// A short name for logs and the status' timings: what and on what.
     pub(crate) fn title(&self) -> String {
         match self {
@@ -257,7 +281,8 @@ impl fmt::Display for Step {
                 header.data_offset
             ),
             Step::Mapping(m) => {
-                write!(f, "create mapping {} (uuid {}) with table:", m.name, m.uuid)?;
+                let ro = if m.read_only { " read-only" } else { "" };
+                write!(f, "create mapping {} (uuid {}) with{ro} table:", m.name, m.uuid)?;
                 for t in &m.table {
                     write!(f, "\n        {t}")?;
                 }

@@ -15,8 +15,11 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
+use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
+use crate::error::Error;
+use crate::escape::Esc;
 use crate::key::Key;
 
 const INTRO: &str = "age-encryption.org/v1\n";
@@ -46,8 +49,19 @@ impl Recipient {
             let b64 = rest.split_whitespace().next().unwrap_or("");
             let blob = base64_decode(b64, true).ok_or("its key is not base64")?;
             let public = ssh_ed25519_public(&blob).ok_or("not an ssh-ed25519 public key")?;
-            let montgomery = edwards_to_montgomery(&public).ok_or("not a point on the ed25519 curve")?;
-            return Ok(Recipient::SshEd25519 { fingerprint: ssh_fingerprint(&blob), blob, montgomery });
+            let fingerprint = ssh_fingerprint(&blob);
+            let montgomery = match edwards_to_montgomery(&public) {
+                Some(Ok(m)) if !is_low_order(&m) => m,
+                None => return Err("not a point on the ed25519 curve".into()),
+                Some(_) => {
+                    return Err(format!(
+                        "ssh-ed25519 {}: the identity or another point of small order, with which anyone could \
+                         open the escrow (the stock age refuses it too)",
+                        Esc(&fingerprint)
+                    ))
+                }
+            };
+            return Ok(Recipient::SshEd25519 { fingerprint, blob, montgomery });
         }
         if text.starts_with("ssh-") {
             return Err("only ssh-ed25519 keys can be recipients (age's ssh-rsa is not supported)".into());
@@ -57,6 +71,13 @@ impl Recipient {
             return Err(format!("a Bech32 string of kind '{hrp}', not an age1… recipient"));
         }
         let public: [u8; 32] = data[..].try_into().map_err(|_| "an age1… recipient of the wrong length")?;
+        if is_low_order(&public) {
+            return Err(format!(
+                "{}: a low-order X25519 point, whose shared secret with any key is zero, so that anyone could \
+                 open the escrow (the stock age refuses it too)",
+                Esc(text)
+            ));
+        }
         Ok(Recipient::X25519 { public, text: text.to_string() })
     }
 
@@ -112,7 +133,7 @@ impl Identity {
     pub(crate) fn recipient(&self) -> Recipient {
         match self {
             Identity::X25519 { secret } => {
-                let public = x25519(secret.expose(), &x25519_dalek::X25519_BASEPOINT_BYTES);
+                let public = public_of(secret.expose());
                 Recipient::X25519 { public, text: bech32_encode("age", &public) }
             }
             Identity::SshEd25519 { blob, montgomery, .. } => Recipient::SshEd25519 {
@@ -128,10 +149,9 @@ impl Identity {
         match (self, stanza.kind.as_str(), stanza.args.as_slice()) {
             (Identity::X25519 { secret }, "X25519", [share]) => {
                 let share: [u8; 32] = base64_decode(share, false)?.try_into().ok()?;
-                let shared = Zeroizing::new(x25519(secret.expose(), &share));
-                nonzero(&shared)?;
-                let public = x25519(secret.expose(), &x25519_dalek::X25519_BASEPOINT_BYTES);
-                let wrap = derive(&shared[..], &[&share[..], &public[..]].concat(), X25519_LABEL);
+                let shared = dh(secret.expose(), &share)?;
+                let public = public_of(secret.expose());
+                let wrap = derive(shared.as_bytes(), &[&share[..], &public[..]].concat(), X25519_LABEL);
                 unwrap_file_key(&wrap, &stanza.body)
             }
             (Identity::SshEd25519 { scalar, blob, montgomery }, "ssh-ed25519", [tag, share]) => {
@@ -139,11 +159,10 @@ impl Identity {
                     return None;
                 }
                 let share: [u8; 32] = base64_decode(share, false)?.try_into().ok()?;
-                let shared = Zeroizing::new(x25519(scalar.expose(), &share));
-                nonzero(&shared)?;
+                let shared = dh(scalar.expose(), &share)?;
                 let tweak = derive(&[], blob, SSH_LABEL);
-                let shared = Zeroizing::new(x25519(tweak.expose(), &shared));
-                let wrap = derive(&shared[..], &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
+                let shared = dh(tweak.expose(), shared.as_bytes())?;
+                let wrap = derive(shared.as_bytes(), &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
                 unwrap_file_key(&wrap, &stanza.body)
             }
             _ => None,
@@ -197,18 +216,28 @@ pub(crate) fn encrypt(
     let mut header = String::from(INTRO);
     for r in recipients {
         let ephemeral = random(32)?;
-        let share = x25519(ephemeral.expose(), &x25519_dalek::X25519_BASEPOINT_BYTES);
+        // A shared secret of all zeros (a low-order point, which Recipient::parse refuses already)
+        // would make the wrap key public: refused here too, as the stock age does.
+        let zero = || {
+            Error::invalid(
+                format!("escrow recipient {}", Esc(&r.describe())),
+                "a recipient whose X25519 shared secret is not all zeros (with a low-order point anyone could \
+                 open the escrow)",
+                "an all-zero shared secret",
+            )
+        };
+        let share = public_of(ephemeral.expose());
         let (line, wrap) = match r {
             Recipient::X25519 { public, .. } => {
-                let shared = Zeroizing::new(x25519(ephemeral.expose(), public));
-                let wrap = derive(&shared[..], &[&share[..], &public[..]].concat(), X25519_LABEL);
+                let shared = dh(ephemeral.expose(), public).ok_or_else(zero)?;
+                let wrap = derive(shared.as_bytes(), &[&share[..], &public[..]].concat(), X25519_LABEL);
                 (format!("-> X25519 {}\n", base64_encode(&share, false)), wrap)
             }
             Recipient::SshEd25519 { blob, montgomery, .. } => {
-                let shared = Zeroizing::new(x25519(ephemeral.expose(), montgomery));
+                let shared = dh(ephemeral.expose(), montgomery).ok_or_else(zero)?;
                 let tweak = derive(&[], blob, SSH_LABEL);
-                let shared = Zeroizing::new(x25519(tweak.expose(), &shared));
-                let wrap = derive(&shared[..], &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
+                let shared = dh(tweak.expose(), shared.as_bytes()).ok_or_else(zero)?;
+                let wrap = derive(shared.as_bytes(), &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
                 (format!("-> ssh-ed25519 {} {}\n", ssh_tag(blob), base64_encode(&share, false)), wrap)
             }
         };
@@ -339,15 +368,29 @@ fn parse_header(file: &[u8]) -> Result<(Vec<Stanza>, [u8; 32], usize, &[u8]), Ag
 
 // ---- primitives ------------------------------------------------------------------------------
 
-/// X25519 (the scalar is clamped). A low-order point gives all zeros, which age refuses: callers
-/// check with [`nonzero`].
-fn x25519(scalar: &[u8], point: &[u8; 32]) -> [u8; 32] {
-    let scalar: [u8; 32] = scalar.try_into().expect("a 32-byte scalar");
-    x25519_dalek::x25519(scalar, *point)
+/// X25519 of a 32-byte secret scalar (clamped) and a point, through x25519-dalek's StaticSecret
+/// and SharedSecret, which wipe their copies when dropped. `None` for a scalar of another length
+/// and for a result that is all zeros (`was_contributory` false: the point has low order), which
+/// age refuses.
+fn dh(scalar: &[u8], point: &[u8; 32]) -> Option<SharedSecret> {
+    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(scalar.try_into().ok()?);
+    let shared = StaticSecret::from(*bytes).diffie_hellman(&PublicKey::from(*point));
+    shared.was_contributory().then_some(shared)
 }
 
-fn nonzero(shared: &[u8; 32]) -> Option<()> {
-    (shared.iter().fold(0, |a, b| a | b) != 0).then_some(())
+/// The X25519 public key of a 32-byte secret scalar (all zeros for another length, which no
+/// caller passes: every scalar here is a 32-byte buffer made for it).
+fn public_of(scalar: &[u8]) -> [u8; 32] {
+    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(scalar.try_into().unwrap_or([0; 32]));
+    PublicKey::from(&StaticSecret::from(*bytes)).to_bytes()
+}
+
+/// Whether `point` has small order, on Curve25519 or its twist (0, 1, the two points of order 8,
+/// p-1, and their non-canonical encodings: ≥ p, or bit 255 set), so that X25519 with any key
+/// gives all zeros. Any scalar tells: a clamped scalar is a multiple of the cofactor 8, which
+/// sends exactly those points to zero (the large prime orders divide no clamped scalar).
+pub(crate) fn is_low_order(point: &[u8; 32]) -> bool {
+    x25519_dalek::x25519([0x55; 32], *point) == [0; 32]
 }
 
 /// HKDF-SHA256 (RFC 5869) of 32 bytes, into locked memory.
@@ -428,9 +471,11 @@ fn ssh_tag(blob: &[u8]) -> String {
     base64_encode(&Sha256::digest(blob)[..4], false)
 }
 
-fn edwards_to_montgomery(public: &[u8; 32]) -> Option<[u8; 32]> {
+/// The Montgomery form of an ed25519 public key; `None` when it is not on the curve, `Err` when
+/// it is the identity or another point of small order (whose X25519 shared secrets are zero).
+fn edwards_to_montgomery(public: &[u8; 32]) -> Option<Result<[u8; 32], ()>> {
     let point = curve25519_dalek::edwards::CompressedEdwardsY(*public).decompress()?;
-    Some(point.to_montgomery().to_bytes())
+    Some(if point.is_small_order() { Err(()) } else { Ok(point.to_montgomery().to_bytes()) })
 }
 
 /// An unencrypted OpenSSH ed25519 private key (`ssh-keygen -t ed25519 -N ''`).
@@ -475,7 +520,7 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
     digest.expose_mut().copy_from_slice(&Sha512::digest(&private[..32]));
     let mut scalar = Key::locked(32);
     scalar.expose_mut().copy_from_slice(&digest.expose()[..32]);
-    let montgomery = edwards_to_montgomery(&public).ok_or_else(bad)?;
+    let montgomery = edwards_to_montgomery(&public).and_then(Result::ok).ok_or_else(bad)?;
     Ok(Identity::SshEd25519 { scalar, blob, montgomery })
 }
 

@@ -105,6 +105,51 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// The largest identity file read: a key is 74 bytes in age's format, about 400 in OpenSSH's.
+const MAX_IDENTITY_FILE: usize = 64 * 1024;
+
+/// Read and parse the identity file at `path` (`recover --identity`). Its text goes into one
+/// wiped buffer allocated once, at the file's size (at [`MAX_IDENTITY_FILE`] for a pipe such as
+/// `--identity <(pass show …)`), and is parsed in place: no secret buffer grows, so no copy is
+/// left behind in freed memory.
+pub(crate) fn read_identities(path: &std::path::Path) -> crate::Result<Vec<Identity>> {
+    use std::io::Read as _;
+    let what = || format!("identity file {}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| Error::os("read identity file", path.display(), e))?;
+    let meta = file.metadata().map_err(|e| Error::os("read identity file", path.display(), e))?;
+    let size = if meta.is_file() { usize::try_from(meta.len()).unwrap_or(usize::MAX) } else { MAX_IDENTITY_FILE };
+    let too_big = || Error::invalid(what(), "an identity file of at most 64 KiB", "a larger file");
+    if size > MAX_IDENTITY_FILE {
+        return Err(too_big());
+    }
+    // One byte more than expected, to tell a file that grew (or a pipe that has more).
+    let mut buf = Zeroizing::new(vec![0u8; size + 1]);
+    let mut len = 0;
+    while let Some(room) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        match file.read(room) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::os("read identity file", path.display(), e)),
+        }
+    }
+    if len > size {
+        return Err(too_big());
+    }
+    let text = buf.get(..len).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(|| {
+        Error::invalid(
+            what(),
+            "an age identity or an unencrypted OpenSSH ed25519 private key",
+            "bytes that are not text",
+        )
+    })?;
+    parse_identities(text).map_err(|why| Error::Invalid {
+        what: what(),
+        expected: "an age identity or an unencrypted OpenSSH ed25519 private key",
+        found: why,
+    })
+}
+
 /// The identities in an identity file: `AGE-SECRET-KEY-1…` lines (with `#` comments), or one
 /// unencrypted OpenSSH ed25519 private key.
 pub(crate) fn parse_identities(text: &str) -> Result<Vec<Identity>, String> {
@@ -485,8 +530,10 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
         .nth(1)
         .and_then(|t| t.split("-----END OPENSSH PRIVATE KEY-----").next())
         .ok_or("an OpenSSH private key without its END line")?;
-    let b64: String = body.split_whitespace().collect();
-    let raw = Zeroizing::new(base64_decode(&b64, true).ok_or("an OpenSSH private key that is not base64")?);
+    // Sized once (collecting would grow the string by doubling, leaving copies in freed memory).
+    let mut b64 = Zeroizing::new(String::with_capacity(body.len()));
+    body.split_whitespace().for_each(|w| b64.push_str(w));
+    let raw = base64_decode_secret(&b64, true).ok_or("an OpenSSH private key that is not base64")?;
     let bad = || "an OpenSSH private key this reader cannot read".to_string();
     let mut d = raw.strip_prefix(b"openssh-key-v1\0".as_slice()).ok_or_else(bad)?;
     let (cipher, kdf) = (ssh_string(&mut d).ok_or_else(bad)?, ssh_string(&mut d).ok_or_else(bad)?);
@@ -517,7 +564,9 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
     }
     // The X25519 scalar of an ed25519 key: the first half of SHA-512 of its seed (clamped by x25519).
     let mut digest = Key::locked(64);
-    digest.expose_mut().copy_from_slice(&Sha512::digest(&private[..32]));
+    Sha512::new()
+        .chain_update(&private[..32])
+        .finalize_into(sha2::digest::generic_array::GenericArray::from_mut_slice(digest.expose_mut()));
     let mut scalar = Key::locked(32);
     scalar.expose_mut().copy_from_slice(&digest.expose()[..32]);
     let montgomery = edwards_to_montgomery(&public).and_then(Result::ok).ok_or_else(bad)?;
@@ -545,6 +594,11 @@ pub(crate) fn base64_encode(data: &[u8], pad: bool) -> String {
 /// Standard base64; with `pad`, padding is required where due, without it refused. Non-canonical
 /// trailing bits are refused (age requires it).
 pub(crate) fn base64_decode(text: &str, pad: bool) -> Option<Vec<u8>> {
+    base64_decode_secret(text, pad).map(|v| v.to_vec())
+}
+
+/// [`base64_decode`] into a wiped buffer sized once, for a secret (a private key file).
+fn base64_decode_secret(text: &str, pad: bool) -> Option<Zeroizing<Vec<u8>>> {
     let bytes = text.as_bytes();
     let body = if pad {
         if bytes.len() % 4 != 0 {
@@ -561,7 +615,7 @@ pub(crate) fn base64_decode(text: &str, pad: bool) -> Option<Vec<u8>> {
     if body.len() % 4 == 1 {
         return None;
     }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let mut out = Zeroizing::new(Vec::with_capacity(body.len() * 3 / 4));
     for chunk in body.chunks(4) {
         let mut n = 0u32;
         for (i, c) in chunk.iter().enumerate() {
@@ -610,13 +664,16 @@ fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
     if hrp.is_empty() || data.len() < 6 || !hrp.bytes().all(|b| (33..=126).contains(&b)) {
         return None;
     }
-    let values = Zeroizing::new(
-        data.bytes().map(|c| BECH32.iter().position(|b| *b == c).map(|v| v as u8)).collect::<Option<Vec<u8>>>()?,
-    );
+    // Both buffers sized once: collecting or pushing into an empty Vec grows it by doubling,
+    // leaving copies of the secret in freed memory.
+    let mut values = Zeroizing::new(Vec::with_capacity(data.len()));
+    for c in data.bytes() {
+        values.push(BECH32.iter().position(|b| *b == c)? as u8);
+    }
     if bech32_polymod(hrp_expand(hrp).chain(values.iter().copied())) != 1 {
         return None;
     }
-    let mut out = Zeroizing::new(Vec::new());
+    let mut out = Zeroizing::new(Vec::with_capacity(data.len() * 5 / 8));
     let (mut acc, mut bits) = (0u32, 0u32);
     for v in &values[..values.len() - 6] {
         acc = (acc << 5) | u32::from(*v);

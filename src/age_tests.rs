@@ -269,3 +269,54 @@ fn decryption_refuses_a_low_order_share() {
         assert!(ids[0].unwrap(&stanza).is_none(), "{p:02x?}");
     }
 }
+
+#[test]
+fn identity_files_are_read_into_one_buffer_from_files_and_pipes() {
+    let dir = std::env::temp_dir().join(format!("ephemcrypt-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [("age.txt", AGE_IDENTITY), ("ssh", SSH_PRIVATE)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let ids = read_identities(&path).unwrap();
+        assert_eq!(ids.len(), 1, "{name}");
+        assert_eq!(decrypt(BOTH.as_bytes(), &ids).unwrap().expose(), plaintext().expose());
+    }
+    // A pipe has no size: read up to the limit.
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, AGE_IDENTITY).unwrap())
+    };
+    assert_eq!(read_identities(&fifo).unwrap().len(), 1);
+    writer.join().unwrap();
+    // Too large, not text, not there: named.
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'#'; MAX_IDENTITY_FILE + 1]).unwrap();
+    let e = read_identities(&big).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("identity file {}: expected an identity file of at most 64 KiB", big.display())),
+        "{e}"
+    );
+    let binary = dir.join("binary");
+    std::fs::write(&binary, b"\xff\xfe").unwrap();
+    assert!(read_identities(&binary).unwrap_err().to_string().contains("bytes that are not text"));
+    let e = read_identities(&dir.join("none")).unwrap_err().to_string();
+    assert!(e.starts_with("read identity file ") && e.contains("ENOENT"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The decoders of secrets write into buffers sized once: a buffer that grew was reallocated,
+/// and the old copy of the secret was freed unwiped.
+#[test]
+fn secret_decoders_never_grow_their_buffers() {
+    let line = AGE_IDENTITY.lines().last().unwrap();
+    let (_, data) = bech32_decode(line).unwrap();
+    let chars = line.len() - line.rfind('1').unwrap() - 1;
+    assert_eq!((data.len(), data.capacity()), (32, chars * 5 / 8));
+    for text in ["", "Zg", "Zm8", "Zm9v", "Zm9vYg", &"QUJD".repeat(100)] {
+        let out = base64_decode_secret(text, false).unwrap();
+        assert_eq!(out.capacity(), text.len() * 3 / 4, "{text}");
+        assert_eq!(out.len(), out.capacity(), "{text}");
+    }
+}

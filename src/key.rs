@@ -405,13 +405,35 @@ mod tests {
         assert!(check_logon_description("ephemcrypt:crypt:1-2").is_ok());
     }
 
+    /// The tests that change this process's dumpable flag, one at a time.
+    static DUMPABLE: Mutex<()> = Mutex::new(());
+
     #[test]
     fn non_dumpable() {
+        let _one = DUMPABLE.lock().unwrap_or_else(PoisonError::into_inner);
         set_non_dumpable().unwrap();
         let dumpable = nix::sys::prctl::get_dumpable().unwrap();
         // Restore: other tests in this binary may read /proc/self, which this makes root-owned.
         nix::sys::prctl::set_dumpable(true).unwrap();
         assert!(!dumpable);
+    }
+
+    /// `recover` is non-dumpable before it reads anything (here it fails right after: no disks).
+    #[test]
+    fn recover_makes_itself_non_dumpable_first() {
+        let _one = DUMPABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        let host = std::env::temp_dir().join(format!("ephemcrypt-nodump-{}", std::process::id()));
+        std::fs::create_dir_all(&host).unwrap();
+        let args: Vec<String> =
+            ["recover", "--host", host.to_str().unwrap(), "--identity", "/nonexistent"].map(String::from).into();
+        let cmd = crate::cli::parse(&args).unwrap();
+        nix::sys::prctl::set_dumpable(true).unwrap();
+        let r = crate::cli::run(&cmd, &mut Vec::new());
+        let dumpable = nix::sys::prctl::get_dumpable().unwrap();
+        nix::sys::prctl::set_dumpable(true).unwrap();
+        std::fs::remove_dir_all(&host).unwrap();
+        assert!(r.is_err());
+        assert!(!dumpable, "recover left the process dumpable");
     }
 
     /// Needs the kernel keyring (add_key, keyctl): `make unit` runs it where the kernel has one and

@@ -344,7 +344,7 @@ impl<S: System> Run<'_, S> {
                 self.sys.dm_load(name, &table, true, false)?;
             }
         }
-        self.status.key = Some(path.describe().to_string());
+        self.status.key = Some(path.describe(m.escrow.len()));
         Ok(())
     }
 

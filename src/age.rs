@@ -15,8 +15,11 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
+use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
+use crate::error::Error;
+use crate::escape::Esc;
 use crate::key::Key;
 
 const INTRO: &str = "age-encryption.org/v1\n";
@@ -46,8 +49,19 @@ impl Recipient {
             let b64 = rest.split_whitespace().next().unwrap_or("");
             let blob = base64_decode(b64, true).ok_or("its key is not base64")?;
             let public = ssh_ed25519_public(&blob).ok_or("not an ssh-ed25519 public key")?;
-            let montgomery = edwards_to_montgomery(&public).ok_or("not a point on the ed25519 curve")?;
-            return Ok(Recipient::SshEd25519 { fingerprint: ssh_fingerprint(&blob), blob, montgomery });
+            let fingerprint = ssh_fingerprint(&blob);
+            let montgomery = match edwards_to_montgomery(&public) {
+                Some(Ok(m)) if !is_low_order(&m) => m,
+                None => return Err("not a point on the ed25519 curve".into()),
+                Some(_) => {
+                    return Err(format!(
+                        "ssh-ed25519 {}: the identity or another point of small order, with which anyone could \
+                         open the escrow (the stock age refuses it too)",
+                        Esc(&fingerprint)
+                    ))
+                }
+            };
+            return Ok(Recipient::SshEd25519 { fingerprint, blob, montgomery });
         }
         if text.starts_with("ssh-") {
             return Err("only ssh-ed25519 keys can be recipients (age's ssh-rsa is not supported)".into());
@@ -57,6 +71,13 @@ impl Recipient {
             return Err(format!("a Bech32 string of kind '{hrp}', not an age1… recipient"));
         }
         let public: [u8; 32] = data[..].try_into().map_err(|_| "an age1… recipient of the wrong length")?;
+        if is_low_order(&public) {
+            return Err(format!(
+                "{}: a low-order X25519 point, whose shared secret with any key is zero, so that anyone could \
+                 open the escrow (the stock age refuses it too)",
+                Esc(text)
+            ));
+        }
         Ok(Recipient::X25519 { public, text: text.to_string() })
     }
 
@@ -82,6 +103,51 @@ impl std::fmt::Debug for Identity {
             Identity::SshEd25519 { blob, .. } => write!(f, "Identity::SshEd25519({})", ssh_fingerprint(blob)),
         }
     }
+}
+
+/// The largest identity file read: a key is 74 bytes in age's format, about 400 in OpenSSH's.
+const MAX_IDENTITY_FILE: usize = 64 * 1024;
+
+/// Read and parse the identity file at `path` (`recover --identity`). Its text goes into one
+/// wiped buffer allocated once, at the file's size (at [`MAX_IDENTITY_FILE`] for a pipe such as
+/// `--identity <(pass show …)`), and is parsed in place: no secret buffer grows, so no copy is
+/// left behind in freed memory.
+pub(crate) fn read_identities(path: &std::path::Path) -> crate::Result<Vec<Identity>> {
+    use std::io::Read as _;
+    let what = || format!("identity file {}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| Error::os("read identity file", path.display(), e))?;
+    let meta = file.metadata().map_err(|e| Error::os("read identity file", path.display(), e))?;
+    let size = if meta.is_file() { usize::try_from(meta.len()).unwrap_or(usize::MAX) } else { MAX_IDENTITY_FILE };
+    let too_big = || Error::invalid(what(), "an identity file of at most 64 KiB", "a larger file");
+    if size > MAX_IDENTITY_FILE {
+        return Err(too_big());
+    }
+    // One byte more than expected, to tell a file that grew (or a pipe that has more).
+    let mut buf = Zeroizing::new(vec![0u8; size + 1]);
+    let mut len = 0;
+    while let Some(room) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        match file.read(room) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::os("read identity file", path.display(), e)),
+        }
+    }
+    if len > size {
+        return Err(too_big());
+    }
+    let text = buf.get(..len).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(|| {
+        Error::invalid(
+            what(),
+            "an age identity or an unencrypted OpenSSH ed25519 private key",
+            "bytes that are not text",
+        )
+    })?;
+    parse_identities(text).map_err(|why| Error::Invalid {
+        what: what(),
+        expected: "an age identity or an unencrypted OpenSSH ed25519 private key",
+        found: why,
+    })
 }
 
 /// The identities in an identity file: `AGE-SECRET-KEY-1…` lines (with `#` comments), or one
@@ -112,7 +178,7 @@ impl Identity {
     pub(crate) fn recipient(&self) -> Recipient {
         match self {
             Identity::X25519 { secret } => {
-                let public = x25519(secret.expose(), &x25519_dalek::X25519_BASEPOINT_BYTES);
+                let public = public_of(secret.expose());
                 Recipient::X25519 { public, text: bech32_encode("age", &public) }
             }
             Identity::SshEd25519 { blob, montgomery, .. } => Recipient::SshEd25519 {
@@ -128,10 +194,9 @@ impl Identity {
         match (self, stanza.kind.as_str(), stanza.args.as_slice()) {
             (Identity::X25519 { secret }, "X25519", [share]) => {
                 let share: [u8; 32] = base64_decode(share, false)?.try_into().ok()?;
-                let shared = Zeroizing::new(x25519(secret.expose(), &share));
-                nonzero(&shared)?;
-                let public = x25519(secret.expose(), &x25519_dalek::X25519_BASEPOINT_BYTES);
-                let wrap = derive(&shared[..], &[&share[..], &public[..]].concat(), X25519_LABEL);
+                let shared = dh(secret.expose(), &share)?;
+                let public = public_of(secret.expose());
+                let wrap = derive(shared.as_bytes(), &[&share[..], &public[..]].concat(), X25519_LABEL);
                 unwrap_file_key(&wrap, &stanza.body)
             }
             (Identity::SshEd25519 { scalar, blob, montgomery }, "ssh-ed25519", [tag, share]) => {
@@ -139,11 +204,10 @@ impl Identity {
                     return None;
                 }
                 let share: [u8; 32] = base64_decode(share, false)?.try_into().ok()?;
-                let shared = Zeroizing::new(x25519(scalar.expose(), &share));
-                nonzero(&shared)?;
+                let shared = dh(scalar.expose(), &share)?;
                 let tweak = derive(&[], blob, SSH_LABEL);
-                let shared = Zeroizing::new(x25519(tweak.expose(), &shared));
-                let wrap = derive(&shared[..], &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
+                let shared = dh(tweak.expose(), shared.as_bytes())?;
+                let wrap = derive(shared.as_bytes(), &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
                 unwrap_file_key(&wrap, &stanza.body)
             }
             _ => None,
@@ -197,18 +261,28 @@ pub(crate) fn encrypt(
     let mut header = String::from(INTRO);
     for r in recipients {
         let ephemeral = random(32)?;
-        let share = x25519(ephemeral.expose(), &x25519_dalek::X25519_BASEPOINT_BYTES);
+        // A shared secret of all zeros (a low-order point, which Recipient::parse refuses already)
+        // would make the wrap key public: refused here too, as the stock age does.
+        let zero = || {
+            Error::invalid(
+                format!("escrow recipient {}", Esc(&r.describe())),
+                "a recipient whose X25519 shared secret is not all zeros (with a low-order point anyone could \
+                 open the escrow)",
+                "an all-zero shared secret",
+            )
+        };
+        let share = public_of(ephemeral.expose());
         let (line, wrap) = match r {
             Recipient::X25519 { public, .. } => {
-                let shared = Zeroizing::new(x25519(ephemeral.expose(), public));
-                let wrap = derive(&shared[..], &[&share[..], &public[..]].concat(), X25519_LABEL);
+                let shared = dh(ephemeral.expose(), public).ok_or_else(zero)?;
+                let wrap = derive(shared.as_bytes(), &[&share[..], &public[..]].concat(), X25519_LABEL);
                 (format!("-> X25519 {}\n", base64_encode(&share, false)), wrap)
             }
             Recipient::SshEd25519 { blob, montgomery, .. } => {
-                let shared = Zeroizing::new(x25519(ephemeral.expose(), montgomery));
+                let shared = dh(ephemeral.expose(), montgomery).ok_or_else(zero)?;
                 let tweak = derive(&[], blob, SSH_LABEL);
-                let shared = Zeroizing::new(x25519(tweak.expose(), &shared));
-                let wrap = derive(&shared[..], &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
+                let shared = dh(tweak.expose(), shared.as_bytes()).ok_or_else(zero)?;
+                let wrap = derive(shared.as_bytes(), &[&share[..], &montgomery[..]].concat(), SSH_LABEL);
                 (format!("-> ssh-ed25519 {} {}\n", ssh_tag(blob), base64_encode(&share, false)), wrap)
             }
         };
@@ -339,15 +413,29 @@ fn parse_header(file: &[u8]) -> Result<(Vec<Stanza>, [u8; 32], usize, &[u8]), Ag
 
 // ---- primitives ------------------------------------------------------------------------------
 
-/// X25519 (the scalar is clamped). A low-order point gives all zeros, which age refuses: callers
-/// check with [`nonzero`].
-fn x25519(scalar: &[u8], point: &[u8; 32]) -> [u8; 32] {
-    let scalar: [u8; 32] = scalar.try_into().expect("a 32-byte scalar");
-    x25519_dalek::x25519(scalar, *point)
+/// X25519 of a 32-byte secret scalar (clamped) and a point, through x25519-dalek's StaticSecret
+/// and SharedSecret, which wipe their copies when dropped. `None` for a scalar of another length
+/// and for a result that is all zeros (`was_contributory` false: the point has low order), which
+/// age refuses.
+fn dh(scalar: &[u8], point: &[u8; 32]) -> Option<SharedSecret> {
+    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(scalar.try_into().ok()?);
+    let shared = StaticSecret::from(*bytes).diffie_hellman(&PublicKey::from(*point));
+    shared.was_contributory().then_some(shared)
 }
 
-fn nonzero(shared: &[u8; 32]) -> Option<()> {
-    (shared.iter().fold(0, |a, b| a | b) != 0).then_some(())
+/// The X25519 public key of a 32-byte secret scalar (all zeros for another length, which no
+/// caller passes: every scalar here is a 32-byte buffer made for it).
+fn public_of(scalar: &[u8]) -> [u8; 32] {
+    let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(scalar.try_into().unwrap_or([0; 32]));
+    PublicKey::from(&StaticSecret::from(*bytes)).to_bytes()
+}
+
+/// Whether `point` has small order, on Curve25519 or its twist (0, 1, the two points of order 8,
+/// p-1, and their non-canonical encodings: ≥ p, or bit 255 set), so that X25519 with any key
+/// gives all zeros. Any scalar tells: a clamped scalar is a multiple of the cofactor 8, which
+/// sends exactly those points to zero (the large prime orders divide no clamped scalar).
+pub(crate) fn is_low_order(point: &[u8; 32]) -> bool {
+    x25519_dalek::x25519([0x55; 32], *point) == [0; 32]
 }
 
 /// HKDF-SHA256 (RFC 5869) of 32 bytes, into locked memory.
@@ -428,9 +516,11 @@ fn ssh_tag(blob: &[u8]) -> String {
     base64_encode(&Sha256::digest(blob)[..4], false)
 }
 
-fn edwards_to_montgomery(public: &[u8; 32]) -> Option<[u8; 32]> {
+/// The Montgomery form of an ed25519 public key; `None` when it is not on the curve, `Err` when
+/// it is the identity or another point of small order (whose X25519 shared secrets are zero).
+fn edwards_to_montgomery(public: &[u8; 32]) -> Option<Result<[u8; 32], ()>> {
     let point = curve25519_dalek::edwards::CompressedEdwardsY(*public).decompress()?;
-    Some(point.to_montgomery().to_bytes())
+    Some(if point.is_small_order() { Err(()) } else { Ok(point.to_montgomery().to_bytes()) })
 }
 
 /// An unencrypted OpenSSH ed25519 private key (`ssh-keygen -t ed25519 -N ''`).
@@ -440,8 +530,10 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
         .nth(1)
         .and_then(|t| t.split("-----END OPENSSH PRIVATE KEY-----").next())
         .ok_or("an OpenSSH private key without its END line")?;
-    let b64: String = body.split_whitespace().collect();
-    let raw = Zeroizing::new(base64_decode(&b64, true).ok_or("an OpenSSH private key that is not base64")?);
+    // Sized once (collecting would grow the string by doubling, leaving copies in freed memory).
+    let mut b64 = Zeroizing::new(String::with_capacity(body.len()));
+    body.split_whitespace().for_each(|w| b64.push_str(w));
+    let raw = base64_decode_secret(&b64, true).ok_or("an OpenSSH private key that is not base64")?;
     let bad = || "an OpenSSH private key this reader cannot read".to_string();
     let mut d = raw.strip_prefix(b"openssh-key-v1\0".as_slice()).ok_or_else(bad)?;
     let (cipher, kdf) = (ssh_string(&mut d).ok_or_else(bad)?, ssh_string(&mut d).ok_or_else(bad)?);
@@ -472,10 +564,12 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
     }
     // The X25519 scalar of an ed25519 key: the first half of SHA-512 of its seed (clamped by x25519).
     let mut digest = Key::locked(64);
-    digest.expose_mut().copy_from_slice(&Sha512::digest(&private[..32]));
+    Sha512::new()
+        .chain_update(&private[..32])
+        .finalize_into(sha2::digest::generic_array::GenericArray::from_mut_slice(digest.expose_mut()));
     let mut scalar = Key::locked(32);
     scalar.expose_mut().copy_from_slice(&digest.expose()[..32]);
-    let montgomery = edwards_to_montgomery(&public).ok_or_else(bad)?;
+    let montgomery = edwards_to_montgomery(&public).and_then(Result::ok).ok_or_else(bad)?;
     Ok(Identity::SshEd25519 { scalar, blob, montgomery })
 }
 
@@ -500,6 +594,11 @@ pub(crate) fn base64_encode(data: &[u8], pad: bool) -> String {
 /// Standard base64; with `pad`, padding is required where due, without it refused. Non-canonical
 /// trailing bits are refused (age requires it).
 pub(crate) fn base64_decode(text: &str, pad: bool) -> Option<Vec<u8>> {
+    base64_decode_secret(text, pad).map(|v| v.to_vec())
+}
+
+/// [`base64_decode`] into a wiped buffer sized once, for a secret (a private key file).
+fn base64_decode_secret(text: &str, pad: bool) -> Option<Zeroizing<Vec<u8>>> {
     let bytes = text.as_bytes();
     let body = if pad {
         if bytes.len() % 4 != 0 {
@@ -516,7 +615,7 @@ pub(crate) fn base64_decode(text: &str, pad: bool) -> Option<Vec<u8>> {
     if body.len() % 4 == 1 {
         return None;
     }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
+    let mut out = Zeroizing::new(Vec::with_capacity(body.len() * 3 / 4));
     for chunk in body.chunks(4) {
         let mut n = 0u32;
         for (i, c) in chunk.iter().enumerate() {
@@ -565,13 +664,16 @@ fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
     if hrp.is_empty() || data.len() < 6 || !hrp.bytes().all(|b| (33..=126).contains(&b)) {
         return None;
     }
-    let values = Zeroizing::new(
-        data.bytes().map(|c| BECH32.iter().position(|b| *b == c).map(|v| v as u8)).collect::<Option<Vec<u8>>>()?,
-    );
+    // Both buffers sized once: collecting or pushing into an empty Vec grows it by doubling,
+    // leaving copies of the secret in freed memory.
+    let mut values = Zeroizing::new(Vec::with_capacity(data.len()));
+    for c in data.bytes() {
+        values.push(BECH32.iter().position(|b| *b == c)? as u8);
+    }
     if bech32_polymod(hrp_expand(hrp).chain(values.iter().copied())) != 1 {
         return None;
     }
-    let mut out = Zeroizing::new(Vec::new());
+    let mut out = Zeroizing::new(Vec::with_capacity(data.len() * 5 / 8));
     let (mut acc, mut bits) = (0u32, 0u32);
     for v in &values[..values.len() - 6] {
         acc = (acc << 5) | u32::from(*v);

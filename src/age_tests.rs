@@ -156,3 +156,167 @@ fn stock_age_interoperates() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn unhex(s: &str) -> [u8; 32] {
+    let v: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+    v.try_into().unwrap()
+}
+
+/// The X25519 points of small order (libsodium's blocklist: 0, 1, the two points of order 8,
+/// p-1, p, p+1), each also with bit 255 set, which X25519 ignores: 14 encodings.
+fn x25519_low_order_points() -> Vec<[u8; 32]> {
+    let mut points: Vec<[u8; 32]> = [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ]
+    .iter()
+    .map(|h| unhex(h))
+    .collect();
+    for i in 0..points.len() {
+        let mut high = points[i];
+        high[31] |= 0x80;
+        points.push(high);
+    }
+    points
+}
+
+/// The eight ed25519 points of small order, compressed: the identity, (0, -1), the two of order
+/// 4 (y = 0, either sign of x) and the four of order 8.
+const ED25519_SMALL_ORDER: [&str; 8] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+fn ssh_public(point: &[u8; 32]) -> String {
+    let mut blob = Vec::new();
+    for part in [&b"ssh-ed25519"[..], &point[..]] {
+        blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        blob.extend_from_slice(part);
+    }
+    format!("ssh-ed25519 {} low", base64_encode(&blob, true))
+}
+
+#[test]
+fn low_order_age_recipients_are_refused_by_name() {
+    for p in x25519_low_order_points() {
+        assert!(is_low_order(&p), "{p:02x?}");
+        let text = bech32_encode("age", &p);
+        let e = Recipient::parse(&text).unwrap_err();
+        assert!(e.starts_with(&format!("{text}: a low-order X25519 point")), "{e}");
+    }
+    // Real keys are not: ours, and the Montgomery form of the ssh test key.
+    let Recipient::X25519 { public, .. } = Recipient::parse(AGE_RECIPIENT).unwrap() else { unreachable!() };
+    assert!(!is_low_order(&public));
+    let Recipient::SshEd25519 { montgomery, .. } = Recipient::parse(SSH_PUBLIC).unwrap() else { unreachable!() };
+    assert!(!is_low_order(&montgomery));
+    assert!(!is_low_order(&x25519_dalek::X25519_BASEPOINT_BYTES));
+}
+
+#[test]
+fn small_order_ssh_ed25519_recipients_are_refused_by_name() {
+    for hex in ED25519_SMALL_ORDER {
+        let point = unhex(hex);
+        assert!(curve25519_dalek::edwards::CompressedEdwardsY(point).decompress().is_some(), "{hex} is on the curve");
+        let text = ssh_public(&point);
+        let e = Recipient::parse(&text).unwrap_err();
+        assert!(e.starts_with("ssh-ed25519 SHA256:"), "{hex}: {e}");
+        assert!(e.contains("the identity or another point of small order"), "{hex}: {e}");
+    }
+    // A key that is not a point at all says so.
+    let mut off = unhex(ED25519_SMALL_ORDER[0]);
+    off[0] = 2;
+    assert_eq!(Recipient::parse(&ssh_public(&off)).unwrap_err(), "not a point on the ed25519 curve");
+}
+
+#[test]
+fn encryption_refuses_an_all_zero_shared_secret() {
+    // Recipients as parse would never make them: what encrypt does on its own.
+    for p in x25519_low_order_points() {
+        let r = Recipient::X25519 { public: p, text: "age1planted\x1b[2J".into() };
+        let e = encrypt(&[r], &plaintext(), &mut Key::generate).unwrap_err().to_string();
+        assert!(e.starts_with("escrow recipient age1planted\\x1b[2J: expected a recipient whose X25519"), "{e}");
+        assert!(e.contains("all-zero shared secret"), "{e}");
+    }
+    let Recipient::SshEd25519 { blob, .. } = Recipient::parse(SSH_PUBLIC).unwrap() else { unreachable!() };
+    let r = Recipient::SshEd25519 { blob, montgomery: [0; 32], fingerprint: "SHA256:x".into() };
+    let e = encrypt(&[r], &plaintext(), &mut Key::generate).unwrap_err().to_string();
+    assert!(e.starts_with("escrow recipient ssh-ed25519 SHA256:x: "), "{e}");
+}
+
+#[test]
+fn decryption_refuses_a_low_order_share() {
+    // A stanza whose share is a low-order point: the shared secret is zero, so no file key.
+    // The body is sealed with the wrap key anyone can derive from that zero secret: without the
+    // check it would unwrap.
+    let ids = parse_identities(AGE_IDENTITY).unwrap();
+    let Recipient::X25519 { public, .. } = ids[0].recipient() else { unreachable!() };
+    for p in x25519_low_order_points() {
+        let wrap = derive(&[0; 32], &[&p[..], &public[..]].concat(), X25519_LABEL);
+        let mut body = vec![7u8; FILE_KEY_LEN + TAG_LEN];
+        seal(&wrap, &[0; 12], &mut body);
+        let stanza = Stanza { kind: "X25519".into(), args: vec![base64_encode(&p, false)], body };
+        assert!(ids[0].unwrap(&stanza).is_none(), "{p:02x?}");
+    }
+}
+
+#[test]
+fn identity_files_are_read_into_one_buffer_from_files_and_pipes() {
+    let dir = std::env::temp_dir().join(format!("ephemcrypt-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [("age.txt", AGE_IDENTITY), ("ssh", SSH_PRIVATE)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let ids = read_identities(&path).unwrap();
+        assert_eq!(ids.len(), 1, "{name}");
+        assert_eq!(decrypt(BOTH.as_bytes(), &ids).unwrap().expose(), plaintext().expose());
+    }
+    // A pipe has no size: read up to the limit.
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, AGE_IDENTITY).unwrap())
+    };
+    assert_eq!(read_identities(&fifo).unwrap().len(), 1);
+    writer.join().unwrap();
+    // Too large, not text, not there: named.
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'#'; MAX_IDENTITY_FILE + 1]).unwrap();
+    let e = read_identities(&big).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("identity file {}: expected an identity file of at most 64 KiB", big.display())),
+        "{e}"
+    );
+    let binary = dir.join("binary");
+    std::fs::write(&binary, b"\xff\xfe").unwrap();
+    assert!(read_identities(&binary).unwrap_err().to_string().contains("bytes that are not text"));
+    let e = read_identities(&dir.join("none")).unwrap_err().to_string();
+    assert!(e.starts_with("read identity file ") && e.contains("ENOENT"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The decoders of secrets write into buffers sized once: a buffer that grew was reallocated,
+/// and the old copy of the secret was freed unwiped.
+#[test]
+fn secret_decoders_never_grow_their_buffers() {
+    let line = AGE_IDENTITY.lines().last().unwrap();
+    let (_, data) = bech32_decode(line).unwrap();
+    let chars = line.len() - line.rfind('1').unwrap() - 1;
+    assert_eq!((data.len(), data.capacity()), (32, chars * 5 / 8));
+    for text in ["", "Zg", "Zm8", "Zm9v", "Zm9vYg", &"QUJD".repeat(100)] {
+        let out = base64_decode_secret(text, false).unwrap();
+        assert_eq!(out.capacity(), text.len() * 3 / 4, "{text}");
+        assert_eq!(out.len(), out.capacity(), "{text}");
+    }
+}

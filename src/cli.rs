@@ -269,6 +269,8 @@ fn setup(c: &Common, newroot: &Path) -> Result<u8> {
 
 /// `ephemcrypt recover`: find the volume by its headers; print the stock-tool script, or open it.
 fn recover(c: &Common, r: &Recover) -> Result<String> {
+    // First: no core dump and no ptrace by other accounts while the identity and key exist.
+    crate::key::set_non_dumpable()?;
     let host = Host::new(&c.host);
     let disks = match &r.disks {
         Some(text) => crate::config::parse_selectors_value(text).ok_or_else(|| {

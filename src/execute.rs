@@ -389,7 +389,7 @@ impl<'a, S: System> Run<'a, S> {
                 self.sys.dm_load(name, &table, true, m.read_only)?;
             }
         }
-        self.status.key = Some(path.describe().to_string());
+        self.status.key = Some(path.describe(m.escrow.len()));
         Ok(())
     }
 

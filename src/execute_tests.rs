@@ -817,6 +817,10 @@ fn escrow_follows_each_header_and_reads_back_with_either_identity() {
     assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
     let fp = crate::age::Recipient::parse(SSH_PUBLIC).unwrap().describe();
     assert_eq!(o.escrow, [AGE_RECIPIENT.to_string(), fp]);
+    let key = "kernel keyring (logon); escrowed to 2 recipients: stored, encrypted to them, after every member's \
+               header and in /run/ephemcrypt/escrow.age";
+    assert_eq!(o.key.as_deref(), Some(key));
+    assert!(o.render().contains(&format!("key: {key}\n")) && !o.render().contains("never stored"));
     // The headers first (no escrow yet), the crypt mapping with the key, then the escrow.
     let pos = |p: &str| fake.calls.iter().position(|c| c.starts_with(p)).unwrap_or_else(|| panic!("{p}"));
     assert!(pos("write_header") < pos("make_key 64"));

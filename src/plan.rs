@@ -1152,7 +1152,7 @@ fn volume_json(v: &Volume) -> Value {
                 ("key_bits", v.crypt.key_bits.into()),
                 ("sector_size", v.crypt.sector_size.into()),
                 ("flags", v.crypt.flags.clone().into()),
-                ("key", v.crypt.key_path.describe().into()),
+                ("key", v.crypt.key_path.describe(v.escrow.len()).into()),
                 ("size_bytes", v.crypt.len.bytes().0.into()),
             ]),
         ),
@@ -1576,6 +1576,34 @@ mod tests {
                 ["write /run/ephemcrypt/status.json"]
             );
         }
+    }
+
+    /// With escrow the key is stored, encrypted, on every member: plan says so, in text and
+    /// JSON, where it says "never stored" without.
+    #[test]
+    fn escrow_says_where_the_key_is_stored() {
+        use crate::age::tests::{AGE_RECIPIENT, SSH_PUBLIC};
+        let want = "escrowed to 2 recipients: stored, encrypted to them, after every member's header and in \
+                    /run/ephemcrypt/escrow.age";
+        for (config, stored) in [
+            (format!("escrow = {AGE_RECIPIENT}, {SSH_PUBLIC}"), want),
+            (format!("escrow = {AGE_RECIPIENT}"), &want.replace("2 recipients", "1 recipient").replace("them", "it")),
+            (String::new(), "never stored"),
+        ] {
+            let p = plan_of(&cfg(&config), &[disk("nvme1n1", "A"), disk("nvme2n1", "B")]);
+            let text: String = p.steps.iter().map(|s| format!("{s}\n")).collect();
+            assert!(text.contains(&format!("invalidated right after the load; {stored}\n")), "{config}: {text}");
+            assert_eq!(text.contains("never stored"), config.is_empty(), "{config}: {text}");
+            let j = crate::json::parse(&p.to_json().pretty()).unwrap();
+            let key = j.get("volume").unwrap().get("crypt").unwrap().get("key").unwrap().as_str().unwrap().to_string();
+            let sep = if config.is_empty() { ", " } else { "; " };
+            assert_eq!(key, format!("kernel keyring (logon){sep}{stored}"), "{config}");
+        }
+        assert_eq!(
+            KeyPath::HexTable.describe(3),
+            "hex key in the dm table (kernel lacks keyring keys); escrowed to 3 recipients: stored, encrypted to \
+             them, after every member's header and in /run/ephemcrypt/escrow.age"
+        );
     }
 
     #[test]

@@ -219,13 +219,8 @@ pub(crate) fn escrowed_key(host: &Host, found: &Found, identity_file: &Path) -> 
 
 /// The key, from the escrow with the identity file's identities.
 pub(crate) fn key(blob: &[u8], identity_file: &Path, found: &Found) -> Result<Key> {
-    let text = std::fs::read_to_string(identity_file)
-        .map_err(|e| Error::os("read identity file", identity_file.display(), e))?;
-    let ids: Vec<Identity> = age::parse_identities(&text).map_err(|why| Error::Invalid {
-        what: format!("identity file {}", identity_file.display()),
-        expected: "an age identity or an unencrypted OpenSSH ed25519 private key",
-        found: why,
-    })?;
+    // Read into one wiped buffer sized once, parsed in place (age.rs).
+    let ids: Vec<Identity> = age::read_identities(identity_file)?;
     let key = age::decrypt(blob, &ids).map_err(|e| {
         let mine: Vec<String> = ids.iter().map(|i| i.recipient().describe()).collect();
         let whose = match e {

@@ -108,7 +108,8 @@ pub(crate) struct Status {
     pub(crate) volume: Option<VolumeStatus>,
     /// The mappings made (or found), in creation order.
     pub(crate) mappings: Vec<MappingStatus>,
-    /// How the key was held, e.g. "kernel keyring (logon), never stored".
+    /// How the key was held, e.g. "kernel keyring (logon), never stored", or with escrow
+    /// "kernel keyring (logon); escrowed to 2 recipients: …" ([`crate::step::KeyPath::describe`]).
     pub(crate) key: Option<String>,
     pub(crate) swap: Option<String>,
     pub(crate) mount: Option<PathBuf>,

@@ -29,12 +29,27 @@ impl KeyPath {
         }
     }
 
-    pub(crate) fn describe(self) -> &'static str {
-        match self {
-            KeyPath::Keyring => "kernel keyring (logon), never stored",
-            KeyPath::HexTable => "hex key in the dm table (kernel lacks keyring keys), never stored",
+    /// How the key is held, as `plan` and `status` say it: "never stored", unless it is escrowed
+    /// to `escrow` recipients (then it is stored, encrypted to them, on every member).
+    pub(crate) fn describe(self, escrow: usize) -> String {
+        let how = match self {
+            KeyPath::Keyring => "kernel keyring (logon)",
+            KeyPath::HexTable => "hex key in the dm table (kernel lacks keyring keys)",
+        };
+        match escrow {
+            0 => format!("{how}, never stored"),
+            n => format!("{how}; {}", escrowed(n)),
         }
     }
+}
+
+/// What escrow to `n` (> 0) recipients does with the key.
+pub(crate) fn escrowed(n: usize) -> String {
+    let (s, them) = if n == 1 { ("", "it") } else { ("s", "them") };
+    format!(
+        "escrowed to {n} recipient{s}: stored, encrypted to {them}, after every member's header and in {}",
+        crate::paths::ESCROW_PATH
+    )
 }
 
 /// A device-mapper mapping to make: create it, load its table, resume it, give it a
@@ -290,16 +305,17 @@ impl fmt::Display for Step {
                     let names: Vec<&str> = m.kernel.iter().map(|(_, n)| n.as_str()).collect();
                     write!(f, "\n      the kernel must offer {} (checked first)", names.join(" and "))?;
                 }
+                let stored = if m.escrow.is_empty() { "never stored".to_string() } else { escrowed(m.escrow.len()) };
                 match m.key {
                     Some((KeyPath::Keyring, bits)) => write!(
                         f,
                         "\n      KEY: {bits} bits from getrandom(2), in a logon key of the process keyring that is \
-                         invalidated right after the load; never stored"
+                         invalidated right after the load; {stored}"
                     ),
                     Some((KeyPath::HexTable, bits)) => write!(
                         f,
                         "\n      KEY: {bits} bits from getrandom(2), in hex in the table (this kernel's dm-crypt \
-                         takes no keyring keys), loaded with DM_SECURE_DATA_FLAG; never stored"
+                         takes no keyring keys), loaded with DM_SECURE_DATA_FLAG; {stored}"
                     ),
                     None => Ok(()),
                 }?;

@@ -1,4 +1,4 @@
-//! The few system calls nix 0.29 lacks: getrandom, mlock/munlock, the kernel keyring (add_key,
+//! The few system calls nix 0.29 lacks: getrandom, mlock and the locked pages of secrets, the kernel keyring (add_key,
 //! keyctl), swapon/swapoff, the extended-attribute calls used to copy SELinux labels and ACLs, and
 //! posix_spawn.
 //! Each is a thin, checked wrapper; with `dm/ioctl.rs` this is the only `unsafe` in the crate.
@@ -34,11 +34,41 @@ pub(crate) fn mlock(buf: &[u8]) -> std::result::Result<(), Errno> {
     Errno::result(unsafe { libc::mlock(buf.as_ptr().cast::<c_void>(), buf.len()) }).map(drop)
 }
 
-/// munlock(2) the pages of `buf`.
-pub(crate) fn munlock(buf: &[u8]) {
-    // SAFETY: `buf` is a live allocation of `buf.len()` bytes; munlock does not touch the contents.
-    // Locks are per page and do not nest; nothing else in this program mlocks memory.
-    unsafe { libc::munlock(buf.as_ptr().cast::<c_void>(), buf.len()) };
+/// A fresh anonymous private mapping of `len` bytes (a multiple of the page size) for secrets
+/// (key.rs's arena): zero-filled, excluded from core dumps (MADV_DONTDUMP, where the kernel has
+/// it) and locked into RAM. It is never unmapped or unlocked: it lives until the process exits,
+/// which is what makes handing it out as `&'static mut` sound, as `Box::leak` does. The second
+/// value is mlock's result (it fails without CAP_IPC_LOCK beyond RLIMIT_MEMLOCK).
+pub(crate) fn secret_pages(
+    len: usize,
+) -> std::result::Result<(&'static mut [u8], std::result::Result<(), Errno>), Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: an anonymous private mapping at an address the kernel chooses (no fd, offset 0)
+    // touches no existing memory; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    // SAFETY: `p` is a fresh mapping of `len` readable, writable, zero-filled bytes that nothing
+    // else refers to, and nothing ever unmaps it: one unique slice over it for the rest of the
+    // process is sound.
+    let mem = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) };
+    // SAFETY: advice on the mapping just made, which changes what a core dump contains, not the
+    // memory. Best effort: kernels before 3.4 lack it, and recover and setup are non-dumpable anyway.
+    unsafe { libc::madvise(p, len, libc::MADV_DONTDUMP) };
+    let locked = mlock(mem);
+    Ok((mem, locked))
 }
 
 // From include/uapi/linux/keyctl.h (stable ABI).

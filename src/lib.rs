@@ -31,6 +31,7 @@ mod key;
 pub mod log;
 mod paths;
 mod plan;
+mod progress;
 mod recover;
 mod setup;
 mod signature;

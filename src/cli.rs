@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::OnFailure;
 use crate::error::{Error, Result};
+use crate::escape::escape;
 use crate::host::Host;
+use crate::progress::Death;
 use crate::status::SetupResult;
 use crate::system::LinuxSystem;
 
@@ -21,6 +23,11 @@ usage:
       Run by the boot chain with the real root mounted at DIR: encrypt the disks, make swap and
       the file system, mount it at DIR<mount> and bind the bind targets onto it. Writes
       /run/ephemcrypt/status.json.
+  ephemcrypt setup --newroot DIR --died HOW [--host DIR] [--config FILE]
+      Run by the boot chain when setup ended without finishing: HOW is the shell's exit status
+      (128+N: killed by signal N) or systemd's $EXIT_CODE/$EXIT_STATUS (killed/KILL). Undoes what
+      the dead run left (its record in /run/ephemcrypt/progress), applies on-failure, and writes
+      the status: setup died, how, at which step. Exit 0 (the policy was applied), or 1 (halt).
   ephemcrypt status [--host DIR] [--json | --format prometheus [--output FILE]]
       What setup did in this boot, with a live check of its mappings. --format prometheus: the
       node_exporter textfile format (also when setup did not run: result not_run), written
@@ -61,6 +68,8 @@ exit codes: 0 done (also: nothing to do, disabled, or a failure the on-failure p
 pub(crate) enum Command {
     Plan(Common, Option<PathBuf>),
     Setup(Common, PathBuf),
+    /// `setup --died HOW`: the second invocation after the first died.
+    AfterDeath(Common, PathBuf, Death),
     Status(Common),
     /// The real root's check at boot: one line, a warning when the volume is missing.
     Check(Common),
@@ -120,6 +129,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
     let mut common = Common::default();
     let mut newroot = None;
     let mut recover = Recover::default();
+    let mut died = None;
     let value = |it: &mut std::slice::Iter<'_, String>, flag: &str| {
         it.next().cloned().ok_or_else(|| Error::Usage(format!("{flag} needs a value")))
     };
@@ -150,6 +160,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             "--mount" => recover.mount = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
             "--disks" => recover.disks = Some(inline.map_or_else(|| value(&mut it, flag), Ok)?),
             "--print-commands" => recover.print_commands = true,
+            "--died" if sub != "setup" => {
+                return Err(Error::Usage(format!("{flag} goes with 'setup' only; try 'ephemcrypt --help'")))
+            }
+            "--died" => {
+                let how = inline.map_or_else(|| value(&mut it, flag), Ok)?;
+                died = Some(Death::parse(&how).ok_or_else(|| {
+                    Error::Usage(format!("--died '{}': an exit status, or EXIT_CODE/EXIT_STATUS", escape(&how)))
+                })?);
+            }
             _ => return Err(Error::Usage(format!("unknown option '{arg}' for '{sub}'; try 'ephemcrypt --help'"))),
         }
     }
@@ -166,7 +185,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             only("--json", !common.json)?;
             let newroot = newroot
                 .ok_or_else(|| Error::Usage("setup needs --newroot DIR (where the real root is mounted)".into()))?;
-            Ok(Command::Setup(common, newroot))
+            Ok(match died {
+                Some(how) => Command::AfterDeath(common, newroot, how),
+                None => Command::Setup(common, newroot),
+            })
         }
         "status" | "check" => {
             only("--newroot", newroot.is_none())?;
@@ -235,6 +257,7 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
             write(out, &text)?;
         }
         Command::Setup(c, newroot) => return setup(c, newroot),
+        Command::AfterDeath(c, newroot, how) => return after_death(c, newroot, *how),
         Command::Skeleton(from, to) => crate::system::copy_skeleton(from, to)?,
         Command::Needs(c) => {
             // The image's configuration file only: the build host's kernel command line is not
@@ -265,6 +288,27 @@ fn setup(c: &Common, newroot: &Path) -> Result<u8> {
     let (plan, status) = crate::setup::setup(&host, c.config.as_deref(), newroot, &mut LinuxSystem::new(&c.host));
     let halts = plan.on_failure == OnFailure::Halt && status.result == SetupResult::Failed;
     Ok(if halts { 1 } else { 0 })
+}
+
+/// `ephemcrypt setup --died HOW`: see [`crate::setup::after_death`]. Exit 1 when the boot must
+/// stop: the policy is halt, or the first run already exited 1 for it.
+fn after_death(c: &Common, newroot: &Path, how: Death) -> Result<u8> {
+    #[cfg(feature = "fault-injection")]
+    crate::fault::after_death();
+    if let Err(e) = crate::key::set_non_dumpable() {
+        log::warn!("{e}");
+    }
+    let host = Host::new(&c.host);
+    let halts =
+        match crate::setup::after_death(&host, c.config.as_deref(), newroot, &mut LinuxSystem::new(&c.host), how) {
+            Some((plan, status)) => plan.on_failure == OnFailure::Halt && status.result == SetupResult::Failed,
+            None => how == Death::Exit(1),
+        };
+    if !halts {
+        return Ok(0);
+    }
+    crate::progress::halt_without_shell(&c.host);
+    Ok(1)
 }
 
 /// `ephemcrypt recover`: find the volume by its headers; print the stock-tool script, or open it.

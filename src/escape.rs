@@ -110,6 +110,7 @@ pub(crate) fn line(s: &str) -> Cow<'_, str> {
 }
 
 /// Whether `s` would be shown as it is.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn is_plain(s: &str) -> bool {
     matches!(escape(s), Cow::Borrowed(_))
 }

@@ -128,7 +128,8 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
     for a in plan.disks.iter().filter(|a| !a.verdict.is_use()) {
         log::info!("not using {}: {}", a.disk.path.display(), a.verdict.reason());
     }
-    for step in &plan.steps {
+    for (i, step) in plan.steps.iter().enumerate() {
+        crate::progress::before_step(run.sys, &plan.steps, i);
         let title = step.title();
         log::info!("{title}");
         let t = run.sys.now_ms();

@@ -13,6 +13,10 @@ use crate::key::{Key, KeySerial};
 use crate::system::System;
 use crate::units::{Bytes, DevNo};
 
+/// What [`Fake::die_at`] panics with: the process died there.
+#[derive(Debug)]
+pub(crate) struct Died;
+
 /// The byte every fake key is made of: tests look for it in everything printed.
 pub(crate) const PLANTED: u8 = 0xA5;
 
@@ -47,6 +51,10 @@ pub(crate) struct Fake {
     pub(crate) read_only: BTreeSet<PathBuf>,
     pub(crate) tmpfs: Vec<PathBuf>,
     pub(crate) status: Option<String>,
+    /// Setup's progress record (progress.rs); not a call: it changes nothing a test counts.
+    pub(crate) progress: Option<String>,
+    /// Die (panic: the test catches it) at this call instead of making it, as a killed process.
+    pub(crate) die_at: Option<usize>,
     /// The armored escrow written to /run/ephemcrypt.
     pub(crate) escrow: Option<String>,
     /// Files of the new root (`read_text`) and links (`link_text`).
@@ -83,6 +91,11 @@ impl Fake {
     fn call(&mut self, what: String) -> Result<()> {
         self.calls.push(what.clone());
         let n = self.calls.len() - 1;
+        if self.die_at == Some(n) {
+            // The process is gone: so is its keyring (progress.rs relies on that).
+            self.keys.clear();
+            std::panic::panic_any(Died);
+        }
         let chosen = self.fail_at == Some(n) || self.fail_also.contains(&n);
         if chosen || self.fail_all.as_deref().is_some_and(|p| what.starts_with(p)) {
             return Err(Error::os("fake", what, std::io::Error::from_raw_os_error(libc::EIO)));
@@ -347,7 +360,14 @@ impl System for Fake {
     fn remove_escrow(&mut self, path: &Path) -> Result<()> {
         assert_eq!(path, Path::new(crate::paths::ESCROW_PATH));
         self.call("remove_escrow".into())?;
-        assert!(self.escrow.take().is_some(), "an escrow file to remove");
+        match self.escrow.take() {
+            Some(_) => Ok(()),
+            None => Err(Error::os("remove", path.display(), std::io::Error::from_raw_os_error(libc::ENOENT))),
+        }
+    }
+    fn write_progress(&mut self, path: &Path, text: Option<&str>) -> Result<()> {
+        assert_eq!(path, Path::new(crate::progress::PROGRESS_PATH));
+        self.progress = text.map(str::to_string);
         Ok(())
     }
     fn write_config(&mut self, path: &Path, text: &str) -> Result<()> {
@@ -357,8 +377,14 @@ impl System for Fake {
     }
     fn remove_config(&mut self, path: &Path) -> Result<()> {
         self.call(format!("remove_config {}", path.display()))?;
-        assert!(self.configs.remove(path).is_some(), "a configuration file to remove");
-        Ok(())
+        match self.configs.remove(path) {
+            Some(_) => Ok(()),
+            None => Err(Error::os("remove", path.display(), std::io::Error::from_raw_os_error(libc::ENOENT))),
+        }
+    }
+    fn read_progress(&mut self, path: &Path) -> Result<Option<String>> {
+        assert_eq!(path, Path::new(crate::progress::PROGRESS_PATH));
+        Ok(self.progress.clone())
     }
     fn sleep_ms(&mut self, ms: u64) {
         self.clock += ms;

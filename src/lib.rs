@@ -32,6 +32,7 @@ mod key;
 pub mod log;
 mod paths;
 mod plan;
+mod progress;
 mod recover;
 mod setup;
 mod shell;

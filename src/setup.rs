@@ -13,7 +13,8 @@ use crate::execute::execute;
 use crate::host::Host;
 use crate::paths::{under, STATUS_PATH};
 use crate::plan::{self, assess, Caps, Facts, Live, Plan, State};
-use crate::status::{Status, StatusError, Timing};
+use crate::progress::Death;
+use crate::status::{SetupResult, Status, StatusError, Timing};
 use crate::step::Step;
 use crate::system::System;
 
@@ -26,10 +27,13 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
     use std::io::Read;
     let path = host.path(STATUS_PATH);
     let bad = |why| Error::Status { path: path.display().to_string(), why };
-    let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotRun { path: path.display().to_string() },
-        _ => Error::os("read status", path.display(), e),
-    })?;
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return died(host, sys).unwrap_or_else(|| Err(Error::NotRun { path: path.display().to_string() }))
+        }
+        Err(e) => return Err(Error::os("read status", path.display(), e)),
+    };
     let mut text = String::new();
     file.take(MAX_STATUS_BYTES + 1)
         .read_to_string(&mut text)
@@ -47,6 +51,34 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
         }
     }
     Ok(status)
+}
+
+/// No status, but a progress record: setup is running, or died (and no second invocation ran, or
+/// it died too, and the boot stopped). What it made is still there: the emergency shell's
+/// `ephemcrypt status` says so instead of "did not run".
+fn died<S: System>(host: &Host, sys: &mut S) -> Option<Result<Status>> {
+    let record = match crate::progress::read(sys) {
+        Ok(r) => r?,
+        Err(e) => return Some(Err(e)),
+    };
+    let step = record.step_title();
+    let running = record.pid != 0 && host.path(format!("/proc/{}", record.pid)).exists();
+    let mut status = if running {
+        Status::new(SetupResult::Failed, format!("setup is still running (pid {}), at step '{step}'", record.pid))
+    } else {
+        let made: Vec<String> = record.leftovers.iter().map(crate::progress::Leftover::describe).collect();
+        Status::new(
+            SetupResult::Failed,
+            format!(
+                "setup died (pid {}) at step '{step}', and nothing undid what it made or applied the failure \
+                 policy; it may have left: {}",
+                record.pid,
+                if made.is_empty() { "nothing".to_string() } else { made.join(", ") }
+            ),
+        )
+    };
+    status.failed_step = Some(step);
+    Some(Ok(status))
 }
 
 /// The guard's own inhibitor lock is held. logind keeps a file per lock in /run/systemd/inhibit
@@ -106,6 +138,8 @@ const POLL_MS: u64 = 250;
 /// What `ephemcrypt setup` does, end to end; returns the plan it followed and what happened.
 /// Every failure after the arguments are checked goes through the failure policy and the status.
 pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot: &Path, sys: &mut S) -> (Plan, Status) {
+    // From here on, a death leaves a record for the hook's second invocation (after_death).
+    crate::progress::reading(sys);
     let (plan, timings) = match host.config(config_file) {
         Ok(config) => {
             let root = read_newroot(&config, Some(newroot), sys);
@@ -124,7 +158,58 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
         }
     };
     let status = execute(&plan, sys, timings);
+    crate::progress::finished(sys);
     (plan, status)
+}
+
+/// `ephemcrypt setup --died HOW`: the boot hook's second invocation after the first ended without
+/// finishing (`how`: a signal, or an exit status other than 0 and 1). Take back what the dead run
+/// left (its progress record says what it may have made: mappings, swap, mounts and binds,
+/// directories, remounts, units, the escrow file), then follow the failure policy as setup does
+/// (tmpfs over every bind target by default) and write the status: setup died, how, at which
+/// step. `None`: the first run finished on its own (its exit status already says what to do).
+pub(crate) fn after_death<S: System>(
+    host: &Host,
+    config_file: Option<&Path>,
+    newroot: &Path,
+    sys: &mut S,
+    how: Death,
+) -> Option<(Plan, Status)> {
+    let record = match crate::progress::read(sys) {
+        Ok(r) => r,
+        Err(e) => {
+            // What the dead run made cannot be known: the policy's tmpfs still covers the targets.
+            log::error!("{e}");
+            Some(crate::progress::Record::default())
+        }
+    };
+    match (how, &record) {
+        (Death::Exit(0), _) | (Death::Exit(1) | Death::Unknown, None) => return None,
+        _ => {}
+    }
+    let step = record.as_ref().map_or_else(|| crate::progress::READING.to_string(), |r| r.step_title());
+    let leftovers = record.map(|r| r.leftovers).unwrap_or_default();
+    log::error!("setup {} at step '{step}': undoing what it left, then the failure policy", how.describe());
+    let left = crate::progress::teardown(sys, &leftovers);
+    let undone = if left.is_empty() {
+        "what it had made was undone".to_string()
+    } else {
+        format!("cleanup: {}", left.join("; "))
+    };
+    let reason = format!("setup {} at step '{step}'; {undone}", how.describe());
+    let (config, reason) = match host.config(config_file) {
+        Ok(config) => (config, reason),
+        Err(e) => (Config::default(), format!("{reason}; {e}")),
+    };
+    let root = read_newroot(&config, Some(newroot), sys);
+    let plan = plan::failed(&config, &root, State::Unreadable(reason));
+    let mut status = execute(&plan, sys, Vec::new());
+    status.failed_step = Some(step);
+    if let Err(e) = sys.write_status(Path::new(STATUS_PATH), &status.to_json().pretty()) {
+        log::error!("{e}");
+    }
+    crate::progress::finished(sys);
+    Some((plan, status))
 }
 
 /// What `ephemcrypt plan` shows: the same reading and planning as setup, without waiting for

@@ -97,6 +97,11 @@ pub(crate) trait System {
     /// /run), atomically, mode 0644.
     fn write_config(&mut self, path: &Path, text: &str) -> Result<()>;
     fn remove_config(&mut self, path: &Path) -> Result<()>;
+    /// Write (`Some`) or remove (`None`) setup's progress record at `path` (a host path); see
+    /// progress.rs.
+    fn write_progress(&mut self, path: &Path, text: Option<&str>) -> Result<()>;
+    /// The progress record at `path` (a host path), if there is one.
+    fn read_progress(&mut self, path: &Path) -> Result<Option<String>>;
     fn sleep_ms(&mut self, ms: u64);
     /// Milliseconds since an arbitrary start.
     fn now_ms(&mut self) -> u64;
@@ -595,6 +600,27 @@ impl System for LinuxSystem {
     fn remove_config(&mut self, path: &Path) -> Result<()> {
         self.may_change("remove", path.display())?;
         self.remove_file(path)
+    }
+
+    fn write_progress(&mut self, path: &Path, text: Option<&str>) -> Result<()> {
+        self.may_change("write", path.display())?;
+        let path = self.path(path);
+        match text {
+            Some(text) => write_atomic(&path, text, 0o644),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::os("remove", path.display(), e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    fn read_progress(&mut self, path: &Path) -> Result<Option<String>> {
+        let path = self.path(path);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::os("read", path.display(), e)),
+        }
     }
 
     fn sleep_ms(&mut self, ms: u64) {

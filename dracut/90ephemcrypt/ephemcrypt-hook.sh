@@ -1,10 +1,17 @@
 #!/bin/sh
 # dracut pre-pivot hook (shell init): the real root is mounted at $NEWROOT. All logic is in the
-# binary; a non-zero exit (on-failure=halt, or anything unexpected) takes dracut's emergency path.
+# binary; this only branches on its exit status: 0 boot on, 1 on-failure=halt. Any other status
+# means setup ended without finishing (128+N: killed by signal N; an abort is 134): a second
+# invocation undoes what it left and applies the failure policy. If that one does not exit 0
+# either, the boot stops: it never goes on with the dead run's work half done.
 type die >/dev/null 2>&1 || . /lib/dracut-lib.sh
 
 /usr/sbin/ephemcrypt setup --newroot "${NEWROOT:-/sysroot}"
 rc=$?
-# 1: on-failure=halt; anything else (a usage error, a crash) fails closed too.
-[ $rc -eq 0 ] || die "ephemcrypt: setup exited with status $rc (1: on-failure=halt); see /run/ephemcrypt/status.json"
+if [ $rc -gt 1 ]; then
+    warn "ephemcrypt: setup ended with status $rc without finishing: undoing what it left, then on-failure"
+    /usr/sbin/ephemcrypt setup --newroot "${NEWROOT:-/sysroot}" --died $rc
+    rc=$?
+fi
+[ $rc -eq 0 ] || die "ephemcrypt: setup exited with status $rc (1: on-failure=halt); see 'ephemcrypt status'"
 unset rc

@@ -1,0 +1,179 @@
+//! The progress record, and setup's death at every call on the fake kernel followed by the boot
+//! hook's second invocation (`setup --died`): nothing of the dead run is left, the policy holds,
+//! the status says that setup died, how, and at which step.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::fake::{Died, Fake, Tree};
+use crate::setup::{after_death, setup};
+use crate::status::SetupResult;
+
+const SYSROOT: &str = "/sysroot";
+
+fn two_disks(config: &str) -> Tree {
+    let t = Tree::new(config);
+    t.disk("nvme2n1", 2, "B").disk("nvme1n1", 1, "A");
+    t
+}
+
+/// The root as dracut mounts it: read-only, without the mount point.
+fn ro_fake() -> Fake {
+    Fake { read_only: [PathBuf::from(SYSROOT)].into(), ..Fake::new() }
+}
+
+#[test]
+fn records_read_back_as_written_with_any_path() {
+    let r = Record {
+        pid: 42,
+        step: Some((3, "bind /sysroot/mnt/a b\\c\nd on /sysroot/var/log\u{1b}[2J".into())),
+        leftovers: vec![
+            Leftover::Mapping("ephemcrypt-stripe".into()),
+            Leftover::Swap("ephemcrypt-swap".into()),
+            Leftover::Mount("/sysroot/with space".into()),
+            Leftover::Remount {
+                path: "/sysroot".into(),
+                read_only: true,
+                options: vec!["nosuid".into(), "nodev".into()],
+            },
+            Leftover::Remount { path: "/sysroot".into(), read_only: false, options: Vec::new() },
+            Leftover::Dir("/sysroot/mnt".into()),
+            Leftover::Unit { name: "var-log.mount".into(), wanted_by: "local-fs.target".into() },
+            Leftover::Escrow("/run/ephemcrypt/escrow.age".into()),
+        ],
+    };
+    let text = r.to_text();
+    assert_eq!(text.lines().count(), 3 + r.leftovers.len(), "{text}");
+    assert_eq!(Record::parse(&text).unwrap(), r);
+    assert_eq!(Record::parse(&Record::reading().to_text()).unwrap().step_title(), READING);
+    for bad in
+        ["", "ephemcrypt-progress 2\n", "ephemcrypt-progress 1\nundo rm -rf /\n", "ephemcrypt-progress 1\npid x\n"]
+    {
+        assert!(Record::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn deaths_read_from_the_shell_and_from_systemd() {
+    assert_eq!(Death::parse("137"), Some(Death::Signal(9)));
+    assert_eq!(Death::parse("134"), Some(Death::Signal(6)));
+    assert_eq!(Death::parse("2"), Some(Death::Exit(2)));
+    assert_eq!(Death::parse("killed/KILL"), Some(Death::Signal(9)));
+    assert_eq!(Death::parse("dumped/ABRT"), Some(Death::Signal(6)));
+    assert_eq!(Death::parse("killed/SIGTERM"), Some(Death::Signal(15)));
+    assert_eq!(Death::parse("exited/1"), Some(Death::Exit(1)));
+    assert_eq!(Death::parse("/"), Some(Death::Unknown));
+    for bad in ["", "x", "killed/NOPE", "exited/x", "300", "later/1"] {
+        assert_eq!(Death::parse(bad), None, "{bad}");
+    }
+    assert_eq!(Death::Signal(9).describe(), "killed by signal 9 (SIGKILL)");
+    assert_eq!(Death::Signal(6).describe(), "killed by signal 6 (SIGABRT)");
+}
+
+/// Setup runs until the fake kernel "kills" it at call `at`; true when it died there.
+fn die_at(fake: &mut Fake, tree: &Tree, at: usize) -> bool {
+    fake.die_at = Some(at);
+    let host = tree.host();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(&host, None, Path::new(SYSROOT), fake)));
+    fake.die_at = None;
+    match r {
+        Ok(_) => false,
+        Err(e) if e.is::<Died>() => true,
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
+
+/// Death at every call of setup (every step kind: headers, stripe, key and crypt mapping, swap,
+/// data mapping, mkfs, remounts and directories of a read-only root, mount, binds, escrow, the
+/// status), under each policy, then the second invocation: nothing left, the policy applied, the
+/// status names the death and the step, the record gone.
+#[test]
+fn death_at_every_call_is_undone_and_the_policy_holds() {
+    use crate::age::tests::AGE_RECIPIENT;
+    quiet_deaths();
+    let targets = ["/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"].map(PathBuf::from);
+    for policy in ["tmpfs", "halt"] {
+        let config = format!("swap = 4G\non-failure = {policy}\nescrow = {AGE_RECIPIENT}");
+        let tree = two_disks(&config);
+        let mut reference = ro_fake();
+        setup(&tree.host(), None, Path::new(SYSROOT), &mut reference);
+        let total = reference.calls.len();
+        assert!(total > 30, "{total}");
+        assert!(reference.progress.is_none(), "a finished setup leaves no record");
+        for at in 0..total {
+            let call = &reference.calls[at];
+            let mut fake = ro_fake();
+            assert!(die_at(&mut fake, &tree, at), "call {at} ({call}): setup did not die");
+            let record = Record::parse(fake.progress.as_deref().expect("a record")).unwrap();
+            let (plan, o) = after_death(&tree.host(), None, Path::new(SYSROOT), &mut fake, Death::Signal(9))
+                .unwrap_or_else(|| panic!("call {at} ({call}): nothing done after the death"));
+            let calls = fake.calls[at..].join("\n");
+            fake.assert_clean(&[SYSROOT], &["/sysroot/mnt", "/sysroot/mnt/ephemcrypt"]);
+            assert!(fake.progress.is_none(), "call {at} ({call}): the record stays");
+            assert!(o.reason.contains("setup killed by signal 9 (SIGKILL) at step '"), "{}", o.reason);
+            assert_eq!(o.failed_step.as_deref(), Some(record.step_title().as_str()), "call {at} ({call})");
+            let before_plan = ["crypt_version", "identity"].contains(&call.as_str());
+            assert_eq!(record.step.is_none(), before_plan, "call {at} ({call}): {:?}", record.step);
+            let written = crate::status::parse(fake.status.as_deref().expect("status written")).unwrap();
+            assert_eq!(written, o, "the status file says what the second invocation did");
+            assert_eq!(plan.on_failure.name(), policy);
+            if policy == "tmpfs" {
+                assert_eq!(o.result, SetupResult::Degraded);
+                assert_eq!(fake.tmpfs, targets, "call {at} ({call}); after the death:\n{calls}");
+            } else {
+                assert_eq!(o.result, SetupResult::Failed);
+                assert!(fake.tmpfs.is_empty());
+            }
+        }
+    }
+}
+
+/// A [`Died`] panic is the fake's kill: not worth a message; every other panic keeps its own.
+fn quiet_deaths() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<Died>() {
+                default(info)
+            }
+        }));
+    });
+}
+
+/// The first run finished on its own: the second invocation does nothing (systemd runs it after
+/// every run, and at switch-root).
+#[test]
+fn after_a_finished_setup_the_second_invocation_does_nothing() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = ro_fake();
+    setup(&tree.host(), None, Path::new(SYSROOT), &mut fake);
+    let calls = fake.calls.len();
+    for how in [Death::Exit(0), Death::Exit(1), Death::Unknown] {
+        assert!(after_death(&tree.host(), None, Path::new(SYSROOT), &mut fake, how).is_none());
+    }
+    assert_eq!(fake.calls.len(), calls);
+    // An exit status that setup never returns (a usage error before it started): the policy.
+    let (_, o) = after_death(&tree.host(), None, Path::new(SYSROOT), &mut Fake::new(), Death::Exit(2)).unwrap();
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(o.reason.starts_with("setup exited with status 2 at step 'read the configuration"), "{}", o.reason);
+}
+
+/// `ephemcrypt status` with no status file but a dead run's record: not "did not run".
+#[test]
+fn status_of_a_dead_run_says_it_died_and_what_it_left() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = ro_fake();
+    let mut reference = ro_fake();
+    setup(&tree.host(), None, Path::new(SYSROOT), &mut reference);
+    let at = reference.calls.iter().position(|c| c.starts_with("bind ")).unwrap();
+    quiet_deaths();
+    assert!(die_at(&mut fake, &tree, at));
+    let s = crate::setup::status(&tree.host(), &mut fake).unwrap();
+    assert_eq!(s.result, SetupResult::Failed);
+    assert!(s.reason.contains("setup died (pid "), "{}", s.reason);
+    assert!(s.reason.contains("mapping ephemcrypt-data") && s.reason.contains("swap on"), "{}", s.reason);
+    assert!(s.failed_step.as_deref().is_some_and(|t| t.starts_with("bind ")), "{:?}", s.failed_step);
+    fake.progress = None;
+    assert!(matches!(crate::setup::status(&tree.host(), &mut fake), Err(crate::error::Error::NotRun { .. })));
+}

@@ -195,6 +195,7 @@ fn found_of(n: u32, swap: bool) -> Found {
             h.member = i;
             h.members = n;
             h.chunk = Sectors(if n > 1 { 512 } else { 0 });
+            h.member_len = Sectors(2_097_152);
             h.volume_len = Sectors(h.member_len.0 * u64::from(n));
             h.swap = if swap { (Sectors(0), Sectors(131_072)) } else { (Sectors(0), Sectors(0)) };
             h.data = (h.swap.1, Sectors(h.volume_len.0 - h.swap.1 .0));

@@ -363,4 +363,28 @@ fn status_as_prometheus_metrics() {
     }
     let o = run(&["plan", "--format", "prometheus"]);
     assert!(stderr(&o).contains("--format goes with 'status' only"), "{}", stderr(&o));
+
+    // The textfile directory belongs to another account (prometheus), which planted links at the
+    // final name, at the fixed temporary name of old versions, and a linked directory: nothing is
+    // written through any of them; the final name's link is replaced by the file (rename).
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let textfile = format!("{}/textfile", m.host());
+    std::fs::set_permissions(&textfile, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = format!("{}/victim", m.host());
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::remove_file(&out).unwrap();
+    symlink(&victim, &out).unwrap();
+    symlink(&victim, format!("{textfile}/.ephemcrypt.prom.tmp")).unwrap();
+    let o = run(&["status", "--format", "prometheus", "--output", &out, "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+    valid(&std::fs::read_to_string(&out).unwrap());
+    std::fs::create_dir_all(format!("{}/etc", m.host())).unwrap();
+    symlink(format!("{}/etc", m.host()), format!("{textfile}/sub")).unwrap();
+    let through = format!("{textfile}/sub/ephemcrypt.prom");
+    let o = run(&["status", "--format", "prometheus", "--output", &through, "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&format!("{textfile}/sub")) && stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert!(!std::path::Path::new(&format!("{}/etc/ephemcrypt.prom", m.host())).exists());
 }

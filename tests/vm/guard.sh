@@ -20,7 +20,9 @@ out=$CACHE/guard
 mkdir -p "$out"
 rm -f "$out"/*.raw "$out"/*.log
 "$VM_DIR/dracut-initrd.sh" "$out/initrd.img" --systemd
-DEBIAN_EXTRA=age,cryptsetup-bin,dbus "$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/guard.sh" \
+# The root has the kernel's modules (DEBIAN_KERNEL, as escrow.sh's: one cached image): its udev
+# loads the ACPI button and evdev drivers, without which logind sees no power button.
+DEBIAN_KERNEL=yes DEBIAN_EXTRA=age,cryptsetup-bin,dbus "$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/guard.sh" \
 	"$bin:/usr/sbin/ephemcrypt" \
 	"$units/ephemcrypt-check.service:/etc/systemd/system/ephemcrypt-check.service" \
 	"$units/ephemcrypt-metrics.service:/etc/systemd/system/ephemcrypt-metrics.service"

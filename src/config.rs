@@ -23,7 +23,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("the default"),
-            Source::File { path, line } => write!(f, "{} line {}", path.display(), line),
+            Source::File { path, line } => write!(f, "{} line {}", crate::escape::EscPath(path), line),
             Source::Cmdline => f.write_str("the kernel command line"),
         }
     }
@@ -65,7 +65,7 @@ pub(crate) struct Setting {
 
 impl fmt::Display for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = '{}' (from {})", self.key, self.value, self.source)
+        write!(f, "{} = '{}' (from {})", self.key, Esc(&self.value), self.source)
     }
 }
 
@@ -74,16 +74,19 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Syntax { source, text } => write!(
                 f,
-                "configuration: {source}: expected 'key = value', a '#' comment or a blank line, found '{text}'"
+                "configuration: {source}: expected 'key = value', a '#' comment or a blank line, found '{}'",
+                Esc(text)
             ),
             ConfigError::UnknownKey { key, source } => {
-                write!(f, "configuration: unknown key '{key}' (from {source}); known keys: ")?;
+                write!(f, "configuration: unknown key '{}' (from {source}); known keys: ", Esc(key))?;
                 for (i, k) in KEYS.iter().enumerate() {
                     write!(f, "{}{}", if i == 0 { "" } else { ", " }, k.name)?;
                 }
                 Ok(())
             }
             ConfigError::BadValue { key, value, source, expected } => {
+                // `expected` escapes what it quotes (`CipherSpec::parse`).
+                let value = Esc(value);
                 write!(f, "configuration: invalid value '{value}' for '{key}' (from {source}): expected {expected}")
             }
             ConfigError::Conflict { a, b, why } => {

@@ -15,7 +15,7 @@ use crate::config::{Fs, Selector};
 use crate::disk::{Disk, Probe};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
 use crate::error::{Error, Result};
-use crate::escape::Esc;
+use crate::escape::{Esc, EscPath};
 use crate::header::{self, Header};
 use crate::host::Host;
 use crate::key::Key;
@@ -48,7 +48,7 @@ impl Found {
 
     fn describe(&self) -> String {
         let h = self.header();
-        format!("volume '{}' {} created {}", h.name, h.volume_id_hex(), header::utc(h.created))
+        format!("volume '{}' {} created {}", Esc(&h.name), h.volume_id_hex(), header::utc(h.created))
     }
 }
 
@@ -68,7 +68,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
                 d.probe = Probe::NotProbed;
                 found.push(Member { disk: d, header: *h });
             }
-            Probe::Damaged(e) => damaged.push(format!("{} ({e})", Esc(&d.path.display().to_string()))),
+            Probe::Damaged(e) => damaged.push(format!("{} ({e})", EscPath(&d.path))),
             _ => {}
         }
     }
@@ -86,7 +86,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
         0 => {
             return Err(invalid(format!(
                 "no ephemcrypt header on any disk looked at ({}): nothing to recover",
-                if looked.is_empty() { "none".into() } else { looked.join(", ") }
+                if looked.is_empty() { "none".into() } else { Esc(&looked.join(", ")).to_string() }
             )))
         }
         1 => {}
@@ -97,7 +97,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
                     let on: Vec<String> = found
                         .iter()
                         .filter(|m| m.header.volume_id == *id)
-                        .map(|m| m.disk.path.display().to_string())
+                        .map(|m| EscPath(&m.disk.path).to_string())
                         .collect();
                     format!("{} on {}", header::hex(id), on.join(" "))
                 })
@@ -116,8 +116,8 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
         if w[0].header.member == w[1].header.member {
             return Err(invalid(format!(
                 "{} and {} both carry member {} of {count} of the volume (a copied disk?): choose with --disks",
-                w[0].disk.path.display(),
-                w[1].disk.path.display(),
+                EscPath(&w[0].disk.path),
+                EscPath(&w[1].disk.path),
                 w[0].header.member + 1
             )));
         }
@@ -128,7 +128,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
             None => missing.push(format!(
                 "member {} of {count} (serial '{}')",
                 i + 1,
-                found[0].header.serials.get(i).map_or("", String::as_str)
+                Esc(found[0].header.serials.get(i).map_or("", String::as_str))
             )),
         }
     }
@@ -279,7 +279,7 @@ fn open_steps<S: System>(
         devs.insert(name, dev);
     }
     let fs_dev = PathBuf::from("/dev/mapper").join(&made[made.len() - 1]);
-    let mut out = format!("{}: opened read-only as {}\n", found.describe(), fs_dev.display());
+    let mut out = format!("{}: opened read-only as {}\n", found.describe(), EscPath(&fs_dev));
     let fs = match h.fs.as_str() {
         "ext4" => Some((Fs::Ext4, "noload")),
         "xfs" => Some((Fs::Xfs, "norecovery")),
@@ -287,10 +287,10 @@ fn open_steps<S: System>(
     };
     if let (Some(dir), Some((fs, no_replay))) = (mount, fs) {
         sys.mount(&fs_dev, dir, fs, &["ro".to_string(), no_replay.to_string()])?;
-        let _ = writeln!(out, "mounted read-only ({}, {no_replay}) at {}", fs.name(), dir.display());
-        let _ = writeln!(out, "when done: umount {}; dmsetup remove {}", dir.display(), reversed(made));
+        let _ = writeln!(out, "mounted read-only ({}, {no_replay}) at {}", fs.name(), EscPath(dir));
+        let _ = writeln!(out, "when done: umount {}; dmsetup remove {}", EscPath(dir), Esc(&reversed(made)));
     } else {
-        let _ = writeln!(out, "when done: dmsetup remove {}", reversed(made));
+        let _ = writeln!(out, "when done: dmsetup remove {}", Esc(&reversed(made)));
     }
     Ok(out)
 }

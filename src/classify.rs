@@ -493,6 +493,16 @@ mod tests {
         assert_eq!(v.reason(), "forced (force=yes) over a ext2/3/4 file system");
     }
 
+    /// Mount points, partition and holder names come from the host: shown escaped.
+    #[test]
+    fn host_strings_in_reasons_are_escaped() {
+        let mut d = disk("nvme1n1", "S");
+        d.mounts = vec!["/data\n<0>emerg".into()];
+        d.holders = vec!["dm-0\x1b[2J".into()];
+        let v = classify(&d, &Config::default());
+        assert_eq!(v.reason(), "mounted at /data\\n<0>emerg; in use by dm-0\\x1b[2J (holders)");
+    }
+
     #[test]
     fn all_reasons_are_listed() {
         let mut d = disk("nvme1n1", "S");

@@ -680,11 +680,12 @@ fn parse_selectors_nonempty(v: &str) -> Option<Vec<Selector>> {
 /// An absolute, normal directory path other than `/` (no `.`/`..` parts), without trailing `/`.
 fn parse_dir(v: &str) -> Option<&str> {
     let v = v.trim();
-    // No white space, `%` or `\`: the paths go into systemd units (specifiers, lists, escapes).
+    // No white space, `%` or `\`: the paths go into systemd units (specifiers, lists, escapes);
+    // no control characters: they go to terminals and the journal too.
     let ok = v.starts_with('/')
         && v.len() > 1
         && !v.ends_with('/')
-        && !v.contains(|c: char| c.is_whitespace() || c == '%' || c == '\\')
+        && !v.contains(|c: char| c.is_whitespace() || c.is_control() || c == '%' || c == '\\')
         && v[1..].split('/').all(|p| !p.is_empty() && p != "." && p != "..");
     ok.then_some(v)
 }

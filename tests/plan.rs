@@ -412,5 +412,11 @@ fn hostile_strings_are_shown_escaped_and_forged_headers_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(r"invalid value 'x\x1b[2J' for 'fs' (from the kernel command line)"), "{err}");
     assert!(!err.contains('\x1b'), "{err:?}");
+    // A path with a control character is no path ephemcrypt takes.
+    std::fs::write(copy.join("proc/cmdline"), "rd.ephemcrypt.mount=/mnt/e\x1b[2Jx\n").unwrap();
+    let out = run(&["plan", "--host", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r"invalid value '/mnt/e\x1b[2Jx' for 'mount' (from the kernel command line)"), "{err}");
     std::fs::remove_dir_all(copy).unwrap();
 }

@@ -326,6 +326,28 @@ mod tests {
         );
     }
 
+    /// A serial udev would change cannot be a header's serial: the disk is refused at setup with the
+    /// reason (force does not override it), never stored changed; no serial at all is fine.
+    #[test]
+    fn a_serial_outside_udevs_characters_is_refused() {
+        let force = cfg("force = yes");
+        for serial in ["AB CD", "S\x1b[2J", "S\n<0>x", "a'b", "$(id)", "caf\u{e9}"] {
+            let d = disk("nvme1n1", serial);
+            let r = refusals(&d, &force);
+            assert!(matches!(r.as_slice(), [Refusal::Serial(_)]), "{serial:?}: {r:?}");
+            let shown = r[0].to_string();
+            assert!(shown.starts_with("its serial '") && !shown.contains(['\n', '\x1b']), "{shown}");
+        }
+        assert_eq!(
+            refusals(&disk("nvme1n1", "A\tB"), &Config::default())[0].to_string(),
+            "its serial 'A\\tB' has a character udev does not keep in serials ('\\t'; only A-Z a-z 0-9 # + - . : = @ _): \
+             ephemcrypt's header could not name it"
+        );
+        for serial in ["", "AWS11A1C5F8A1D0E0002", "nvme_card", "SN-1.2:3=4@5#6+7"] {
+            assert!(classify(&disk("nvme1n1", serial), &Config::default()).is_use(), "{serial:?}");
+        }
+    }
+
     #[test]
     fn a_broken_sysfs_entry_refuses_that_disk_only() {
         let mut d = disk("nvme1n1", "S");
@@ -469,6 +491,16 @@ mod tests {
         assert!(r[0].to_string().contains("set force=yes"), "{}", r[0]);
         let v = classify(&d, &cfg("force = yes"));
         assert_eq!(v.reason(), "forced (force=yes) over a ext2/3/4 file system");
+    }
+
+    /// Mount points, partition and holder names come from the host: shown escaped.
+    #[test]
+    fn host_strings_in_reasons_are_escaped() {
+        let mut d = disk("nvme1n1", "S");
+        d.mounts = vec!["/data\n<0>emerg".into()];
+        d.holders = vec!["dm-0\x1b[2J".into()];
+        let v = classify(&d, &Config::default());
+        assert_eq!(v.reason(), "mounted at /data\\n<0>emerg; in use by dm-0\\x1b[2J (holders)");
     }
 
     #[test]

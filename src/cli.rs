@@ -356,7 +356,7 @@ fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
             Ok(1)
         }
         r => {
-            let line = format!("ephemcrypt: {r}: {}\n", status.reason);
+            let line = format!("ephemcrypt: {r}: {}\n", crate::escape::line(&status.reason));
             out.write_all(line.as_bytes()).map_err(|e| Error::os("write", "standard output", e))?;
             Ok(0)
         }

@@ -23,7 +23,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("the default"),
-            Source::File { path, line } => write!(f, "{} line {}", path.display(), line),
+            Source::File { path, line } => write!(f, "{} line {}", crate::escape::EscPath(path), line),
             Source::Cmdline => f.write_str("the kernel command line"),
         }
     }
@@ -65,7 +65,7 @@ pub(crate) struct Setting {
 
 impl fmt::Display for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = '{}' (from {})", self.key, self.value, self.source)
+        write!(f, "{} = '{}' (from {})", self.key, Esc(&self.value), self.source)
     }
 }
 
@@ -74,16 +74,19 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Syntax { source, text } => write!(
                 f,
-                "configuration: {source}: expected 'key = value', a '#' comment or a blank line, found '{text}'"
+                "configuration: {source}: expected 'key = value', a '#' comment or a blank line, found '{}'",
+                Esc(text)
             ),
             ConfigError::UnknownKey { key, source } => {
-                write!(f, "configuration: unknown key '{key}' (from {source}); known keys: ")?;
+                write!(f, "configuration: unknown key '{}' (from {source}); known keys: ", Esc(key))?;
                 for (i, k) in KEYS.iter().enumerate() {
                     write!(f, "{}{}", if i == 0 { "" } else { ", " }, k.name)?;
                 }
                 Ok(())
             }
             ConfigError::BadValue { key, value, source, expected } => {
+                // `expected` escapes what it quotes (`CipherSpec::parse`).
+                let value = Esc(value);
                 write!(f, "configuration: invalid value '{value}' for '{key}' (from {source}): expected {expected}")
             }
             ConfigError::Conflict { a, b, why } => {
@@ -677,11 +680,12 @@ fn parse_selectors_nonempty(v: &str) -> Option<Vec<Selector>> {
 /// An absolute, normal directory path other than `/` (no `.`/`..` parts), without trailing `/`.
 fn parse_dir(v: &str) -> Option<&str> {
     let v = v.trim();
-    // No white space, `%` or `\`: the paths go into systemd units (specifiers, lists, escapes).
+    // No white space, `%` or `\`: the paths go into systemd units (specifiers, lists, escapes);
+    // no control characters: they go to terminals and the journal too.
     let ok = v.starts_with('/')
         && v.len() > 1
         && !v.ends_with('/')
-        && !v.contains(|c: char| c.is_whitespace() || c == '%' || c == '\\')
+        && !v.contains(|c: char| c.is_whitespace() || c.is_control() || c == '%' || c == '\\')
         && v[1..].split('/').all(|p| !p.is_empty() && p != "." && p != "..");
     ok.then_some(v)
 }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 
 use crate::dm::DmError;
+use crate::escape::{line, Esc};
 
 /// Everything that can go wrong in ephemcrypt.
 #[derive(Debug)]
@@ -82,18 +83,23 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) => write!(f, "usage: {m}"),
+            // Strings from outside (paths, values, program output) are escaped here: `Esc` for a value
+            // shown in quotes, `line` (control characters only; systemd's `\x2d` in unit names
+            // stays) for objects and messages that may quote one.
+            Error::Usage(m) => write!(f, "usage: {}", line(m)),
             Error::Config(e) => e.fmt(f),
             Error::Os { op, object, source } => {
-                write!(f, "{op} {object}: {source}")?;
+                write!(f, "{op} {}: {source}", line(object))?;
                 if let Some(errno) = source.raw_os_error() {
                     let name = nix::errno::Errno::from_raw(errno);
                     write!(f, " ({name:?})")?;
                 }
                 Ok(())
             }
-            Error::Invalid { what, expected, found } => write!(f, "{what}: expected {expected}, found '{found}'"),
-            Error::Dm { op, object, why } => write!(f, "{op} {object}: {why}"),
+            Error::Invalid { what, expected, found } => {
+                write!(f, "{}: expected {expected}, found '{}'", line(what), Esc(found))
+            }
+            Error::Dm { op, object, why } => write!(f, "{op} {}: {why}", line(object)),
             Error::NoCryptTarget => f.write_str(
                 "the kernel has no dm-crypt target: module dm_crypt is neither built in nor loadable \
                  (add it to the initramfs)",
@@ -101,22 +107,23 @@ impl fmt::Display for Error {
             Error::KernelCrypto { name, source } => {
                 write!(
                     f,
-                    "the kernel does not offer {name} ({source}): add its modules to the initramfs: {}",
-                    crypto_modules(name)
+                    "the kernel does not offer {} ({source}): add its modules to the initramfs: {}",
+                    Esc(name),
+                    Esc(&crypto_modules(name))
                 )
             }
             Error::ProgramNotFound { program } => {
-                write!(f, "run {program}: not found on PATH (add it to the initramfs)")
+                write!(f, "run {}: not found on PATH (add it to the initramfs)", Esc(program))
             }
             Error::Program { argv, status, stderr } => {
-                write!(f, "{} failed ({status})", argv.join(" "))?;
+                write!(f, "{} failed ({})", line(&argv.join(" ")), line(status))?;
                 if !stderr.is_empty() {
-                    write!(f, ": {stderr}")?;
+                    write!(f, ": {}", Esc(stderr))?;
                 }
                 Ok(())
             }
-            Error::Status { path, why } => write!(f, "read status {path}: {why}"),
-            Error::Recover(why) => write!(f, "recover: {why}"),
+            Error::Status { path, why } => write!(f, "read status {}: {}", line(path), line(&why.to_string())),
+            Error::Recover(why) => write!(f, "recover: {}", line(why)),
             Error::NotRun { path } => write!(
                 f,
                 "ephemcrypt did not run in this boot's initramfs ({path} is missing), so the ephemeral disks \
@@ -124,7 +131,8 @@ impl fmt::Display for Error {
                  machine booted without an initramfs (Ubuntu cloud images boot initrd-less while \
                  GRUB_FORCE_PARTUUID is set: see the README), ephemcrypt is not in the image (install its \
                  hook, then update-initramfs -u, dracut -f or mkinitcpio -P), or the image was not rebuilt \
-                 after ephemcrypt was installed or upgraded"
+                 after ephemcrypt was installed or upgraded",
+                path = line(path)
             ),
         }
     }
@@ -177,6 +185,15 @@ mod tests {
         let e = Error::invalid("/sys/block/sda/size", "a number", "12x");
         assert_eq!(e.to_string(), "/sys/block/sda/size: expected a number, found '12x'");
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        // What came from outside cannot break the line, forge a journal priority or act on a
+        // terminal.
+        let e = Error::invalid("/sys/block/sda/device/model", "text", "x\n<0>emerg\x1b[2J");
+        assert_eq!(e.to_string(), "/sys/block/sda/device/model: expected text, found 'x\\n<0>emerg\\x1b[2J'");
+        let e = Error::os("open", "/dev/x\n<0>y", io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(e.to_string().starts_with("open /dev/x\\n<0>y: "), "{e}");
+        let e =
+            Error::Program { argv: vec!["mkfs".into()], status: "exit status: 1".into(), stderr: "a\x1b[2Jb".into() };
+        assert_eq!(e.to_string(), "mkfs failed (exit status: 1): a\\x1b[2Jb");
         assert_eq!(Error::NoCryptTarget.exit_code(), 1);
         let e = Error::KernelCrypto { name: "xts(aes)".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
         assert!(e.to_string().starts_with("the kernel does not offer xts(aes) ("), "{e}");

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 /// Whether `c` must be escaped when shown.
-fn unsafe_char(c: char) -> bool {
+pub(crate) fn unsafe_char(c: char) -> bool {
     c.is_control() // C0, DEL, C1
         || c == '\\'
         || matches!(c,
@@ -55,6 +55,16 @@ impl fmt::Display for Esc<'_> {
 impl fmt::Debug for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
+    }
+}
+
+/// A path shown as [`Esc`] shows text (bytes that are not UTF-8 as U+FFFD).
+#[derive(Clone, Copy)]
+pub(crate) struct EscPath<'a>(pub(crate) &'a std::path::Path);
+
+impl fmt::Display for EscPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Esc(&self.0.to_string_lossy()).fmt(f)
     }
 }
 
@@ -109,7 +119,7 @@ pub(crate) fn line(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Whether `s` would be shown as it is.
+/// Whether `s` would be shown as it is (what tests and fuzz targets check shown text with).
 #[cfg(any(test, fuzzing))]
 pub(crate) fn is_plain(s: &str) -> bool {
     matches!(escape(s), Cow::Borrowed(_))

@@ -140,7 +140,10 @@ fn escape(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
+            // Every control character (C0, DEL, C1: 8-bit CSI acts on some terminals) and the
+            // characters that reorder or hide text, as \uXXXX: the value reads back the same, and
+            // a document printed to a terminal cannot act on it. All are in the BMP.
+            c if (c as u32) < 0x20 || crate::escape::unsafe_char(c) => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -293,6 +296,7 @@ mod tests {
     fn roundtrip() {
         let v = Value::obj([
             ("a", Value::from("x\"y\\z\n\u{1}")),
+            ("g", Value::from("\u{1b}[2J\u{7f}\u{9b}\u{202e}\u{2028}é")),
             ("b", Value::from(vec![1u64, 2, 3])),
             ("c", Value::Null),
             ("d", Value::from(true)),
@@ -301,6 +305,7 @@ mod tests {
         ]);
         let text = v.pretty();
         assert!(text.contains("\"x\\\"y\\\\z\\n\\u0001\""));
+        assert!(text.contains("\"\\u001b[2J\\u007f\\u009b\\u202e\\u2028é\""), "{text}");
         assert_eq!(parse(&text), Some(v));
     }
 

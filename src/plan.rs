@@ -16,6 +16,7 @@ use crate::classify::{classify, unchecked_excludes, Refusal, Verdict};
 use crate::config::{CipherSpec, Config, Fs, OnFailure, SectorSize, Swap, Workqueues};
 use crate::disk::{DirState, Disk, Mount, NewRoot};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
+use crate::escape::{escape, line, Esc, EscPath};
 use crate::header::{self, Header};
 use crate::json::Value;
 use crate::paths::{under, STATUS_PATH};
@@ -226,12 +227,12 @@ impl fmt::Display for PlanError {
             PlanError::BlockLargerThanSector { disk, block, sector } => write!(
                 f,
                 "{} has {block}-byte logical blocks, larger than the encryption sector size {sector}",
-                disk.display()
+                EscPath(disk)
             ),
             PlanError::BlockTooLarge { disk, block } => write!(
                 f,
                 "{} has {block}-byte logical blocks; dm-crypt's sectors are at most 4096 bytes",
-                disk.display()
+                EscPath(disk)
             ),
             PlanError::SmallerThanChunk { smallest, chunk } => {
                 write!(f, "the smallest disk ({smallest}) is smaller than one chunk ({chunk})")
@@ -248,12 +249,12 @@ impl fmt::Display for PlanError {
                 f,
                 "'exclude' names links that match no disk ({}): they cannot be checked (udev has not made them, \
                  or their rules are not in the initramfs), so no disk is taken",
-                excludes.join(", ")
+                Esc(&excludes.join(", "))
             ),
             PlanError::ForeignMapping { name, targets } => write!(
                 f,
                 "/dev/mapper/{name} exists but is not a dm-crypt volume ({}); set 'name' to another prefix",
-                targets.join(", ")
+                Esc(&targets.join(", "))
             ),
             PlanError::NameTaken { name, dev } => write!(
                 f,
@@ -470,7 +471,7 @@ fn held_volumes(disks: &[Assessed]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for a in disks {
         if let crate::disk::Probe::Ours(h) = &a.disk.probe {
-            let v = format!("'{}' {} of {}", h.name, &h.volume_id_hex()[..8], crate::header::utc(h.created));
+            let v = format!("'{}' {} of {}", Esc(&h.name), &h.volume_id_hex()[..8], crate::header::utc(h.created));
             if !out.contains(&v) {
                 out.push(v);
             }
@@ -1172,16 +1173,19 @@ impl fmt::Display for Plan {
         }
         for a in &self.disks {
             let d = &a.disk;
+            // Model, serial and name as sysfs gave them, escaped; the reasons escape what they quote,
+            // and `line` catches any control character left.
+            let (model, serial) = (Esc(&d.model), Esc(&d.serial));
             let id = match (d.model.is_empty(), d.serial.is_empty()) {
-                (false, false) => format!("{}, serial {}", d.model, d.serial),
-                (false, true) => d.model.clone(),
-                (true, false) => format!("serial {}", d.serial),
+                (false, false) => format!("{model}, serial {serial}"),
+                (false, true) => model.to_string(),
+                (true, false) => format!("serial {serial}"),
                 (true, true) => "no model or serial".into(),
             };
-            let verdict = if a.verdict.is_use() { "use: " } else { "skip: " }.to_string() + &a.verdict.reason();
-            writeln!(f, "  {:<12} {:>8}  {}  -> {}", d.name, d.size.to_string(), id, verdict)?;
+            let verdict = if a.verdict.is_use() { "use: " } else { "skip: " }.to_string() + &line(&a.verdict.reason());
+            writeln!(f, "  {:<12} {:>8}  {}  -> {}", escape(&d.name), d.size.to_string(), id, verdict)?;
         }
-        writeln!(f, "result: {} ({})", state_word(&self.state), state_reason(&self.state))?;
+        writeln!(f, "result: {} ({})", state_word(&self.state), line(&state_reason(&self.state)))?;
         let list = |f: &mut fmt::Formatter<'_>, steps: &[Step]| -> fmt::Result {
             for (i, s) in steps.iter().enumerate() {
                 writeln!(f, "  {:>2}. {s}", i + 1)?;

@@ -18,7 +18,7 @@ use crate::config::{CipherSpec, Fs, Selector};
 use crate::disk::{Disk, Probe};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
 use crate::error::{Error, Result};
-use crate::escape::Esc;
+use crate::escape::{Esc, EscPath};
 use crate::header::{self, Header};
 use crate::host::Host;
 use crate::key::Key;
@@ -68,7 +68,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
                 d.probe = Probe::NotProbed;
                 found.push(Member { disk: d, header: *h });
             }
-            Probe::Damaged(e) => damaged.push(format!("{} ({e})", Esc(&d.path.display().to_string()))),
+            Probe::Damaged(e) => damaged.push(format!("{} ({e})", EscPath(&d.path))),
             _ => {}
         }
     }
@@ -85,7 +85,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
         0 => {
             return Err(invalid(format!(
                 "no ephemcrypt header on any disk looked at ({}): nothing to recover",
-                if looked.is_empty() { "none".into() } else { looked.join(", ") }
+                if looked.is_empty() { "none".into() } else { Esc(&looked.join(", ")).to_string() }
             )))
         }
         1 => {}
@@ -96,7 +96,7 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
                     let on: Vec<String> = found
                         .iter()
                         .filter(|m| m.header.volume_id == *id)
-                        .map(|m| m.disk.path.display().to_string())
+                        .map(|m| EscPath(&m.disk.path).to_string())
                         .collect();
                     format!("{} on {}", header::hex(id), on.join(" "))
                 })
@@ -112,8 +112,8 @@ pub(crate) fn find(host: &Host, disks: &[Selector]) -> Result<Found> {
         if w[0].header.member == w[1].header.member {
             return Err(invalid(format!(
                 "{} and {} both carry member {} of {} of the volume (a copied disk?): choose with --disks",
-                w[0].disk.path.display(),
-                w[1].disk.path.display(),
+                EscPath(&w[0].disk.path),
+                EscPath(&w[1].disk.path),
                 w[0].header.member + 1,
                 w[0].header.members
             )));

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::escape::{line, Esc, EscPath};
 use crate::json::Value;
 use crate::units::DevNo;
 
@@ -301,17 +302,23 @@ impl Status {
         use fmt::Write;
         let mut out = format!("result: {}", self.result);
         if !self.reason.is_empty() {
-            let _ = write!(out, " ({})", self.reason);
+            let _ = write!(out, " ({})", line(&self.reason));
         }
         out.push('\n');
         if let Some(step) = &self.failed_step {
-            let _ = writeln!(out, "failed step: {step}");
+            let _ = writeln!(out, "failed step: {}", line(step));
         }
         for d in &self.disks {
-            let verdict = format!("{}: {}", if d.used { "used" } else { "refused" }, d.reason);
-            let id: Vec<&str> = [d.model.as_str(), d.serial.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+            // Reasons escape what they quote when they are made; `line` catches what is left. Model,
+            // serial and path are sysfs' own: escaped here.
+            let verdict = format!("{}: {}", if d.used { "used" } else { "refused" }, line(&d.reason));
+            let id: Vec<String> = [d.model.as_str(), d.serial.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| Esc(s).to_string())
+                .collect();
             let id = if id.is_empty() { "no model or serial".to_string() } else { id.join(" ") };
-            let _ = writeln!(out, "disk {} ({id}): {verdict}", d.path);
+            let _ = writeln!(out, "disk {} ({id}): {verdict}", Esc(&d.path));
         }
         for m in &self.mappings {
             let state = match m.live {
@@ -319,39 +326,39 @@ impl Status {
                 Some(false) => "GONE",
                 None => "unknown (no device-mapper access)",
             };
-            let _ = writeln!(out, "mapping /dev/mapper/{} ({}): {state}", m.name, m.dev);
+            let _ = writeln!(out, "mapping /dev/mapper/{} ({}): {state}", Esc(&m.name), m.dev);
         }
         if let Some(v) = &self.volume {
             let _ = writeln!(
                 out,
                 "cipher: {}, {}-bit key, sector {}, flags: {}",
-                v.cipher,
+                Esc(&v.cipher),
                 v.key_bits,
                 v.sector_size,
-                v.flags.join(" ")
+                Esc(&v.flags.join(" "))
             );
         }
         for (label, value) in [("key", &self.key), ("swap", &self.swap)] {
             if let Some(v) = value {
-                let _ = writeln!(out, "{label}: {v}");
+                let _ = writeln!(out, "{label}: {}", line(v));
             }
         }
         if let Some(m) = &self.mount {
-            let _ = writeln!(out, "mount: {}", m.display());
+            let _ = writeln!(out, "mount: {}", EscPath(m));
         }
         for (label, list) in [("bind", &self.binds), ("tmpfs", &self.tmpfs)] {
             for p in list {
-                let _ = writeln!(out, "{label}: {}", p.display());
+                let _ = writeln!(out, "{label}: {}", EscPath(p));
             }
         }
         for u in &self.units {
-            let _ = writeln!(out, "unit: {u} (binds after a mount of /etc/fstab that would hide it)");
+            let _ = writeln!(out, "unit: {} (binds after a mount of /etc/fstab that would hide it)", line(u));
         }
         if !self.escrow.is_empty() {
             let _ = writeln!(
                 out,
                 "escrow: on, to {} (after each member's header, and /run/ephemcrypt/escrow.age)",
-                self.escrow.join(", ")
+                line(&self.escrow.join(", "))
             );
         }
         if let Some(g) = &self.guard {
@@ -360,12 +367,12 @@ impl Status {
                 Some(false) => ": not active",
                 None => "",
             };
-            let _ = writeln!(out, "guard: {g}{state}");
+            let _ = writeln!(out, "guard: {}{state}", line(g));
         }
         if !self.steps.is_empty() {
             out += "steps:\n";
             for t in &self.steps {
-                let _ = writeln!(out, "  {:>7} ms  {}", t.ms, t.step);
+                let _ = writeln!(out, "  {:>7} ms  {}", t.ms, line(&t.step));
             }
         }
         out

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::age::Recipient;
 use crate::config::Fs;
 use crate::dm::Target;
+use crate::escape::{line, Esc, EscPath};
 use crate::header::{self, Header};
 use crate::json::Value;
 use crate::units::Bytes;
@@ -288,18 +289,18 @@ impl fmt::Display for Step {
                 "write ephemcrypt's header ({} bytes, no key; zeros to the end of the reserved MiB) at the start \
                  of {}: volume {} '{}', member {} of {}, data from sector {}",
                 header::SIZE,
-                device.display(),
+                EscPath(device),
                 volume_id(header),
-                header.name,
+                Esc(&header.name),
                 header.member + 1,
                 header.members,
                 header.data_offset
             ),
             Step::Mapping(m) => {
                 let ro = if m.read_only { " read-only" } else { "" };
-                write!(f, "create mapping {} (uuid {}) with{ro} table:", m.name, m.uuid)?;
+                write!(f, "create mapping {} (uuid {}) with{ro} table:", Esc(&m.name), Esc(&m.uuid))?;
                 for t in &m.table {
-                    write!(f, "\n        {t}")?;
+                    write!(f, "\n        {}", Esc(&t.to_string()))?;
                 }
                 if !m.kernel.is_empty() {
                     let names: Vec<&str> = m.kernel.iter().map(|(_, n)| n.as_str()).collect();
@@ -329,53 +330,56 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::Escrow { members, file, .. } => {
-                let devices: Vec<String> = members.iter().map(|(d, _)| d.display().to_string()).collect();
+                let devices: Vec<String> = members.iter().map(|(d, _)| EscPath(d).to_string()).collect();
                 write!(
                     f,
                     "write the escrow after the header of {} (in the reserved MiB; the header says where) and, \
                      armored, to {}",
                     devices.join(", "),
-                    file.display()
+                    EscPath(file)
                 )
             }
             Step::Swap { device, len } => {
+                let device = Esc(device);
                 write!(f, "write a swap signature for {len} on /dev/mapper/{device}; swapon /dev/mapper/{device}")
             }
-            Step::Mkfs { argv, .. } => f.write_str(&argv.join(" ")),
+            Step::Mkfs { argv, .. } => Esc(&argv.join(" ")).fmt(f),
             Step::Remount { path, read_only, options } => {
-                write!(f, "mount -o remount,{} {}", remount_options(*read_only, options).join(","), path.display())
+                write!(f, "mount -o remount,{} {}", Esc(&remount_options(*read_only, options).join(",")), EscPath(path))
             }
-            Step::Mkdir { path } => write!(f, "mkdir -m 0755 {}", path.display()),
+            Step::Mkdir { path } => write!(f, "mkdir -m 0755 {}", EscPath(path)),
             Step::Mount { source, target, fs, options } => {
-                write!(f, "mount -t {} -o {} {} {}", fs.name(), options.join(","), source.display(), target.display())
+                let options = Esc(&options.join(","));
+                write!(f, "mount -t {} -o {options} {} {}", fs.name(), EscPath(source), EscPath(target))
             }
             Step::Bind { source, target } => write!(
                 f,
                 "copy the directories of {t} (owner, mode, ACLs, labels; no files) to {s}; mount --bind {s} {t}",
-                s = source.display(),
-                t = target.display()
+                s = EscPath(source),
+                t = EscPath(target)
             ),
             Step::Tmpfs { target } => write!(
                 f,
                 "mount -t tmpfs -o {},mode=M,uid=U,gid=G tmpfs {} (M, U, G: the directory's own)",
                 MOUNT_OPTIONS.join(","),
-                target.display()
+                EscPath(target)
             ),
             Step::Unit { name, text, wanted_by } => {
-                write!(f, "write /run/systemd/system/{name}, wanted by {wanted_by}:")?;
-                for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-                    write!(f, "\n        {line}")?;
+                // Unit names and text keep systemd's own `\x2d` escapes: only control characters go.
+                write!(f, "write /run/systemd/system/{}, wanted by {}:", line(name), line(wanted_by))?;
+                for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+                    write!(f, "\n        {}", line(l))?;
                 }
                 Ok(())
             }
             Step::Config { path, text } => {
-                write!(f, "write {}:", path.display())?;
+                write!(f, "write {}:", EscPath(path))?;
                 for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-                    write!(f, "\n        {line}")?;
+                    write!(f, "\n        {}", Esc(line))?;
                 }
                 Ok(())
             }
-            Step::Status { path } => write!(f, "write {}", path.display()),
+            Step::Status { path } => write!(f, "write {}", EscPath(path)),
         }
     }
 }

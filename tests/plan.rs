@@ -330,3 +330,93 @@ fn an_exclude_that_cannot_be_checked_takes_no_disk() {
     assert!(why.contains("path:/dev/disk/by-id/aws-ephemeral-scratch") && why.contains("no disk is taken"), "{why}");
     std::fs::remove_dir_all(tree).unwrap();
 }
+
+/// Strings from sysfs and from forged headers that would act on a terminal or the journal (issue
+/// 19): `plan` and `status` show them escaped, `--json` carries them raw (JSON-escaped); a forged
+/// header is refused as foreign data naming its field; a serial udev would change is refused with
+/// the reason.
+#[test]
+fn hostile_strings_are_shown_escaped_and_forged_headers_refused() {
+    let tree = fixture("forged");
+    let out = run(&["plan", "--host", tree.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(['\x1b', '\x07', '\u{9b}']) && !text.contains("\n<0>"), "{text:?}");
+    for shown in [
+        r"sdb               10G  Test \x1b[2J model\n<0>emerg \x9bx, serial EVILMODEL  -> use: blank",
+        r"serial SER\x1b]0;pwned\x07IAL  -> skip: its serial 'SER\x1b]0;pwned\x07IAL' has a character udev",
+        r"skip: holds an ephemcrypt header that cannot be right (name: 'x\n<0>emerg' is not a volume name",
+        r"(name: 'x\x1b[2J;touch PWNED' is not a volume name",
+    ] {
+        assert!(text.contains(shown), "{shown}\nin\n{text}");
+    }
+
+    // JSON: the raw values, JSON-escaped.
+    let out = run(&["plan", "--json", "--host", tree.to_str().unwrap()]);
+    let json_text = String::from_utf8(out.stdout).unwrap();
+    assert!(!json_text.contains(['\x1b', '\x07', '\u{9b}']), "{json_text:?}");
+    assert!(json_text.contains(r#""model": "Test \u001b[2J model\n<0>emerg \u009bx""#), "{json_text}");
+    let p = json::parse(&json_text).unwrap();
+    assert_eq!(used(&p), ["sdb", "sda"]);
+    let disk = |name: &str| {
+        p.get("disks")
+            .unwrap()
+            .as_array()
+            .iter()
+            .find(|d| d.get("name").unwrap().as_str() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(disk("sdb").get("model").unwrap().as_str(), Some("Test \x1b[2J model\n<0>emerg \u{9b}x"));
+    assert_eq!(disk("sdc").get("serial").unwrap().as_str(), Some("SER\x1b]0;pwned\x07IAL"));
+    let v = verdicts(&p);
+    assert!(reason(&v, "sdd").starts_with("its serial 'AB CD' has a character udev does not keep in serials (' '"));
+    for name in ["sde", "sdf"] {
+        assert!(reason(&v, name).contains("set force=yes"), "{name}: {}", reason(&v, name));
+    }
+
+    // status: a status file made of these disks (as setup writes it), a reason and a step title
+    // with a line break, quotes and a backslash.
+    let copy = copy_tree("forged");
+    std::fs::create_dir_all(copy.join("run/ephemcrypt")).unwrap();
+    let status = ephemcrypt::json::Value::obj([
+        ("result", Value::from("degraded")),
+        ("reason", Value::from("x\n<0>emerg \x1b[2J")),
+        ("disks", p.get("disks").unwrap().clone()),
+        ("steps", Value::Arr(vec![Value::obj([("step", Value::from("a\"b\nc\\")), ("ms", Value::Num(1500))])])),
+    ]);
+    std::fs::write(copy.join("run/ephemcrypt/status.json"), status.pretty()).unwrap();
+    let host = copy.to_str().unwrap();
+    let out = run(&["status", "--host", host]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(['\x1b', '\x07', '\u{9b}']) && !text.contains("\n<0>"), "{text:?}");
+    assert!(text.starts_with("result: degraded (x\\n<0>emerg \\x1b[2J)\n"), "{text}");
+    assert!(text.contains(r"disk /dev/sdb (Test \x1b[2J model\n<0>emerg \x9bx EVILMODEL): used: blank"), "{text}");
+    assert!(text.contains(r"disk /dev/sdc (Test serial SER\x1b]0;pwned\x07IAL): refused: its serial"), "{text}");
+    assert!(text.contains(r"disk /dev/sde (Test forged name FORGED1): refused: holds an ephemcrypt header that cannot be right (name: 'x\n<0>emerg'"), "{text}");
+    let out = run(&["status", "--json", "--host", host]);
+    let back = json::parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(back.get("disks"), p.get("disks"), "status --json carries the raw values");
+    // Prometheus: a label value escapes backslash, quote and line break as the exposition format
+    // wants.
+    let out = run(&["status", "--format", "prometheus", "--host", host]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("ephemcrypt_setup_step_duration_seconds{step=\"a\\\"b\\nc\\\\\"} 1.500\n"), "{text}");
+    std::fs::remove_dir_all(copy).unwrap();
+
+    // A value from the kernel command line in an error: escaped too.
+    let copy = copy_tree("forged");
+    std::fs::write(copy.join("proc/cmdline"), "rd.ephemcrypt.fs=x\x1b[2J\n").unwrap();
+    let out = run(&["plan", "--host", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r"invalid value 'x\x1b[2J' for 'fs' (from the kernel command line)"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+    // A path with a control character is no path ephemcrypt takes.
+    std::fs::write(copy.join("proc/cmdline"), "rd.ephemcrypt.mount=/mnt/e\x1b[2Jx\n").unwrap();
+    let out = run(&["plan", "--host", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r"invalid value '/mnt/e\x1b[2Jx' for 'mount' (from the kernel command line)"), "{err}");
+    std::fs::remove_dir_all(copy).unwrap();
+}

@@ -334,7 +334,7 @@ fn the_script_uses_stock_tools_with_the_volume_s_layout() {
 
 /// Shell metacharacters, quotes, newlines, control characters, option look-alikes: what a forged
 /// header may hold.
-const HOSTILE: [&str; 34] = [
+pub(crate) const HOSTILE: [&str; 34] = [
     "x;touch PWNED;",
     "x\ntouch PWNED #",
     "x$(touch PWNED)",

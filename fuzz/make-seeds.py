@@ -451,6 +451,25 @@ seed("dm_reply", "table-lines", b"\x05" + b"0 153600 striped 3 512 259:0 0 259:1
                                 b"0 2048 crypt aes-xts-plain64 00112233445566778899aabbccddeeff 0 253:0 0\n"
                                 b"x 10 linear 1:2 0\n0 linear\n")
 
+# ---- recover_script ----------------------------------------------------------------------------
+# Control bytes (members, swap, cipher, fs, name from the input, rendering alone), then NUL-separated:
+# name, cipher, fs, three serials, three mapping names.
+
+
+def recover(control, *fields):
+    return bytes(control) + b"".join(b"\x00" + f.encode() for f in fields)
+
+
+hostile = ["x;touch PWNED;", "x\ntouch PWNED #", "x$(touch PWNED)", "`touch PWNED`", "'; touch PWNED; '",
+           "x'\"$(touch PWNED)\"'", "'\\''", "--help", "${IFS}*~", "\x1b[2J\r<0>", "a b\tc", "\u202e\u0085"]
+seed("recover_script", "benign", recover([1, 1, 2, 3, 1, 0], "ephemcrypt", "aes-xts-plain64", "ext4", "A", "B", "C"))
+seed("recover_script", "one-disk-xfs", recover([0, 0, 2, 1, 0, 0], "", "", "", "SER1"))
+seed("recover_script", "no-fs", recover([2, 1, 1, 2, 1, 0], "vol_1-x", "", "", "A", "B", "C"))
+for i, h in enumerate(hostile):
+    seed("recover_script", "serials-%02d" % i, recover([i % 3, i % 2, 2, 3, 0, 0], "", "", "", h, h + "1", h + "2"))
+    seed("recover_script", "names-%02d" % i, recover([i % 3, 1, 2, 3, 0, 1], "", "", "", "A", "B", "C", h, h + "-", "d" + h))
+    seed("recover_script", "header-%02d" % i, recover([2, 1, 0, 0, 1, 0], h, h, h, "A", h, "C"))
+
 # ---- write -------------------------------------------------------------------------------------
 
 for target, files in seeds.items():

@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cmdline size_glob status_json dm_reply signature_header host_sysfs)
+[ ${#targets[@]} -gt 0 ] || targets=(config cmdline size_glob status_json dm_reply signature_header host_sysfs recover_script)
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: cargo-fuzz is not installed; install it with: cargo install cargo-fuzz --locked --version 0.13.2" >&2
   exit 1
@@ -30,7 +30,7 @@ sanitizer() {
     echo "$FUZZ_SANITIZER"
   else
     case $1 in
-      host_sysfs | signature_header) echo none ;;
+      host_sysfs | signature_header | recover_script) echo none ;;
       *) echo address ;;
     esac
   fi

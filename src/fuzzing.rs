@@ -1213,3 +1213,12 @@ fn table_load(control: &Control, data: &[u8]) {
         }
     }
 }
+
+// ---- recover's script ----
+
+/// `recover --print-commands` for a volume whose header strings are the fuzzer's: refused, or a
+/// script that differs from the one of a reference volume (marker strings) only inside quoted
+/// words, each reading back as its string (src/recover_check.rs). No shell is run.
+pub fn recover_script(data: &[u8]) {
+    crate::recover::check::fuzz(data);
+}

@@ -571,3 +571,7 @@ pub(crate) fn render(found: &Found, steps: &[Step]) -> Result<String> {
 #[cfg(test)]
 #[path = "recover_tests.rs"]
 mod tests;
+
+#[cfg(any(test, fuzzing))]
+#[path = "recover_check.rs"]
+pub(crate) mod check;

@@ -332,3 +332,377 @@ fn the_script_uses_stock_tools_with_the_volume_s_layout() {
     assert!(!s.contains("mount ") && !s.contains("dmsetup create"), "{s}");
     assert!(s.contains("printf '%s is open read-only; when done: ' '/dev/mapper/ephemcrypt-recovered'\n"), "{s}");
 }
+
+/// Shell metacharacters, quotes, newlines, control characters, option look-alikes: what a forged
+/// header may hold.
+pub(crate) const HOSTILE: [&str; 34] = [
+    "x;touch PWNED;",
+    "x\ntouch PWNED #",
+    "x$(touch PWNED)",
+    "`touch PWNED`",
+    "'; touch PWNED; '",
+    "x'\"$(touch PWNED)\"'",
+    "'\\''",
+    "\\",
+    "'",
+    "\"",
+    "--help",
+    "-rf",
+    "--table=0 1 zero",
+    "${IFS}",
+    "$0$1$work",
+    "*",
+    "~root",
+    "a b",
+    "\t",
+    "\r",
+    "\u{1b}[2J",
+    "<0>emerg",
+    "!",
+    "#",
+    "&& touch PWNED",
+    "| touch PWNED",
+    ">PWNED",
+    "<",
+    "%s%n%d",
+    "é ✓",
+    "\u{202e}",
+    "\u{85}",
+    "-",
+    "",
+];
+
+/// A small deterministic generator (xorshift64*), so that a failure repeats.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// One to three hostile pieces and random characters from a hostile alphabet.
+    fn hostile(&mut self) -> String {
+        const CHARS: &[char] = &[
+            '\'', '"', '\\', '$', '`', '(', ')', '{', '}', ';', '&', '|', '<', '>', '*', '?', '[', ']', '~', '#', '!',
+            '\n', '\t', '\r', ' ', '-', '=', '%', '\u{1b}', '\u{7f}', 'a', 'Z', '0', 'é',
+        ];
+        let mut s = String::new();
+        for _ in 0..1 + self.below(3) {
+            if self.below(2) == 0 {
+                s.push_str(HOSTILE[self.below(HOSTILE.len())]);
+            } else {
+                for _ in 0..self.below(8) {
+                    s.push(CHARS[self.below(CHARS.len())]);
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The sh the tests run: dash where it is installed, else sh.
+fn shell() -> &'static str {
+    if Path::new("/bin/dash").exists() {
+        "/bin/dash"
+    } else {
+        "/bin/sh"
+    }
+}
+
+/// A directory for one run of a script with stub programs: `bin/` (the only PATH), a sysfs with
+/// the members' serials, the identity and mount paths; removed when dropped.
+struct Stubs {
+    dir: PathBuf,
+}
+
+impl Drop for Stubs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a script run did: its exit status, stderr and each program it ran with its argv.
+struct Ran {
+    code: Option<i32>,
+    stderr: String,
+    calls: Vec<Vec<String>>,
+}
+
+impl Stubs {
+    fn new(found: &Found, key_bytes: usize) -> Stubs {
+        use std::os::unix::fs::PermissionsExt;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ephemcrypt-stubs-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("mnt")).unwrap();
+        std::fs::write(dir.join("id"), "identity").unwrap();
+        for m in &found.members {
+            let d = dir.join("sys/block").join(&m.disk.name).join("device");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("serial"), format!("{}\n", m.header.serials[m.header.member as usize])).unwrap();
+        }
+        let log =
+            "{ printf '%s\\0' \"$#\" \"${0##*/}\"; for a in \"$@\"; do printf '%s\\0' \"$a\"; done; } >>\"$T/log\"\n";
+        let real =
+            |p: &str| ["/usr/bin/", "/bin/"].iter().map(|d| format!("{d}{p}")).find(|f| Path::new(f).exists()).unwrap();
+        let key = "K".repeat(key_bytes);
+        let programs = [
+            ("mktemp", format!("{} \"$T/work\" && printf '%s\\n' \"$T/work\"", real("mkdir"))),
+            ("modprobe", String::new()),
+            ("sed", format!("exec {} \"$@\"", real("sed"))),
+            ("rm", format!("exec {} \"$@\"", real("rm"))),
+            ("wc", format!("exec {} \"$@\"", real("wc"))),
+            ("dd", "for a; do case $a in of=*) printf 'blob' >\"${a#of=}\";; esac; done".into()),
+            (
+                "age",
+                format!(
+                    "read n <\"$T/age-fails\"; if [ \"$n\" -gt 0 ]; then echo $((n - 1)) >\"$T/age-fails\"; exit 1; fi\n\
+                     while [ $# -gt 0 ]; do if [ \"$1\" = -o ]; then printf '{key}' >\"$2\"; fi; shift; done\n\
+                     if [ -n \"${{SIGNAL:-}}\" ]; then kill -\"$SIGNAL\" $PPID; fi"
+                ),
+            ),
+            ("cryptsetup", "if [ -s \"$T/work/key\" ]; then : >\"$T/key-was-there\"; fi".into()),
+            ("dmsetup", String::new()),
+            ("mount", String::new()),
+            ("touch", String::new()),
+        ];
+        for (name, body) in programs {
+            let p = dir.join("bin").join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{log}{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Stubs { dir }
+    }
+
+    /// Run `script` (its /sys/block made this directory's) as `sh SCRIPT ID MNT`, age failing
+    /// `age_fails` times first.
+    fn run(&self, script: &str, age_fails: usize, signal: Option<&str>) -> Ran {
+        assert_eq!(script.matches("/sys/block/*").count(), 1);
+        let script = script.replace("/sys/block/*", &format!("{}/sys/block/*", self.dir.display()));
+        let file = self.dir.join("script.sh");
+        std::fs::write(&file, &script).unwrap();
+        std::fs::write(self.dir.join("age-fails"), format!("{age_fails}\n")).unwrap();
+        let _ = std::fs::remove_file(self.dir.join("log"));
+        let mut cmd = std::process::Command::new(shell());
+        cmd.arg(&file).arg(self.dir.join("id")).arg(self.dir.join("mnt")).current_dir(&self.dir).env_clear();
+        cmd.env("PATH", self.dir.join("bin")).env("T", &self.dir);
+        if let Some(s) = signal {
+            cmd.env("SIGNAL", s);
+        }
+        let out = cmd.output().unwrap();
+        let log = std::fs::read(self.dir.join("log")).unwrap_or_default();
+        let mut fields = log.split(|b| *b == 0).map(|f| String::from_utf8(f.to_vec()).unwrap());
+        let mut calls = Vec::new();
+        while let Some(count) = fields.next().filter(|c| !c.is_empty()) {
+            let argc: usize = count.parse().unwrap();
+            calls.push(fields.by_ref().take(argc + 1).collect());
+        }
+        Ran { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned(), calls }
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).display().to_string()
+    }
+}
+
+/// The mapping names of `steps`, in order, and the file system's device.
+fn mapping_names(steps: &[Step]) -> Vec<String> {
+    steps.iter().filter_map(|s| if let Step::Mapping(m) = s { Some(m.name.clone()) } else { None }).collect()
+}
+
+/// The programs a run of the script must make, with their argv, worked out from the header and
+/// the mapping names (not from the script), the escrow tried on `tries` members.
+fn expected(found: &Found, names: &[String], tries: usize, st: &Stubs) -> Vec<Vec<String>> {
+    let h = found.header();
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let dev = |i: usize| format!("/dev/{}", found.members[i].disk.name);
+    let (work, key) = (st.path("work"), st.path("work/key"));
+    let escrow = format!("{work}/escrow.age");
+    let mut out = Vec::new();
+    for i in 0..tries {
+        let (at, len) = found.members[i].header.escrow;
+        out.push(v(&["dd", &format!("if={}", dev(i)), &format!("of={escrow}"), "bs=1"]));
+        out.last_mut().unwrap().extend([format!("skip={at}"), format!("count={len}")]);
+        out.push(v(&["age", "-d", "-i", &st.path("id"), "-o", &key, &escrow]));
+    }
+    let n = found.members.len();
+    let mut names = names.iter();
+    let mut crypt_dev = dev(0);
+    let mut offset = h.data_offset.0;
+    if n > 1 {
+        let stripe = names.next().unwrap();
+        let devs: Vec<String> = (0..n).map(|i| format!("{} {}", dev(i), h.data_offset.0)).collect();
+        let table = format!("0 {} striped {n} {} {}", h.volume_len.0, h.chunk.0, devs.join(" "));
+        let uuid = format!("EPHEMCRYPT-RECOVERED-{stripe}");
+        out.push(v(&["dmsetup", "create", "--readonly", "--uuid", &uuid, "--table", &table, "--", stripe]));
+        crypt_dev = format!("/dev/mapper/{stripe}");
+        offset = 0;
+    }
+    let crypt = names.next().unwrap();
+    let (bits, sector, len) = (h.key_bits.to_string(), h.sector_size.to_string(), h.volume_len.0.to_string());
+    out.push(v(&[
+        "cryptsetup",
+        "open",
+        "--readonly",
+        "--type",
+        "plain",
+        "--cipher",
+        &h.cipher,
+        "--key-size",
+        &bits,
+        "--sector-size",
+        &sector,
+        "--offset",
+        &offset.to_string(),
+        "--skip",
+        "0",
+        "--size",
+        &len,
+        "--key-file",
+        &key,
+        "--",
+        &crypt_dev,
+        crypt,
+    ]));
+    let mut fs_dev = format!("/dev/mapper/{crypt}");
+    if let Some(data) = names.next() {
+        let table = format!("0 {} linear /dev/mapper/{crypt} {}", h.data.1 .0, h.data.0 .0);
+        let uuid = format!("EPHEMCRYPT-RECOVERED-{data}");
+        out.push(v(&["dmsetup", "create", "--readonly", "--uuid", &uuid, "--table", &table, "--", data]));
+        fs_dev = format!("/dev/mapper/{data}");
+    }
+    if h.fs != "none" {
+        let options = format!("ro,{},nosuid,nodev", if h.fs == "xfs" { "norecovery" } else { "noload" });
+        out.push(v(&["mount", "-t", &h.fs, "-o", &options, "--", &fs_dev, &st.path("mnt")]));
+    }
+    out
+}
+
+/// Run `script` with stubs and check it made exactly the expected programs, the hostile strings
+/// arriving intact as single words, the key file gone right after cryptsetup and at the end.
+fn check_run(found: &Found, steps: &[Step], script: &str, age_fails: usize) -> bool {
+    let syntax = std::process::Command::new(shell()).arg("-n").arg("-c").arg(script).output().unwrap();
+    assert!(syntax.status.success(), "{} -n: {}\n{script}", shell(), String::from_utf8_lossy(&syntax.stderr));
+    let key_bytes = found.header().key_bits as usize / 8;
+    let st = Stubs::new(found, key_bytes);
+    let ran = st.run(script, age_fails, None);
+    // The fake sysfs file holds the serial and a newline; `sed 's/ *$//'` trims spaces at each line's
+    // end (a real sysfs serial is one line): a serial with spaces before a newline is not found.
+    let survives = |s: &str| s.split('\n').map(|l| l.trim_end_matches(' ')).collect::<Vec<_>>().join("\n") == s;
+    if !found.header().serials.iter().all(|s| survives(s)) {
+        assert_eq!(ran.code, Some(1), "{}\n{script}", ran.stderr);
+        assert!(ran.stderr.contains("no disk with the serial of member "), "{}", ran.stderr);
+        let allowed = ["mktemp", "modprobe", "sed", "rm"];
+        assert!(ran.calls.iter().all(|c| allowed.contains(&c[0].as_str())), "{:?}\n{script}", ran.calls);
+        return false;
+    }
+    assert_eq!(ran.code, Some(0), "{}\n{script}", ran.stderr);
+    let allowed = ["mktemp", "modprobe", "sed", "rm", "wc", "dd", "age", "cryptsetup", "dmsetup", "mount"];
+    assert!(ran.calls.iter().all(|c| allowed.contains(&c[0].as_str())), "{:?}\n{script}", ran.calls);
+    let important = ["dd", "age", "cryptsetup", "dmsetup", "mount"];
+    let made: Vec<&Vec<String>> = ran.calls.iter().filter(|c| important.contains(&c[0].as_str())).collect();
+    let want = expected(found, &mapping_names(steps), 1 + age_fails, &st);
+    assert_eq!(made, want.iter().collect::<Vec<_>>(), "\n{script}");
+    let at = ran.calls.iter().position(|c| c[0] == "cryptsetup").unwrap();
+    assert_eq!(ran.calls[at + 1], ["rm", "-f", "--", &st.path("work/key")], "the key file goes right after");
+    assert!(st.dir.join("key-was-there").exists(), "cryptsetup had the key");
+    assert!(!st.dir.join("work").exists(), "the work directory is removed");
+    assert!(!st.dir.join("PWNED").exists() && !st.dir.join("mnt/PWNED").exists());
+    true
+}
+
+/// Found volumes with hostile serials (and names, ciphers, fs that the plan must refuse): the
+/// script passes `sh -n` and, run with stub programs, makes nothing but the expected programs.
+#[test]
+fn the_script_of_any_header_runs_only_the_expected_programs() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut ran, mut refused) = (0usize, 0);
+    for case in 0..120 {
+        let n = 1 + rng.below(3) as u32;
+        let mut found = found_of(n, rng.below(2) == 0);
+        let serials: Vec<String> = (0..n).map(|i| format!("{}#{i}", rng.hostile())).collect();
+        let name = match rng.below(4) {
+            0 => rng.hostile(),
+            _ => "vol_1-x".to_string(),
+        };
+        let cipher = match rng.below(5) {
+            0 => rng.hostile(),
+            1 => "serpent-cbc-essiv:sha256".into(),
+            _ => "aes-xts-plain64".into(),
+        };
+        let fs = ["ext4", "xfs", "none", "ext4 -o x"][rng.below(4)];
+        for m in &mut found.members {
+            m.header.serials = serials.clone();
+            m.header.name = name.clone();
+            m.header.cipher = cipher.clone();
+            m.header.fs = fs.into();
+            if cipher.starts_with("serpent-cbc") {
+                m.header.key_bits = 256;
+            }
+        }
+        let Ok(s) = script(&found) else {
+            refused += 1;
+            continue;
+        };
+        let mount = (fs != "none").then_some(Path::new("/x"));
+        let steps = plan(&found, mount).unwrap();
+        ran += usize::from(check_run(&found, &steps, &s, case % n as usize));
+    }
+    assert!(ran >= 30 && refused >= 20, "ran through {ran}, refused {refused}");
+}
+
+/// The rendering alone is safe for names the plan would refuse: steps with hostile mapping names.
+#[test]
+fn the_rendering_quotes_even_names_the_plan_refuses() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for case in 0..60 {
+        let n = 1 + rng.below(3) as u32;
+        let found = found_of(n, case % 2 == 0);
+        let mut steps = plan(&found, Some(Path::new("/x"))).unwrap();
+        let renames: Vec<(String, String)> =
+            mapping_names(&steps).into_iter().map(|old| (old, format!("{}{case}", rng.hostile()))).collect();
+        let new = |old: &str| renames.iter().find(|(o, _)| o == old).map(|(_, n)| n.clone()).unwrap();
+        for step in &mut steps {
+            match step {
+                Step::Mapping(m) => {
+                    m.name = new(&m.name);
+                    m.uuid = format!("EPHEMCRYPT-RECOVERED-{}", m.name);
+                    for t in &mut m.table {
+                        match &mut t.kind {
+                            TargetKind::Crypt(CryptTarget { dev: Dev::Mapping(d), .. })
+                            | TargetKind::Linear(Linear { dev: Dev::Mapping(d), .. }) => *d = new(d),
+                            _ => {}
+                        }
+                    }
+                }
+                Step::Mount { source, .. } => {
+                    let old = source.file_name().unwrap().to_str().unwrap().to_string();
+                    *source = PathBuf::from(format!("/dev/mapper/{}", new(&old)));
+                }
+                _ => {}
+            }
+        }
+        let s = render(&found, &steps).unwrap();
+        assert!(check_run(&found, &steps, &s, 0));
+    }
+}
+
+/// A signal while the key file exists: the trap removes it, and the script stops.
+#[test]
+fn a_signal_removes_the_key_file() {
+    let found = found_of(2, true);
+    let s = script(&found).unwrap();
+    for (signal, code) in [("HUP", 129), ("INT", 130), ("TERM", 143)] {
+        let st = Stubs::new(&found, 64);
+        let ran = st.run(&s, 0, Some(signal));
+        assert_eq!(ran.code, Some(code), "{signal}: {}", ran.stderr);
+        assert!(!st.dir.join("work").exists(), "{signal}: the key file is left");
+        assert!(!ran.calls.iter().any(|c| c[0] == "cryptsetup"), "{signal}: {:?}", ran.calls);
+    }
+}

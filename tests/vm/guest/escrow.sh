@@ -74,11 +74,14 @@ boot2)
 	recover_cleanup
 	ephemcrypt recover --print-commands >/root/recover.sh
 	sed 's/^/SCRIPT /' /root/recover.sh
+	check script-syntax sh -n /root/recover.sh
 	start=$(date +%s%N)
 	sh /root/recover.sh /root/id.txt /mnt/rec 2>&1 | sed 's/^/STOCK /'
 	end=$(date +%s%N)
 	echo "STOCK-TIME $(((end - start) / 1000000)) ms"
 	check stock-tools-show-boot1-files sh -c 'test "$(cd /mnt/rec/var/log && sha256sum known-*.log)" = "$(cat /root/boot1.sums)"'
+	# The script's key file (mktemp -d in /run or /dev/shm) is gone with its directory.
+	check stock-no-key-left sh -c '! ls -d /run/tmp.* /dev/shm/tmp.* 2>/dev/null'
 	umount /mnt/rec
 	dmsetup remove ephemcrypt-recovered-data
 	cryptsetup close ephemcrypt-recovered

@@ -7,8 +7,9 @@
 #
 # Works on a stable toolchain: RUSTC_BOOTSTRAP=1 (set here unless set already) lets cargo-fuzz use
 # the -Z flags it needs (AddressSanitizer, sanitizer coverage). AddressSanitizer is on where it can
-# find something: host_sysfs and signature_header run only safe Rust (file reads, slices), where it
-# would only halve the speed, so they run without it; FUZZ_SANITIZER=address (or none) sets one
+# find something: host_sysfs, signature_header and the age targets (age_header, bech32,
+# openssh_key) run only safe Rust (file reads, slices, the RustCrypto crates), where it would only
+# halve the speed, so they run without it; FUZZ_SANITIZER=address (or none) sets one
 # for all. Each sanitizer builds into its own fuzz/target/<sanitizer>/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,7 +17,7 @@ cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cmdline size_glob status_json dm_reply signature_header host_sysfs recover_script)
+[ ${#targets[@]} -gt 0 ] || targets=(config cmdline size_glob status_json dm_reply signature_header host_sysfs age_header bech32 openssh_key recover_script)
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: cargo-fuzz is not installed; install it with: cargo install cargo-fuzz --locked --version 0.13.2" >&2
   exit 1
@@ -30,7 +31,7 @@ sanitizer() {
     echo "$FUZZ_SANITIZER"
   else
     case $1 in
-      host_sysfs | signature_header | recover_script) echo none ;;
+      host_sysfs | signature_header | age_header | bech32 | openssh_key | recover_script) echo none ;;
       *) echo address ;;
     esac
   fi
@@ -47,7 +48,7 @@ export EPHEMCRYPT_FUZZ_TMP=$scratch
 max_len() {
   case $1 in
     signature_header) echo 131072 ;;
-    host_sysfs | status_json | dm_reply) echo 16384 ;;
+    host_sysfs | status_json | dm_reply | age_header) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }

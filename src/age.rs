@@ -30,7 +30,7 @@ const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 const FILE_KEY_LEN: usize = 16;
 const TAG_LEN: usize = 16;
 /// The largest payload this reader takes (one chunk): escrow holds a key of at most 64 bytes.
-const MAX_PAYLOAD: usize = 64 * 1024;
+pub(crate) const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// Someone the escrow is encrypted to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +92,16 @@ impl Recipient {
 
 /// Who can decrypt: an age X25519 secret key or an OpenSSH ed25519 private key.
 pub(crate) enum Identity {
-    X25519 { secret: Key },
-    SshEd25519 { scalar: Key, blob: Vec<u8>, montgomery: [u8; 32] },
+    /// The secret scalar, and its public key (computed once: every X25519 stanza needs it).
+    X25519 {
+        secret: Key,
+        public: [u8; 32],
+    },
+    SshEd25519 {
+        scalar: Key,
+        blob: Vec<u8>,
+        montgomery: [u8; 32],
+    },
 }
 
 impl std::fmt::Debug for Identity {
@@ -165,7 +173,8 @@ pub(crate) fn parse_identities(text: &str) -> Result<Vec<Identity>, String> {
         }
         let mut secret = Key::locked(32);
         secret.expose_mut().copy_from_slice(&data);
-        ids.push(Identity::X25519 { secret });
+        let public = public_of(secret.expose());
+        ids.push(Identity::X25519 { secret, public });
     }
     if ids.is_empty() {
         return Err("no identity in it (AGE-SECRET-KEY-1… or an OpenSSH ed25519 private key)".into());
@@ -177,9 +186,8 @@ impl Identity {
     /// The recipient this identity answers to.
     pub(crate) fn recipient(&self) -> Recipient {
         match self {
-            Identity::X25519 { secret } => {
-                let public = public_of(secret.expose());
-                Recipient::X25519 { public, text: bech32_encode("age", &public) }
+            Identity::X25519 { public, .. } => {
+                Recipient::X25519 { public: *public, text: bech32_encode("age", public) }
             }
             Identity::SshEd25519 { blob, montgomery, .. } => Recipient::SshEd25519 {
                 blob: blob.clone(),
@@ -192,10 +200,9 @@ impl Identity {
     /// The file key of `stanza`, if it is addressed to this identity.
     fn unwrap(&self, stanza: &Stanza) -> Option<Key> {
         match (self, stanza.kind.as_str(), stanza.args.as_slice()) {
-            (Identity::X25519 { secret }, "X25519", [share]) => {
+            (Identity::X25519 { secret, public }, "X25519", [share]) => {
                 let share: [u8; 32] = base64_decode(share, false)?.try_into().ok()?;
                 let shared = dh(secret.expose(), &share)?;
-                let public = public_of(secret.expose());
                 let wrap = derive(shared.as_bytes(), &[&share[..], &public[..]].concat(), X25519_LABEL);
                 unwrap_file_key(&wrap, &stanza.body)
             }
@@ -243,10 +250,10 @@ impl std::fmt::Display for AgeError {
 
 /// One recipient stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stanza {
-    kind: String,
-    args: Vec<String>,
-    body: Vec<u8>,
+pub(crate) struct Stanza {
+    pub(crate) kind: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Encrypt `plaintext` to `recipients` (at least one); returns the binary age file. `random`
@@ -371,7 +378,7 @@ fn dearmor(text: &[u8]) -> Option<Vec<u8>> {
 
 /// The stanzas, the MAC, the header's length up to and including `---`, and the payload.
 #[allow(clippy::type_complexity)]
-fn parse_header(file: &[u8]) -> Result<(Vec<Stanza>, [u8; 32], usize, &[u8]), AgeError> {
+pub(crate) fn parse_header(file: &[u8]) -> Result<(Vec<Stanza>, [u8; 32], usize, &[u8]), AgeError> {
     let bad = AgeError::Malformed;
     let rest = file.strip_prefix(INTRO.as_bytes()).ok_or(bad("no age-encryption.org/v1 line"))?;
     let mut pos = INTRO.len();
@@ -569,6 +576,13 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
         .finalize_into(sha2::digest::generic_array::GenericArray::from_mut_slice(digest.expose_mut()));
     let mut scalar = Key::locked(32);
     scalar.expose_mut().copy_from_slice(&digest.expose()[..32]);
+    // The public key the file names must be the seed's (found by fuzzing, openssh_key): else the
+    // identity answers to a recipient it cannot decrypt for, and `recover` blames the escrow.
+    let mut clamped: Zeroizing<[u8; 32]> = Zeroizing::new([0; 32]);
+    clamped.copy_from_slice(scalar.expose());
+    if curve25519_dalek::EdwardsPoint::mul_base_clamped(*clamped).compress().to_bytes() != public {
+        return Err("an OpenSSH private key whose public key is not its private key's (damaged or altered)".into());
+    }
     let montgomery = edwards_to_montgomery(&public).and_then(Result::ok).ok_or_else(bad)?;
     Ok(Identity::SshEd25519 { scalar, blob, montgomery })
 }
@@ -598,7 +612,7 @@ pub(crate) fn base64_decode(text: &str, pad: bool) -> Option<Vec<u8>> {
 }
 
 /// [`base64_decode`] into a wiped buffer sized once, for a secret (a private key file).
-fn base64_decode_secret(text: &str, pad: bool) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn base64_decode_secret(text: &str, pad: bool) -> Option<Zeroizing<Vec<u8>>> {
     let bytes = text.as_bytes();
     let body = if pad {
         if bytes.len() % 4 != 0 {
@@ -654,7 +668,7 @@ fn hrp_expand(hrp: &str) -> impl Iterator<Item = u8> + '_ {
 
 /// Bech32 (BIP 173, without its length limit, as age uses it): the lower-case human-readable
 /// part and the data, or `None` for a bad string or checksum. All lower or all upper case.
-fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
+pub(crate) fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
     if text.chars().any(|c| c.is_ascii_lowercase()) && text.chars().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
@@ -689,7 +703,7 @@ fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
     Some((hrp.to_string(), out))
 }
 
-fn bech32_encode(hrp: &str, data: &[u8]) -> String {
+pub(crate) fn bech32_encode(hrp: &str, data: &[u8]) -> String {
     let mut values = Vec::new();
     let (mut acc, mut bits) = (0u32, 0u32);
     for b in data {

@@ -320,3 +320,34 @@ fn secret_decoders_never_grow_their_buffers() {
         assert_eq!(out.len(), out.capacity(), "{text}");
     }
 }
+
+/// Found by fuzzing (openssh_key, fuzz/seeds/openssh_key/found-public-not-the-seeds): a key file
+/// whose public key (in the blob and after the seed) is not the seed's was taken, and the
+/// identity then answered to a recipient it cannot decrypt for.
+#[test]
+fn an_openssh_key_whose_public_key_is_not_its_seeds_is_refused() {
+    let other = "AAAAC3NzaC1lZDI1NTE5AAAAID62i/sW+UE6hCoAHT8LbEbh7qflOMiMSR5Mlx1nxy7X";
+    let Recipient::SshEd25519 { blob: other_blob, .. } = Recipient::parse(&format!("ssh-ed25519 {other}")).unwrap()
+    else {
+        unreachable!()
+    };
+    let body: String = SSH_PRIVATE.lines().filter(|l| !l.starts_with("-----")).collect();
+    let raw = base64_decode(&body, true).unwrap();
+    let Recipient::SshEd25519 { blob, .. } = Recipient::parse(SSH_PUBLIC).unwrap() else { unreachable!() };
+    // Every copy of the public key replaced by another key's: only the seed is left as it was.
+    let (mine, theirs) = (&blob[blob.len() - 32..], &other_blob[other_blob.len() - 32..]);
+    let mut swapped = raw.clone();
+    let mut at = 0;
+    while let Some(i) = swapped[at..].windows(32).position(|w| w == mine) {
+        swapped[at + i..at + i + 32].copy_from_slice(theirs);
+        at += i + 32;
+    }
+    assert_ne!(swapped, raw);
+    let pem = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+        base64_encode(&swapped, true)
+    );
+    let e = parse_identities(&pem).unwrap_err();
+    assert_eq!(e, "an OpenSSH private key whose public key is not its private key's (damaged or altered)");
+    assert!(parse_identities(SSH_PRIVATE).is_ok());
+}

@@ -1221,4 +1221,222 @@ fn table_load(control: &Control, data: &[u8]) {
 /// words, each reading back as its string (src/recover_check.rs). No shell is run.
 pub fn recover_script(data: &[u8]) {
     crate::recover::check::fuzz(data);
+// ---- age: the escrow's header and payload, Bech32 and base64, OpenSSH keys ----
+
+/// The fixed identities of the age targets: the unit tests' `age-keygen` and `ssh-keygen -t
+/// ed25519` keys (test vectors, not secrets), and the recipients they answer to.
+const FUZZ_AGE_IDENTITY: &str = "AGE-SECRET-KEY-19KUCRSH5VRMVLY00N85HHPGWK3WCF4WR52ZQGGGZ5Y5F62S7G34S6UHSXV\n";
+const FUZZ_SSH_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBA7WWAdUqzXJSKNgSowo8h4etYM6GIuPJJkLkyUsGq1wAAAIgL5BGCC+QR\nggAAAAtzc2gtZWQyNTUxOQAAACBA7WWAdUqzXJSKNgSowo8h4etYM6GIuPJJkLkyUsGq1w\nAAAEB/o717IU3vIO7QISNx9HL7jvMwKXQQpbYgyR9iu9a0YEDtZYB1SrNclIo2BKjCjyHh\n61gzoYi48kmQuTJSwarXAAAABHRlc3QB\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/// The fixed identities (age, then ssh), their recipients, and a file encrypted to both (made
+/// once: scalar multiplications are most of this target's time).
+struct AgeFixture {
+    ids: Vec<crate::age::Identity>,
+    recipients: Vec<Recipient>,
+    file: Vec<u8>,
+}
+
+fn age_fixture() -> &'static AgeFixture {
+    static FIXTURE: OnceLock<AgeFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let ids: Vec<crate::age::Identity> = [FUZZ_AGE_IDENTITY, FUZZ_SSH_PRIVATE]
+            .iter()
+            .flat_map(|t| crate::age::parse_identities(t).expect("the test identities"))
+            .collect();
+        let recipients: Vec<Recipient> = ids.iter().map(crate::age::Identity::recipient).collect();
+        let plain = crate::key::Key::locked(64);
+        let file = crate::age::encrypt(&recipients, &plain, &mut fuzz_random(b"")).expect("fixed recipients");
+        AgeFixture { ids, recipients, file }
+    })
+}
+
+/// A deterministic stand-in for the kernel RNG (the age writer's file key, shares and nonce),
+/// seeded by the input: SplitMix64.
+fn fuzz_random(seed: &[u8]) -> impl FnMut(usize) -> crate::Result<crate::key::Key> {
+    let mut state =
+        seed.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    move |n| {
+        let mut key = crate::key::Key::locked(n);
+        for chunk in key.expose_mut().chunks_mut(8) {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+        Ok(key)
+    }
+}
+
+/// The age v1 reader (`recover`'s escrow) with the two fixed identities. Byte 0 chooses:
+/// 0: the rest is an age file, binary or armored, as read from a disk's reserved area;
+/// 1: a valid header to both identities (written from the input), then the rest as the payload
+///    (nonce and chunk), so that the payload path runs behind a MAC that checks;
+/// 2: the rest is a plaintext: encrypted to one of the two recipients (the next byte chooses
+///    which, binary or armored), it decrypts back, the other identity alone finds no stanza, and
+///    a flipped byte is refused.
+/// The identities' recipients and a file to both are made once (scalar multiplications are most
+/// of this target's time).
+/// Whatever the file: a header that parses is canonical (written back, stanza by stanza, it is
+/// the same bytes: nothing in it is ignored), and a key comes out only of a file that
+/// authenticates.
+pub fn age_header(data: &[u8]) {
+    use crate::age::{armor, decrypt, encrypt, parse_header, MAX_PAYLOAD};
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let AgeFixture { ids, recipients, file } = age_fixture();
+    match mode % 3 {
+        0 => {
+            check_age_file(rest, ids);
+            if let Ok((stanzas, _, header_len, _)) = parse_header(rest) {
+                let mut text = String::from("age-encryption.org/v1\n");
+                text.extend(stanzas.iter().map(render_stanza));
+                text.push_str("---");
+                assert_eq!(text.as_bytes(), &rest[..header_len], "the header is not what its stanzas say");
+            }
+        }
+        1 => {
+            let (.., payload) = parse_header(file).expect("our own header");
+            let header = &file[..file.len() - payload.len()];
+            let forged = [header, rest].concat();
+            let r = decrypt(&forged, ids);
+            assert_eq!(r.is_ok(), rest == payload, "a payload that is not the one written: {:?}", r.err());
+            check_age_file(&forged, ids);
+        }
+        _ => {
+            let Some((&which, plain)) = rest.split_first() else { return };
+            let plain = &plain[..plain.len().min(MAX_PAYLOAD)];
+            let (to, id) = if which & 1 == 0 { (0, 1) } else { (1, 0) };
+            let mut key = crate::key::Key::locked(plain.len());
+            key.expose_mut().copy_from_slice(plain);
+            let file = encrypt(&recipients[to..=to], &key, &mut fuzz_random(rest)).expect("fixed recipients");
+            let text = if which & 2 == 0 { file.clone() } else { armor(&file).into_bytes() };
+            assert_eq!(decrypt(&text, ids).expect("encrypted to it").expose(), plain);
+            // The other identity alone: no stanza for it.
+            let e = decrypt(&text, std::slice::from_ref(&ids[id])).err();
+            assert!(matches!(e, Some(crate::age::AgeError::NoMatch { .. })), "{e:?}");
+            let at = usize::from(which) * 7919 % file.len();
+            let mut bad = file.clone();
+            bad[at] ^= 1 << (which % 8);
+            assert!(decrypt(&bad, ids).is_err(), "byte {at} flipped went unnoticed");
+        }
+    }
+}
+
+/// What must hold for any file: a key comes out only at most one chunk long; an error stays
+/// about the input's size.
+fn check_age_file(file: &[u8], ids: &[crate::age::Identity]) {
+    match crate::age::decrypt(file, ids) {
+        Ok(k) => assert!(k.len() <= crate::age::MAX_PAYLOAD),
+        Err(e) => assert!(e.to_string().len() <= 512 + 2 * file.len(), "{e}"),
+    }
+}
+
+/// A stanza as age writes it: `-> TYPE ARGS…`, the body in base64 lines of 64 columns, the last
+/// one shorter (empty when the body fills its lines).
+fn render_stanza(s: &crate::age::Stanza) -> String {
+    let mut out = format!("-> {}", s.kind);
+    for a in &s.args {
+        out.push(' ');
+        out.push_str(a);
+    }
+    out.push('\n');
+    let b64 = base64_encode(&s.body, false);
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    if b64.len() % 64 == 0 {
+        out.push('\n');
+    }
+    out
+}
+
+/// Bech32 and base64, and what is parsed from them: `age1…` recipients (the `escrow` setting)
+/// and `AGE-SECRET-KEY-1…` identities (`recover --identity`), from the input as text. Decoded
+/// strings encode back to themselves (lower case), the secret decoder's buffer never grows, a
+/// recipient parsed is never of low order and reads back the same, an identity's recipient too.
+pub fn bech32(data: &[u8]) {
+    use crate::age::{base64_decode, base64_decode_secret, bech32_decode, bech32_encode, parse_identities};
+    let text = String::from_utf8_lossy(data);
+    if let Some((hrp, bytes)) = bech32_decode(&text) {
+        assert_eq!(bech32_encode(&hrp, &bytes), text.to_ascii_lowercase());
+        let groups = text.len() - text.rfind('1').expect("a separator") - 1;
+        assert_eq!(bytes.capacity(), groups * 5 / 8, "the decoder's buffer grew");
+    }
+    for pad in [false, true] {
+        if let Some(bytes) = base64_decode(&text, pad) {
+            assert_eq!(base64_encode(&bytes, pad), text);
+        }
+        if let Some(secret) = base64_decode_secret(&text, pad) {
+            assert_eq!(secret.len(), secret.capacity(), "the decoder's buffer grew");
+        }
+    }
+    match Recipient::parse(&text) {
+        Ok(r) => check_recipient(&r),
+        Err(why) => assert!(why.len() <= 512 + 10 * text.len(), "{why}"),
+    }
+    if let Ok(ids) = parse_identities(&text) {
+        for id in &ids {
+            check_recipient(&id.recipient());
+            if let crate::age::Identity::X25519 { secret, .. } = id {
+                let again = bech32_encode("age-secret-key-", secret.expose()).to_ascii_uppercase();
+                let back = parse_identities(&again).expect("an identity written out");
+                assert_eq!(back[0].recipient(), id.recipient());
+            }
+        }
+    }
+}
+
+/// A recipient parse returns can have no low-order point, and its canonical form parses the same.
+fn check_recipient(r: &Recipient) {
+    match r {
+        Recipient::X25519 { public, .. } => {
+            assert!(!crate::age::is_low_order(public));
+            let again = Recipient::parse(&crate::age::bech32_encode("age", public)).expect("a recipient written out");
+            assert!(matches!(again, Recipient::X25519 { public: p, .. } if p == *public));
+        }
+        Recipient::SshEd25519 { blob, montgomery, fingerprint } => {
+            assert!(!crate::age::is_low_order(montgomery));
+            assert!(fingerprint.starts_with("SHA256:") && r.describe().starts_with("ssh-ed25519 SHA256:"));
+            let line = format!("ssh-ed25519 {}", base64_encode(blob, true));
+            assert_eq!(&Recipient::parse(&line).expect("a key written out"), r);
+        }
+    }
+}
+
+/// OpenSSH keys: ed25519 private keys (`recover --identity`) and `ssh-ed25519` public keys (the
+/// `escrow` setting). Byte 0 chooses: 0: the rest is a private key file as text; 1: the rest is
+/// the binary key (`openssh-key-v1\0…`), wrapped here in its PEM lines, so the fuzzer works on
+/// the structure and not on its base64; 2: a public key line as text; 3: the rest is the public
+/// key's wire blob, on an `ssh-ed25519` line. A private key read answers to a recipient that
+/// parses back and decrypts what is encrypted to it; a public key read is of no small order.
+pub fn openssh_key(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let text = match mode % 4 {
+        0 | 2 => String::from_utf8_lossy(rest).into_owned(),
+        1 => {
+            let b64 = base64_encode(rest, true);
+            let lines: Vec<&str> =
+                b64.as_bytes().chunks(70).map(|l| std::str::from_utf8(l).expect("base64 is ASCII")).collect();
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n", lines.join("\n"))
+        }
+        _ => format!("ssh-ed25519 {} fuzz", base64_encode(rest, true)),
+    };
+    if mode % 4 < 2 {
+        let Ok(ids) = crate::age::parse_identities(&text) else { return };
+        for id in &ids {
+            let r = id.recipient();
+            check_recipient(&r);
+            let plain = crate::key::Key::locked(64);
+            let file = crate::age::encrypt(&[r], &plain, &mut fuzz_random(rest)).expect("a valid recipient");
+            let key = crate::age::decrypt(&file, std::slice::from_ref(id)).expect("its own identity");
+            assert_eq!(key.expose(), plain.expose());
+        }
+    } else {
+        match Recipient::parse(&text) {
+            Ok(r) => check_recipient(&r),
+            Err(why) => assert!(why.len() <= 512 + 10 * text.len(), "{why}"),
+        }
+    }
 }

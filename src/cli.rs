@@ -328,7 +328,8 @@ fn recover(c: &Common, r: &Recover) -> Result<String> {
         return Err(Error::Usage(format!("--mount {}: not a directory", dir.display())));
     }
     let blob = crate::recover::escrow(&host, &found)?;
-    let key = crate::recover::key(&blob, r.identity.as_deref().expect("checked by parse"), &found)?;
+    let identity = r.identity.as_deref().ok_or_else(|| Error::Usage("recover needs --identity FILE".into()))?;
+    let key = crate::recover::key(&blob, identity, &found)?;
     crate::recover::open(&found, key, &mut LinuxSystem::new(&c.host), r.mount.as_deref())
 }
 

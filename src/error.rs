@@ -3,6 +3,19 @@
 //! Every variant names the operation and the object it failed on; OS failures carry the errno.
 //! No variant ever carries key material: keys are never formatted anywhere (see `key.rs`), and
 //! device-mapper errors never quote a table's parameters.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 use std::fmt;
 use std::io;
@@ -37,6 +50,9 @@ pub(crate) enum Error {
     NotRun { path: String },
     /// `ephemcrypt recover` cannot go on: what it found, and why not.
     Recover(String),
+    /// An invariant of ephemcrypt's own code does not hold (a bug): what was expected. Never a
+    /// panic on the boot path: it fails the step, and the failure policy applies.
+    Internal(&'static str),
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
@@ -116,6 +132,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Status { path, why } => write!(f, "read status {path}: {why}"),
+            Error::Internal(what) => write!(f, "internal error (a bug in ephemcrypt): {what}"),
             Error::Recover(why) => write!(f, "recover: {why}"),
             Error::NotRun { path } => write!(
                 f,

@@ -2,6 +2,19 @@
 //! for each thing made. On a failure, undo everything in reverse order, then take the failure
 //! policy's steps. The key lives only inside [`Run::load_with_key`]: it is handed to the kernel
 //! and dropped (wiped) before the step ends.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -177,7 +190,9 @@ impl<S: System> Run<'_, S> {
             // No undo: a header left by a failed setup only makes the disk recognisably ours,
             // which it now is (the next boot takes it again).
             Step::Header { device, header } => {
-                assert_ne!(header.volume_id, [0; 16], "a header written with a volume id");
+                if header.volume_id == [0; 16] {
+                    return Err(Error::Internal("a header is written with the volume's id"));
+                }
                 // The whole reserved area: the header, then zeros over whatever was there (a
                 // forced disk's old metadata), as the next boot's probe expects to find it.
                 let mut area = header.encode();
@@ -186,7 +201,7 @@ impl<S: System> Run<'_, S> {
             }
             Step::Mapping(m) => self.mapping(m),
             Step::Escrow { members, file, recipients } => {
-                let blob = self.escrow.take().expect("the crypt mapping before it made the escrow");
+                let blob = self.escrow.take().ok_or(Error::Internal("the crypt mapping makes the escrow before it"))?;
                 let len = u32::try_from(blob.len())
                     .ok()
                     .filter(|l| crate::header::SIZE as u64 + u64::from(*l) <= crate::header::RESERVED.bytes().0);
@@ -308,7 +323,10 @@ impl<S: System> Run<'_, S> {
     /// copy from the table load, and the keyring entry is invalidated.
     fn load_with_key(&mut self, m: &Mapping, table: &[Target], path: KeyPath) -> Result<()> {
         let name = m.name.as_str();
-        let bytes = table.iter().find_map(Target::key_placeholder).expect("a crypt table has a key placeholder");
+        let bytes = table
+            .iter()
+            .find_map(Target::key_placeholder)
+            .ok_or(Error::Internal("a crypt table has a key placeholder"))?;
         let key = self.sys.make_key(bytes)?;
         // The escrow, while the key exists: encrypted from its locked buffer, written by the next step.
         if !m.escrow.is_empty() {

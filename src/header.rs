@@ -34,6 +34,18 @@
 //!
 //! The reserved area is the first MiB of every member: the header, then room for the escrow blob;
 //! the stripe (or, on one disk, the crypt mapping) starts after it.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::fmt;
 
@@ -137,12 +149,21 @@ fn put_str(b: &mut [u8], at: usize, len: usize, s: &str) {
     put(b, at, &s.as_bytes()[..end]);
 }
 
+/// `N` bytes at `at` (decode has checked the block's length; past it, zeros: never a panic).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    if let Some(field) = b.get(at..at.saturating_add(N)) {
+        out.copy_from_slice(field);
+    }
+    out
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    u32::from_le_bytes(bytes_at(b, at))
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    u64::from_le_bytes(bytes_at(b, at))
 }
 
 fn str_at(b: &[u8], at: usize, len: usize) -> String {
@@ -214,8 +235,8 @@ impl Header {
             return Err(HeaderError::Inconsistent("escrow outside the reserved area"));
         }
         Ok(Header {
-            volume_id: b[24..40].try_into().expect("16 bytes"),
-            boot_id: b[40..56].try_into().expect("16 bytes"),
+            volume_id: bytes_at(b, 24),
+            boot_id: bytes_at(b, 40),
             created: u64_at(b, 56),
             member,
             members,

@@ -5,6 +5,18 @@
 //! copies at table load; the keyring entry is invalidated right after. Logon keys cannot be read
 //! back from userspace, so after that the only copy is inside dm-crypt. The system calls are in
 //! `sys.rs`.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 use std::ffi::CString;
 use std::fmt;
@@ -31,7 +43,9 @@ impl Key {
     /// There is deliberately no fallback to `/dev/urandom` or any other non-blocking source: a
     /// disk key drawn from an unseeded RNG would be guessable. Early in boot the wait is logged.
     pub(crate) fn generate(len: usize) -> Result<Key> {
-        assert!(len > 0, "a key has at least one byte");
+        if len == 0 {
+            return Err(Error::Internal("a key has at least one byte"));
+        }
         let mut key = Key::locked_zeroed(len);
         fill_random(&mut key.bytes)?;
         Ok(key)

@@ -8,6 +8,19 @@
 //! Layout: the chosen disks, ordered by serial then path, are striped (several disks) or used
 //! directly (one disk); one dm-crypt mapping covers that; an optional dm-linear swap slice and a
 //! data slice split the encrypted volume; the data slice (or the whole volume) gets the file system.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -686,7 +699,8 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
         .map(|(i, m)| Step::Header { device: m.path.clone(), header: Box::new(member_header(v, name, i, identity)) })
         .collect();
     let below = match &v.stripe {
-        None => Dev::Num(v.members[0].dev),
+        // A volume has at least one member (volume() refuses none); without: 0:0, refused at load.
+        None => Dev::Num(v.members.first().map_or(DevNo { major: 0, minor: 0 }, |m| m.dev)),
         Some(st) => {
             steps.push(Step::Mapping(Mapping {
                 name: st.name.clone(),
@@ -752,7 +766,7 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
             // every inode table (~18 GiB per TiB); the disks arrive trimmed, so no discard.
             Fs::Ext4 => &["-q", "-F", "-L", FS_LABEL, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"],
             Fs::Xfs => &["-q", "-f", "-K", "-L", FS_LABEL],
-            Fs::None => unreachable!("checked above"),
+            Fs::None => &[], // not reached: no mkfs without a file system
         };
         // The program is the one `ephemcrypt needs` names for the image.
         let argv = v.fs.programs().iter().take(1).chain(args).map(|a| a.to_string()).chain([device]).collect();

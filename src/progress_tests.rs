@@ -200,3 +200,23 @@ fn only_a_systemd_initrd_without_emergency_service_is_halted_by_ephemcrypt() {
     assert!(no_emergency_shell(root), "masked in /etc");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An invariant broken in ephemcrypt's own code is an error that takes the failure policy, never a
+/// panic (release builds abort): a header step without the volume's id (a plan made without one,
+/// as `ephemcrypt plan` makes it) fails, is undone, and tmpfs covers the bind targets.
+#[test]
+fn a_header_without_a_volume_id_fails_through_the_policy() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = Fake::new();
+    let plan = crate::setup::show(&tree.host(), None, Some(Path::new(SYSROOT)), &mut fake).unwrap();
+    assert!(matches!(plan.state, crate::plan::State::Ready(_)));
+    let o = crate::execute::execute(&plan, &mut fake, Vec::new());
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(
+        o.reason.contains("internal error (a bug in ephemcrypt): a header is written with the volume's id"),
+        "{}",
+        o.reason
+    );
+    assert!(fake.headers.is_empty(), "no header written");
+    assert_eq!(fake.tmpfs.len(), 3);
+}

@@ -2,6 +2,19 @@
 //! machine (waiting for late disks), ask the kernel what it can do, plan once, then (setup only)
 //! take the plan's steps. Reading goes through [`Host`] (files under the host root) and the
 //! kernel state and clock through [`System`]; planning is pure; executing is `execute.rs`.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
 
 use std::path::Path;
 
@@ -238,10 +251,14 @@ fn observe_and_plan<S: System>(
     } else {
         Caps::ASSUMED
     };
-    // The new volume's id and time go into its headers; `plan` shows the volume as new.
-    let identity = if work && setup { Some(sys.identity()?) } else { None };
-    let mut facts = Facts { disks, caps, newroot: root, live, identity, taken: Vec::new() };
-    let plan = plan::plan(config, &facts);
+    let mut facts = Facts { disks, caps, newroot: root, live, identity: None, taken: Vec::new() };
+    let mut plan = plan::plan(config, &facts);
+    // The new volume's id and time go into its headers: drawn when the plan makes a volume (not
+    // by a predicate that repeats the plan's), then planned with it; `plan` shows it as new.
+    if setup && matches!(plan.state, State::Ready(_)) {
+        facts.identity = Some(sys.identity()?);
+        plan = plan::plan(config, &facts);
+    }
     // The names the volume's mappings would take must be free: a leftover of an interrupted
     // setup, or another program's mapping, stops the plan before any header is written.
     facts.taken = plan

@@ -2,6 +2,18 @@
 //! keyctl), swapon/swapoff, the extended-attribute calls used to copy SELinux labels and ACLs, and
 //! posix_spawn.
 //! Each is a thin, checked wrapper; with `dm/ioctl.rs` this is the only `unsafe` in the crate.
+// The boot path never panics (issue 19): see progress.rs and Error::Internal.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -298,7 +310,9 @@ pub(crate) fn list_xattrs(p: &Path) -> Result<Vec<CString>> {
     // buffer of exactly `len` bytes (or null/0 to query the size), as llistxattr(2) requires.
     let r = sized_call(|buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf.cast(), len) });
     match r {
-        Ok(list) => Ok(list.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| CString::new(n).unwrap()).collect()),
+        Ok(list) => {
+            Ok(list.split(|b| *b == 0).filter(|n| !n.is_empty()).filter_map(|n| CString::new(n).ok()).collect())
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
         Err(e) => Err(Error::os("list extended attributes of", p.display(), e)),
     }

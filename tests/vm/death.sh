@@ -136,11 +136,15 @@ for c in "${cases[@]}"; do
 	else
 		# The boot must stop before switch_root: the real root never reports. The machine
 		# halts, panics (qemu exits), or sits in a shell: the monitor resets it then.
-		[[ $chain != mkinitcpio ]] || args+=(--append vmtest=halt)
-		"$VM_DIR/run.sh" "${args[@]}" --timeout 300 \
-			--monitor 'System halted|system_reset' --monitor 'emergency mode|system_reset' \
-			--monitor 'Refusing to continue|system_reset' --monitor 'status 1 \(1: on-failure=halt\)|system_reset' \
-			>"$out/$c.run" 2>&1 || true
+		if [[ $chain == mkinitcpio ]]; then
+			# Its init passes when the rescue shell is offered a second time (guest/mkinitcpio-init.sh).
+			args+=(--append vmtest=halt)
+		else
+			args+=(--monitor 'System halted|system_reset' --monitor 'emergency mode|system_reset'
+				--monitor 'Refusing to continue|system_reset'
+				--monitor 'status 1 \(1: on-failure=halt\)|system_reset')
+		fi
+		"$VM_DIR/run.sh" "${args[@]}" --timeout 300 >"$out/$c.run" 2>&1 || true
 		log=$(tr -d '\r' <"$out/$c.log")
 		if grep -aq 'VMTEST PASS real-root' <<<"$log"; then
 			result=FAIL && echo "$c: the real root ran" >>"$out/$c.run"

@@ -8,7 +8,7 @@
 # shellcheck source=lib.sh
 . /lib/vmtest.sh
 spec=$(sed -n 's/.*vmtest\.death=\([^ ]*\).*/\1/p' /proc/cmdline)
-sig=${spec%%:*} step=${spec#*:}
+sig=${spec%%:*} step=$(echo "${spec#*:}" | sed 's/%20/ /g')
 echo "info: death by signal $sig at a step with '$step'"
 grep -E ' (/|/mnt/ephemcrypt|/var/log|/tmp|/var/tmp) ' /proc/mounts | sed 's/^/info: mount /'
 ephemcrypt status >/run/status.txt

@@ -5,19 +5,6 @@
 //! positively free (blank, or ephemcrypt's own volume from an earlier boot, or `force=yes`). A
 //! missing signature alone never makes a disk free: ciphertext and raw application data carry
 //! none.
-// The boot path never panics (issue 19): see progress.rs and Error::Internal.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented,
-        clippy::indexing_slicing
-    )
-)]
 
 use std::fmt;
 

@@ -11,18 +11,6 @@
 //!
 //! This is for showing, not for shell: a string becomes shell only through the one quoting
 //! function of `recover`'s script.
-// The boot path never panics (issue 19): see progress.rs and Error::Internal.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};

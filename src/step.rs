@@ -1,19 +1,6 @@
 //! PURE: the steps of a plan. Each is a plain value with everything setup needs to take it, and
 //! prints as the command or table it is: `ephemcrypt plan` shows these very values and setup
 //! (`execute.rs`) interprets them, one by one; there is no second description of what setup does.
-// The boot path never panics (issue 19): see progress.rs and Error::Internal.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented,
-        clippy::indexing_slicing
-    )
-)]
 
 use std::fmt;
 use std::path::PathBuf;

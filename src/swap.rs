@@ -1,17 +1,5 @@
 //! PURE: the swap header, as mkswap writes it (version 1, "SWAPSPACE2"), so no mkswap is needed
 //! in the initramfs. blkid and swapon(2) accept it.
-// The boot path never panics (issue 19): see progress.rs and Error::Internal.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 
 /// Offsets inside the first page (linux/swap.h `union swap_header`).
 const VERSION: usize = 1024;

@@ -2,18 +2,6 @@
 //! keyctl), swapon/swapoff, the extended-attribute calls used to copy SELinux labels and ACLs, and
 //! posix_spawn.
 //! Each is a thin, checked wrapper; with `dm/ioctl.rs` this is the only `unsafe` in the crate.
-// The boot path never panics (issue 19): see progress.rs and Error::Internal.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};

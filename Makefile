@@ -114,6 +114,14 @@ check-static: $(X86_BIN) $(ARM_BIN)
 vm-test: $(X86_BIN) $(ARM_BIN) $(FAULT_BIN)
 	bash tests/vm/all.sh
 
+# setup killed (SIGKILL, SIGABRT) before any mapping, after the crypt mapping and after the mount,
+# in every boot chain (dracut shell and systemd, a systemd initrd without emergency.service,
+# mkinitcpio busybox, initramfs-tools), and on-failure=halt in each (tests/vm/death.sh all): the
+# policy must still hold. make test runs one case per chain (through tests/vm/all.sh).
+.PHONY: vm-death
+vm-death: $(X86_BIN) $(FAULT_BIN)
+	bash tests/vm/death.sh all
+
 # Twenty boots in a row of the whole boot chain on the same disks (tests/vm/soak.sh): every boot
 # ok, a new key each time, nothing left in the keyring; the summary gives each boot's setup time.
 # SOAK_BOOTS=N for another count. Not part of `make test`: about 20 s per boot.

@@ -305,8 +305,9 @@ impl Raw {
         match self.values.iter().find(|(n, _, _)| *n == key) {
             Some((_, v, s)) => Setting { key, value: v.clone(), source: s.clone() },
             None => {
-                let k = KEYS.iter().find(|k| k.name == key).expect("every key used is in KEYS");
-                Setting { key, value: k.default.to_string(), source: Source::Default }
+                // Every key used is in KEYS; were one not, its empty value fails to parse, naming it.
+                let default = KEYS.iter().find(|k| k.name == key).map_or("", |k| k.default);
+                Setting { key, value: default.to_string(), source: Source::Default }
             }
         }
     }
@@ -351,7 +352,9 @@ impl Raw {
                 self.set(key, unquote(value), Source::Cmdline)?;
                 // /proc/cmdline is read lossily: other words may hold any bytes, ours may not.
                 if value.contains('\u{FFFD}') {
-                    let key = KEYS.iter().find(|k| k.name == key).expect("set checked the key").name;
+                    let Some(key) = KEYS.iter().find(|k| k.name == key).map(|k| k.name) else {
+                        return Err(ConfigError::UnknownKey { key: key.to_string(), source: Source::Cmdline });
+                    };
                     return Err(ConfigError::BadValue {
                         key,
                         value: value.to_string(),
@@ -419,7 +422,17 @@ impl Raw {
         };
 
         let conflict = |a, b, why| Err(ConfigError::Conflict { a: Box::new(a), b: Box::new(b), why });
-        let spec = CipherSpec::parse(&config.cipher).expect("checked above");
+        let spec = match CipherSpec::parse(&config.cipher) {
+            Ok(spec) => spec,
+            Err(expected) => {
+                return Err(ConfigError::BadValue {
+                    key: "cipher",
+                    value: cipher.value,
+                    source: cipher.source,
+                    expected,
+                })
+            }
+        };
         let sizes = spec.key_bits();
         if !sizes.contains(&config.key_bits) {
             let why = match spec.mode {
@@ -453,6 +466,8 @@ impl Config {
 }
 
 impl Default for Config {
+    // The compiled-in defaults, a constant: the unit tests resolve them (no input reaches this).
+    #[allow(clippy::expect_used)]
     fn default() -> Config {
         Raw::default().resolve().expect("the defaults are valid")
     }

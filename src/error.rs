@@ -38,6 +38,9 @@ pub(crate) enum Error {
     NotRun { path: String },
     /// `ephemcrypt recover` cannot go on: what it found, and why not.
     Recover(String),
+    /// An invariant of ephemcrypt's own code does not hold (a bug): what was expected. Never a
+    /// panic on the boot path: it fails the step, and the failure policy applies.
+    Internal(&'static str),
 }
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
@@ -124,6 +127,7 @@ impl fmt::Display for Error {
             }
             Error::Status { path, why } => write!(f, "read status {}: {}", line(path), line(&why.to_string())),
             Error::Recover(why) => write!(f, "recover: {}", line(why)),
+            Error::Internal(what) => write!(f, "internal error (a bug in ephemcrypt): {what}"),
             Error::NotRun { path } => write!(
                 f,
                 "ephemcrypt did not run in this boot's initramfs ({path} is missing), so the ephemeral disks \

@@ -210,7 +210,9 @@ impl<'a, S: System> Run<'a, S> {
             // No undo: a header left by a failed setup only makes the disk recognisably ours,
             // which it now is (the next boot takes it again).
             Step::Header { device, header } => {
-                assert_ne!(header.volume_id, [0; 16], "a header written with a volume id");
+                if header.volume_id == [0; 16] {
+                    return Err(Error::Internal("a header is written with the volume's id"));
+                }
                 // The whole reserved area: the header, then zeros over whatever was there (a
                 // forced disk's old metadata), as the next boot's probe expects to find it.
                 let mut area = header.encode();
@@ -219,7 +221,7 @@ impl<'a, S: System> Run<'a, S> {
             }
             Step::Mapping(m) => self.mapping(m),
             Step::Escrow { members, file, recipients } => {
-                let blob = self.escrow.take().expect("the crypt mapping before it made the escrow");
+                let blob = self.escrow.take().ok_or(Error::Internal("the crypt mapping makes the escrow before it"))?;
                 let len = u32::try_from(blob.len())
                     .ok()
                     .filter(|l| crate::header::SIZE as u64 + u64::from(*l) <= crate::header::RESERVED.bytes().0);
@@ -346,7 +348,10 @@ impl<'a, S: System> Run<'a, S> {
     /// copy from the table load, and the keyring entry is invalidated.
     fn load_with_key(&mut self, m: &Mapping, table: &[Target], path: KeyPath) -> Result<()> {
         let name = m.name.as_str();
-        let bytes = table.iter().find_map(Target::key_placeholder).expect("a crypt table has a key placeholder");
+        let bytes = table
+            .iter()
+            .find_map(Target::key_placeholder)
+            .ok_or(Error::Internal("a crypt table has a key placeholder"))?;
         let key = match self.key.take() {
             None => self.sys.make_key(bytes)?,
             Some(k) if k.len() == bytes => k,

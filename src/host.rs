@@ -338,7 +338,7 @@ impl Host {
                     Ok(target) => {
                         let base = if target.is_absolute() { target } else { done.join(target) };
                         let mut next = base;
-                        for rest in &parts[i + 1..] {
+                        for rest in parts.iter().skip(i + 1) {
                             next.push(rest);
                         }
                         path = normalize(&next)?;

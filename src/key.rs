@@ -122,7 +122,9 @@ impl Key {
     /// There is deliberately no fallback to `/dev/urandom` or any other non-blocking source: a
     /// disk key drawn from an unseeded RNG would be guessable. Early in boot the wait is logged.
     pub(crate) fn generate(len: usize) -> Result<Key> {
-        assert!(len > 0, "a key has at least one byte");
+        if len == 0 {
+            return Err(Error::Internal("a key has at least one byte"));
+        }
         let mut key = Key::locked_zeroed(len);
         fill_random(key.expose_mut())?;
         Ok(key)

@@ -688,7 +688,8 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
         .map(|(i, m)| Step::Header { device: m.path.clone(), header: Box::new(member_header(v, name, i, identity)) })
         .collect();
     let below = match &v.stripe {
-        None => Dev::Num(v.members[0].dev),
+        // A volume has at least one member (volume() refuses none); without: 0:0, refused at load.
+        None => Dev::Num(v.members.first().map_or(DevNo { major: 0, minor: 0 }, |m| m.dev)),
         Some(st) => {
             steps.push(Step::Mapping(Mapping {
                 name: st.name.clone(),
@@ -756,7 +757,7 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
             // every inode table (~18 GiB per TiB); the disks arrive trimmed, so no discard.
             Fs::Ext4 => &["-q", "-F", "-L", FS_LABEL, "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"],
             Fs::Xfs => &["-q", "-f", "-K", "-L", FS_LABEL],
-            Fs::None => unreachable!("checked above"),
+            Fs::None => &[], // not reached: no mkfs without a file system
         };
         // The program is the one `ephemcrypt needs` names for the image.
         let argv = v.fs.programs().iter().take(1).chain(args).map(|a| a.to_string()).chain([device]).collect();

@@ -314,11 +314,7 @@ const UNIT_DIRS: [&str; 4] =
 /// an image without emergency.service (a minimal one) has nothing to start there, and the boot
 /// would go on with the bind targets on the root disk. There, halt the machine from here.
 pub(crate) fn halt_without_shell(root: &Path) {
-    let p = |s: &str| crate::paths::under(root, Path::new(s));
-    if !p("/run/systemd/system").is_dir() || !p("/etc/initrd-release").exists() {
-        return; // not a systemd initrd: the hook stops the boot
-    }
-    if UNIT_DIRS.iter().any(|d| p(d).join("emergency.service").exists()) {
+    if !no_emergency_shell(root) {
         return;
     }
     log::error!("on-failure=halt: this initrd has no emergency.service to stop the boot: halting the machine");
@@ -327,6 +323,18 @@ pub(crate) fn halt_without_shell(root: &Path) {
         Ok(s) => log::error!("systemctl --force halt: {s}"),
         Err(e) => log::error!("{}", Error::os("run", "systemctl --force halt", e)),
     }
+}
+
+/// A systemd initrd (systemd runs, /etc/initrd-release) whose emergency.service is missing or
+/// masked. The first unit file found wins, as in systemd's search path.
+fn no_emergency_shell(root: &Path) -> bool {
+    let p = |s: &str| crate::paths::under(root, Path::new(s));
+    if !p("/run/systemd/system").is_dir() || !p("/etc/initrd-release").exists() {
+        return false; // not a systemd initrd: the hook stops the boot
+    }
+    let unit = UNIT_DIRS.iter().map(|d| p(d).join("emergency.service")).find(|u| u.symlink_metadata().is_ok());
+    let masked = |u: &PathBuf| std::fs::read_link(u).is_ok_and(|t| t == Path::new("/dev/null"));
+    unit.is_none_or(|u| masked(&u))
 }
 
 /// How many times a mapping removal is tried when udev holds it open for a moment.

@@ -177,3 +177,46 @@ fn status_of_a_dead_run_says_it_died_and_what_it_left() {
     fake.progress = None;
     assert!(matches!(crate::setup::status(&tree.host(), &mut fake), Err(crate::error::Error::NotRun { .. })));
 }
+
+#[test]
+fn only_a_systemd_initrd_without_emergency_service_is_halted_by_ephemcrypt() {
+    let dir = std::env::temp_dir().join(format!("ephemcrypt-emergency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.as_path();
+    let put = |p: &str| {
+        let p = root.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "").unwrap();
+    };
+    assert!(!no_emergency_shell(root), "no systemd: the shell hook stops the boot");
+    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    assert!(!no_emergency_shell(root), "systemd, but not an initrd");
+    put("/etc/initrd-release");
+    assert!(no_emergency_shell(root), "a systemd initrd without emergency.service");
+    put("/usr/lib/systemd/system/emergency.service");
+    assert!(!no_emergency_shell(root), "OnFailure=emergency.target has its service");
+    std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", root.join("etc/systemd/system/emergency.service")).unwrap();
+    assert!(no_emergency_shell(root), "masked in /etc");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An invariant broken in ephemcrypt's own code is an error that takes the failure policy, never a
+/// panic (release builds abort): a header step without the volume's id (a plan made without one,
+/// as `ephemcrypt plan` makes it) fails, is undone, and tmpfs covers the bind targets.
+#[test]
+fn a_header_without_a_volume_id_fails_through_the_policy() {
+    let tree = two_disks("swap = 4G");
+    let mut fake = Fake::new();
+    let plan = crate::setup::show(&tree.host(), None, Some(Path::new(SYSROOT)), &mut fake).unwrap();
+    assert!(matches!(plan.state, crate::plan::State::Ready(_)));
+    let o = crate::execute::execute(&plan, &mut fake, Vec::new());
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert!(
+        o.reason.contains("internal error (a bug in ephemcrypt): a header is written with the volume's id"),
+        "{}",
+        o.reason
+    );
+    assert!(fake.headers.is_empty(), "no header written");
+    assert_eq!(fake.tmpfs.len(), 3);
+}

@@ -283,10 +283,14 @@ fn observe_and_plan<S: System>(
     } else {
         Caps::ASSUMED
     };
-    // The new volume's id and time go into its headers; `plan` shows the volume as new.
-    let identity = if work && setup { Some(sys.identity()?) } else { None };
-    let mut facts = Facts { disks, caps, newroot: root, live, identity, taken: Vec::new() };
-    let plan = plan::plan(config, &facts);
+    let mut facts = Facts { disks, caps, newroot: root, live, identity: None, taken: Vec::new() };
+    let mut plan = plan::plan(config, &facts);
+    // The new volume's id and time go into its headers: drawn when the plan makes a volume (not
+    // by a predicate that repeats the plan's), then planned with it; `plan` shows it as new.
+    if setup && matches!(plan.state, State::Ready(_)) {
+        facts.identity = Some(sys.identity()?);
+        plan = plan::plan(config, &facts);
+    }
     // The names the volume's mappings would take must be free: a leftover of an interrupted
     // setup, or another program's mapping, stops the plan before any header is written.
     facts.taken = plan

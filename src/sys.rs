@@ -328,7 +328,9 @@ pub(crate) fn list_xattrs(p: &Path) -> Result<Vec<CString>> {
     // buffer of exactly `len` bytes (or null/0 to query the size), as llistxattr(2) requires.
     let r = sized_call(|buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf.cast(), len) });
     match r {
-        Ok(list) => Ok(list.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| CString::new(n).unwrap()).collect()),
+        Ok(list) => {
+            Ok(list.split(|b| *b == 0).filter(|n| !n.is_empty()).filter_map(|n| CString::new(n).ok()).collect())
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
         Err(e) => Err(Error::os("list extended attributes of", p.display(), e)),
     }

@@ -193,7 +193,7 @@ impl LinuxSystem {
             };
             self.control = Some(control);
         }
-        Ok(self.control.as_ref().expect("opened above"))
+        self.control.as_ref().ok_or(Error::Internal("the control device is opened above"))
     }
 
     /// Load a kernel module with modprobe where there is one (an initramfs has it; a built-in
@@ -247,7 +247,7 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
 /// Its last lines (at most three), joined: what a failed program said last.
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" / ")
+    lines.iter().skip(lines.len().saturating_sub(3)).copied().collect::<Vec<_>>().join(" / ")
 }
 
 /// 16 random bytes for a swap UUID (not secret, but the same blocking kernel RNG as the key).
@@ -345,7 +345,8 @@ impl System for LinuxSystem {
                 .ok_or_else(|| Error::invalid(path.display(), "a UUID", text.trim()))?;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Ok(Identity { volume_id: random.expose().try_into().expect("16 bytes"), boot_id, now })
+        let volume_id = random.expose().try_into().map_err(|_| Error::Internal("a 16-byte random volume id"))?;
+        Ok(Identity { volume_id, boot_id, now })
     }
 
     fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()> {
@@ -463,7 +464,7 @@ impl System for LinuxSystem {
     }
 
     fn run(&mut self, argv: &[String]) -> Result<()> {
-        let (name, args) = argv.split_first().expect("a program to run");
+        let (name, args) = argv.split_first().ok_or(Error::Internal("a program to run"))?;
         self.may_change("run", name)?;
         let program = find_program(name).ok_or_else(|| Error::ProgramNotFound { program: name.clone() })?;
         log::info!("running {}", argv.join(" "));

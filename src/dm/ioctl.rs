@@ -276,7 +276,8 @@ impl<'a> Request<'a> {
                 length: target.len.0,
                 status: 0,
                 next: next as u32, // < size, which fits u32
-                target_type: c_string(target.kind.type_name()).expect("target type names are short"),
+                target_type: c_string(target.kind.type_name())
+                    .ok_or(Error::Internal("target type names fit dm_target_spec"))?,
             }
             .write(&mut b[at..]);
             // The NUL terminator and the padding are the buffer's zeroes.
@@ -360,7 +361,9 @@ fn call_with(req: &Request<'_>, mut send: impl FnMut(&mut Buffer) -> nix::Result
 fn ioctl(fd: BorrowedFd<'_>, cmd: Cmd, buf: &mut Buffer) -> nix::Result<()> {
     let len = buf.bytes().len();
     // The SAFETY argument below rests on this; `Request::encode` guarantees it.
-    assert!(len >= HEADER && buf.header().data_size as usize == len);
+    if len < HEADER || buf.header().data_size as usize != len {
+        return Err(Errno::EINVAL);
+    }
     let ptr = buf.0.as_mut_ptr();
     // SAFETY: `ptr` points to `len` writable, initialised, 8-byte-aligned bytes owned by `buf`, which
     // the `&mut` borrow keeps alive and unaliased for the whole call. It starts with a `dm_ioctl`
@@ -375,9 +378,13 @@ fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
     b[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-/// `N` bytes at `at`; the caller has checked the bounds.
+/// `N` bytes at `at`; the caller has checked the bounds (past them: zeros, never a panic).
 fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    b[at..at + N].try_into().expect("bounds checked by the caller")
+    let mut out = [0; N];
+    if let Some(field) = b.get(at..at.saturating_add(N)) {
+        out.copy_from_slice(field);
+    }
+    out
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

@@ -127,7 +127,10 @@ impl Target {
             TargetKind::Striped(st) => fmt::write(&mut *s, format_args!("{st}")),
             TargetKind::Crypt(c) => fmt::write(&mut *s, format_args!("{}", ShowKey(c))),
         };
-        r.expect("formatting into a String cannot fail");
+        // Writing into a String cannot fail; were it to, the kernel refuses the empty table.
+        if r.is_err() {
+            s.clear();
+        }
         debug_assert!(s.len() <= capacity, "params_capacity is not an upper bound");
         s
     }

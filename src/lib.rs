@@ -40,6 +40,7 @@ mod swap;
 mod sys;
 mod system;
 mod units;
+mod visible;
 
 #[cfg(test)]
 mod fake;

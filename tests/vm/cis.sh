@@ -10,7 +10,8 @@
 # looks for that marker in plaintext on every disk image (root, /var, /var/log, /var/log/audit):
 # it must be on none. Last, the guest mounts a tmpfs over /var/tmp (a late mount that hides a
 # bind target) and `ephemcrypt status` must say degraded, naming /var/tmp and the tmpfs.
-# SELinux stays off here (issue 20's SELinux item comes later).
+# SELinux stays off here (issue 20's SELinux item comes later). Under TCG on a loaded host udev
+# can take minutes to announce the disks: systemd waits up to 900 s for them, not 90.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 vm_kernel
@@ -47,7 +48,7 @@ rc=0
 	--virtio "$out/var.img" --virtio "$out/log.img" --virtio "$out/audit.img" \
 	--disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
 	--append "root=/dev/vda ro rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.swap=64M rd.ephemcrypt.expect=2" \
-	--append "systemd.mask=serial-getty@ttyS0.service" "$@" || rc=$?
+	--append "systemd.mask=serial-getty@ttyS0.service systemd.default_device_timeout_sec=900" "$@" || rc=$?
 # The console log and the report are kept (the disk images are not).
 mkdir -p "$CACHE/cis"
 console=$CACHE/cis/console.log report=$CACHE/cis/report.txt

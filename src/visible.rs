@@ -186,6 +186,13 @@ mod tests {
                 "/var/tmp is not on the volume: its bind is hidden by /dev/vdb (ext4, 254:16) mounted on /var",
             ]
         );
+        // The order of the lines does not decide (ids are reused; propagation adds mounts late):
+        // the same table with /var first says the same.
+        let mut lines: Vec<&str> = HIDDEN_BY_VAR.lines().collect();
+        let var = lines.iter().position(|l| l.starts_with("70 ")).unwrap();
+        let moved = lines.remove(var);
+        lines.insert(2, moved);
+        assert_eq!(hidden(&(lines.join("\n") + "\n"), VOLUME, &targets()), hidden(HIDDEN_BY_VAR, VOLUME, &targets()));
         // /var/log's own file system not mounted either: the bind is hidden by /var.
         let without_71: String =
             HIDDEN_BY_VAR.lines().filter(|l| !l.starts_with("71 ")).map(|l| l.to_string() + "\n").collect();

@@ -46,11 +46,7 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
             m.live = sys.dm_dev(&m.name).ok().map(|d| d.is_some());
         }
     }
-    let mountinfo = host.path("/proc/self/mountinfo");
-    crate::visible::check(
-        &mut status,
-        std::fs::read_to_string(&mountinfo).map_err(|e| format!("read {}: {e}", mountinfo.display())),
-    );
+    crate::visible::check(&mut status, crate::visible::read(host));
     Ok(status)
 }
 

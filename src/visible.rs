@@ -3,7 +3,7 @@
 //! administrator) can land on a bind target or on a directory above it, hiding the volume there.
 //!
 //! `ephemcrypt status` (and so `check`, run by ephemcrypt-check.service after local-fs.target,
-//! and the Prometheus metrics) computes this each time from /proc/self/mountinfo, as it checks
+//! and the Prometheus metrics) computes this each time from PID 1's mountinfo, as it checks
 //! the mappings against the kernel: nothing is written, so nothing goes stale and the sandboxed
 //! check unit needs no writable path; a mount made after the check still turns the next `status`
 //! to `degraded`.
@@ -109,6 +109,18 @@ pub(crate) fn why_not(entries: &[Entry], volume: DevNo, target: &Path) -> Option
 pub(crate) fn hidden(mountinfo: &str, volume: DevNo, targets: &[PathBuf]) -> Vec<String> {
     let entries = parse(mountinfo);
     targets.iter().filter_map(|t| why_not(&entries, volume, t)).collect()
+}
+
+/// The mount table the system's services and users see: PID 1's (/proc/1/mountinfo), not that of
+/// the process that checks, which a sandboxed unit (`PrivateTmp=`, `ProtectSystem=`) sees through
+/// mounts of its own; this process's where PID 1's cannot be read.
+pub(crate) fn read(host: &crate::host::Host) -> Result<String, String> {
+    let init = host.path("/proc/1/mountinfo");
+    std::fs::read_to_string(&init).or_else(|first| {
+        let own = host.path("/proc/self/mountinfo");
+        std::fs::read_to_string(&own)
+            .map_err(|e| format!("read {}: {first}; read {}: {e}", init.display(), own.display()))
+    })
 }
 
 /// Check a status whose volume is mounted against what is visible (`mountinfo`: the text of

@@ -31,7 +31,9 @@ cat >"$out/fstab" <<-'FSTAB'
 	/dev/vdd /var/log/audit ext4 nodev,nosuid,noexec 0 2
 	tmpfs /tmp tmpfs nodev,nosuid,noexec,mode=1777 0 0
 FSTAB
-"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/cis.sh" "$bin:/usr/sbin/ephemcrypt" "$out/fstab:/etc/fstab"
+# The check unit as the package installs it (not enabled: the guest starts it).
+"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/cis.sh" "$bin:/usr/sbin/ephemcrypt" "$out/fstab:/etc/fstab" \
+	"$VM_DIR/../../systemd/ephemcrypt-check.service:/etc/systemd/system/ephemcrypt-check.service"
 # The root's /var onto its own disk, its /var/log onto another (with an empty audit directory
 # for the third); the mount points stay empty on the disks below them.
 debugfs -R "rdump /var $out" "$out/root.img" >/dev/null 2>&1

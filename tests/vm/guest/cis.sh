@@ -51,6 +51,7 @@ check options-/tmp has_opts /tmp nodev nosuid noexec
 check options-/var/tmp has_opts /var/tmp nodev nosuid
 check status-ok sh -c 'ephemcrypt status | grep -q "^result: ok"'
 check check-ok ephemcrypt check
+check check-unit-ok systemctl start ephemcrypt-check.service
 
 # A marker for the host to look for on the disks: in the journal (flushed to /var/log/journal)
 # and in a file.
@@ -73,6 +74,10 @@ report "ephemcrypt status with a tmpfs over /var/tmp" echo "$hidden"
 check hidden-degraded sh -c 'echo "$1" | grep -q "^result: degraded (/var/tmp is not on the volume: .*tmpfs"' _ "$hidden"
 check hidden-metrics sh -c 'ephemcrypt status --format prometheus | grep -q "^ephemcrypt_setup_result{result=\"degraded\"} 1"'
 check hidden-check-fails sh -c '! ephemcrypt check'
+check hidden-check-unit-fails sh -c '! systemctl restart ephemcrypt-check.service'
+check hidden-check-unit-says-why sh -c \
+	'journalctl -q -o cat -u ephemcrypt-check.service | grep -q "bind targets not on the encrypted volume: /var/tmp is not on the volume"'
 umount /var/tmp
+systemctl reset-failed ephemcrypt-check.service
 check status-ok-again sh -c 'ephemcrypt status | grep -q "^result: ok"'
 vm_done

@@ -29,12 +29,14 @@ usage:
       the dead run left (its record in /run/ephemcrypt/progress), applies on-failure, and writes
       the status: setup died, how, at which step. Exit 0 (the policy was applied), or 1 (halt).
   ephemcrypt status [--host DIR] [--json | --format prometheus [--output FILE]]
-      What setup did in this boot, with a live check of its mappings. --format prometheus: the
+      What setup did in this boot, with a live check of its mappings and of each bind target
+      (degraded when a later mount hides the volume there). --format prometheus: the
       node_exporter textfile format (also when setup did not run: result not_run), written
       atomically to FILE with --output.
   ephemcrypt check [--host DIR]
       One line for the real root's boot (ephemcrypt-check.service): whether the volume is there,
-      or a warning saying why not (setup failed, a mapping is gone, setup did not run).
+      or a warning saying why not (setup failed, a mapping is gone, a bind target does not show
+      the volume, setup did not run).
   ephemcrypt skeleton FROM TO
       Copy the directories of FROM (owner, mode, ACLs, security labels; no files) to TO. Run
       after switch_root by the units setup writes for bind targets under a separate fstab mount.
@@ -344,6 +346,11 @@ fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
         let gone: Vec<&str> =
             status.mappings.iter().filter(|m| m.live == Some(false)).map(|m| m.name.as_str()).collect();
         log::warn!("the volume setup made in this boot's initramfs is gone: no mapping {}", gone.join(", "));
+        return Ok(1);
+    }
+    // The status checks what is visible now (visible.rs): a bind target hidden by a later mount.
+    if !status.hidden.is_empty() {
+        log::warn!("bind targets not on the encrypted volume: {}", status.hidden.join("; "));
         return Ok(1);
     }
     match status.result {

@@ -118,6 +118,11 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
         guard: plan.volume().filter(|v| v.guard && !plan.newroot_systemd).map(|_| no_guard.to_string()),
         volume: plan.volume().map(volume_status),
         already_active: matches!(plan.state, State::Live(_)),
+        // What `ephemcrypt status` checks against mountinfo: every target not left exposed.
+        targets: plan.volume().map_or_else(Vec::new, |v| {
+            v.binds.iter().filter(|b| !v.exposed.iter().any(|(t, _)| t == *b)).cloned().collect()
+        }),
+        data_mapping: plan.volume().filter(|v| v.fs != crate::config::Fs::None).map(|v| v.data_name().to_string()),
         steps: timings,
         ..Status::new(result, reason)
     };

@@ -528,7 +528,9 @@ fn binds_under_a_separate_fstab_mount_are_made_after_it_by_units() {
     for line in [
         "What=/mnt/ephemcrypt/var/log",
         "Where=/var/log",
-        "Options=bind",
+        // The volume's restrictions named again (a bind with options is remounted with exactly
+        // those), /var's from the fstab with them.
+        "Options=bind,nosuid,nodev",
         "RequiresMountsFor=/mnt/ephemcrypt /var",
         "ConditionPathExists=!/etc/initrd-release",
     ] {
@@ -550,15 +552,21 @@ fn binds_under_a_separate_fstab_mount_are_made_after_it_by_units() {
         assert!(f.units["var-tmp.mount"].contains("Options=nosuid,nodev,mode=1777\n"));
         assert_eq!(o.units, ["var-log.mount", "var-tmp.mount"]);
     }
-    // /var/log itself in fstab: bound now, and the unit replaces the fstab mount of it, keeping
-    // its restrictions.
+    // /var/log itself in fstab: NOT bound in the initramfs (systemd would take the unit for
+    // active, finding the path mounted, and never apply its options), but by the unit that
+    // replaces the fstab's mount of it, with its restrictions, after the skeleton is copied.
     let mut fake = root(true);
     fake.files.insert("/sysroot/etc/fstab".into(), "LABEL=logs /var/log ext4 nodev,noexec,nosuid 0 2\n".into());
     let o = run(&mut fake, &tree);
     assert_eq!(o.result, SetupResult::Ok);
-    assert_eq!(o.binds.len(), 3);
-    assert_eq!(o.units, ["var-log.mount"]);
-    assert!(fake.units["var-log.mount"].contains("Options=bind,nodev,noexec,nosuid\n"));
+    assert_eq!(o.binds, [PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]);
+    assert_eq!(o.units, ["ephemcrypt-skeleton-var-log.service", "var-log.mount"]);
+    assert_eq!(o.targets, ["/var/log", "/tmp", "/var/tmp"].map(PathBuf::from));
+    assert_eq!(o.data_mapping.as_deref(), Some("ephemcrypt"));
+    let unit = &fake.units["var-log.mount"];
+    assert!(unit.contains("Options=bind,nosuid,nodev,noexec\n"), "{unit}");
+    assert!(unit.contains("RequiresMountsFor=/mnt/ephemcrypt /var\n"), "{unit}");
+    assert!(!fake.calls.iter().any(|c| c.starts_with("bind") && c.contains("/sysroot/var/log")), "{:?}", fake.calls);
     // Not a systemd root: nothing can bind them again; they are left off the volume, and the
     // status is not ok and says why.
     let mut fake = root(false);

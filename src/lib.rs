@@ -80,6 +80,7 @@ mod system;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod units;
+mod visible;
 
 #[cfg(test)]
 mod fake;

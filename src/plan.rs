@@ -315,6 +315,9 @@ pub(crate) struct Plan {
     /// nothing can bind again (the root does not run systemd), with the mount that hides them:
     /// neither the volume nor the failure policy's tmpfs can cover them, and the result says so.
     pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
+    /// What becomes of each mount of the root's fstab at, above or inside a bind target: a line
+    /// each (see [`fstab_notes`]).
+    pub(crate) fstab: Vec<String>,
 }
 
 /// See [`Plan::exposed`].
@@ -412,7 +415,7 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
             let mount = under(&newroot.path, &config.mount);
             let dirs: Vec<PathBuf> = std::iter::once(&config.mount).chain(&config.bind).cloned().collect();
             let mut steps = mkdir_steps(newroot, &dirs);
-            steps.extend(mount_steps(&live.data, config.fs, &mount, &newroot.path, &config.bind));
+            steps.extend(mount_steps(&live.data, config.fs, &mount, &config.mount, newroot, &config.bind));
             steps
         }
         // A second run leaves the first run's status as it is.
@@ -429,6 +432,7 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         disks,
         fallback: fallback(config.on_failure, &config.bind, newroot),
         exposed: exposed(&config.bind, newroot),
+        fstab: fstab_notes(&config.bind, newroot),
         state,
         on_failure: config.on_failure,
         caps: facts.caps,
@@ -447,6 +451,7 @@ pub(crate) fn failed(config: &Config, newroot: &NewRoot, state: State) -> Plan {
         disks: Vec::new(),
         fallback: fallback(config.on_failure, &config.bind, newroot),
         exposed: exposed(&config.bind, newroot),
+        fstab: fstab_notes(&config.bind, newroot),
         state,
         on_failure: config.on_failure,
         caps: Caps::ASSUMED,
@@ -765,31 +770,7 @@ fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Iden
         let mount = under(&newroot.path, &v.mount);
         let dirs: Vec<PathBuf> = std::iter::once(&v.mount).chain(&v.binds).cloned().collect();
         steps.extend(mkdir_steps(newroot, &dirs));
-        // A target that a mount of the root's fstab will hide is bound again after that mount
-        // by a unit (systemd roots), and bound now only when that mount is the target itself
-        // (the unit then replaces it); exposed ones are not bound at all.
-        let now: Vec<PathBuf> = v
-            .binds
-            .iter()
-            .filter(|b| !v.exposed.iter().any(|(t, _)| t == *b))
-            .filter(|b| newroot.shadowed_by(b).is_none_or(|m| m == *b))
-            .cloned()
-            .collect();
-        steps.extend(mount_steps(v.data_name(), v.fs, &mount, &newroot.path, &now));
-        if newroot.systemd {
-            for b in &v.binds {
-                if let Some(by) = newroot.shadowed_by(b) {
-                    // The fstab mount this replaces (the target itself) keeps its restrictions.
-                    let options = if by == b { newroot.fstab_options(by) } else { Vec::new() };
-                    for step in later_bind_steps(v, &mount, b, by, &options) {
-                        // Directories shared by two targets (/var for /var/log and /var/tmp): once.
-                        if !steps.contains(&step) {
-                            steps.push(step);
-                        }
-                    }
-                }
-            }
-        }
+        steps.extend(mount_steps(v.data_name(), v.fs, &mount, &v.mount, newroot, &v.binds));
     }
     if v.guard && newroot.systemd {
         steps.push(Step::Config { path: PathBuf::from(GUARD_LOGIND_DROPIN), text: guard_logind_dropin() });
@@ -874,59 +855,113 @@ fn guard_unit() -> String {
     )
 }
 
-/// For a bind target `target` that the fstab mount `by` will hide: its directory on the volume
-/// (made now, parents first; the volume is new) and a mount unit that binds it after `by`. When
-/// `by` is above the target, the target's own directory is on `by`'s disk: a service copies its
-/// skeleton onto the volume first (where the real root has ephemcrypt; else systemd-tmpfiles and
-/// the programs make what they need).
-fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path, fstab_options: &[String]) -> Vec<Step> {
+/// The options of a bind onto the volume: `bind`, the volume's own restrictions (mount(8) remounts
+/// a bind with exactly the flags it is given, so they are named again), and the restrictions of
+/// the mount of the root's fstab the target would otherwise be on (`noexec` of a CIS /var/log,
+/// `nosuid,nodev` of its /var): `by`, at the target or above it; `ro` only when `by` is the
+/// target itself (a read-only /var does not make its /var/log read-only for logs).
+fn bind_options(target: &Path, by: &Path, fstab: &[String]) -> Vec<String> {
+    let mut options = vec!["bind".to_string()];
+    let mut add = |o: &str| {
+        if !options.iter().any(|x| x == o) {
+            options.push(o.to_string());
+        }
+    };
+    MOUNT_OPTIONS.iter().for_each(|o| add(o));
+    let kept: &[&str] = if by == target { &["noexec", "ro"] } else { &["noexec"] };
+    fstab.iter().filter(|o| kept.contains(&o.as_str())).for_each(|o| add(o));
+    options
+}
+
+/// The `x-systemd.*` options of an fstab entry that a unit replacing it (or binding under it)
+/// keeps, as unit lines: the ordering the operator asked for (`x-systemd.after=`, `before=`) and
+/// the mounts it needs (`requires-mounts-for=`). The others concern the file system the unit
+/// does not mount (`requires=` its device or unlocker, `makefs`, `growfs`, `device-timeout`) and
+/// are left with it; `x-systemd.automount` stays the generator's (an automount unit of its own
+/// name) and, once triggered, starts this unit.
+fn unit_lines(fstab: &[String]) -> String {
+    let mut lines = String::new();
+    for o in fstab {
+        let (key, value) = o.split_once('=').unwrap_or((o, ""));
+        let line = match key {
+            "x-systemd.after" => "After",
+            "x-systemd.before" => "Before",
+            "x-systemd.requires-mounts-for" => "RequiresMountsFor",
+            _ => continue,
+        };
+        // Split on white space already, an fstab field cannot break a line; a value with a
+        // control character is not one systemd would take either.
+        if !value.is_empty() && !value.chars().any(char::is_control) {
+            lines += &format!("{line}={value}\n");
+        }
+    }
+    lines
+}
+
+/// The directory above `target` (`/` for a top-level one), whose mounts come first.
+fn parent_of(target: &Path) -> &Path {
+    target.parent().unwrap_or(Path::new("/"))
+}
+
+/// A bind target that a mount of the root's fstab is at or above (`by`): not bound in the
+/// initramfs, where that mount would hide the bind after switch_root and systemd, finding the
+/// path mounted, would take the target's mount unit for active and never mount it again. Instead,
+/// its directory on the volume (made now, parents first; the volume is new), a service that copies
+/// the real root's skeleton of it onto the volume once the target's parents are mounted, and a
+/// mount unit named after the target that binds it there. Written to /run/systemd/system, which
+/// systemd reads before /run/systemd/generator, that unit takes the place of the fstab
+/// generator's unit for the same path (a separate file system configured at the target is then
+/// not mounted); systemd orders it after the mounts of its parent paths (and the volume's mount,
+/// named in `RequiresMountsFor=`), and every mount below it after it.
+fn later_bind_steps(volume_mount: &Path, mount: &Path, target: &Path, by: &Path, fstab: &[String]) -> Vec<Step> {
     let mut steps = Vec::new();
     let unit = format!("{}.mount", crate::paths::systemd_escape_path(target));
-    let source = under(&v.mount, target);
-    let mut wants = String::new();
-    if by != target {
-        let rel = target.strip_prefix("/").unwrap_or(target);
-        let mut dir = mount.to_path_buf();
-        for c in rel.components() {
-            dir.push(c);
-            steps.push(Step::Mkdir { path: dir.clone() });
-        }
-        let service = format!("ephemcrypt-skeleton-{}.service", crate::paths::systemd_escape_path(target));
-        let text = format!(
-            "# Written by ephemcrypt setup in the initramfs: the directories of {t} (on {by}) onto the\n\
-             # encrypted volume, before {unit} binds the volume there.\n\
-             [Unit]\n\
-             Description=ephemcrypt: the directories of {t} onto the encrypted volume\n\
-             Documentation=man:ephemcrypt(8)\n\
-             DefaultDependencies=no\n\
-             ConditionPathExists=!/etc/initrd-release\n\
-             ConditionPathExists=/usr/sbin/ephemcrypt\n\
-             RequiresMountsFor={m} {by}\n\
-             Before={unit}\n\
-             \n\
-             [Service]\n\
-             Type=oneshot\n\
-             ExecStart=/usr/sbin/ephemcrypt skeleton {t} {s}\n",
-            t = target.display(),
-            by = by.display(),
-            m = v.mount.display(),
-            s = source.display()
-        );
-        steps.push(Step::Unit { name: service.clone(), text, wanted_by: unit.clone() });
-        wants = format!("Wants={service}\nAfter={service}\n");
+    let source = under(volume_mount, target);
+    let parent = parent_of(target);
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    let mut dir = mount.to_path_buf();
+    for c in rel.components() {
+        dir.push(c);
+        steps.push(Step::Mkdir { path: dir.clone() });
     }
-    // The fstab mount this replaces (the target itself) keeps its restrictions.
-    let mut options = vec!["bind".to_string()];
-    options.extend(fstab_options.iter().filter(|o| ["nosuid", "nodev", "noexec", "ro"].contains(&o.as_str())).cloned());
+    let service = format!("ephemcrypt-skeleton-{}.service", crate::paths::systemd_escape_path(target));
     let text = format!(
-        "# Written by ephemcrypt setup in the initramfs: {t} on the encrypted volume, mounted after\n\
-         # {by} (a separate mount in /etc/fstab) that would hide a bind made before switch_root.\n\
+        "# Written by ephemcrypt setup in the initramfs: the directories of {t} as the real root has\n\
+         # them once {p} is mounted, onto the encrypted volume, before {unit} binds the volume there.\n\
+         [Unit]\n\
+         Description=ephemcrypt: the directories of {t} onto the encrypted volume\n\
+         Documentation=man:ephemcrypt(8)\n\
+         DefaultDependencies=no\n\
+         ConditionPathExists=!/etc/initrd-release\n\
+         ConditionPathExists=/usr/sbin/ephemcrypt\n\
+         RequiresMountsFor={m} {p}\n\
+         Before={unit}\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart=/usr/sbin/ephemcrypt skeleton {t} {s}\n",
+        t = target.display(),
+        p = parent.display(),
+        m = volume_mount.display(),
+        s = source.display()
+    );
+    steps.push(Step::Unit { name: service.clone(), text, wanted_by: unit.clone() });
+    let why = if by == target {
+        format!("in place of the fstab's own mount of {} (see plan)", target.display())
+    } else {
+        format!("after {} (a separate mount in /etc/fstab) that would hide a bind made earlier", by.display())
+    };
+    let text = format!(
+        "# Written by ephemcrypt setup in the initramfs: {t} on the encrypted volume,\n\
+         # {why}.\n\
          [Unit]\n\
          Description=ephemcrypt: {t} on the encrypted volume\n\
          Documentation=man:ephemcrypt(8)\n\
          ConditionPathExists=!/etc/initrd-release\n\
-         RequiresMountsFor={m} {by}\n\
-         {wants}\
+         RequiresMountsFor={m} {p}\n\
+         Wants={service}\n\
+         After={service}\n\
+         {x}\
          \n\
          [Mount]\n\
          What={s}\n\
@@ -934,27 +969,102 @@ fn later_bind_steps(v: &Volume, mount: &Path, target: &Path, by: &Path, fstab_op
          Type=none\n\
          Options={o}\n",
         t = target.display(),
-        by = by.display(),
-        m = v.mount.display(),
+        p = parent.display(),
+        m = volume_mount.display(),
         s = source.display(),
-        o = options.join(",")
+        x = unit_lines(fstab),
+        o = bind_options(target, by, fstab).join(",")
     );
     steps.push(Step::Unit { name: unit, text, wanted_by: "local-fs.target".into() });
     steps
 }
 
-/// Mount the file system on the mapping `data` at `mount`, then bind each target onto it.
-fn mount_steps(data: &str, fs: Fs, mount: &Path, newroot: &Path, binds: &[PathBuf]) -> Vec<Step> {
+/// Mount the file system on the mapping `data` at `mount` (`volume_mount` in the real root), then
+/// bind each target onto it: now, in the initramfs, where no mount of the root's fstab is at or
+/// above the target; else by a unit after the real root's mounts ([`later_bind_steps`]; systemd
+/// roots, the others cannot have it: see [`Plan::exposed`]).
+fn mount_steps(
+    data: &str,
+    fs: Fs,
+    mount: &Path,
+    volume_mount: &Path,
+    newroot: &NewRoot,
+    binds: &[PathBuf],
+) -> Vec<Step> {
     let mut steps = vec![Step::Mount {
         source: PathBuf::from("/dev/mapper").join(data),
         target: mount.to_path_buf(),
         fs,
         options: MOUNT_OPTIONS.iter().map(|o| o.to_string()).collect(),
     }];
-    for b in binds {
-        steps.push(Step::Bind { source: under(mount, b), target: under(newroot, b) });
+    for b in binds.iter().filter(|b| newroot.shadowed_by(b).is_none()) {
+        steps.push(Step::Bind { source: under(mount, b), target: under(&newroot.path, b) });
+    }
+    if newroot.systemd {
+        for b in binds {
+            if let Some(by) = newroot.shadowed_by(b) {
+                for step in later_bind_steps(volume_mount, mount, b, by, &newroot.fstab_options(by)) {
+                    // Directories shared by two targets (/var for /var/log and /var/tmp): once.
+                    if !steps.contains(&step) {
+                        steps.push(step);
+                    }
+                }
+            }
+        }
     }
     steps
+}
+
+/// What becomes of each mount of the root's fstab that is at, above or inside a bind target: one
+/// line each, for `plan` (and its JSON).
+fn fstab_notes(binds: &[PathBuf], newroot: &NewRoot) -> Vec<String> {
+    let list = |v: &[&PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let mut notes = Vec::new();
+    for (m, options) in &newroot.fstab {
+        let under_it: Vec<&PathBuf> = binds.iter().filter(|b| b.starts_with(m) && *b != m).collect();
+        let holder: Vec<&PathBuf> = binds.iter().filter(|b| m.starts_with(b) && *b != m).collect();
+        let md = m.display();
+        let note = if binds.contains(m) && newroot.systemd {
+            let unit = format!("{}.mount", crate::paths::systemd_escape_path(m));
+            format!(
+                "{md}: its own file system in /etc/fstab is NOT mounted in this boot: {unit} in /run/systemd/system \
+                 takes the place of the fstab's unit of that name and binds the volume's {md} there after {p}, with \
+                 the options {o} (mounted, that file system would hide the volume; bound in the initramfs, the \
+                 volume would be hidden by the mounts of {p}); what that file system holds stays on it, untouched",
+                p = parent_of(m).display(),
+                o = bind_options(m, m, options).join(",")
+            )
+        } else if binds.contains(m) {
+            format!(
+                "{md}: its own file system in /etc/fstab is mounted there after switch_root; the real root does not \
+                 run systemd, so nothing binds the volume again: {md} is NOT on the volume"
+            )
+        } else if !under_it.is_empty() && newroot.systemd {
+            format!(
+                "{md}: mounted as /etc/fstab says; {t} bound onto the volume after it (units named after them), \
+                 with its options ({o})",
+                t = list(&under_it),
+                o = options.join(",")
+            )
+        } else if !under_it.is_empty() {
+            format!(
+                "{md}: mounted as /etc/fstab says after switch_root, over {t}; the real root does not run systemd, \
+                 so nothing binds them again: they are NOT on the volume",
+                t = list(&under_it)
+            )
+        } else if !holder.is_empty() {
+            format!(
+                "{md}: mounted as /etc/fstab says, over the volume's {md} (inside bind target {t}): what is written \
+                 there stays on that file system, unencrypted by ephemcrypt and kept across reboots (audit logs, for \
+                 one); add {md} to 'bind' to have it on the volume instead, gone at every reboot",
+                t = list(&holder)
+            )
+        } else {
+            continue;
+        };
+        notes.push(note);
+    }
+    notes
 }
 
 /// Create the directories of `dirs` (inside the new root) that are missing, one step per directory,
@@ -995,7 +1105,7 @@ fn fallback(policy: OnFailure, binds: &[PathBuf], newroot: &NewRoot) -> Vec<Step
     if policy == OnFailure::Tmpfs {
         for b in binds {
             match newroot.shadowed_by(b) {
-                Some(by) if newroot.systemd => steps.push(tmpfs_unit(b, by)),
+                Some(by) if newroot.systemd => steps.push(tmpfs_unit(b, by, &newroot.fstab_options(by))),
                 Some(_) => {}
                 None if newroot.state(b) == DirState::Present => {
                     steps.push(Step::Tmpfs { target: under(&newroot.path, b) })
@@ -1008,19 +1118,23 @@ fn fallback(policy: OnFailure, binds: &[PathBuf], newroot: &NewRoot) -> Vec<Step
     steps
 }
 
-/// A tmpfs over `target`, mounted by the real root's systemd after `by` (the failure policy for a
-/// target that mount would hide). Mode 1777 for a directory named tmp, 0755 otherwise: the
+/// A tmpfs over `target`, mounted by the real root's systemd after its parents (the failure
+/// policy for a target that the mount `by` of the fstab is at or above; a unit of the target's
+/// name takes the place of the fstab's own, as [`later_bind_steps`] says), with the restrictions
+/// of `by` (`fstab`, its options). Mode 1777 for a directory named tmp, 0755 otherwise: the
 /// directory itself is on a disk not mounted yet.
-fn tmpfs_unit(target: &Path, by: &Path) -> Step {
+fn tmpfs_unit(target: &Path, by: &Path, fstab: &[String]) -> Step {
     let mode = if target.file_name().is_some_and(|n| n == "tmp") { "1777" } else { "0755" };
+    let mut options: Vec<String> = bind_options(target, by, fstab).into_iter().skip(1).collect();
+    options.retain(|o| o != "ro");
     let text = format!(
-        "# Written by ephemcrypt setup in the initramfs, which failed: a tmpfs over {t} after {by}\n\
-         # (a separate mount in /etc/fstab), so that nothing meant for the volume lands on a disk.\n\
+        "# Written by ephemcrypt setup in the initramfs, which failed: a tmpfs over {t} after {p}\n\
+         # ({by} is a separate mount in /etc/fstab), so that nothing meant for the volume lands on a disk.\n\
          [Unit]\n\
          Description=ephemcrypt: tmpfs over {t} (setup failed)\n\
          Documentation=man:ephemcrypt(8)\n\
          ConditionPathExists=!/etc/initrd-release\n\
-         RequiresMountsFor={by}\n\
+         RequiresMountsFor={p}\n\
          \n\
          [Mount]\n\
          What=tmpfs\n\
@@ -1028,8 +1142,9 @@ fn tmpfs_unit(target: &Path, by: &Path) -> Step {
          Type=tmpfs\n\
          Options={o},mode={mode}\n",
         t = target.display(),
+        p = parent_of(target).display(),
         by = by.display(),
-        o = MOUNT_OPTIONS.join(","),
+        o = options.join(","),
     );
     Step::Unit {
         name: format!("{}.mount", crate::paths::systemd_escape_path(target)),
@@ -1118,6 +1233,7 @@ impl Plan {
             ("kernel_features", if self.caps.crypt.is_some() { "read" } else { "assumed" }.into()),
             ("disks", self.disks_json()),
             ("volume", self.volume().map_or(Value::Null, volume_json)),
+            ("fstab", self.fstab.clone().into()),
             ("steps", steps(&self.steps)),
             ("on_failure_steps", steps(&self.fallback)),
         ])
@@ -1193,6 +1309,12 @@ impl fmt::Display for Plan {
             }
             Ok(())
         };
+        if !self.fstab.is_empty() {
+            writeln!(f, "fstab of the real root:")?;
+            for note in &self.fstab {
+                writeln!(f, "  {note}")?;
+            }
+        }
         if !self.steps.is_empty() {
             writeln!(f, "steps:")?;
             list(f, &self.steps)?;
@@ -1609,6 +1731,157 @@ mod tests {
             "hex key in the dm table (kernel lacks keyring keys); escrowed to 3 recipients: stored, encrypted to \
              them, after every member's header and in /run/ephemcrypt/escrow.age"
         );
+    }
+
+    /// A systemd root with this /etc/fstab, its directories present.
+    fn root_with(fstab: &str) -> NewRoot {
+        NewRoot { fstab: crate::disk::parse_fstab(fstab), systemd: true, read: true, ..NewRoot::assumed("/sysroot") }
+    }
+
+    fn unit<'a>(p: &'a Plan, name: &str) -> &'a str {
+        p.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Unit { name: n, text, .. } if n == name => Some(text.as_str()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no unit {name} in {:#?}", p.steps))
+    }
+
+    fn bound_now(p: &Plan) -> Vec<PathBuf> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Bind { target, .. } => Some(target.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const CIS: &str = "/dev/vda / ext4 errors=remount-ro 0 1\n/dev/vdb /var ext4 nodev,nosuid 0 2\n\
+                       /dev/vdc /var/log ext4 nodev,nosuid,noexec 0 2\n/dev/vdd /var/log/audit ext4 nodev,nosuid,noexec 0 2\n\
+                       tmpfs /tmp tmpfs nodev,nosuid,noexec,mode=1777 0 0\n";
+
+    /// Issue 20's layout: nothing is bound in the initramfs (a later mount of the fstab would hide
+    /// it, and systemd would take the target's unit for active); each target gets a unit of its own
+    /// name, with the options of the mount it replaces or lies on.
+    #[test]
+    fn a_cis_layout_binds_every_target_by_a_unit_with_the_fstab_options() {
+        let p = plan(&Config::default(), &Facts { newroot: root_with(CIS), ..facts(&[disk("nvme1n1", "A")]) });
+        assert!(bound_now(&p).is_empty(), "{:?}", bound_now(&p));
+        let var_log = unit(&p, "var-log.mount");
+        for line in [
+            "What=/mnt/ephemcrypt/var/log",
+            "Where=/var/log",
+            "Options=bind,nosuid,nodev,noexec",
+            "RequiresMountsFor=/mnt/ephemcrypt /var",
+        ] {
+            assert!(var_log.lines().any(|l| l == line), "{line} in\n{var_log}");
+        }
+        let tmp = unit(&p, "tmp.mount");
+        assert!(
+            tmp.contains("Options=bind,nosuid,nodev,noexec\n") && tmp.contains("RequiresMountsFor=/mnt/ephemcrypt /\n"),
+            "{tmp}"
+        );
+        // /var/tmp lies on /var: /var's restrictions.
+        assert!(unit(&p, "var-tmp.mount").contains("Options=bind,nosuid,nodev\n"));
+        // Each target's skeleton is copied once its parents are mounted, before the bind.
+        let skel = unit(&p, "ephemcrypt-skeleton-tmp.service");
+        assert!(skel.contains("RequiresMountsFor=/mnt/ephemcrypt /\nBefore=tmp.mount\n"), "{skel}");
+        assert!(p.steps.contains(&Step::Mkdir { path: "/sysroot/mnt/ephemcrypt/tmp".into() }));
+        // No unit for /var or /var/log/audit: the fstab's own.
+        assert!(!p
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Unit { name, .. } if name == "var.mount" || name == "var-log-audit.mount")));
+        // What becomes of each fstab mount, in `plan`.
+        assert_eq!(p.fstab.len(), 4, "{:#?}", p.fstab);
+        assert!(p.fstab[0]
+            .starts_with("/var: mounted as /etc/fstab says; /var/log, /var/tmp bound onto the volume after it"));
+        assert!(p.fstab[1]
+            .starts_with("/var/log: its own file system in /etc/fstab is NOT mounted in this boot: var-log.mount"));
+        assert!(p.fstab[2].starts_with("/var/log/audit: mounted as /etc/fstab says, over the volume's /var/log/audit"));
+        assert!(p.fstab[2].contains("kept across reboots"));
+        assert!(p.fstab[3].starts_with("/tmp: its own file system in /etc/fstab is NOT mounted"));
+        let text = p.to_string();
+        assert!(text.contains("\nfstab of the real root:\n  /var: mounted"), "{text}");
+        // The failure policy's tmpfs: units too, with the same restrictions.
+        let fallback: Vec<&Step> = p.fallback.iter().filter(|s| matches!(s, Step::Unit { .. })).collect();
+        assert_eq!(fallback.len(), 3);
+        assert!(fallback[1].to_string().contains("Options=nosuid,nodev,noexec,mode=1777"), "{}", fallback[1]);
+        assert!(fallback[0].to_string().contains("RequiresMountsFor=/var\n"), "{}", fallback[0]);
+    }
+
+    /// Every combination of separate /var, /var/log, /var/log/audit, /var/tmp, /home and /tmp: a
+    /// target is bound in the initramfs exactly when no fstab mount is at or above it, else by a
+    /// unit named after it (which then takes the place of the fstab's unit for that path); a unit
+    /// binds only after the mounts of its parent directory.
+    #[test]
+    fn every_fstab_combination_leaves_no_target_to_a_bind_made_too_early() {
+        let mounts = ["/var", "/var/log", "/var/log/audit", "/var/tmp", "/home", "/tmp"];
+        let config = cfg("bind = /var/log,/tmp,/var/tmp,/home");
+        for set in 0u32..(1 << mounts.len()) {
+            let fstab: String = mounts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| set & (1 << i) != 0)
+                .map(|(i, m)| {
+                    format!(
+                        "/dev/vd{} {m} ext4 nodev,nosuid{} 0 2\n",
+                        (b'b' + i as u8) as char,
+                        if i % 2 == 0 { ",noexec" } else { "" }
+                    )
+                })
+                .collect();
+            let root = root_with(&fstab);
+            let p = plan(&config, &Facts { newroot: root.clone(), ..facts(&[disk("nvme1n1", "A")]) });
+            let now = bound_now(&p);
+            for t in &config.bind {
+                let name = format!("{}.mount", crate::paths::systemd_escape_path(t));
+                let has_unit = p.steps.iter().any(|s| matches!(s, Step::Unit { name: n, .. } if *n == name));
+                match root.shadowed_by(t) {
+                    None => assert!(now.contains(&under(Path::new("/sysroot"), t)) && !has_unit, "{t:?} with\n{fstab}"),
+                    Some(by) => {
+                        assert!(!now.contains(&under(Path::new("/sysroot"), t)) && has_unit, "{t:?} with\n{fstab}");
+                        let text = unit(&p, &name);
+                        let parent = t.parent().unwrap().display().to_string();
+                        assert!(text.contains(&format!("RequiresMountsFor=/mnt/ephemcrypt {parent}\n")), "{text}");
+                        let noexec = root.fstab_options(by).iter().any(|o| o == "noexec");
+                        assert_eq!(text.contains("noexec"), noexec, "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn x_systemd_options_keep_their_ordering_and_leave_the_file_system_s_own() {
+        let fstab = "LABEL=logs /var/log ext4 nodev,nosuid,noexec,x-systemd.after=network-online.target,\
+                     x-systemd.before=rsyslog.service,x-systemd.requires=unlock-logs.service,\
+                     x-systemd.requires-mounts-for=/srv/keys,x-systemd.device-timeout=5s,x-systemd.makefs 0 2\n";
+        let p = plan(&Config::default(), &Facts { newroot: root_with(fstab), ..facts(&[disk("nvme1n1", "A")]) });
+        let u = unit(&p, "var-log.mount");
+        for line in [
+            "After=network-online.target",
+            "Before=rsyslog.service",
+            "RequiresMountsFor=/srv/keys",
+            "Options=bind,nosuid,nodev,noexec",
+        ] {
+            assert!(u.lines().any(|l| l == line), "{line} in\n{u}");
+        }
+        assert!(!u.contains("unlock-logs") && !u.contains("timeout") && !u.contains("makefs"), "{u}");
+        // Without x-systemd options: none of those lines.
+        let p = plan(
+            &Config::default(),
+            &Facts { newroot: root_with("LABEL=logs /var/log ext4 noexec 0 2\n"), ..facts(&[disk("nvme1n1", "A")]) },
+        );
+        let u = unit(&p, "var-log.mount");
+        assert!(!u.contains("\nBefore=") && u.contains("\nAfter=ephemcrypt-skeleton-var-log.service\n\n"), "{u}");
+        // A root that does not run systemd: the fstab's mounts are said to leave the targets bare.
+        let root = NewRoot { systemd: false, ..root_with(CIS) };
+        let p = plan(&Config::default(), &Facts { newroot: root, ..facts(&[disk("nvme1n1", "A")]) });
+        assert!(p.fstab[1].contains("/var/log is NOT on the volume"), "{:?}", p.fstab);
+        assert_eq!(p.exposed.len(), 3);
     }
 
     #[test]

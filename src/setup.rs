@@ -50,6 +50,7 @@ pub(crate) fn status<S: System>(host: &Host, sys: &mut S) -> Result<Status> {
             m.live = sys.dm_dev(&m.name).ok().map(|d| d.is_some());
         }
     }
+    crate::visible::check(&mut status, crate::visible::read(host));
     Ok(status)
 }
 

@@ -120,6 +120,13 @@ pub(crate) struct Status {
     /// Units written for the real root: binds made after a mount of its fstab that would hide
     /// them.
     pub(crate) units: Vec<String>,
+    /// Every bind target the volume should show (bound in the initramfs or by a unit), and the
+    /// mapping its file system is on: what `ephemcrypt status` checks against mountinfo.
+    pub(crate) targets: Vec<PathBuf>,
+    pub(crate) data_mapping: Option<String>,
+    /// The bind targets that do not show the volume now, and why (`ephemcrypt status` looks; not
+    /// stored; see visible.rs).
+    pub(crate) hidden: Vec<String>,
     /// Setup found the volume already in place (a second run in the same boot).
     pub(crate) already_active: bool,
     /// The escrow's recipients (age recipients, ssh key fingerprints); empty: no escrow.
@@ -149,6 +156,9 @@ impl Status {
             binds: Vec::new(),
             tmpfs: Vec::new(),
             units: Vec::new(),
+            targets: Vec::new(),
+            data_mapping: None,
+            hidden: Vec::new(),
             already_active: false,
             escrow: Vec::new(),
             guard: None,
@@ -205,6 +215,8 @@ impl Status {
             ("binds", paths(&self.binds)),
             ("tmpfs", paths(&self.tmpfs)),
             ("units", self.units.clone().into()),
+            ("bind_targets", paths(&self.targets)),
+            ("data_mapping", self.data_mapping.clone().into()),
             ("already_active", self.already_active.into()),
             ("escrow", self.escrow.clone().into()),
             ("guard", self.guard.clone().into()),
@@ -289,6 +301,9 @@ impl Status {
             binds: doc.strs("binds")?.into_iter().map(PathBuf::from).collect(),
             tmpfs: doc.strs("tmpfs")?.into_iter().map(PathBuf::from).collect(),
             units: doc.strs("units")?,
+            targets: doc.strs("bind_targets")?.into_iter().map(PathBuf::from).collect(),
+            data_mapping: doc.opt_str("data_mapping")?,
+            hidden: Vec::new(),
             already_active: doc.flag("already_active")?,
             escrow: doc.strs("escrow")?,
             guard: doc.opt_str("guard")?,
@@ -353,6 +368,9 @@ impl Status {
         }
         for u in &self.units {
             let _ = writeln!(out, "unit: {} (binds after a mount of /etc/fstab that would hide it)", line(u));
+        }
+        for h in &self.hidden {
+            let _ = writeln!(out, "hidden: {h}");
         }
         if !self.escrow.is_empty() {
             let _ = writeln!(
@@ -434,6 +452,13 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
         "Recipients of the key's escrow (0: no escrow).",
         &[(String::new(), s.escrow.len() as u64)],
     );
+    if !s.targets.is_empty() {
+        metric(
+            "binds_hidden",
+            "Bind targets that do not show the volume now (hidden by a later mount, or never bound).",
+            &[(String::new(), s.hidden.len() as u64)],
+        );
+    }
     if let Some(active) = s.guard_active {
         metric(
             "guard_active",

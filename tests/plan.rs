@@ -420,3 +420,33 @@ fn hostile_strings_are_shown_escaped_and_forged_headers_refused() {
     assert!(err.contains(r"invalid value '/mnt/e\x1b[2Jx' for 'mount' (from the kernel command line)"), "{err}");
     std::fs::remove_dir_all(copy).unwrap();
 }
+
+/// A CIS layout in the new root's fstab (tests/fixtures/cis-root, a systemd root): `plan` binds
+/// none of the targets in the initramfs, writes a unit named after each, and says what becomes
+/// of each fstab mount at, above or inside a target (issue 20).
+#[test]
+fn a_cis_root_gets_units_for_every_bind_and_a_line_for_every_fstab_mount() {
+    let p = plan_json(&fixture("aws"), &["--newroot", fixture("cis-root").to_str().unwrap()]);
+    let steps = p.get("steps").unwrap().as_array();
+    let kind = |s: &Value| s.get("kind").unwrap().as_str().unwrap().to_string();
+    assert!(!steps.iter().any(|s| kind(s) == "bind"), "no bind in the initramfs");
+    let units: Vec<&str> =
+        steps.iter().filter(|s| kind(s) == "unit").map(|s| s.get("name").unwrap().as_str().unwrap()).collect();
+    for u in ["var-log.mount", "tmp.mount", "var-tmp.mount"] {
+        assert!(units.contains(&u), "{u} in {units:?}");
+    }
+    let var_log = steps.iter().find(|s| s.get("name").and_then(Value::as_str) == Some("var-log.mount")).unwrap();
+    let text = var_log.get("text").unwrap().as_str().unwrap();
+    assert!(
+        text.contains("\nOptions=bind,nosuid,nodev,noexec\n") && text.contains("\nBefore=rsyslog.service\n"),
+        "{text}"
+    );
+    let fstab: Vec<&str> = p.get("fstab").unwrap().as_array().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(fstab.len(), 4, "{fstab:#?}");
+    assert!(fstab[1].starts_with("/var/log: its own file system in /etc/fstab is NOT mounted"), "{}", fstab[1]);
+    assert!(fstab[2].contains("kept across reboots"), "{}", fstab[2]);
+    let out =
+        run(&["plan", "--host", fixture("aws").to_str().unwrap(), "--newroot", fixture("cis-root").to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("fstab of the real root:\n  /var: mounted as /etc/fstab says"), "{text}");
+}

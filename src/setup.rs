@@ -141,7 +141,7 @@ fn observe_and_plan<S: System>(
             Ok(v) => {
                 let ms = sys.now_ms().saturating_sub(t);
                 timings.push(Timing { step: format!("read dm-crypt version {}.{}.{}", v[0], v[1], v[2]), ms });
-                Caps { crypt: Some(v) }
+                Caps { crypt: Some(v), ..Caps::ASSUMED }
             }
             // `plan` shows what a current kernel would get; setup cannot go on.
             Err(e) if setup => return Err(e),
@@ -153,6 +153,8 @@ fn observe_and_plan<S: System>(
     } else {
         Caps::ASSUMED
     };
+    // FIPS mode decides which ciphers the kernel runs: a file under the host root, read always.
+    let caps = Caps { fips: host.fips_enabled()?, ..caps };
     // The new volume's id and time go into its headers; `plan` shows the volume as new.
     let identity = if work && setup { Some(sys.identity()?) } else { None };
     let mut facts = Facts { disks, caps, newroot: root, live, identity, taken: Vec::new() };

@@ -963,10 +963,15 @@ fn fips_mode_refuses_what_the_kernel_would_before_any_header() {
         );
         assert!(fake.headers.is_empty() && fake.mappings.is_empty(), "{config}: nothing written");
     }
+    let _g = SERIAL.lock().unwrap();
+    capture_logs();
     for config in ["", &format!("escrow = {AGE_RECIPIENT}\nescrow-fips = allow") as &str] {
+        LOG.lock().unwrap().clear();
         let mut fake = Fake::new();
         let o = run(&mut fake, &fips(config));
         assert_eq!(o.result, SetupResult::Ok, "{config}: {}", o.reason);
         assert!(fake.calls.contains(&"check_kernel_crypto xts(aes)".to_string()));
+        let warned = LOG.lock().unwrap().iter().any(|l| l.starts_with("FIPS mode: the escrow to 1 recipient(s) uses"));
+        assert_eq!(warned, !config.is_empty(), "{config}: the log says the escrow is not FIPS-approved");
     }
 }

@@ -78,6 +78,13 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
             (plan::failed(&config, &root, State::BadConfig(e.to_string())), Vec::new())
         }
     };
+    if let Some(v) = plan.volume().filter(|v| plan.caps.fips && !v.escrow.is_empty()) {
+        log::warn!(
+            "FIPS mode: the escrow to {} recipient(s) uses X25519 and ChaCha20-Poly1305 in ephemcrypt, not \
+             FIPS-approved cryptography (escrow-fips = allow)",
+            v.escrow.len()
+        );
+    }
     let status = execute(&plan, sys, timings);
     (plan, status)
 }

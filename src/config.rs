@@ -243,6 +243,9 @@ pub(crate) struct Config {
     pub(crate) name: String,
     /// Recipients of an encrypted copy of each volume key (age format); empty: no escrow.
     pub(crate) escrow: Vec<crate::age::Recipient>,
+    /// In FIPS mode, make the escrow anyway (its algorithms are not FIPS-approved): `escrow-fips =
+    /// allow`. Without it, setup in FIPS mode refuses a configuration with escrow.
+    pub(crate) escrow_fips: bool,
     /// Leave every disk with an ephemcrypt header alone this boot (also /etc/ephemcrypt.hold in
     /// the new root).
     pub(crate) hold: bool,
@@ -280,6 +283,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "on-failure", default: "tmpfs", accepts: "tmpfs, continue or halt" },
     Key { name: "name", default: "ephemcrypt", accepts: "1 to 64 characters from A-Z a-z 0-9 _ -, starting with a letter" },
     Key { name: "escrow", default: "", accepts: "a comma-separated list of age recipients (age1...) and ssh-ed25519 public keys (may be empty: no escrow)" },
+    Key { name: "escrow-fips", default: "refuse", accepts: "refuse or allow (whether escrow is made when the kernel runs in FIPS mode)" },
     Key { name: "hold", default: "no", accepts: BOOL },
     Key { name: "guard", default: "no", accepts: BOOL },
 ];
@@ -417,6 +421,11 @@ impl Raw {
             })?,
             name: field(&self.get("name"), parse_name)?,
             escrow: parse_escrow(&self.get("escrow"))?,
+            escrow_fips: field(&self.get("escrow-fips"), |v| match v {
+                "refuse" => Some(false),
+                "allow" => Some(true),
+                _ => None,
+            })?,
             hold: field(&self.get("hold"), parse_bool)?,
             guard: field(&self.get("guard"), parse_bool)?,
         };
@@ -634,6 +643,30 @@ impl<'a> CipherSpec<'a> {
     pub(crate) fn key_bits(&self) -> Vec<u32> {
         let sizes = CIPHERS.iter().find(|(c, _)| *c == self.cipher).map_or(&[][..], |(_, s)| s);
         sizes.iter().map(|s| if self.mode == "xts" { 2 * s } else { *s }).collect()
+    }
+
+    /// Why the kernel in FIPS mode (`fips=1`) refuses this spec with `key_bits`, if it does: in
+    /// FIPS mode the crypto API disables every algorithm not approved (twofish, serpent, camellia,
+    /// cast6, aria, sm4: "disabled due to FIPS", and dm-crypt's table load fails with ENOENT);
+    /// AES in xts and cbc with each IV ephemcrypt runs is allowed, essiv's sha256 too. XTS-AES is
+    /// approved with AES-128 and AES-256 only (SP 800-38E; FIPS 140-3 IG C.I): Linux 6.2 and later
+    /// refuse a 384-bit xts key in FIPS mode, and 6.1 takes it, so it is refused here on every
+    /// kernel. (An xts key with equal halves is refused too; a random key has them with
+    /// probability 2^-256.)
+    pub(crate) fn fips_refusal(&self, key_bits: u32) -> Option<String> {
+        if self.cipher != "aes" {
+            return Some(format!(
+                "{} is not a FIPS-approved cipher: the kernel disables it in FIPS mode (use aes-xts-plain64)",
+                self.cipher
+            ));
+        }
+        if self.mode == "xts" && ![256, 512].contains(&key_bits) {
+            return Some(format!(
+                "xts with a {key_bits}-bit key (AES-{}) is not FIPS-approved: XTS-AES takes 256 or 512 key-bits",
+                key_bits / 2
+            ));
+        }
+        None
     }
 
     /// What dm-crypt asks the kernel's crypto API for: the skcipher `mode(cipher)` and, for essiv,
@@ -952,7 +985,7 @@ mod tests {
             e,
             "configuration: unknown key 'colour' (from /etc/ephemcrypt.conf line 2); known keys: devices, exclude, \
              force, min-size, expect, wait, cipher, key-bits, sector-size, discard, workqueues, chunk, swap, fs, \
-             mount, bind, on-failure, name, escrow, hold, guard"
+             mount, bind, on-failure, name, escrow, escrow-fips, hold, guard"
         );
         assert_eq!(
             err("devices aws\n"),
@@ -1102,6 +1135,36 @@ mod tests {
             let want = reference(&p.chars().collect::<Vec<_>>(), &t.chars().collect::<Vec<_>>());
             assert_eq!(glob_match(&p, &t), want, "pattern {p:?} text {t:?}");
         }
+    }
+
+    /// What the kernel refuses in FIPS mode (Debian's 6.1 cloud kernel booted with fips=1: every
+    /// cipher but AES "disabled due to FIPS"; AES in xts and cbc with every IV taken; 384-bit xts
+    /// taken by 6.1 but not approved, and refused by 6.2 and later).
+    #[test]
+    fn fips_mode_takes_aes_only_and_xts_with_256_or_512_bits() {
+        let refusal = |spec: &str, bits: u32| CipherSpec::parse(spec).unwrap().fips_refusal(bits);
+        for (spec, bits) in [
+            ("aes-xts-plain64", 512),
+            ("aes-xts-plain64", 256),
+            ("aes-xts-essiv:sha256", 512),
+            ("aes-cbc-essiv:sha256", 256),
+            ("aes-cbc-plain64", 128),
+            ("aes-cbc-eboiv", 192),
+            ("aes-cbc-benbi", 256),
+            ("aes-xts-plain64be", 512),
+        ] {
+            assert_eq!(refusal(spec, bits), None, "{spec} {bits}");
+        }
+        for c in ["twofish", "serpent", "camellia", "cast6", "aria", "sm4"] {
+            let why = refusal(&format!("{c}-xts-plain64"), 256).expect(c);
+            assert!(why.starts_with(&format!("{c} is not a FIPS-approved cipher")), "{why}");
+            assert!(refusal(&format!("{c}-cbc-essiv:sha256"), 128).is_some(), "{c}");
+        }
+        let why = refusal("aes-xts-plain64", 384).unwrap();
+        assert_eq!(why, "xts with a 384-bit key (AES-192) is not FIPS-approved: XTS-AES takes 256 or 512 key-bits");
+        assert!(!Config::default().escrow_fips);
+        assert!(file("escrow-fips = allow\n").unwrap().escrow_fips);
+        assert!(err("escrow-fips = yes\n").contains("expected refuse or allow"));
     }
 }
 

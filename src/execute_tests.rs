@@ -1029,3 +1029,52 @@ fn interpret_takes_only_read_only_steps_and_undoes_on_failure() {
     fake.assert_clean(&[], &[]);
     assert!(fake.tmpfs.is_empty() && fake.status.is_none(), "{:?}", fake.calls);
 }
+
+/// FIPS mode (/proc/sys/crypto/fips_enabled under the host root is 1): a cipher the kernel refuses
+/// there, or escrow without `escrow-fips = allow`, stops setup before any header is written,
+/// with a reason that names FIPS mode and what it refuses; the default cipher goes on.
+#[test]
+fn fips_mode_refuses_what_the_kernel_would_before_any_header() {
+    use crate::age::tests::AGE_RECIPIENT;
+    let fips = |config: &str| {
+        let tree = two_disks(config);
+        std::fs::create_dir_all(tree.root.join("proc/sys/crypto")).unwrap();
+        std::fs::write(tree.root.join("proc/sys/crypto/fips_enabled"), "1\n").unwrap();
+        tree
+    };
+    let cases = [
+        ("cipher = twofish-xts-plain64", "refuses cipher twofish-xts-plain64 with key-bits 512: twofish is not"),
+        ("key-bits = 384", "refuses cipher aes-xts-plain64 with key-bits 384: xts with a 384-bit key"),
+        (&format!("escrow = {AGE_RECIPIENT}") as &str, "and 'escrow' is set"),
+    ];
+    for (config, want) in cases {
+        let tree = fips(config);
+        let mut fake = Fake::new();
+        let o = run(&mut fake, &tree);
+        assert_eq!(o.result, SetupResult::Degraded, "{config}");
+        assert!(
+            o.reason.starts_with("the kernel runs in FIPS mode (/proc/sys/crypto/fips_enabled is 1)"),
+            "{}",
+            o.reason
+        );
+        assert!(o.reason.contains(want), "{config}: {}", o.reason);
+        assert!(
+            fake.calls.iter().all(|c| ["crypt_version", "identity", "write_status"].contains(&c.as_str())
+                || c.starts_with("tmpfs ")),
+            "{config}: kernel facts, then only the fallback: {:?}",
+            fake.calls
+        );
+        assert!(fake.headers.is_empty() && fake.mappings.is_empty(), "{config}: nothing written");
+    }
+    let _g = SERIAL.lock().unwrap();
+    capture_logs();
+    for config in ["", &format!("escrow = {AGE_RECIPIENT}\nescrow-fips = allow") as &str] {
+        LOG.lock().unwrap().clear();
+        let mut fake = Fake::new();
+        let o = run(&mut fake, &fips(config));
+        assert_eq!(o.result, SetupResult::Ok, "{config}: {}", o.reason);
+        assert!(fake.calls.contains(&"check_kernel_crypto xts(aes)".to_string()));
+        let warned = LOG.lock().unwrap().iter().any(|l| l.starts_with("FIPS mode: the escrow to 1 recipient(s) uses"));
+        assert_eq!(warned, !config.is_empty(), "{config}: the log says the escrow is not FIPS-approved");
+    }
+}

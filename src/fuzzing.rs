@@ -180,7 +180,7 @@ fn render(c: &Config) -> (String, &'static str) {
     let text = format!(
         "devices = {}\nexclude = {}\nforce = {}\nmin-size = {}\nexpect = {}\nwait = {}\ncipher = {}\nkey-bits = {}\n\
          sector-size = {sector_size}\ndiscard = {}\nworkqueues = {workqueues}\nchunk = {}\nswap = {swap}\nfs = {}\n\
-         mount = {}\nbind = {binds}\non-failure = {}\nname = {}\nescrow = {escrow}\nhold = {}\nguard = {}\n",
+         mount = {}\nbind = {binds}\non-failure = {}\nname = {}\nescrow = {escrow}\nescrow-fips = {}\nhold = {}\nguard = {}\n",
         selectors(&c.devices),
         selectors(&c.exclude),
         yes(c.force),
@@ -195,6 +195,7 @@ fn render(c: &Config) -> (String, &'static str) {
         c.mount.display(),
         c.on_failure.name(),
         c.name,
+        if c.escrow_fips { "allow" } else { "refuse" },
         yes(c.hold),
         yes(c.guard),
     );

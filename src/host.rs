@@ -92,6 +92,17 @@ impl Host {
         Ok(Config::load(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), "")?)
     }
 
+    /// Whether the kernel runs in FIPS mode (booted with `fips=1`): /proc/sys/crypto/fips_enabled,
+    /// which kernels built without CONFIG_CRYPTO_FIPS lack (they never are).
+    pub(crate) fn fips_enabled(&self) -> Result<bool> {
+        const FIPS: &str = "/proc/sys/crypto/fips_enabled";
+        match self.read_opt(FIPS)?.as_deref().map(str::trim) {
+            None | Some("0") => Ok(false),
+            Some("1") => Ok(true),
+            Some(other) => Err(Error::invalid(self.path(FIPS).display(), "0 or 1", crate::escape::Esc(other))),
+        }
+    }
+
     /// All whole disks, sorted by name, with mounts, swaps and links; none probed yet.
     pub(crate) fn disks(&self) -> Result<Vec<Disk>> {
         let mounts = self.mounts()?;
@@ -387,6 +398,20 @@ mod tests {
     impl Drop for Tree {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn fips_mode_is_read_under_the_host_root() {
+        let tree = Tree::new("fips-missing", &[("proc/cmdline", "ro\n")]);
+        assert!(!Host::new(&tree.0).fips_enabled().unwrap(), "a kernel without CONFIG_CRYPTO_FIPS");
+        for (text, want) in [("0\n", Some(false)), ("1\n", Some(true)), ("yes\n", None)] {
+            let tree = Tree::new("fips", &[("proc/sys/crypto/fips_enabled", text)]);
+            match (Host::new(&tree.0).fips_enabled(), want) {
+                (Ok(got), Some(want)) => assert_eq!(got, want, "{text:?}"),
+                (Err(e), None) => assert!(e.to_string().ends_with("expected 0 or 1, found 'yes'"), "{e}"),
+                (got, _) => panic!("{text:?}: {got:?}"),
+            }
         }
     }
 

@@ -28,11 +28,14 @@ use crate::units::{Bytes, DevNo, Sectors};
 pub(crate) struct Caps {
     /// The crypt target version; `None` when not read (the `plan` command on another machine).
     pub(crate) crypt: Option<[u32; 3]>,
+    /// The kernel runs in FIPS mode (/proc/sys/crypto/fips_enabled is 1): its crypto API runs only
+    /// FIPS-approved algorithms.
+    pub(crate) fips: bool,
 }
 
 impl Caps {
     /// Without a kernel to ask, `plan` shows what a current kernel would get.
-    pub(crate) const ASSUMED: Caps = Caps { crypt: None };
+    pub(crate) const ASSUMED: Caps = Caps { crypt: None, fips: false };
 
     fn at_least(&self, min: [u32; 3]) -> bool {
         self.crypt.is_none_or(|v| v >= min)
@@ -210,6 +213,15 @@ pub(crate) enum PlanError {
         name: String,
         targets: Vec<String>,
     },
+    /// The kernel runs in FIPS mode and refuses the configured cipher (or its key size).
+    FipsCipher {
+        cipher: String,
+        key_bits: u32,
+        why: String,
+    },
+    /// The kernel runs in FIPS mode and the configuration has escrow, whose algorithms are not
+    /// FIPS-approved, without `escrow-fips = allow`.
+    FipsEscrow,
     /// A mapping the volume needs is there already, without the volume.
     NameTaken {
         name: String,
@@ -255,6 +267,16 @@ impl fmt::Display for PlanError {
                 f,
                 "/dev/mapper/{name} exists but is not a dm-crypt volume ({}); set 'name' to another prefix",
                 Esc(&targets.join(", "))
+            ),
+            PlanError::FipsCipher { cipher, key_bits, why } => write!(
+                f,
+                "the kernel runs in FIPS mode (/proc/sys/crypto/fips_enabled is 1) and refuses cipher {cipher} \
+                 with key-bits {key_bits}: {why}"
+            ),
+            PlanError::FipsEscrow => f.write_str(
+                "the kernel runs in FIPS mode (/proc/sys/crypto/fips_enabled is 1) and 'escrow' is set: the escrow \
+                 encrypts the volume key with X25519, HKDF-SHA256 and ChaCha20-Poly1305 in ephemcrypt's own code, \
+                 not FIPS-approved cryptography; set escrow-fips = allow to make it anyway, or remove 'escrow'",
             ),
             PlanError::NameTaken { name, dev } => write!(
                 f,
@@ -501,6 +523,17 @@ fn status_step() -> Step {
 
 /// The volume's layout: sizes, stripe, crypt parameters and slices.
 fn volume(config: &Config, chosen: &[&Disk], caps: Caps, newroot: &NewRoot) -> Result<Volume, PlanError> {
+    // FIPS mode: what the kernel would refuse at the crypt step is refused before any header is
+    // written, and so is escrow unless the operator accepts its algorithms.
+    if caps.fips {
+        let refusal = CipherSpec::parse(&config.cipher).map_or_else(Some, |s| s.fips_refusal(config.key_bits));
+        if let Some(why) = refusal {
+            return Err(PlanError::FipsCipher { cipher: config.cipher.clone(), key_bits: config.key_bits, why });
+        }
+        if !config.escrow.is_empty() && !config.escrow_fips {
+            return Err(PlanError::FipsEscrow);
+        }
+    }
     if let Some(d) = chosen.iter().find(|d| d.logical_block_size > 4096) {
         return Err(PlanError::BlockTooLarge { disk: d.path.clone(), block: d.logical_block_size });
     }
@@ -1231,6 +1264,7 @@ impl Plan {
             ("reason", state_reason(&self.state).into()),
             ("on_failure", self.on_failure.name().into()),
             ("kernel_features", if self.caps.crypt.is_some() { "read" } else { "assumed" }.into()),
+            ("fips_mode", self.caps.fips.into()),
             ("disks", self.disks_json()),
             ("volume", self.volume().map_or(Value::Null, volume_json)),
             ("fstab", self.fstab.clone().into()),
@@ -1325,6 +1359,15 @@ impl fmt::Display for Plan {
             writeln!(f, "on failure: {undo}on-failure={}:", self.on_failure.name())?;
             list(f, &self.fallback)?;
         }
+        if let Some(v) = self.volume().filter(|_| self.caps.fips) {
+            writeln!(f, "FIPS mode: the kernel's approved {} encrypts the disks", v.crypt.cipher)?;
+            if !v.escrow.is_empty() {
+                writeln!(
+                    f,
+                    "FIPS mode: the escrow's X25519 and ChaCha20-Poly1305 are not FIPS-approved (escrow-fips = allow)"
+                )?;
+            }
+        }
         if self.caps.crypt.is_none() && self.volume().is_some() {
             writeln!(f, "(kernel features assumed: setup reads them from the running kernel)")?;
         }
@@ -1355,12 +1398,42 @@ mod tests {
         }
     }
 
+    /// FIPS mode refuses what the kernel would refuse there, and escrow unless allowed; the
+    /// plan says so. Outside FIPS mode the same configurations are ready.
+    #[test]
+    fn fips_mode_refusals() {
+        let d = [disk("nvme1n1", "A")];
+        let fips = |c: &Config| plan(c, &Facts { caps: Caps { fips: true, ..Caps::ASSUMED }, ..facts(&d) });
+        let p = fips(&cfg("cipher = serpent-cbc-essiv:sha256\nkey-bits = 256"));
+        assert!(p.steps.is_empty());
+        assert_eq!(
+            state_reason(&p.state),
+            "the kernel runs in FIPS mode (/proc/sys/crypto/fips_enabled is 1) and refuses cipher \
+             serpent-cbc-essiv:sha256 with key-bits 256: serpent is not a FIPS-approved cipher: the kernel \
+             disables it in FIPS mode (use aes-xts-plain64)"
+        );
+        assert!(p.disks[0].verdict.reason().contains("FIPS mode"), "{:?}", p.disks[0].verdict);
+        assert!(matches!(
+            plan_of(&cfg("cipher = serpent-cbc-essiv:sha256\nkey-bits = 256"), &d).state,
+            State::Ready(_)
+        ));
+        let escrow = format!("escrow = {}", crate::age::tests::AGE_RECIPIENT);
+        assert_eq!(fips(&cfg(&escrow)).state, State::Invalid(PlanError::FipsEscrow));
+        let p = fips(&cfg(&format!("{escrow}\nescrow-fips = allow")));
+        assert!(matches!(p.state, State::Ready(_)), "{:?}", p.state);
+        let text = p.to_string();
+        assert!(text.contains("FIPS mode: the kernel's approved aes-xts-plain64 encrypts the disks\n"), "{text}");
+        assert!(text.contains("FIPS mode: the escrow's X25519 and ChaCha20-Poly1305 are not FIPS-approved"), "{text}");
+        assert_eq!(p.to_json().get("fips_mode"), Some(&Value::Bool(true)));
+        assert!(matches!(fips(&Config::default()).state, State::Ready(_)));
+    }
+
     fn plan_of(config: &Config, disks: &[Disk]) -> Plan {
         plan(config, &facts(disks))
     }
 
     fn with_caps(config: &Config, disks: &[Disk], crypt: [u32; 3]) -> Plan {
-        plan(config, &Facts { caps: Caps { crypt: Some(crypt) }, ..facts(disks) })
+        plan(config, &Facts { caps: Caps { crypt: Some(crypt), fips: false }, ..facts(disks) })
     }
 
     fn ready(p: &Plan) -> &Volume {

@@ -158,6 +158,13 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
             (plan::failed(&config, &root, State::BadConfig(e.to_string())), Vec::new())
         }
     };
+    if let Some(v) = plan.volume().filter(|v| plan.caps.fips && !v.escrow.is_empty()) {
+        log::warn!(
+            "FIPS mode: the escrow to {} recipient(s) uses X25519 and ChaCha20-Poly1305 in ephemcrypt, not \
+             FIPS-approved cryptography (escrow-fips = allow)",
+            v.escrow.len()
+        );
+    }
     let status = execute(&plan, sys, timings);
     crate::progress::finished(sys);
     (plan, status)
@@ -272,7 +279,7 @@ fn observe_and_plan<S: System>(
             Ok(v) => {
                 let ms = sys.now_ms().saturating_sub(t);
                 timings.push(Timing { step: format!("read dm-crypt version {}.{}.{}", v[0], v[1], v[2]), ms });
-                Caps { crypt: Some(v) }
+                Caps { crypt: Some(v), ..Caps::ASSUMED }
             }
             // `plan` shows what a current kernel would get; setup cannot go on.
             Err(e) if setup => return Err(e),
@@ -284,6 +291,8 @@ fn observe_and_plan<S: System>(
     } else {
         Caps::ASSUMED
     };
+    // FIPS mode decides which ciphers the kernel runs: a file under the host root, read always.
+    let caps = Caps { fips: host.fips_enabled()?, ..caps };
     let mut facts = Facts { disks, caps, newroot: root, live, identity: None, taken: Vec::new() };
     let mut plan = plan::plan(config, &facts);
     // The new volume's id and time go into its headers: drawn when the plan makes a volume (not

@@ -195,6 +195,38 @@ fn text_output_lists_disks_and_steps() {
     assert!(out.stderr.is_empty(), "stdout carries data, stderr logs: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The aws machine with its kernel in FIPS mode (proc/sys/crypto/fips_enabled is 1): the default
+/// cipher is planned as usual; a cipher the kernel refuses in FIPS mode, from the command line, is
+/// refused with no step at all, naming FIPS mode and the cipher.
+#[test]
+fn fips_mode_plans_the_default_and_refuses_a_cipher_the_kernel_refuses() {
+    let p = plan_json(&fixture("aws-fips"), &[]);
+    assert_eq!(p.get("state").unwrap().as_str(), Some("ready"));
+    assert_eq!(p.get("fips_mode"), Some(&Value::Bool(true)));
+    assert_eq!(plan_json(&fixture("aws"), &[]).get("fips_mode"), Some(&Value::Bool(false)));
+    let out = run(&["plan", "--host", fixture("aws-fips").to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("FIPS mode: the kernel's approved aes-xts-plain64 encrypts the disks\n"), "{text}");
+
+    let tree = copy_tree("aws-fips");
+    std::fs::write(tree.join("proc/cmdline"), "ro rd.ephemcrypt.cipher=twofish-xts-plain64\n").unwrap();
+    let p = plan_json(&tree, &[]);
+    assert_eq!(p.get("state").unwrap().as_str(), Some("invalid"));
+    let why = p.get("reason").unwrap().as_str().unwrap();
+    assert_eq!(
+        why,
+        "the kernel runs in FIPS mode (/proc/sys/crypto/fips_enabled is 1) and refuses cipher twofish-xts-plain64 \
+         with key-bits 512: twofish is not a FIPS-approved cipher: the kernel disables it in FIPS mode (use \
+         aes-xts-plain64)"
+    );
+    assert_eq!(p.get("steps").unwrap().as_array(), []);
+    assert!(used(&p).is_empty());
+    // Not in FIPS mode, the same cipher is planned.
+    std::fs::write(tree.join("proc/sys/crypto/fips_enabled"), "0\n").unwrap();
+    assert_eq!(plan_json(&tree, &[]).get("state").unwrap().as_str(), Some("ready"));
+    std::fs::remove_dir_all(tree).unwrap();
+}
+
 #[test]
 fn config_errors_exit_2_naming_key_value_and_source() {
     let tree = copy_tree("aws");

@@ -173,7 +173,7 @@ fn disagreement(members: &[Member]) -> Result<()> {
         let want = show(&first.header);
         if members.iter().any(|m| show(&m.header) != want) {
             let each: Vec<String> =
-                members.iter().map(|m| format!("{} says {}", m.disk.path.display(), show(&m.header))).collect();
+                members.iter().map(|m| format!("{} says {}", EscPath(&m.disk.path), show(&m.header))).collect();
             return Err(invalid(format!("the members' headers disagree about the {field}: {}", each.join(", "))));
         }
     }

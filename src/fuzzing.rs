@@ -1222,6 +1222,8 @@ fn table_load(control: &Control, data: &[u8]) {
 /// words, each reading back as its string (src/recover_check.rs). No shell is run.
 pub fn recover_script(data: &[u8]) {
     crate::recover::check::fuzz(data);
+}
+
 // ---- age: the escrow's header and payload, Bech32 and base64, OpenSSH keys ----
 
 /// The fixed identities of the age targets: the unit tests' `age-keygen` and `ssh-keygen -t

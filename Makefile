@@ -106,7 +106,8 @@ check-static: $(X86_BIN) $(ARM_BIN)
 # booted by an init that does what mkinitcpio's does.
 # boot-dracut.sh: initramfs images from Debian's dracut (shell init) into a busybox real root.
 # boot-systemd.sh: Debian's dracut with systemd in the initrd into a Debian 12 systemd root.
-# guard.sh: guard = yes in that chain: a reboot at a terminal is refused, the ACPI power button
+# guard.sh: guard = yes in that chain: a reboot at a terminal that checks inhibitors (root's needs
+# --check-inhibitors=yes before systemd 257) is refused, the ACPI power button
 # (qemu's system_powerdown, a cloud's stop) powers the machine off cleanly within 60 s; the
 # sandboxed check and metrics units as shipped in systemd/.
 # tests/vm/all.sh resolves the Debian kernel once for the whole run (every apt-get update comes

@@ -1,7 +1,7 @@
 #!/bin/sh
 # /usr/local/sbin/vmtest of guard.sh: a boot of dracut's systemd initrd into a Debian root with
 # D-Bus (logind), guard = yes. Checks: the guard's lock is held and counted (status, metrics);
-# `systemctl reboot` typed at a terminal is refused; ephemcrypt-check.service and
+# `systemctl --check-inhibitors=yes reboot` typed at a terminal is refused; ephemcrypt-check.service and
 # ephemcrypt-metrics.service work in their sandboxes (device-mapper asked, the metrics written
 # into a textfile directory another account owns, through none of the links it planted there).
 # Then "VMTEST POWERDOWN-NOW": the host presses the ACPI power button (qemu's system_powerdown,

@@ -14,6 +14,12 @@
 
 state=$(systemctl is-system-running --wait)
 boot=$(sed -n 's/.* vmtest=\(boot[0-9]\).*/\1/p' /proc/cmdline)
+# The guard (boot 1) is Type=simple: started once forked, its lock taken a moment later.
+i=0
+while [ "$boot" = boot1 ] && ! systemd-inhibit --list --no-pager | grep -q '^ephemcrypt ' && [ $i -lt 30 ]; do
+	sleep 1
+	i=$((i + 1))
+done
 status=$(ephemcrypt status 2>&1)
 echo "$status" | sed "s/^/STATUS-$boot /"
 status_has() { printf "%s\n" "$status" | grep -q "$1"; }

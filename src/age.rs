@@ -431,10 +431,12 @@ fn dh(scalar: &[u8], point: &[u8; 32]) -> Option<SharedSecret> {
 }
 
 /// The X25519 public key of a 32-byte secret scalar (all zeros for another length, which no
-/// caller passes: every scalar here is a 32-byte buffer made for it).
+/// caller passes: every scalar here is a 32-byte buffer made for it). With the Montgomery ladder
+/// of [`dh`]: `PublicKey::from(&StaticSecret)` would link a second scalar multiplication
+/// (Edwards, about 30 KB without precomputed tables).
 fn public_of(scalar: &[u8]) -> [u8; 32] {
     let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(scalar.try_into().unwrap_or([0; 32]));
-    PublicKey::from(&StaticSecret::from(*bytes)).to_bytes()
+    StaticSecret::from(*bytes).diffie_hellman(&PublicKey::from(x25519_dalek::X25519_BASEPOINT_BYTES)).to_bytes()
 }
 
 /// Whether `point` has small order, on Curve25519 or its twist (0, 1, the two points of order 8,
@@ -576,14 +578,13 @@ fn parse_openssh(text: &str) -> Result<Identity, String> {
         .finalize_into(sha2::digest::generic_array::GenericArray::from_mut_slice(digest.expose_mut()));
     let mut scalar = Key::locked(32);
     scalar.expose_mut().copy_from_slice(&digest.expose()[..32]);
+    let montgomery = edwards_to_montgomery(&public).and_then(Result::ok).ok_or_else(bad)?;
     // The public key the file names must be the seed's (found by fuzzing, openssh_key): else the
-    // identity answers to a recipient it cannot decrypt for, and `recover` blames the escrow.
-    let mut clamped: Zeroizing<[u8; 32]> = Zeroizing::new([0; 32]);
-    clamped.copy_from_slice(scalar.expose());
-    if curve25519_dalek::EdwardsPoint::mul_base_clamped(*clamped).compress().to_bytes() != public {
+    // identity answers to a recipient it cannot decrypt for, and `recover` blames the escrow. In
+    // Montgomery form, what X25519 uses (the sign of x, which it drops, does not matter here).
+    if public_of(scalar.expose()) != montgomery {
         return Err("an OpenSSH private key whose public key is not its private key's (damaged or altered)".into());
     }
-    let montgomery = edwards_to_montgomery(&public).and_then(Result::ok).ok_or_else(bad)?;
     Ok(Identity::SshEd25519 { scalar, blob, montgomery })
 }
 

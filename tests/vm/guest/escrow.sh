@@ -43,6 +43,7 @@ boot1)
 	check boot-running test "$state" = running
 	check status-ok status_has '^result: ok'
 	check status-escrow status_has '^escrow: on, to age1'
+	check status-key-escrowed status_has 'escrowed to 1 recipient: stored, encrypted to it'
 	check escrow-file-mode test "$(stat -c %a /run/ephemcrypt/escrow.age)" = 600
 	check escrow-is-a-64-byte-key sh -c 'test "$(age -d -i /root/id.txt /run/ephemcrypt/escrow.age | wc -c)" = 64'
 	check guard-active status_has '^guard: ephemcrypt-guard.service: active, reboots are blocked'

@@ -85,8 +85,10 @@ image() {
 		dest=$out/dest
 		rm -rf "$dest"
 		make --no-print-directory -s -C "$repo" install DESTDIR="$dest" >&2
+		# add_runscript installs the runtime hook executable (mkinitcpio's init skips others).
+		install -m755 "$dest/usr/lib/initcpio/hooks/ephemcrypt" "$out/hook-ephemcrypt"
 		"$VM_DIR/mkinitrd.sh" "$out/mkinitcpio.img" "$VM_DIR/guest/mkinitcpio-init.sh" \
-			"$bin:/usr/bin/ephemcrypt" "$dest/usr/lib/initcpio/hooks/ephemcrypt:/hooks/ephemcrypt" \
+			"$bin:/usr/bin/ephemcrypt" "$out/hook-ephemcrypt:/hooks/ephemcrypt" \
 			/usr/sbin/switch_root:/usr/bin/switch_root /sbin/mke2fs:/usr/bin/mkfs.ext4 ;;
 	itools)
 		# update-initramfs in a Debian root with the kernel, as boot-initramfs-tools.sh builds it.

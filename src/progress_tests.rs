@@ -260,3 +260,21 @@ fn death_amid_units_and_amid_a_held_boot_is_undone() {
         }
     }
 }
+
+/// Both invocations died (the record is still there): the next setup (the rescue shell's "leave
+/// to run setup again") undoes what the dead run left before it starts, and makes the volume.
+#[test]
+fn setup_after_two_deaths_undoes_the_dead_run_first() {
+    quiet_deaths();
+    let tree = two_disks("swap = 4G");
+    let mut reference = ro_fake();
+    setup(&tree.host(), None, Path::new(SYSROOT), &mut reference);
+    let at = reference.calls.iter().position(|c| c.starts_with("bind ")).unwrap();
+    let mut fake = ro_fake();
+    assert!(die_at(&mut fake, &tree, at));
+    assert!(!fake.mappings.is_empty() && !fake.mounts.is_empty() && !fake.swaps.is_empty());
+    let o = setup(&tree.host(), None, Path::new(SYSROOT), &mut fake).1;
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert_eq!(fake.mounts.len(), 4, "the volume and its three binds, once: {:?}", fake.mounts);
+    assert!(fake.progress.is_none());
+}

@@ -149,7 +149,7 @@ for c in "${cases[@]}"; do
 		else
 			args+=(--monitor 'System halted|system_reset' --monitor 'emergency mode|system_reset'
 				--monitor 'Refusing to continue|system_reset'
-				--monitor 'status 1 \(1: on-failure=halt\)|system_reset')
+				--monitor 'status [0-9]+ \(1: on-failure=halt\)|system_reset')
 		fi
 		"$VM_DIR/run.sh" "${args[@]}" --timeout 300 >"$out/$c.run" 2>&1 || true
 		log=$(tr -d '\r' <"$out/$c.log")

@@ -770,7 +770,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     // The last `*` seen, and the text position it matches up to.
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
+    while let Some(&ch) = t.get(ti) {
         match p.get(pi) {
             Some('*') => {
                 star = Some((pi, ti));
@@ -778,7 +778,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
                 continue;
             }
             Some(&c) => {
-                if let Some(next) = match_one(&p, &close, pi, c, t[ti]) {
+                if let Some(next) = match_one(&p, &close, pi, c, ch) {
                     pi = next;
                     ti += 1;
                     continue;
@@ -795,7 +795,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
             None => return false,
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p.iter().skip(pi).all(|&c| c == '*')
 }
 
 /// For each index of `p`, the index of the first `]` at or after it, found once per match: looking
@@ -803,13 +803,18 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
 /// run of unclosed `[` took seconds).
 fn closing_brackets(p: &[char]) -> Vec<Option<usize>> {
     let mut next = None;
-    let mut close = vec![None; p.len()];
-    for i in (0..p.len()).rev() {
-        if p[i] == ']' {
-            next = Some(i);
-        }
-        close[i] = next;
-    }
+    let mut close: Vec<Option<usize>> = p
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, &c)| {
+            if c == ']' {
+                next = Some(i);
+            }
+            next
+        })
+        .collect();
+    close.reverse();
     close
 }
 
@@ -823,20 +828,24 @@ fn match_one(p: &[char], close: &[Option<usize>], i: usize, c: char, ch: char) -
             let Some(end) = close.get(i + 2).copied().flatten() else {
                 return (ch == '[').then_some(i + 1);
             };
-            let (negate, class) = match p[i + 1] {
-                '!' | '^' => (true, &p[i + 2..end]),
-                _ => (false, &p[i + 1..end]),
+            let (negate, class) = match p.get(i + 1) {
+                Some('!' | '^') => (true, p.get(i + 2..end).unwrap_or_default()),
+                _ => (false, p.get(i + 1..end).unwrap_or_default()),
             };
             let mut hit = false;
-            let mut k = 0;
-            while k < class.len() {
-                if k + 2 < class.len() && class[k + 1] == '-' {
-                    hit |= (class[k]..=class[k + 2]).contains(&ch);
-                    k += 3;
-                } else {
-                    hit |= class[k] == ch;
-                    k += 1;
-                }
+            let mut rest = class;
+            loop {
+                rest = match rest {
+                    [lo, '-', hi, more @ ..] => {
+                        hit |= (*lo..=*hi).contains(&ch);
+                        more
+                    }
+                    [c, more @ ..] => {
+                        hit |= *c == ch;
+                        more
+                    }
+                    [] => break,
+                };
             }
             (hit != negate).then_some(end + 1)
         }

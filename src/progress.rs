@@ -309,10 +309,11 @@ impl Death {
 const UNIT_DIRS: [&str; 4] =
     ["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
-/// The boot must stop (on-failure=halt). Shell hooks stop it themselves on exit status 1, and a
-/// systemd initrd takes its emergency path through the unit's `OnFailure=emergency.target`; but
-/// an image without emergency.service (a minimal one) has nothing to start there, and the boot
-/// would go on with the bind targets on the root disk. There, halt the machine from here.
+/// The boot must stop (on-failure=halt). Shell hooks stop it themselves on exit status 1, and in a
+/// systemd initrd the unit fails and its `FailureAction=` powers the machine off. An image without
+/// emergency.service (a minimal one) is halted from here as well: it would go on with the bind
+/// targets on the root disk under a unit that only has `OnFailure=emergency.target` (an older
+/// unit, or one edited locally).
 pub(crate) fn halt_without_shell(root: &Path) {
     if !no_emergency_shell(root) {
         return;

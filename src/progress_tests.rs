@@ -220,3 +220,61 @@ fn a_header_without_a_volume_id_fails_through_the_policy() {
     assert!(fake.headers.is_empty(), "no header written");
     assert_eq!(fake.tmpfs.len(), 3);
 }
+
+/// The step kinds the first test's setup does not take: units for a systemd root whose fstab mounts
+/// /var (binds made after switch_root), and a held boot's own tmpfs steps. Death at each call, then
+/// the second invocation: the dead run's units are gone (the policy's tmpfs units stay), and tmpfs
+/// covers every target.
+#[test]
+fn death_amid_units_and_amid_a_held_boot_is_undone() {
+    quiet_deaths();
+    let systemd_root = || {
+        let mut f = Fake::new();
+        f.files.insert("/sysroot/etc/fstab".into(), "UUID=1 / ext4 defaults 0 1\nUUID=2 /var ext4 nodev 0 2\n".into());
+        f.links.insert("/sysroot/sbin/init".into(), "/lib/systemd/systemd".into());
+        f
+    };
+    for (config, held) in [("", false), ("hold = yes", true)] {
+        let tree = two_disks(config);
+        let mut reference = if held { Fake::new() } else { systemd_root() };
+        setup(&tree.host(), None, Path::new(SYSROOT), &mut reference);
+        let kind = if held { "tmpfs " } else { "write_unit " };
+        assert!(reference.calls.iter().any(|c| c.starts_with(kind)), "{:?}", reference.calls);
+        for at in 0..reference.calls.len() {
+            let call = &reference.calls[at];
+            let mut fake = if held { Fake::new() } else { systemd_root() };
+            assert!(die_at(&mut fake, &tree, at), "call {at} ({call}): setup did not die");
+            let (_, o) = after_death(&tree.host(), None, Path::new(SYSROOT), &mut fake, Death::Signal(6)).unwrap();
+            fake.assert_clean(&[], &[]);
+            assert_eq!(o.result, SetupResult::Degraded, "call {at} ({call}): {}", o.reason);
+            assert!(o.reason.contains("killed by signal 6 (SIGABRT)"), "{}", o.reason);
+            if held {
+                for t in ["/sysroot/var/log", "/sysroot/tmp", "/sysroot/var/tmp"] {
+                    assert!(fake.tmpfs.iter().any(|m| m == Path::new(t)), "call {at} ({call}): no tmpfs on {t}");
+                }
+            } else {
+                // /tmp in the initramfs; /var/log and /var/tmp by units after /var is mounted.
+                assert_eq!(fake.tmpfs, [PathBuf::from("/sysroot/tmp")], "call {at} ({call})");
+                assert_eq!(fake.units.len(), 2, "call {at} ({call}): {:?}", fake.units.keys());
+            }
+        }
+    }
+}
+
+/// Both invocations died (the record is still there): the next setup (the rescue shell's "leave
+/// to run setup again") undoes what the dead run left before it starts, and makes the volume.
+#[test]
+fn setup_after_two_deaths_undoes_the_dead_run_first() {
+    quiet_deaths();
+    let tree = two_disks("swap = 4G");
+    let mut reference = ro_fake();
+    setup(&tree.host(), None, Path::new(SYSROOT), &mut reference);
+    let at = reference.calls.iter().position(|c| c.starts_with("bind ")).unwrap();
+    let mut fake = ro_fake();
+    assert!(die_at(&mut fake, &tree, at));
+    assert!(!fake.mappings.is_empty() && !fake.mounts.is_empty() && !fake.swaps.is_empty());
+    let o = setup(&tree.host(), None, Path::new(SYSROOT), &mut fake).1;
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert_eq!(fake.mounts.len(), 4, "the volume and its three binds, once: {:?}", fake.mounts);
+    assert!(fake.progress.is_none());
+}

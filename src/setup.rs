@@ -139,6 +139,18 @@ const POLL_MS: u64 = 250;
 /// What `ephemcrypt setup` does, end to end; returns the plan it followed and what happened.
 /// Every failure after the arguments are checked goes through the failure policy and the status.
 pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot: &Path, sys: &mut S) -> (Plan, Status) {
+    // A record left by an earlier run of this boot that died, and whose second invocation died
+    // too (the rescue shell's "leave to run setup again"): what it made goes first.
+    match crate::progress::read(sys) {
+        Ok(Some(r)) => {
+            log::warn!("an earlier setup died at step '{}': undoing what it left first", r.step_title());
+            for e in crate::progress::teardown(sys, &r.leftovers) {
+                log::error!("{e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => log::error!("{e}"),
+    }
     // From here on, a death leaves a record for the hook's second invocation (after_death).
     crate::progress::reading(sys);
     let (plan, timings) = match host.config(config_file) {

@@ -279,7 +279,7 @@ impl<'a> Request<'a> {
                 target_type: c_string(target.kind.type_name())
                     .ok_or(Error::Internal("target type names fit dm_target_spec"))?,
             }
-            .write(&mut b[at..]);
+            .write(b.get_mut(at..).unwrap_or_default());
             // The NUL terminator and the padding are the buffer's zeroes.
             put(b, at + SPEC, params.as_bytes());
             at += next;
@@ -374,8 +374,13 @@ fn ioctl(fd: BorrowedFd<'_>, cmd: Cmd, buf: &mut Buffer) -> nix::Result<()> {
     Errno::result(rc).map(drop)
 }
 
+/// `bytes` into `b` at `at`. The request's size is computed from the same lengths, so they fit; were
+/// they not to (a bug), the field stays zero and the kernel refuses the request: an error that takes
+/// the failure policy, not a panic.
 fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
-    b[at..at + bytes.len()].copy_from_slice(bytes);
+    if let Some(field) = b.get_mut(at..at.saturating_add(bytes.len())) {
+        field.copy_from_slice(bytes);
+    }
 }
 
 /// `N` bytes at `at`; the caller has checked the bounds (past them: zeros, never a panic).
@@ -478,7 +483,7 @@ fn record<'a>(data: &'a [u8], at: usize, len: usize, what: &'static str) -> Resu
 fn c_str_at<'a>(data: &'a [u8], at: usize, what: &'static str) -> Result<&'a [u8], DmError> {
     let tail = data.get(at..).unwrap_or_default();
     let nul = tail.iter().position(|&c| c == 0);
-    nul.map(|n| &tail[..n]).ok_or(DmError::NoNul { what, at })
+    nul.and_then(|n| tail.get(..n)).ok_or(DmError::NoNul { what, at })
 }
 
 /// Follows a chain whose `next` counts from the current entry (0 ends it), calling `entry` with each

@@ -15,7 +15,9 @@
 # made gone, and the status saying setup was killed, by which signal, at which step. And
 # CHAIN-halt (SIGKILL after the crypt mapping, on-failure=halt): the boot stops before
 # switch_root (dracut: its emergency path; sd: the emergency shell; sdnoem: ephemcrypt halts the
-# machine itself; mkinitcpio: the rescue shell, offered again; itools: panic).
+# machine itself; mkinitcpio: the rescue shell, offered again; itools: panic). And CHAIN-twice
+# (SIGKILL after the crypt mapping, and the second invocation killed too, at its first mapping
+# removal: ephemcrypt.fault-after-death=): the boot stops the same way, whatever the policy.
 # Without arguments: one case per chain (make test, through all.sh); 'all': every case (make
 # vm-death). Summary in .cache/death/summary.txt.
 set -euo pipefail
@@ -41,7 +43,7 @@ elif [[ ${cases[*]} == all ]]; then
 	cases=()
 	for c in "${CHAINS[@]}"; do
 		for s in kill abrt; do for m in mapping crypt mount; do cases+=("$c-$s-$m"); done; done
-		cases+=("$c-halt")
+		cases+=("$c-halt" "$c-twice")
 	done
 fi
 
@@ -85,8 +87,10 @@ image() {
 		dest=$out/dest
 		rm -rf "$dest"
 		make --no-print-directory -s -C "$repo" install DESTDIR="$dest" >&2
+		# add_runscript installs the runtime hook executable (mkinitcpio's init skips others).
+		install -m755 "$dest/usr/lib/initcpio/hooks/ephemcrypt" "$out/hook-ephemcrypt"
 		"$VM_DIR/mkinitrd.sh" "$out/mkinitcpio.img" "$VM_DIR/guest/mkinitcpio-init.sh" \
-			"$bin:/usr/bin/ephemcrypt" "$dest/usr/lib/initcpio/hooks/ephemcrypt:/hooks/ephemcrypt" \
+			"$bin:/usr/bin/ephemcrypt" "$out/hook-ephemcrypt:/hooks/ephemcrypt" \
 			/usr/sbin/switch_root:/usr/bin/switch_root /sbin/mke2fs:/usr/bin/mkfs.ext4 ;;
 	itools)
 		# update-initramfs in a Debian root with the kernel, as boot-initramfs-tools.sh builds it.
@@ -117,7 +121,9 @@ for c in "${cases[@]}"; do
 	[[ " ${CHAINS[*]} " == *" $chain "* ]] || die "unknown chain in case $c"
 	image "$chain"
 	policy=tmpfs
+	after=''
 	if [[ $sig == halt ]]; then policy=halt sig=kill moment=crypt; fi
+	if [[ $sig == twice ]]; then policy=stop sig=kill moment=crypt after='device-mapper%20remove=SIGKILL'; fi
 	case $sig in kill) n=9 signal=SIGKILL ;; abrt) n=6 signal=SIGABRT ;; *) die "unknown signal in case $c" ;; esac
 	case $moment in
 	mapping) fault="device-mapper%20create@ephemcrypt-stripe=$signal" word="mapping ephemcrypt-stripe" ;;
@@ -129,7 +135,8 @@ for c in "${cases[@]}"; do
 	args=(--initrd "$out/$chain.img" --log "$out/$c.log" --timeout 420 --virtio "$out/root-$c.img"
 		--disk "$out/$c-a.raw:EPH-A:1G" --disk "$out/$c-b.raw:EPH-B:1G"
 		--append "root=/dev/vda ro rd.shell=0 rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2"
-		--append "rd.ephemcrypt.swap=64M rd.ephemcrypt.on-failure=$policy ephemcrypt.fault=$fault")
+		--append "rd.ephemcrypt.swap=64M rd.ephemcrypt.on-failure=${policy/stop/tmpfs} ephemcrypt.fault=$fault"
+		--append "${after:+ephemcrypt.fault-after-death=$after}")
 	start=$SECONDS result=PASS
 	if [[ $policy == tmpfs ]]; then
 		"$VM_DIR/run.sh" "${args[@]}" --append "vmtest.death=$n:${word// /%20}" >"$out/$c.run" 2>&1 || result=FAIL
@@ -142,7 +149,7 @@ for c in "${cases[@]}"; do
 		else
 			args+=(--monitor 'System halted|system_reset' --monitor 'emergency mode|system_reset'
 				--monitor 'Refusing to continue|system_reset'
-				--monitor 'status 1 \(1: on-failure=halt\)|system_reset')
+				--monitor 'status [0-9]+ \(1: on-failure=halt\)|system_reset')
 		fi
 		"$VM_DIR/run.sh" "${args[@]}" --timeout 300 >"$out/$c.run" 2>&1 || true
 		log=$(tr -d '\r' <"$out/$c.log")

@@ -22,6 +22,8 @@ pub mod cli;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod config;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod dirfd;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 mod disk;
@@ -82,6 +84,8 @@ mod system;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod units;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod visible;
 
 #[cfg(test)]

@@ -44,12 +44,13 @@ pub(crate) fn parse(text: &str) -> Vec<Entry> {
             if sep < 6 {
                 return None;
             }
+            let [id, parent, dev, root, target, ..] = f.as_slice() else { return None };
             Some(Entry {
-                id: f[0].parse().ok()?,
-                parent: f[1].parse().ok()?,
-                dev: DevNo::parse(f[2])?,
-                root: PathBuf::from(unescape_octal(f[3])),
-                target: PathBuf::from(unescape_octal(f[4])),
+                id: id.parse().ok()?,
+                parent: parent.parse().ok()?,
+                dev: DevNo::parse(dev)?,
+                root: PathBuf::from(unescape_octal(root)),
+                target: PathBuf::from(unescape_octal(target)),
                 fstype: f.get(sep + 1)?.to_string(),
                 source: unescape_octal(f.get(sep + 2)?),
             })

@@ -146,8 +146,15 @@ impl From<Content> for Probe {
 /// One mounted file system, from /proc/self/mountinfo (or /proc/mounts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
+    /// The mount's id and its parent's (mountinfo only; 0 otherwise): what the kernel's path walk
+    /// follows, see visible.rs.
+    pub(crate) id: u64,
+    pub(crate) parent: u64,
     /// The device number (mountinfo only; it catches `/dev/root`).
     pub(crate) dev: Option<DevNo>,
+    /// The directory of the file system that is mounted (`/var/log` for a bind of it; mountinfo
+    /// only, `/` otherwise).
+    pub(crate) root: PathBuf,
     /// The source as the kernel shows it, e.g. `/dev/nvme0n1p1`, `tmpfs`.
     pub(crate) source: String,
     pub(crate) target: PathBuf,
@@ -182,13 +189,17 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').filter(|w| !w.is_empty()).collect();
             let sep = f.iter().position(|x| *x == "-")?;
+            let [id, parent, dev, root, target, options, ..] = f.as_slice() else { return None };
             if sep < 6 {
                 return None;
             }
             Some(Mount {
-                dev: DevNo::parse(f[2]),
-                target: PathBuf::from(unescape_octal(f[4])),
-                options: f[5].to_string(),
+                id: id.parse().ok()?,
+                parent: parent.parse().ok()?,
+                dev: DevNo::parse(dev),
+                root: PathBuf::from(unescape_octal(root)),
+                target: PathBuf::from(unescape_octal(target)),
+                options: options.to_string(),
                 fstype: f.get(sep + 1)?.to_string(),
                 source: unescape_octal(f.get(sep + 2)?),
                 super_options: f.get(sep + 3).unwrap_or(&"").to_string(),
@@ -204,7 +215,10 @@ pub(crate) fn parse_mounts(text: &str) -> Vec<Mount> {
             let mut f = l.split_whitespace();
             let (source, target, fstype, options) = (f.next()?, f.next()?, f.next()?, f.next().unwrap_or(""));
             Some(Mount {
+                id: 0,
+                parent: 0,
                 dev: None,
+                root: PathBuf::from("/"),
                 source: unescape_octal(source),
                 target: PathBuf::from(unescape_octal(target)),
                 fstype: fstype.to_string(),

@@ -153,7 +153,10 @@ impl System for Fake {
         let depth = path.ancestors().take_while(|a| !self.dirs.contains(*a) && *a != Path::new("/")).count();
         let holder = self.read_only.iter().filter(|m| path.starts_with(m)).max_by_key(|m| m.as_os_str().len());
         let read_only = holder.map(|m| Mount {
+            id: 0,
+            parent: 0,
             dev: None,
+            root: "/".into(),
             source: "/dev/vda".into(),
             target: m.clone(),
             fstype: "ext4".into(),

@@ -17,46 +17,14 @@
 use std::path::{Path, PathBuf};
 
 use crate::escape::Esc;
-use crate::paths::unescape_octal;
 use crate::status::{SetupResult, Status};
 use crate::units::DevNo;
 
-/// One line of /proc/self/mountinfo, with what the walk needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) id: u64,
-    pub(crate) parent: u64,
-    pub(crate) dev: DevNo,
-    /// The directory of the file system that is mounted (`/var/log` for a bind of it).
-    pub(crate) root: PathBuf,
-    pub(crate) target: PathBuf,
-    pub(crate) fstype: String,
-    pub(crate) source: String,
-}
-
-/// Parse /proc/self/mountinfo: `id parent major:minor root mount-point options [optional...] -
-/// fstype source super-options`. Malformed lines are skipped.
-pub(crate) fn parse(text: &str) -> Vec<Entry> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').filter(|w| !w.is_empty()).collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            if sep < 6 {
-                return None;
-            }
-            let [id, parent, dev, root, target, ..] = f.as_slice() else { return None };
-            Some(Entry {
-                id: id.parse().ok()?,
-                parent: parent.parse().ok()?,
-                dev: DevNo::parse(dev)?,
-                root: PathBuf::from(unescape_octal(root)),
-                target: PathBuf::from(unescape_octal(target)),
-                fstype: f.get(sep + 1)?.to_string(),
-                source: unescape_octal(f.get(sep + 2)?),
-            })
-        })
-        .collect()
-}
+/// Parse /proc/self/mountinfo; malformed lines are skipped.
+pub(crate) use crate::disk::parse_mountinfo as parse;
+/// One line of /proc/self/mountinfo (disk.rs reads it: one parser), with what the walk needs:
+/// the mount's id and parent id, device, root and mount point.
+pub(crate) use crate::disk::Mount as Entry;
 
 /// The mount visible at `path` (absolute), as the path walk finds it; `None` without a root mount.
 pub(crate) fn visible<'a>(entries: &'a [Entry], path: &Path) -> Option<&'a Entry> {
@@ -85,15 +53,16 @@ pub(crate) fn why_not(entries: &[Entry], volume: DevNo, target: &Path) -> Option
     let Some(v) = visible(entries, target) else {
         return Some(format!("{t}: no root mount in /proc/self/mountinfo to check it against"));
     };
-    let on_volume = v.dev == volume;
+    let on_volume = v.dev == Some(volume);
     if on_volume && v.target == target && v.root == target {
         return None;
     }
     // The source, type and paths are another program's (a FUSE file system names its own): shown
     // escaped.
     let show = |p: &Path| Esc(&p.to_string_lossy()).to_string();
-    let what = format!("{} ({}, {}) mounted on {}", Esc(&v.source), Esc(&v.fstype), v.dev, show(&v.target));
-    let bound = entries.iter().any(|e| e.target == target && e.dev == volume);
+    let dev = v.dev.map_or_else(|| "?".to_string(), |d| d.to_string());
+    let what = format!("{} ({}, {dev}) mounted on {}", Esc(&v.source), Esc(&v.fstype), show(&v.target));
+    let bound = entries.iter().any(|e| e.target == target && e.dev == Some(volume));
     Some(if on_volume && v.target == target {
         format!("{t} shows {} of the volume, not {t}", show(&v.root))
     } else if v.target == target {

@@ -142,7 +142,9 @@ sd=$out/image-sd units=/usr/lib/systemd/system
 link=$(readlink "$sd$units/initrd.target.wants/ephemcrypt.service") || die "sd-ephemcrypt: initrd.target wants nothing"
 [[ $link == /* ]] || link=$units/initrd.target.wants/$link
 [[ $sd$link -ef $sd$units/ephemcrypt.service ]] || die "sd-ephemcrypt: initrd.target.wants/ephemcrypt.service -> $link, not the unit"
-exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$sd$units/ephemcrypt.service")
+# The program, without systemd's prefixes (`-`: its failure does not fail the unit; mkinitcpio's
+# add_systemd_unit adds no binary for such a line, so install/sd-ephemcrypt adds it itself).
+exe=$(sed -n 's/^ExecStart=[-@+!:]*\([^ ]*\).*/\1/p' "$sd$units/ephemcrypt.service")
 [[ -x $sd$(canon "$exe") ]] || die "sd-ephemcrypt: the unit runs $exe, which is not in the image"
 log "sd-ephemcrypt: initrd.target wants ephemcrypt.service, which runs $exe (in the image)"
 

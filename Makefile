@@ -90,6 +90,9 @@ unit:
 	@if command -v age >/dev/null && command -v age-keygen >/dev/null && command -v ssh-keygen >/dev/null; then \
 		$(CARGO) test --locked --lib -- --ignored stock_age_interoperates; \
 	else echo "SKIPPED: age::tests::stock_age_interoperates (needs age, age-keygen and ssh-keygen)"; fi
+	@if python3 -c 'import os, tempfile; t = tempfile.TemporaryDirectory(); os.setxattr(t.name, "security.selinux", b"x")' 2>/dev/null; then \
+		$(CARGO) test --locked --lib -- --ignored new_directories_take_their_parents_label; \
+	else echo "SKIPPED: system::tests::new_directories_take_their_parents_label (no security.* xattrs in $${TMPDIR:-/tmp})"; fi
 
 # A binary for an initramfs must not need a dynamic loader or shared libraries; a release binary
 # has no fault injection. Both architectures.
@@ -166,9 +169,12 @@ plan-demo:
 # make install [DESTDIR=...] [PREFIX=/usr]: the binary, the dracut module, the mkinitcpio hooks,
 # the initramfs-tools hook and boot script (Debian, Ubuntu: update-initramfs -u then includes
 # ephemcrypt), the systemd unit (used by systemd initrds only: it is conditioned on
-# /etc/initrd-release), the real root's units (ephemcrypt-check.service, the metrics service and
-# timer; none enabled), the man pages and an example configuration. Nothing is enabled: see the
-# README for each distribution (the packages of `make deb` and `make rpm` enable the boot hooks).
+# /etc/initrd-release), the real root's units (ephemcrypt-check.service, enabled by a vendor link
+# in multi-user.target.wants: it must run wherever ephemcrypt is installed, setup or no setup, to
+# report a boot where setup did not run; `systemctl mask ephemcrypt-check.service` turns it off; the
+# metrics service and timer, not enabled), the man pages and an example configuration. The boot
+# hooks are not enabled: see the README for each distribution (the packages of `make deb` and
+# `make rpm` enable them).
 PREFIX      ?= /usr
 DESTDIR     ?=
 SBINDIR     := $(PREFIX)/sbin
@@ -183,6 +189,7 @@ INSTALLED   := $(SBINDIR)/ephemcrypt $(MANDIR)/man8/ephemcrypt.8 $(MANDIR)/man5/
 	$(INITCPIODIR)/install/ephemcrypt $(INITCPIODIR)/install/sd-ephemcrypt $(INITCPIODIR)/hooks/ephemcrypt \
 	$(ITOOLSDIR)/hooks/ephemcrypt $(ITOOLSDIR)/scripts/local-bottom/ephemcrypt \
 	$(UNITDIR)/ephemcrypt.service $(UNITDIR)/ephemcrypt-check.service \
+	$(UNITDIR)/multi-user.target.wants/ephemcrypt-check.service \
 	$(UNITDIR)/ephemcrypt-metrics.service $(UNITDIR)/ephemcrypt-metrics.timer \
 	$(DOCDIR)/ephemcrypt.conf.example $(DOCDIR)/dracut.conf.d-ephemcrypt.conf
 
@@ -199,6 +206,8 @@ install: $(BIN)
 	install -Dm755 initramfs-tools/scripts/local-bottom/ephemcrypt $(DESTDIR)$(ITOOLSDIR)/scripts/local-bottom/ephemcrypt
 	install -Dm644 systemd/ephemcrypt.service $(DESTDIR)$(UNITDIR)/ephemcrypt.service
 	install -Dm644 systemd/ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/ephemcrypt-check.service
+	install -d $(DESTDIR)$(UNITDIR)/multi-user.target.wants
+	ln -sfn ../ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/multi-user.target.wants/ephemcrypt-check.service
 	install -Dm644 systemd/ephemcrypt-metrics.service $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.service
 	install -Dm644 systemd/ephemcrypt-metrics.timer $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.timer
 	install -Dm644 doc/ephemcrypt.8 $(DESTDIR)$(MANDIR)/man8/ephemcrypt.8
@@ -208,7 +217,7 @@ install: $(BIN)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
-	-rmdir $(DESTDIR)$(DRACUTDIR) $(DESTDIR)$(DOCDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(DRACUTDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)/multi-user.target.wants 2>/dev/null
 
 # --- fuzzing -------------------------------------------------------------------------------
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of every parser: the configuration file, the

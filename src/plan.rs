@@ -1553,10 +1553,10 @@ mod tests {
             "write a swap signature for 4G on /dev/mapper/ephemcrypt-swap; swapon /dev/mapper/ephemcrypt-swap",
             "mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt-data",
             "mount -o remount,rw,nosuid,relatime /sysroot",
-            "mkdir -m 0755 /sysroot/mnt/ephemcrypt",
-            "mkdir -m 0755 /sysroot/var/tmp",
+            "mkdir -m 0755 /sysroot/mnt/ephemcrypt (labelled as its parent)",
+            "mkdir -m 0755 /sysroot/var/tmp (labelled as its parent)",
             "mount -o remount,ro,nosuid,relatime /sysroot",
-            "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt",
+            "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)",
             "copy the directories of /sysroot/var/log (owner, mode, ACLs, labels; no files) to \
              /sysroot/mnt/ephemcrypt/var/log; mount --bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
             "copy the directories of /sysroot/tmp (owner, mode, ACLs, labels; no files) to \

@@ -106,11 +106,13 @@ pub(crate) enum Step {
         read_only: bool,
         options: Vec<String>,
     },
-    /// Create one directory (mode 0755); its parent exists.
+    /// Create one directory (mode 0755) with its parent's security label (SELinux, SMACK), as the
+    /// kernel labels a new directory once a policy is loaded; its parent exists.
     Mkdir {
         path: PathBuf,
     },
-    /// Mount the mapping's device `source` at `target`.
+    /// Mount the mapping's device `source` at `target`; the file system's root takes the security
+    /// label of the directory it covers (read before the mount), as a relabel would give it.
     Mount {
         source: PathBuf,
         target: PathBuf,
@@ -347,10 +349,11 @@ impl fmt::Display for Step {
             Step::Remount { path, read_only, options } => {
                 write!(f, "mount -o remount,{} {}", Esc(&remount_options(*read_only, options).join(",")), EscPath(path))
             }
-            Step::Mkdir { path } => write!(f, "mkdir -m 0755 {}", EscPath(path)),
+            Step::Mkdir { path } => write!(f, "mkdir -m 0755 {} (labelled as its parent)", EscPath(path)),
             Step::Mount { source, target, fs, options } => {
                 let options = Esc(&options.join(","));
-                write!(f, "mount -t {} -o {options} {} {}", fs.name(), EscPath(source), EscPath(target))
+                let (source, target) = (EscPath(source), EscPath(target));
+                write!(f, "mount -t {} -o {options} {source} {target} (its root labelled as {target} was)", fs.name())
             }
             Step::Bind { source, target } => write!(
                 f,

@@ -497,11 +497,7 @@ impl System for LinuxSystem {
             return Ok(false);
         }
         self.may_change("create directory", path.display())?;
-        fs::DirBuilder::new()
-            .mode(0o755)
-            .create(path)
-            .map(|()| true)
-            .map_err(|e| Error::os("create directory", path.display(), e))
+        make_dir(path, 0o755).map(|()| true)
     }
 
     fn rmdir(&mut self, path: &Path) -> Result<()> {
@@ -514,8 +510,14 @@ impl System for LinuxSystem {
         let dev = self.path(source);
         let (flags, data) = mount_flags(options);
         let data = (!data.is_empty()).then(|| data.join(","));
+        // The file system's root takes the label of the directory it covers (read before it is
+        // covered): see Step::Mount.
+        let labels = labels(target)?;
         nix::mount::mount(Some(&dev), target, Some(fs.name()), flags, data.as_deref())
-            .map_err(|e| Error::errno("mount", format!("{} on {}", dev.display(), target.display()), e))
+            .map_err(|e| Error::errno("mount", format!("{} on {}", dev.display(), target.display()), e))?;
+        set_labels(target, &labels).inspect_err(|_| {
+            let _ = nix::mount::umount2(target, MntFlags::empty());
+        })
     }
 
     fn bind(&mut self, source: &Path, target: &Path) -> Result<()> {
@@ -637,20 +639,55 @@ impl System for LinuxSystem {
 /// <volume>/var for /var/log: on the new file system, gone with it).
 pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| Error::os("create directory", parent.display(), e))?;
+        let missing: Vec<&Path> = parent.ancestors().take_while(|d| !d.is_dir()).collect();
+        for dir in missing.into_iter().rev() {
+            make_dir(dir, 0o755)?;
+        }
     }
     copy_dir_tree(from, to)
 }
 
-/// Extended attributes worth carrying to the skeleton: security labels (SELinux, SMACK,
-/// capabilities) and POSIX ACLs. `user.*` and `trusted.*` stay behind.
+/// The extended attributes that are security labels: SELinux's context and SMACK's label.
+const LABELS: [&[u8]; 2] = [b"security.selinux", b"security.SMACK64"];
+
+/// Extended attributes worth carrying to the skeleton: the security labels, SMACK's transmute
+/// flag and POSIX ACLs. `user.*`, `trusted.*`, file capabilities and IMA/EVM's signatures and
+/// hashes (bound to the inode they were made for) stay behind.
 fn copied_xattr(name: &CString) -> bool {
     let n = name.as_bytes();
-    n.starts_with(b"security.") || n.starts_with(b"system.posix_acl_")
+    LABELS.contains(&n) || n == b"security.SMACK64TRANSMUTE" || n.starts_with(b"system.posix_acl_")
+}
+
+/// The security labels `path` has (none where its file system keeps no extended attributes).
+fn labels(path: &Path) -> Result<Vec<(CString, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in crate::sys::list_xattrs(path)? {
+        if LABELS.contains(&name.as_bytes()) {
+            let value = crate::sys::get_xattr(path, &name)?;
+            out.push((name, value));
+        }
+    }
+    Ok(out)
+}
+
+fn set_labels(path: &Path, labels: &[(CString, Vec<u8>)]) -> Result<()> {
+    labels.iter().try_for_each(|(name, value)| crate::sys::set_xattr(path, name, value))
+}
+
+/// Create the directory `path` (its parent exists) with `mode` and its parent's security labels:
+/// what the kernel gives a new directory under a loaded policy that has no rule of its own for it
+/// (SELinux: the parent's type). In the initramfs no policy is loaded yet: a directory made there
+/// would stay unlabelled (`unlabeled_t`, which confined services may not use) in the real root.
+/// Before a policy is loaded the kernel reads and writes `security.selinux` as stored on disk.
+fn make_dir(path: &Path, mode: u32) -> Result<()> {
+    let labels = match path.parent() {
+        Some(parent) => labels(parent)?,
+        None => Vec::new(),
+    };
+    fs::DirBuilder::new().mode(mode).create(path).map_err(|e| Error::os("create directory", path.display(), e))?;
+    set_labels(path, &labels).inspect_err(|_| {
+        let _ = fs::remove_dir(path);
+    })
 }
 
 /// Directories only, recursively, staying on `from`'s file system; owner, mode (incl. sticky and
@@ -708,6 +745,30 @@ mod tests {
         assert!(!to.join("syslog").exists(), "files are not copied");
         let e = copy_dir_tree(&base.join("missing"), &to).unwrap_err().to_string();
         assert!(e.contains("stat") && e.contains("missing"), "{e}");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A directory made by ephemcrypt carries its parent's security label; the skeleton carries
+    /// labels and ACLs but not inode-bound IMA/EVM data or capabilities.
+    #[test]
+    #[ignore = "needs security.* extended attributes in the temporary directory: make unit runs it where they are"]
+    fn new_directories_take_their_parents_label() {
+        let base = std::env::temp_dir().join(format!("ephemcrypt-label-{}", std::process::id()));
+        fs::create_dir_all(&base).unwrap();
+        let name = CString::new("security.selinux").unwrap();
+        let label = b"system_u:object_r:mnt_t:s0\0";
+        crate::sys::set_xattr(&base, &name, label).unwrap();
+        let mut sys = LinuxSystem::new("/");
+        assert!(sys.mkdir(&base.join("a")).unwrap());
+        assert_eq!(crate::sys::get_xattr(&base.join("a"), &name).unwrap(), label);
+        copy_skeleton(&base.join("a"), &base.join("x/y/z")).unwrap();
+        for d in ["x", "x/y", "x/y/z"] {
+            assert_eq!(crate::sys::get_xattr(&base.join(d), &name).unwrap(), label, "{d}");
+        }
+        assert!(copied_xattr(&name) && copied_xattr(&CString::new("system.posix_acl_default").unwrap()));
+        for n in ["security.evm", "security.ima", "security.capability", "user.x", "trusted.x"] {
+            assert!(!copied_xattr(&CString::new(n).unwrap()), "{n}");
+        }
         fs::remove_dir_all(&base).unwrap();
     }
 

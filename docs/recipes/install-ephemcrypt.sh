@@ -108,7 +108,7 @@ if [ -d /etc/cloud/cloud.cfg.d ]; then
 	done
 fi
 
-systemctl enable ephemcrypt-check.service
+# ephemcrypt-check.service comes enabled with the package (a vendor link): nothing to do.
 [ "${METRICS:-no}" != yes ] || systemctl enable ephemcrypt-metrics.timer
 
 # Every installed kernel's image must hold the binary: the next boot runs it.

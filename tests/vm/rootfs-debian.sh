@@ -12,6 +12,11 @@
 # this run's Debian cloud kernel (kernel.sh) installed in it, with the stock initramfs that
 # update-initramfs made at the kernel's installation (/boot/initrd.img-$KVER); a 2G image.
 # DEBIAN_EXTRA=pkg,pkg: more packages in the root (cached as a variant of its own).
+# DEBIAN_SELINUX=enforcing: the reference policy (selinux-policy-default, policycoreutils, auditd)
+# in the root, /etc/selinux/config set to enforcing, and every file labelled at build time
+# (setfiles in the tree; mkfs.ext4 -d keeps the labels), as a hardened image is built; the files of
+# each call are labelled too (setfiles in the loop-mounted copy). The kernel needs `security=selinux
+# selinux=1` on its command line (run.sh --append).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -20,6 +25,10 @@ out=$1 script=$2
 shift 2
 need_pkgs debootstrap e2fsprogs
 PACKAGES=systemd-sysv,udev,dmsetup${DEBIAN_EXTRA:+,$DEBIAN_EXTRA}
+selinux=${DEBIAN_SELINUX:-}
+[[ -z $selinux || $selinux == enforcing ]] || die "DEBIAN_SELINUX=$selinux: only 'enforcing' is known"
+[[ -z $selinux ]] || PACKAGES+=,selinux-policy-default,policycoreutils,auditd
+FC=/etc/selinux/default/contexts/files/file_contexts
 size=1G kernel=''
 if [[ ${DEBIAN_KERNEL:-} == yes ]]; then
 	vm_kernel
@@ -79,15 +88,38 @@ build() { # build IMG: debootstrap into a tree, configure it, make the ext4 imag
 		rm -f "$tree/tmp/kernel.deb"
 		[[ -s $tree/boot/initrd.img-$KVER ]] || die "no stock initramfs in the root after installing $kernel"
 	fi
+	[[ -z $selinux ]] || label "$tree"
 	mkfs.ext4 -q -F -L debian-root -d "$tree" "$img.tmp" "$size" >/dev/null
 	mv "$img.tmp" "$img"
 	rm -rf "$tree"
 	trap - EXIT
 }
 
-key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" "${kernel##*/}" | sha256sum | cut -c1-16)
+label() { # label TREE: SELinux enforcing at the next boot, every file labelled as the policy says
+	local tree=$1
+	printf 'SELINUX=enforcing\nSELINUXTYPE=default\n' >"$tree/etc/selinux/config"
+	[[ -s $tree$FC ]] || die "no $FC in the root: did selinux-policy-default install?"
+	setfiles_in "$tree" -e /proc -e /sys -e /dev / >"$CACHE/debian/setfiles.log" 2>&1 ||
+		die "labelling the root failed: see $CACHE/debian/setfiles.log"
+	getfattr_selinux "$tree/etc/fstab" | grep -q ':etc_t:' ||
+		die "$tree/etc/fstab has no etc_t label after setfiles: does this file system keep security.* xattrs?"
+}
+# setfiles_in ROOT ARGS...: the root's setfiles with the root's policy, in a chroot with /proc
+# (libselinux sets labels through /proc/self/fd)
+setfiles_in() {
+	local root=$1 rc=0
+	shift
+	mount -t proc proc "$root/proc"
+	chroot "$root" setfiles -F "$FC" "$@" || rc=$?
+	umount "$root/proc"
+	return $rc
+}
+getfattr_selinux() { python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "security.selinux").decode())' "$1"; }
+
+key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" "${kernel##*/}" ${selinux:+"$(declare -f label)"} |
+	sha256sum | cut -c1-16)
 variant=${kernel:+kernel}
-variant=${variant:-plain}${DEBIAN_EXTRA:+-${DEBIAN_EXTRA//,/-}}
+variant=${variant:-plain}${DEBIAN_EXTRA:+-${DEBIAN_EXTRA//,/-}}${selinux:+-selinux}
 img=$CACHE/debian/bookworm-$variant-$key.img
 [[ -s $img ]] || lock debian
 if [[ ! -s $img ]]; then
@@ -121,4 +153,13 @@ printf '%s\n' "${cmds[@]}" | debugfs -w -f - "$out.tmp" >/dev/null 2>&1 || true
 for f in "${checks[@]}"; do
 	debugfs -R "stat $f" "$out.tmp" 2>/dev/null | grep -q 'Type: regular' || die "could not write $f into $out"
 done
+if [[ -n $selinux ]]; then
+	# Label what was written as the image's policy says (setfiles of the image, in the mounted copy).
+	mnt=$(mktemp -d "$CACHE/debian/mnt.XXXXXX")
+	mount -o loop "$out.tmp" "$mnt"
+	rc=0
+	setfiles_in "$mnt" "${checks[@]}" >/dev/null || rc=$?
+	umount "$mnt" && rmdir "$mnt"
+	((rc == 0)) || die "labelling ${checks[*]} in $out failed"
+fi
 mv "$out.tmp" "$out"

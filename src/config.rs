@@ -11,92 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::escape::Esc;
 use crate::units::Bytes;
 
-/// Where a raw value came from, for error messages and `plan` output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Source {
-    Default,
-    File { path: PathBuf, line: usize },
-    Cmdline,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("the default"),
-            Source::File { path, line } => write!(f, "{} line {}", crate::escape::EscPath(path), line),
-            Source::Cmdline => f.write_str("the kernel command line"),
-        }
-    }
-}
-
-/// A configuration problem. Its text names the key, the value, the source and what is accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ConfigError {
-    /// A line of the file that is not `key = value`.
-    Syntax {
-        source: Source,
-        text: String,
-    },
-    UnknownKey {
-        key: String,
-        source: Source,
-    },
-    BadValue {
-        key: &'static str,
-        value: String,
-        source: Source,
-        expected: String,
-    },
-    /// Two settings that cannot hold together.
-    Conflict {
-        a: Box<Setting>,
-        b: Box<Setting>,
-        why: &'static str,
-    },
-}
-
-/// One key's raw value and its source, as quoted in a conflict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Setting {
-    pub(crate) key: &'static str,
-    pub(crate) value: String,
-    pub(crate) source: Source,
-}
-
-impl fmt::Display for Setting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = '{}' (from {})", self.key, Esc(&self.value), self.source)
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Syntax { source, text } => write!(
-                f,
-                "configuration: {source}: expected 'key = value', a '#' comment or a blank line, found '{}'",
-                Esc(text)
-            ),
-            ConfigError::UnknownKey { key, source } => {
-                write!(f, "configuration: unknown key '{}' (from {source}); known keys: ", Esc(key))?;
-                for (i, k) in KEYS.iter().enumerate() {
-                    write!(f, "{}{}", if i == 0 { "" } else { ", " }, k.name)?;
-                }
-                Ok(())
-            }
-            ConfigError::BadValue { key, value, source, expected } => {
-                // `expected` escapes what it quotes (`CipherSpec::parse`).
-                let value = Esc(value);
-                write!(f, "configuration: invalid value '{value}' for '{key}' (from {source}): expected {expected}")
-            }
-            ConfigError::Conflict { a, b, why } => {
-                write!(f, "configuration: {a} conflicts with {b}: {why}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub(crate) mod error;
+pub(crate) use self::error::{ConfigError, Setting, Source};
 
 /// A cloud whose local-disk model strings we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +204,19 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "guard", default: "no", accepts: BOOL },
 ];
 
+/// The names of [`KEYS`], in the same order (for the unknown-key message).
+// Evaluated at compile time: an index out of range fails the build, never a boot.
+#[allow(clippy::indexing_slicing)]
+const KEY_NAMES: &[&str] = &{
+    let mut names = [""; KEYS.len()];
+    let mut i = 0;
+    while i < KEYS.len() {
+        names[i] = KEYS[i].name;
+        i += 1;
+    }
+    names
+};
+
 /// Raw `key → (value, source)` pairs before validation; later sets win.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Raw {
@@ -298,7 +227,7 @@ pub(crate) struct Raw {
 impl Raw {
     fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
         let Some(k) = KEYS.iter().find(|k| k.name == key) else {
-            return Err(ConfigError::UnknownKey { key: key.to_string(), source });
+            return Err(ConfigError::UnknownKey { key: key.to_string(), source, known: KEY_NAMES });
         };
         self.values.retain(|(n, _, _)| *n != k.name);
         self.values.push((k.name, value.to_string(), source));
@@ -357,7 +286,11 @@ impl Raw {
                 // /proc/cmdline is read lossily: other words may hold any bytes, ours may not.
                 if value.contains('\u{FFFD}') {
                     let Some(key) = KEYS.iter().find(|k| k.name == key).map(|k| k.name) else {
-                        return Err(ConfigError::UnknownKey { key: key.to_string(), source: Source::Cmdline });
+                        return Err(ConfigError::UnknownKey {
+                            key: key.to_string(),
+                            source: Source::Cmdline,
+                            known: KEY_NAMES,
+                        });
                     };
                     return Err(ConfigError::BadValue {
                         key,

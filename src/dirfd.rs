@@ -42,7 +42,7 @@ impl Dir {
     /// made with mode 0755 when `create`; see the module comment for links on the way.
     pub(crate) fn open(path: &Path, create: bool) -> Result<Dir> {
         let start = if path.is_absolute() { Path::new("/") } else { Path::new(".") };
-        let fd = crate::sys::openat(None, start, dir_flags(), Mode::empty())
+        let fd = crate::syscall::openat(None, start, dir_flags(), Mode::empty())
             .map_err(|e| Error::errno("open directory", start.display(), e))?;
         let mut dir = Dir { fd, path: start.to_path_buf() };
         for c in path.components() {
@@ -58,7 +58,7 @@ impl Dir {
     /// The subdirectory `name`, made (0755) when missing and `create`.
     pub(crate) fn child(&self, name: &OsStr, create: bool) -> Result<Dir> {
         let path = self.path.join(name);
-        let open = || crate::sys::openat(Some(&self.fd), name, dir_flags(), Mode::empty());
+        let open = || crate::syscall::openat(Some(&self.fd), name, dir_flags(), Mode::empty());
         let fd = match open() {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if create => {
@@ -82,7 +82,7 @@ impl Dir {
                 }
                 // A link root (or we) made: follow it, as the kernel would.
                 let follow = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-                crate::sys::openat(Some(&self.fd), name, follow, Mode::empty())
+                crate::syscall::openat(Some(&self.fd), name, follow, Mode::empty())
                     .map_err(|e2| Error::errno("open directory", path.display(), if e2 == e { e } else { e2 }))?
             }
             Err(e) => return Err(Error::errno("open directory", path.display(), e)),
@@ -108,7 +108,7 @@ impl Dir {
     /// A fresh name for a temporary file: random, hidden, never one a reader collects (`.tmp`).
     fn fresh_name() -> OsString {
         let mut r = [0u8; 8];
-        if crate::sys::getrandom(&mut r, true).ok() != Some(r.len()) {
+        if crate::syscall::getrandom(&mut r, true).ok() != Some(r.len()) {
             // Before the RNG is seeded: unique enough with the pid and the clock; O_EXCL makes a
             // collision a retry, never a write through someone else's file.
             let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -132,7 +132,7 @@ impl Dir {
         let mut tries = 0;
         let (tmp, fd) = loop {
             let tmp = fresh();
-            match crate::sys::openat(Some(&self.fd), tmp.as_os_str(), flags, Mode::from_bits_truncate(0o600)) {
+            match crate::syscall::openat(Some(&self.fd), tmp.as_os_str(), flags, Mode::from_bits_truncate(0o600)) {
                 Ok(fd) => break (tmp, fd),
                 Err(Errno::EEXIST) if tries + 1 < NAME_TRIES => tries += 1,
                 Err(e) => return Err(Error::errno("create", self.path.join(&tmp).display(), e)),

@@ -7,8 +7,10 @@
 use std::fmt;
 use std::io;
 
-use crate::dm::DmError;
+use crate::config::error::ConfigError;
+use crate::dm::error::DmError;
 use crate::escape::{line, Esc};
+use crate::status::error::StatusError;
 
 /// Everything that can go wrong in ephemcrypt.
 #[derive(Debug)]
@@ -16,7 +18,7 @@ pub(crate) enum Error {
     /// Bad command-line usage (exit code 2).
     Usage(String),
     /// A configuration file or kernel command-line problem (exit code 2).
-    Config(Box<crate::config::ConfigError>),
+    Config(Box<ConfigError>),
     /// A system call or file operation failed: `op` on `object`, with the OS error.
     Os { op: &'static str, object: String, source: io::Error },
     /// A value read from the host that is not what it must be: `what` (a path), what was
@@ -33,7 +35,7 @@ pub(crate) enum Error {
     /// A program ran and failed: its arguments, exit status and the last lines of its stderr.
     Program { argv: Vec<String>, status: String, stderr: String },
     /// `/run/ephemcrypt/status.json` is not a status document.
-    Status { path: String, why: crate::status::StatusError },
+    Status { path: String, why: StatusError },
     /// No status file: setup did not run in this boot's initramfs.
     NotRun { path: String },
     /// `ephemcrypt recover` cannot go on: what it found, and why not.
@@ -166,8 +168,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<crate::config::ConfigError> for Error {
-    fn from(e: crate::config::ConfigError) -> Error {
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
         Error::Config(Box::new(e))
     }
 }

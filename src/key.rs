@@ -4,7 +4,7 @@
 //! wiped when the key is dropped. It is handed to the kernel as a *logon* key in the kernel keyring, which dm-crypt
 //! copies at table load; the keyring entry is invalidated right after. Logon keys cannot be read
 //! back from userspace, so after that the only copy is inside dm-crypt. The system calls are in
-//! `sys.rs`.
+//! `syscall.rs`.
 
 use std::ffi::CString;
 use std::fmt;
@@ -14,7 +14,7 @@ use libc::c_long;
 use nix::errno::Errno;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::sys::{self, KEYCTL_INVALIDATE, KEYCTL_REVOKE, KEYCTL_UNLINK, KEY_SPEC_PROCESS_KEYRING};
+use crate::syscall::{self, KEYCTL_INVALIDATE, KEYCTL_REVOKE, KEYCTL_UNLINK, KEY_SPEC_PROCESS_KEYRING};
 use crate::{Error, Result};
 
 // ---- the secret arena ------------------------------------------------------------------------
@@ -75,7 +75,7 @@ impl Arena {
             return self.free.swap_remove(i);
         }
         let map = size.max(page);
-        let mem = match crate::sys::secret_pages(map) {
+        let mem = match crate::syscall::secret_pages(map) {
             Ok((mem, locked)) => {
                 if let Err(e) = locked {
                     self.warn(format_args!(
@@ -203,14 +203,14 @@ fn fill_random(buf: &mut [u8]) -> Result<()> {
     let mut filled = 0;
     // One non-blocking try first, only to learn whether we are about to wait and say so. Its
     // output, when it succeeds, comes from the same seeded pool as the blocking call's.
-    match sys::getrandom(buf, true) {
+    match syscall::getrandom(buf, true) {
         Ok(n) => filled = n,
         Err(Errno::EAGAIN) => log::info!("waiting for the kernel random number generator to be seeded"),
         Err(Errno::EINTR) => {}
         Err(e) => return Err(Error::errno("getrandom", what(), e)),
     }
     while filled < buf.len() {
-        match sys::getrandom(&mut buf[filled..], false) {
+        match syscall::getrandom(&mut buf[filled..], false) {
             Ok(n) => filled += n,
             Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::errno("getrandom", what(), e)),
@@ -254,7 +254,7 @@ fn check_logon_description(description: &str) -> Result<CString> {
 /// Invalidate the key with [`invalidate_key`] as soon as the table is loaded.
 pub(crate) fn add_logon_key(description: &str, key: &Key) -> Result<KeySerial> {
     let desc = check_logon_description(description)?;
-    sys::add_key(c"logon", &desc, key.expose(), KEY_SPEC_PROCESS_KEYRING)
+    syscall::add_key(c"logon", &desc, key.expose(), KEY_SPEC_PROCESS_KEYRING)
         .map(KeySerial)
         .map_err(|e| Error::errno("add logon key", description, e))
 }
@@ -263,13 +263,13 @@ pub(crate) fn add_logon_key(description: &str, key: &Key) -> Result<KeySerial> {
 /// (< 3.5) `KEYCTL_REVOKE` (which destroys the payload) then unlink from the process keyring.
 pub(crate) fn invalidate_key(serial: KeySerial) -> Result<()> {
     let id = c_long::from(serial.0);
-    match sys::keyctl(KEYCTL_INVALIDATE, id, 0) {
+    match syscall::keyctl(KEYCTL_INVALIDATE, id, 0) {
         Ok(_) => Ok(()),
         Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => {
-            sys::keyctl(KEYCTL_REVOKE, id, 0)
+            syscall::keyctl(KEYCTL_REVOKE, id, 0)
                 .map_err(|e| Error::errno("revoke logon key", format!("(serial {})", serial.0), e))?;
             // The payload is gone once revoked; a failed unlink only leaves an empty husk.
-            if let Err(e) = sys::keyctl(KEYCTL_UNLINK, id, KEY_SPEC_PROCESS_KEYRING) {
+            if let Err(e) = syscall::keyctl(KEYCTL_UNLINK, id, KEY_SPEC_PROCESS_KEYRING) {
                 log::warn!("unlink revoked key {} from the process keyring: {e}", serial.0);
             }
             Ok(())
@@ -284,7 +284,7 @@ pub(crate) fn invalidate_key(serial: KeySerial) -> Result<()> {
 #[cfg(test)]
 fn find_logon_key(description: &str) -> Result<Option<KeySerial>> {
     let desc = CString::new(description).expect("test descriptions have no NUL");
-    match sys::keyctl_search(KEY_SPEC_PROCESS_KEYRING, c"logon", &desc) {
+    match syscall::keyctl_search(KEY_SPEC_PROCESS_KEYRING, c"logon", &desc) {
         Ok(serial) => Ok(Some(KeySerial(serial))),
         Err(Errno::ENOKEY | Errno::EKEYREVOKED | Errno::EKEYEXPIRED) => Ok(None),
         Err(e) => Err(Error::errno("search keyring for", description, e)),
@@ -450,7 +450,7 @@ mod tests {
 
         // A logon key must never be readable from userspace.
         let mut buf = [0u8; 128];
-        assert!(sys::keyctl_read(serial.0, &mut buf).is_err(), "KEYCTL_READ worked on a logon key");
+        assert!(syscall::keyctl_read(serial.0, &mut buf).is_err(), "KEYCTL_READ worked on a logon key");
         assert!(buf.iter().all(|&b| b == 0));
 
         invalidate_key(serial).unwrap();

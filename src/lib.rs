@@ -77,7 +77,7 @@ mod step;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 mod swap;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-mod sys;
+mod syscall;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod system;

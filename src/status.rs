@@ -9,6 +9,9 @@ use crate::escape::{line, Esc, EscPath};
 use crate::json::Value;
 use crate::units::DevNo;
 
+pub(crate) mod error;
+pub(crate) use self::error::StatusError;
+
 /// The overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SetupResult {
@@ -510,32 +513,6 @@ fn disk_json(d: &DiskStatus) -> Value {
         ("use", d.used.into()),
         ("reason", d.reason.as_str().into()),
     ])
-}
-
-/// What is wrong with a status document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StatusError {
-    TooLarge {
-        max: u64,
-    },
-    NotJson,
-    NotAnObject,
-    /// A field that is missing or of the wrong kind.
-    Field {
-        key: &'static str,
-        expected: &'static str,
-    },
-}
-
-impl fmt::Display for StatusError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StatusError::TooLarge { max } => write!(f, "larger than {max} bytes: not a status file of ours"),
-            StatusError::NotJson => f.write_str("not valid JSON (or nested deeper than 32 levels)"),
-            StatusError::NotAnObject => f.write_str("not a JSON object"),
-            StatusError::Field { key, expected } => write!(f, "field '{key}': expected {expected}"),
-        }
-    }
 }
 
 /// Typed access to the fields of one JSON object.

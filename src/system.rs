@@ -204,7 +204,7 @@ impl LinuxSystem {
             return;
         }
         if let Some(p) = find_program("modprobe") {
-            let _ = crate::sys::spawn_wait(&p, &["-q".to_string(), module.to_string()]);
+            let _ = crate::syscall::spawn_wait(&p, &["-q".to_string(), module.to_string()]);
         }
     }
 
@@ -350,7 +350,7 @@ impl System for LinuxSystem {
     }
 
     fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()> {
-        crate::sys::check_kernel_crypto(algorithms, |module| self.modprobe(module))
+        crate::syscall::check_kernel_crypto(algorithms, |module| self.modprobe(module))
     }
 
     fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
@@ -455,12 +455,12 @@ impl System for LinuxSystem {
 
     fn swapon(&mut self, name: &str) -> Result<()> {
         self.may_change("swapon", name)?;
-        crate::sys::swapon(&self.dev_path(name))
+        crate::syscall::swapon(&self.dev_path(name))
     }
 
     fn swapoff(&mut self, name: &str) -> Result<()> {
         self.may_change("swapoff", name)?;
-        crate::sys::swapoff(&self.dev_path(name))
+        crate::syscall::swapoff(&self.dev_path(name))
     }
 
     fn run(&mut self, argv: &[String]) -> Result<()> {
@@ -468,7 +468,7 @@ impl System for LinuxSystem {
         self.may_change("run", name)?;
         let program = find_program(name).ok_or_else(|| Error::ProgramNotFound { program: name.clone() })?;
         log::info!("running {}", argv.join(" "));
-        let out = crate::sys::spawn_wait(&program, args).map_err(|e| Error::os("run", program.display(), e))?;
+        let out = crate::syscall::spawn_wait(&program, args).map_err(|e| Error::os("run", program.display(), e))?;
         if out.success {
             return Ok(());
         }
@@ -661,9 +661,9 @@ fn copied_xattr(name: &CString) -> bool {
 /// The security labels `path` has (none where its file system keeps no extended attributes).
 fn labels(path: &Path) -> Result<Vec<(CString, Vec<u8>)>> {
     let mut out = Vec::new();
-    for name in crate::sys::list_xattrs(path)? {
+    for name in crate::syscall::list_xattrs(path)? {
         if LABELS.contains(&name.as_bytes()) {
-            let value = crate::sys::get_xattr(path, &name)?;
+            let value = crate::syscall::get_xattr(path, &name)?;
             out.push((name, value));
         }
     }
@@ -671,7 +671,7 @@ fn labels(path: &Path) -> Result<Vec<(CString, Vec<u8>)>> {
 }
 
 fn set_labels(path: &Path, labels: &[(CString, Vec<u8>)]) -> Result<()> {
-    labels.iter().try_for_each(|(name, value)| crate::sys::set_xattr(path, name, value))
+    labels.iter().try_for_each(|(name, value)| crate::syscall::set_xattr(path, name, value))
 }
 
 /// Create the directory `path` (its parent exists) with `mode` and its parent's security labels:
@@ -708,9 +708,9 @@ fn copy_dir(from: &Path, to: &Path, meta: &fs::Metadata, dev: u64) -> Result<()>
         .map_err(|e| Error::errno("set owner of", to.display(), e))?;
     fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| Error::os("set mode of", to.display(), e))?;
-    for name in crate::sys::list_xattrs(from)?.iter().filter(|n| copied_xattr(n)) {
-        let value = crate::sys::get_xattr(from, name)?;
-        crate::sys::set_xattr(to, name, &value)?;
+    for name in crate::syscall::list_xattrs(from)?.iter().filter(|n| copied_xattr(n)) {
+        let value = crate::syscall::get_xattr(from, name)?;
+        crate::syscall::set_xattr(to, name, &value)?;
     }
     let entries = fs::read_dir(from).map_err(|e| Error::os("list", from.display(), e))?;
     for entry in entries {
@@ -757,13 +757,13 @@ mod tests {
         fs::create_dir_all(&base).unwrap();
         let name = CString::new("security.selinux").unwrap();
         let label = b"system_u:object_r:mnt_t:s0\0";
-        crate::sys::set_xattr(&base, &name, label).unwrap();
+        crate::syscall::set_xattr(&base, &name, label).unwrap();
         let mut sys = LinuxSystem::new("/");
         assert!(sys.mkdir(&base.join("a")).unwrap());
-        assert_eq!(crate::sys::get_xattr(&base.join("a"), &name).unwrap(), label);
+        assert_eq!(crate::syscall::get_xattr(&base.join("a"), &name).unwrap(), label);
         copy_skeleton(&base.join("a"), &base.join("x/y/z")).unwrap();
         for d in ["x", "x/y", "x/y/z"] {
-            assert_eq!(crate::sys::get_xattr(&base.join(d), &name).unwrap(), label, "{d}");
+            assert_eq!(crate::syscall::get_xattr(&base.join(d), &name).unwrap(), label, "{d}");
         }
         assert!(copied_xattr(&name) && copied_xattr(&CString::new("system.posix_acl_default").unwrap()));
         for n in ["security.evm", "security.ima", "security.capability", "user.x", "trusted.x"] {
@@ -813,7 +813,7 @@ mod tests {
     #[test]
     fn a_program_runs_with_null_stdio_default_sigpipe_and_a_bounded_stderr() {
         let sh = find_program("sh").unwrap();
-        let run = |script: &str| crate::sys::spawn_wait(&sh, &["-c".to_string(), script.to_string()]).unwrap();
+        let run = |script: &str| crate::syscall::spawn_wait(&sh, &["-c".to_string(), script.to_string()]).unwrap();
         // stdin is /dev/null (EOF at once), stdout goes nowhere, stderr is kept.
         let out = run("read x || echo stdin-eof >&2; echo to-stdout; exit 0");
         assert!(out.success, "{}", out.status);
@@ -833,9 +833,9 @@ mod tests {
         let out = run("echo \"$PATH\" >&2");
         assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{}\n", std::env::var("PATH").unwrap()));
         // Bad input is refused before anything runs.
-        let e = crate::sys::spawn_wait(&sh, &["a\0b".to_string()]).err().unwrap();
+        let e = crate::syscall::spawn_wait(&sh, &["a\0b".to_string()]).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        let e = crate::sys::spawn_wait(Path::new("/nonexistent/prog"), &[]).err().unwrap();
+        let e = crate::syscall::spawn_wait(Path::new("/nonexistent/prog"), &[]).err().unwrap();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
     }
 

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use self::flags::DM_BUFFER_FULL_FLAG;
 use super::table::{TableLine, Target};
-use super::TargetVersion;
+use crate::dm::error::DmError;
 use crate::units::Sectors;
 use crate::{Error, Result};
 
@@ -46,62 +46,11 @@ const REPLY_SPACE: usize = 16 << 10;
 /// Give up growing the reply area here: no table of ours comes anywhere near it.
 const MAX_REPLY_SPACE: usize = 16 << 20;
 
-/// Why a device-mapper request could not be encoded or its reply not decoded. Never quotes a
-/// table's parameters: they may hold a key.
+/// A target type the kernel has loaded, and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DmError {
-    InvalidName,
-    NameTooLong,
-    UuidTooLong,
-    NulInParams,
-    RequestTooLarge,
-    /// A planned table that still holds a placeholder (a bug in the plan, never loaded).
-    Unresolved(&'static str),
-    ReplyTooLarge {
-        mib: usize,
-    },
-    ShortReply {
-        len: usize,
-    },
-    DataArea {
-        start: usize,
-        end: usize,
-        len: usize,
-    },
-    Overrun {
-        what: &'static str,
-        at: usize,
-        len: usize,
-    },
-    NoNul {
-        what: &'static str,
-        at: usize,
-    },
-    PointsBack {
-        at: usize,
-        next: usize,
-    },
-}
-
-impl std::fmt::Display for DmError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DmError::InvalidName => f.write_str("invalid device name"),
-            DmError::NameTooLong => f.write_str("device name too long"),
-            DmError::UuidTooLong => f.write_str("uuid too long"),
-            DmError::NulInParams => f.write_str("target parameters contain a NUL byte"),
-            DmError::RequestTooLarge => f.write_str("request too large"),
-            DmError::Unresolved(why) => write!(f, "table not ready to load: {why}"),
-            DmError::ReplyTooLarge { mib } => write!(f, "reply larger than {mib} MiB"),
-            DmError::ShortReply { len } => write!(f, "reply of {len} bytes is shorter than the {HEADER}-byte header"),
-            DmError::DataArea { start, end, len } => {
-                write!(f, "data area {start}..{end} outside the {len}-byte buffer")
-            }
-            DmError::Overrun { what, at, len } => write!(f, "{what} at offset {at} overruns the {len}-byte data area"),
-            DmError::NoNul { what, at } => write!(f, "{what} at offset {at} has no NUL terminator"),
-            DmError::PointsBack { at, next } => write!(f, "target spec at offset {at} points back to {next}"),
-        }
-    }
+pub(crate) struct TargetVersion {
+    pub(crate) name: String,
+    pub(crate) version: [u32; 3],
 }
 
 /// `dm_ioctl.flags` bits.
@@ -464,7 +413,7 @@ impl DmTargetSpec {
 /// The reply's data area, `data_start..data_size`, after checking both against the buffer.
 fn data_area(b: &[u8]) -> Result<&[u8], DmError> {
     if b.len() < HEADER {
-        return Err(DmError::ShortReply { len: b.len() });
+        return Err(DmError::ShortReply { len: b.len(), header: HEADER });
     }
     let h = DmIoctl::read(b);
     let (start, end) = (h.data_start as usize, h.data_size as usize);

@@ -7,6 +7,7 @@
 //!
 //! Errors name the operation and the device, never a table's parameters: they may hold a key.
 
+pub(crate) mod error;
 mod ioctl;
 pub(crate) mod table;
 
@@ -18,7 +19,7 @@ use self::flags::{
     DM_ACTIVE_PRESENT_FLAG, DM_READONLY_FLAG, DM_SECURE_DATA_FLAG, DM_STATUS_TABLE_FLAG, DM_SUSPEND_FLAG,
 };
 pub(crate) use self::ioctl::flags;
-pub(crate) use self::ioctl::DmError;
+pub(crate) use self::ioctl::TargetVersion;
 use self::ioctl::{Buffer, Cmd, Request};
 pub(crate) use self::table::{Crypt, CryptKey, Dev, Linear, Striped, TableLine, Target, TargetKind};
 use crate::units::DevNo;
@@ -43,13 +44,6 @@ pub(crate) const DM_UDEV_PRIMARY_SOURCE_FLAG: u16 = 0x0040;
 /// would fail on every event. The magic belongs to that key, never to `event_nr`.
 pub(crate) fn cookie(udev_flags: u16) -> u32 {
     u32::from(udev_flags) << 16
-}
-
-/// A target type the kernel has loaded, and its version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TargetVersion {
-    pub(crate) name: String,
-    pub(crate) version: [u32; 3],
 }
 
 /// What DM_DEV_STATUS says about a device.

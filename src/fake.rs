@@ -165,9 +165,9 @@ impl System for Fake {
         });
         Ok(DirState::Missing { depth, read_only })
     }
-    fn identity(&mut self) -> Result<crate::plan::Identity> {
+    fn identity(&mut self) -> Result<crate::header::Identity> {
         self.call("identity".into())?;
-        Ok(crate::plan::Identity { volume_id: [0x1d; 16], boot_id: [0xb0; 16], now: 1_795_000_000 })
+        Ok(crate::header::Identity { volume_id: [0x1d; 16], boot_id: [0xb0; 16], now: 1_795_000_000 })
     }
     fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()> {
         let names: Vec<&str> = algorithms.iter().map(|(_, n)| n.as_str()).collect();

@@ -75,6 +75,17 @@ const CRC_AT: usize = SIZE - 4;
 const _: () = assert!(SERIALS_AT + MAX_MEMBERS * SERIAL_LEN <= CRC_AT);
 const _: () = assert!(RESERVED.0 * 512 >= SIZE as u64);
 
+/// What a new volume is named by and when it is made: written into each member's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// Random, from the kernel's RNG.
+    pub(crate) volume_id: [u8; 16],
+    /// This boot's id (/proc/sys/kernel/random/boot_id).
+    pub(crate) boot_id: [u8; 16],
+    /// Seconds since 1970 (UTC).
+    pub(crate) now: u64,
+}
+
 /// What a header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {

@@ -17,7 +17,7 @@ use crate::config::{CipherSpec, Config, Fs, OnFailure, SectorSize, Swap, Workque
 use crate::disk::{DirState, Disk, Mount, NewRoot};
 use crate::dm::{Crypt as CryptTarget, CryptKey, Dev, Linear, Striped, Target, TargetKind};
 use crate::escape::{escape, line, Esc, EscPath};
-use crate::header::{self, Header};
+use crate::header::{self, Header, Identity};
 use crate::json::Value;
 use crate::paths::{under, STATUS_PATH};
 use crate::step::{KeyPath, Mapping, Step, MOUNT_OPTIONS};
@@ -70,17 +70,6 @@ pub(crate) struct Live {
     pub(crate) data: String,
     /// Whether the mount point in the new root is a mount point already.
     pub(crate) mounted: bool,
-}
-
-/// What a new volume is named by and when it is made: written into each member's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Identity {
-    /// Random, from the kernel's RNG.
-    pub(crate) volume_id: [u8; 16],
-    /// This boot's id (/proc/sys/kernel/random/boot_id).
-    pub(crate) boot_id: [u8; 16],
-    /// Seconds since 1970 (UTC).
-    pub(crate) now: u64,
 }
 
 /// What setup read before planning.

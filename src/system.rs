@@ -22,7 +22,7 @@ use crate::dm::{self, Control, TableLine, Target};
 use crate::error::{Error, Result};
 use crate::key::{self, Key, KeySerial};
 use crate::paths::under;
-use crate::plan::Identity;
+use crate::header::Identity;
 use crate::units::{Bytes, DevNo};
 
 /// Everything setup may do to the machine, and the kernel state it may ask about.

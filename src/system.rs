@@ -20,9 +20,9 @@ use crate::dirfd::Dir;
 use crate::disk::{mount_holding, parse_mountinfo, DirState, Mount};
 use crate::dm::{self, Control, TableLine, Target};
 use crate::error::{Error, Result};
+use crate::header::Identity;
 use crate::key::{self, Key, KeySerial};
 use crate::paths::under;
-use crate::header::Identity;
 use crate::units::{Bytes, DevNo};
 
 /// Everything setup may do to the machine, and the kernel state it may ask about.

@@ -20,10 +20,10 @@ for root, _, files in os.walk(src):
             mods[rel] = open(p, encoding="utf-8").read().split("\n")
 
 def non_test(name, lines):
-    if name.endswith("_tests") or name in ("testutil", "fake") or name.startswith("fuzzing"):
+    if name.endswith("_tests") or name.split("::")[-1] in ("tests", "testutil", "fake") or name.startswith("fuzzing"):
         return []
     for i, l in enumerate(lines[:-1]):
-        if l.startswith("#[cfg(test)]") and re.match(r"(pub(\(crate\))? )?mod ", lines[i + 1]):
+        if l.startswith("#[cfg(test)]") and any(re.match(r"(pub(\(crate\))? )?mod ", n) for n in lines[i + 1 : i + 4]):
             return lines[:i]
     return lines
 

@@ -300,3 +300,31 @@ fn links_lead_somewhere() {
     }
     assert!(checked > 10, "only {checked} links found");
 }
+
+/// Every `ephemcrypt COMMAND --option ...` the README and docs/ show (in prose or in code) uses
+/// options the parser takes.
+#[test]
+fn command_lines_in_the_docs_use_options_the_parser_takes() {
+    let mut seen = 0;
+    for (path, text) in documents() {
+        for (n, line) in text.lines().enumerate() {
+            for part in line.split("ephemcrypt ").skip(1) {
+                let Some(command) = part.split_whitespace().next() else { continue };
+                if !COMMANDS.contains(&command) {
+                    continue;
+                }
+                // The command line ends where the code span, a comment, a pipe or a redirection does.
+                let words = part.split(['`', '#', '|', '>', ';', ')']).next().unwrap_or("");
+                for option in option_words(words) {
+                    assert!(
+                        OPTIONS.contains(&option.as_str()),
+                        "{path}:{}: 'ephemcrypt {command} ... {option}': no such option",
+                        n + 1
+                    );
+                    seen += 1;
+                }
+            }
+        }
+    }
+    assert!(seen > 5, "only {seen} options found on command lines in the docs");
+}

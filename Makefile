@@ -173,7 +173,7 @@ plan-demo:
 # in multi-user.target.wants: it must run wherever ephemcrypt is installed, setup or no setup, to
 # report a boot where setup did not run; `systemctl mask ephemcrypt-check.service` turns it off; the
 # metrics service and timer, not enabled), the man pages and an example configuration. The boot
-# hooks are not enabled: see the README for each distribution (the packages of `make deb` and
+# hooks are not enabled: see docs/install.md for each distribution (the packages of `make deb` and
 # `make rpm` enable them).
 PREFIX      ?= /usr
 DESTDIR     ?=

@@ -49,7 +49,8 @@ usage:
   ephemcrypt needs [--host DIR] [--config FILE]
       The programs setup will run with this configuration, one per line (for image builders:
       the dracut and mkinitcpio hooks fail the build when one is missing).
-  ephemcrypt --help | --version
+  ephemcrypt help | -h | --help
+  ephemcrypt -V | --version
 
 options:
   --host DIR       read the machine from DIR instead of / (DIR/proc, DIR/sys, DIR/dev, DIR/etc)
@@ -64,6 +65,32 @@ exit codes: 0 done (also: nothing to do, disabled, or a failure the on-failure p
             because setup failed); 2 usage or configuration error (plan); 3 status and check:
             setup did not run in this boot
 ";
+
+/// Every command the parser takes: the one list [`parse`] checks the first word against, and
+/// tests/docs.rs checks `--help` and ephemcrypt(8) against (each must show all of them, and no other).
+pub const COMMANDS: &[&str] = &["plan", "setup", "status", "check", "recover", "needs", "skeleton", "help"];
+
+/// Every option the parser takes, with any command: a word not listed is unknown to [`parse`];
+/// tests/docs.rs checks `--help` and ephemcrypt(8) against this list as against [`COMMANDS`].
+pub const OPTIONS: &[&str] = &[
+    "--host",
+    "--config",
+    "--newroot",
+    "--json",
+    "-v",
+    "--verbose",
+    "-h",
+    "--help",
+    "-V",
+    "--version",
+    "--format",
+    "--output",
+    "--identity",
+    "--mount",
+    "--disks",
+    "--print-commands",
+    "--died",
+];
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +153,13 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
                 _ => Err(Error::Usage("skeleton takes FROM and TO, two directories".into())),
             }
         }
+        Some(s) if !COMMANDS.contains(&s) => {
+            return Err(Error::Usage(format!(
+                "unknown command '{}'; commands: {}; try 'ephemcrypt --help'",
+                escape(s),
+                COMMANDS.join(", ")
+            )))
+        }
         Some(s) => s.to_string(),
     };
     let mut common = Common::default();
@@ -140,6 +174,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (arg.as_str(), None),
         };
+        if !OPTIONS.contains(&flag) {
+            return Err(Error::Usage(format!("unknown option '{}' for '{sub}'; try 'ephemcrypt --help'", escape(arg))));
+        }
         match flag {
             "--host" => common.host = PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?),
             "--config" => common.config = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
@@ -218,9 +255,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             }
             Ok(Command::Recover(common, recover))
         }
-        _ => Err(Error::Usage(format!(
-            "unknown command '{sub}'; commands: plan, setup, status, check, recover, needs; try 'ephemcrypt --help'"
-        ))),
+        _ => Err(Error::Usage(format!("'{sub}' is listed in COMMANDS but not parsed"))),
     }
 }
 
@@ -388,4 +423,52 @@ fn status(c: &Common) -> Result<(String, u8)> {
     let status = status?;
     let out = if c.json { status.to_json().pretty() } else { status.render() };
     Ok((out, if status.mapping_gone() { 1 } else { 0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse, COMMANDS, OPTIONS};
+
+    fn message(args: &[&str]) -> String {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        match parse(&args) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Each listed command and option is one `parse` handles: none is listed and then refused as
+    /// unknown.
+    #[test]
+    fn every_listed_command_and_option_is_parsed() {
+        for c in COMMANDS {
+            let m = message(&[c]);
+            assert!(!m.contains("unknown command") && !m.contains("not parsed"), "{c}: {m}");
+        }
+        for o in OPTIONS {
+            let handled = std::iter::once(message(&[o]))
+                .chain(COMMANDS.iter().map(|c| message(&[c, o, "x"])))
+                .any(|m| !m.contains("unknown option") && !m.contains("unknown command"));
+            assert!(handled, "{o} is in OPTIONS but no command takes it");
+        }
+        assert!(message(&["plan", "--bogus"]).contains("unknown option '--bogus'"));
+        assert!(message(&["bogus"]).contains("unknown command 'bogus'"));
+    }
+
+    /// Every option the parser's code names is in OPTIONS: a new `match` arm without its entry
+    /// would never be reached, and tests/docs.rs would not ask for its documentation.
+    #[test]
+    fn the_parser_names_no_option_outside_the_table() {
+        let code = include_str!("cli.rs");
+        let code = code.split("#[cfg(test)]").next().unwrap_or(code);
+        let code = code.split("/// What the command line asks for.").nth(1).unwrap_or(code);
+        for lit in code.split('"').skip(1).step_by(2) {
+            let name = lit.trim_start_matches('-');
+            let flag =
+                lit.starts_with('-') && !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if flag {
+                assert!(OPTIONS.contains(&lit), "src/cli.rs names \"{lit}\", which OPTIONS lacks");
+            }
+        }
+    }
 }

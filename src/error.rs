@@ -135,7 +135,7 @@ impl fmt::Display for Error {
                 "ephemcrypt did not run in this boot's initramfs ({path} is missing), so the ephemeral disks \
                  are not encrypted and /var/log, /tmp and /var/tmp are on the root disk. Likely causes: the \
                  machine booted without an initramfs (Ubuntu cloud images boot initrd-less while \
-                 GRUB_FORCE_PARTUUID is set: see the README), ephemcrypt is not in the image (install its \
+                 GRUB_FORCE_PARTUUID is set: see docs/install.md), ephemcrypt is not in the image (install its \
                  hook, then update-initramfs -u, dracut -f or mkinitcpio -P), or the image was not rebuilt \
                  after ephemcrypt was installed or upgraded",
                 path = line(path)

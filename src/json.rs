@@ -1,5 +1,5 @@
 //! A small JSON writer (and, for `status`, a reader): the two documents ephemcrypt writes are
-//! flat and known, so a 100-line module replaces serde and its size in the initramfs. Numbers are
+//! flat and known, so a module of its own replaces serde and its size in the initramfs. Numbers are
 //! whole and non-negative (sizes, sectors, milliseconds): no floating point, whose formatting and
 //! parsing would add ~12 KiB to the binary.
 

@@ -73,7 +73,7 @@ else
 	die "neither update-initramfs nor dracut is installed: nothing would put ephemcrypt into the initramfs"
 fi
 
-# Ubuntu's cloud kernels boot without their initramfs unless told otherwise (README, Debian, Ubuntu).
+# Ubuntu's cloud kernels boot without their initramfs unless told otherwise (docs/install.md, Debian, Ubuntu).
 if [ -e /etc/default/grub.d/40-force-partuuid.cfg ]; then
 	echo 'GRUB_FORCE_PARTUUID=' >/etc/default/grub.d/99-ephemcrypt-initrd.cfg
 	update-grub

@@ -10,7 +10,7 @@ use crate::escape::escape;
 use crate::host::Host;
 use crate::progress::Death;
 use crate::status::SetupResult;
-use crate::system::LinuxSystem;
+use crate::system::{LinuxSystem, System};
 
 pub(crate) const USAGE: &str = "\
 ephemcrypt: encrypt ephemeral disks at boot with a key nobody keeps
@@ -295,7 +295,7 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
         }
         Command::Setup(c, newroot) => return setup(c, newroot),
         Command::AfterDeath(c, newroot, how) => return after_death(c, newroot, *how),
-        Command::Skeleton(from, to) => crate::system::copy_skeleton(from, to)?,
+        Command::Skeleton(from, to) => LinuxSystem::new("/").copy_skeleton(from, to)?,
         Command::Needs(c) => {
             // The image's configuration file only: the build host's kernel command line is not
             // the booted machine's.

@@ -112,9 +112,11 @@ fn order_of_operations_two_disks_with_swap() {
     assert_eq!(written.mappings[1].dev, DevNo { major: 253, minor: 1 });
     assert_eq!(
         written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..3],
-        ["read 2 disks, probe 2", "read dm-crypt version 1.27.0", "header on /dev/nvme1n1 (member 1 of 2)"]
+        ["read 2 disks, probe 2", "kernel: dm-crypt 1.27.0, names checked", "header on /dev/nvme1n1 (member 1 of 2)"]
     );
     assert_eq!(written.disks.len(), 2);
+    // The kernel phase is the only place modules are loaded, before the one planning call.
+    assert_eq!(fake.modules, ["dm_mod", "dm_crypt"]);
 }
 
 /// Nothing outside `System` reads the clock, the pid or the environment: two runs on the same
@@ -489,6 +491,7 @@ fn no_disk_is_absent_and_touches_nothing() {
     let o = run(&mut fake, &tree);
     assert_eq!(o.result, SetupResult::Absent);
     assert_eq!(fake.calls, ["write_status"], "not even dm-crypt's version is asked for");
+    assert!(fake.modules.is_empty(), "no module is loaded: {:?}", fake.modules);
     assert!(fake.tmpfs.is_empty());
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct Fake {
     /// How many more removes of a mapping fail with EBUSY (udev probing it).
     pub(crate) busy: BTreeMap<String, u32>,
     pub(crate) crypt_version: Option<[u32; 3]>,
+    /// Modules loaded (load_modules cannot fail: not one of the numbered calls).
+    pub(crate) modules: Vec<String>,
     pub(crate) next_minor: u32,
     pub(crate) mappings: BTreeMap<String, DevNo>,
     pub(crate) live: BTreeSet<String>,
@@ -133,6 +135,9 @@ impl Fake {
 }
 
 impl System for Fake {
+    fn load_modules(&mut self, modules: &[&str]) {
+        self.modules.extend(modules.iter().map(|m| m.to_string()));
+    }
     fn crypt_version(&mut self) -> Result<[u32; 3]> {
         self.call("crypt_version".into())?;
         self.crypt_version.ok_or(Error::NoCryptTarget)
@@ -328,6 +333,9 @@ impl System for Fake {
         let i = self.mounts.iter().rposition(|m| m == target).expect("unmount of something mounted");
         self.mounts.remove(i);
         Ok(())
+    }
+    fn write_output(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.call(format!("write_output {} ({} bytes)", path.display(), text.len()))
     }
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.call(format!("copy_skeleton {} {}", from.display(), to.display()))

@@ -364,6 +364,9 @@ pub(crate) fn plan(found: &Found, mount: Option<&Path>) -> Result<Vec<Step>> {
 /// Open the volume read-only: take `steps` (from [`plan`]) through setup's interpreter with the
 /// escrowed key. Returns what to tell the operator. On a failure, what was made is removed.
 pub(crate) fn open<S: System>(found: &Found, steps: &[Step], key: Key, sys: &mut S) -> Result<String> {
+    // As the --print-commands script does (`modprobe -a dm_mod dm_crypt`): a real root whose boot
+    // was held did not load them.
+    sys.load_modules(&crate::plan::DM_MODULES);
     crate::execute::interpret(steps, sys, key)?;
     let mappings: Vec<&str> =
         steps.iter().filter_map(|s| if let Step::Mapping(m) = s { Some(m.name.as_str()) } else { None }).collect();

@@ -12,10 +12,9 @@ use crate::error::{Error, Result};
 use crate::execute::execute;
 use crate::host::Host;
 use crate::paths::{under, STATUS_PATH};
-use crate::plan::{self, assess, Caps, Facts, Live, Plan, State};
+use crate::plan::{self, Caps, Facts, Live, Plan, State};
 use crate::progress::Death;
 use crate::status::{SetupResult, Status, StatusError, Timing};
-use crate::step::Step;
 use crate::system::System;
 
 /// The largest status file `ephemcrypt status` reads: ours are a few KiB.
@@ -257,18 +256,18 @@ fn observe_and_plan<S: System>(
     let mut timings = Vec::new();
     // A second run in the same boot: the volume is live and its disks are now held by it.
     let live = if config.enabled { live(config, &root, sys) } else { None };
+    // FIPS mode decides which ciphers the kernel runs: a file under the host root, read always.
+    let caps = Caps { fips: host.fips_enabled()?, ..Caps::ASSUMED };
+    let mut facts = Facts { disks: Vec::new(), caps, newroot: root, live, identity: None, taken: Vec::new() };
     let start = sys.now_ms();
-    let disks = loop {
+    loop {
         let t = sys.now_ms();
-        let disks = discover(host, config)?;
+        facts.disks = discover(host, config)?;
         let read_ms = sys.now_ms().saturating_sub(t);
-        let assessed = assess(config, &disks);
-        let eligible = assessed.iter().filter(|a| a.verdict.is_use()).count();
         let waited = sys.now_ms().saturating_sub(start);
-        // Too few disks yet, or an exclusion whose link udev has not made yet: wait for either.
-        let unchecked = plan::unchecked(&assessed).is_some();
-        let short = config.enabled && live.is_none() && (eligible < config.expect as usize || unchecked);
-        if setup && short && waited < u64::from(config.wait_secs) * 1000 {
+        // The plan's own early decision says whether to wait: too few disks yet, or an exclusion
+        // whose link udev has not made yet.
+        if setup && plan::waits_for_disks(config, &facts) && waited < u64::from(config.wait_secs) * 1000 {
             sys.sleep_ms(POLL_MS);
             continue;
         }
@@ -276,55 +275,41 @@ fn observe_and_plan<S: System>(
             timings.push(Timing { step: "wait for disks".into(), ms: waited });
         }
         // What reading sysfs and probing the candidates cost (the last time round).
-        let probed = disks.iter().filter(|d| !matches!(d.probe, crate::disk::Probe::NotProbed)).count();
-        timings.push(Timing { step: format!("read {} disks, probe {probed}", disks.len()), ms: read_ms });
-        break disks;
-    };
-    // Ask the kernel what its crypt target can do only when there is work: loading dm-crypt on
-    // every machine without local disks would be waste.
-    let eligible = assess(config, &disks).iter().filter(|a| a.verdict.is_use()).count();
-    let held = config.hold || root.hold;
-    let work = config.enabled && live.is_none() && !held && eligible > 0 && eligible >= config.expect as usize;
-    let caps = if work {
+        let probed = facts.disks.iter().filter(|d| !matches!(d.probe, crate::disk::Probe::NotProbed)).count();
+        timings.push(Timing { step: format!("read {} disks, probe {probed}", facts.disks.len()), ms: read_ms });
+        break;
+    }
+    // The kernel phase (plan::KERNEL_PHASE), only when a volume is wanted: loading dm-crypt on
+    // every machine without local disks would be waste. `plan` changes nothing: it reads the
+    // crypt target's version where it is loaded already, and shows the volume as new.
+    if plan::wants_volume(config, &facts) {
         let t = sys.now_ms();
-        match sys.crypt_version() {
-            Ok(v) => {
-                let ms = sys.now_ms().saturating_sub(t);
-                timings.push(Timing { step: format!("read dm-crypt version {}.{}.{}", v[0], v[1], v[2]), ms });
-                Caps { crypt: Some(v), ..Caps::ASSUMED }
-            }
-            // `plan` shows what a current kernel would get; setup cannot go on.
+        if setup {
+            sys.load_modules(&plan::DM_MODULES);
+        }
+        let version = match sys.crypt_version() {
+            Ok(v) => Some(v),
+            // Setup cannot go on without it; `plan` shows what a current kernel would get.
             Err(e) if setup => return Err(e),
             Err(e) => {
                 log::debug!("kernel features not read: {e}");
-                Caps::ASSUMED
+                None
             }
+        };
+        facts.caps.crypt = version;
+        if setup {
+            facts.identity = Some(sys.identity()?);
         }
-    } else {
-        Caps::ASSUMED
-    };
-    // FIPS mode decides which ciphers the kernel runs: a file under the host root, read always.
-    let caps = Caps { fips: host.fips_enabled()?, ..caps };
-    let mut facts = Facts { disks, caps, newroot: root, live, identity: None, taken: Vec::new() };
-    let mut plan = plan::plan(config, &facts);
-    // The new volume's id and time go into its headers: drawn when the plan makes a volume (not
-    // by a predicate that repeats the plan's), then planned with it; `plan` shows it as new.
-    if setup && matches!(plan.state, State::Ready(_)) {
-        facts.identity = Some(sys.identity()?);
-        plan = plan::plan(config, &facts);
-    }
-    // The names the volume's mappings would take must be free: a leftover of an interrupted
-    // setup, or another program's mapping, stops the plan before any header is written.
-    facts.taken = plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Mapping(m) => sys.dm_dev(&m.name).ok().flatten().map(|dev| (m.name.clone(), dev)),
-            _ => None,
-        })
-        .collect();
-    if facts.taken.is_empty() {
-        return Ok((plan, timings));
+        facts.taken = plan::MappingNames::of(config)
+            .all()
+            .into_iter()
+            .filter_map(|name| sys.dm_dev(&name).ok().flatten().map(|dev| (name, dev)))
+            .collect();
+        let step = match version {
+            Some(v) => format!("kernel: dm-crypt {}.{}.{}, names checked", v[0], v[1], v[2]),
+            None => "kernel: features assumed, names checked".to_string(),
+        };
+        timings.push(Timing { step, ms: sys.now_ms().saturating_sub(t) });
     }
     Ok((plan::plan(config, &facts), timings))
 }

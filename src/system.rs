@@ -27,7 +27,11 @@ use crate::units::{Bytes, DevNo};
 
 /// Everything setup may do to the machine, and the kernel state it may ask about.
 pub(crate) trait System {
-    /// The loaded dm-crypt target's version, loading the module if needed.
+    /// Load kernel modules (modprobe; a built-in module needs nothing). Failures are left to the
+    /// operation that needs the module. Only here: no other method loads a module behind the
+    /// plan's back (the crypt step's crypto API check loads the algorithms it checks).
+    fn load_modules(&mut self, modules: &[&str]);
+    /// The loaded dm-crypt target's version ([`Error::NoCryptTarget`] when it is not loaded).
     fn crypt_version(&mut self) -> Result<[u32; 3]>;
     /// The device number of a live mapping, `None` if there is no such mapping.
     fn dm_dev(&mut self, name: &str) -> Result<Option<DevNo>>;
@@ -81,6 +85,10 @@ pub(crate) trait System {
     /// Recreate the directory tree under `from` (directories only: owner, mode, ACLs, security
     /// labels) under `to`.
     fn copy_skeleton(&mut self, from: &Path, to: &Path) -> Result<()>;
+    /// Write a file the operator named (`status --output FILE`; a path on this machine, not under
+    /// the host root). Allowed to an observer: it is the command's output, not a change to the
+    /// machine it looks at.
+    fn write_output(&mut self, path: &Path, text: &str) -> Result<()>;
     /// Read a text file of the new root (a path on this machine); `None` where it is missing.
     fn read_text(&mut self, path: &Path) -> Result<Option<String>>;
     /// What a symbolic link says (not resolved); `None` where `path` is not a link.
@@ -132,13 +140,6 @@ impl LinuxSystem {
         LinuxSystem { changes: false, ..LinuxSystem::new(root) }
     }
 
-    /// Write a file the operator named (`status --output FILE`; a path on this machine, not under
-    /// the host root): through [`Dir`], as every file ephemcrypt writes. Allowed to an observer:
-    /// it is the command's output, not a change to the machine it looks at.
-    pub(crate) fn write_output(&self, path: &Path, text: &str) -> Result<()> {
-        write_atomic(path, text, 0o644)
-    }
-
     /// Remove the file at host path `p`, through its directory (one already gone is fine).
     fn remove_file(&self, p: &Path) -> Result<()> {
         let path = self.path(p);
@@ -170,9 +171,8 @@ impl LinuxSystem {
         if self.control.is_none() {
             let path = self.path("/dev/mapper/control");
             if !path.exists() && self.changes {
-                // Loading dm_mod makes devtmpfs create the node; make it from sysfs only where
-                // nothing did (no devtmpfs), and accept one that appears meanwhile.
-                self.modprobe("dm_mod");
+                // devtmpfs makes the node when dm_mod loads (load_modules); make it from sysfs only
+                // where nothing did (no devtmpfs), and accept one that appears meanwhile.
                 let misc = self.path("/sys/class/misc/device-mapper/dev");
                 match fs::read_to_string(&misc).ok().and_then(|t| DevNo::parse(&t)) {
                     Some(dev) if !path.exists() => match self.mknod(&path, SFlag::S_IFCHR, dev) {
@@ -182,16 +182,7 @@ impl LinuxSystem {
                     _ => {}
                 }
             }
-            let control = match Control::open(&path) {
-                // A static node without its driver (a real root whose boot did not load dm_mod,
-                // e.g. `recover` on a held boot): load it and open again.
-                Err(e) if e.errno_value() == Some(libc::ENODEV) && self.changes => {
-                    self.modprobe("dm_mod");
-                    Control::open(&path)?
-                }
-                r => r?,
-            };
-            self.control = Some(control);
+            self.control = Some(Control::open(&path)?);
         }
         self.control.as_ref().ok_or(Error::Internal("the control device is opened above"))
     }
@@ -284,16 +275,18 @@ fn mount_flags(options: &[String]) -> (MsFlags, Vec<&str>) {
 }
 
 impl System for LinuxSystem {
+    fn load_modules(&mut self, modules: &[&str]) {
+        for m in modules {
+            self.modprobe(m);
+        }
+    }
+
     fn crypt_version(&mut self) -> Result<[u32; 3]> {
         let find = |c: &Control| -> Result<Option<[u32; 3]>> {
             Ok(c.target_versions()?.into_iter().find(|t| t.name == "crypt").map(|t| t.version))
         };
-        if let Some(v) = find(self.control()?)? {
-            return Ok(v);
-        }
-        // The crypt target registers when its module loads; the kernel would load it on the
-        // first table load, but we need its version before that.
-        self.modprobe("dm_crypt");
+        // The crypt target registers when its module loads (load_modules): the kernel would load
+        // it on the first table load, but its version is needed before that.
         find(self.control()?)?.ok_or(Error::NoCryptTarget)
     }
 
@@ -545,6 +538,11 @@ impl System for LinuxSystem {
         copy_skeleton(from, to)
     }
 
+    /// Through [`Dir`], as every file ephemcrypt writes.
+    fn write_output(&mut self, path: &Path, text: &str) -> Result<()> {
+        write_atomic(path, text, 0o644)
+    }
+
     fn read_text(&mut self, path: &Path) -> Result<Option<String>> {
         match fs::read(path) {
             Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
@@ -637,7 +635,7 @@ impl System for LinuxSystem {
 
 /// The directories of `from` copied to `to`, whose parents are made where missing (e.g.
 /// <volume>/var for /var/log: on the new file system, gone with it).
-pub(crate) fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
+fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         let missing: Vec<&Path> = parent.ancestors().take_while(|d| !d.is_dir()).collect();
         for dir in missing.into_iter().rev() {

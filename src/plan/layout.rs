@@ -1,7 +1,7 @@
 //! PURE: the volume's layout: the disks striped or used alone, the crypt mapping over them, the swap
 //! and data slices, and the checks that the configuration and the disks allow it.
 
-use super::{exposed, Caps, PlanError};
+use super::{exposed, Caps, MappingNames, PlanError};
 
 use std::path::PathBuf;
 
@@ -71,6 +71,13 @@ pub(crate) struct Volume {
 }
 
 impl Volume {
+    /// The names of the mappings this volume makes, bottom up.
+    pub(crate) fn mapping_names(&self) -> Vec<&str> {
+        let stripe = self.stripe.as_ref().map(|s| s.name.as_str());
+        let slices = [&self.swap, &self.data].into_iter().flatten().map(|s| s.name.as_str());
+        stripe.into_iter().chain(std::iter::once(self.crypt.name.as_str())).chain(slices).collect()
+    }
+
     /// The dm name the file system (or nothing, for fs=none) goes on.
     pub(crate) fn data_name(&self) -> &str {
         self.data.as_ref().map_or(&self.crypt.name, |d| &d.name)
@@ -125,10 +132,9 @@ pub(super) fn volume(config: &Config, chosen: &[&Disk], caps: Caps, newroot: &Ne
             sector: sector_size,
         });
     }
-    let name = &config.name;
     let (stripe, len) = stripe(config, chosen)?;
     let crypt = Crypt {
-        name: name.clone(),
+        name: MappingNames::of(config).crypt,
         cipher: config.cipher.clone(),
         key_bits: config.key_bits,
         sector_size,
@@ -178,7 +184,7 @@ pub(super) fn stripe(config: &Config, chosen: &[&Disk]) -> Result<(Option<Stripe
         return Err(PlanError::SmallerThanChunk { smallest: smallest.bytes(), chunk: config.chunk });
     }
     let len = Sectors(per_disk.0 * chosen.len() as u64);
-    Ok((Some(Stripe { name: format!("{}-stripe", config.name), chunk, per_disk, len }), len))
+    Ok((Some(Stripe { name: MappingNames::of(config).stripe, chunk, per_disk, len }), len))
 }
 
 /// dm-crypt's optional arguments, in the order the kernel prints them (`dmsetup table`).
@@ -229,10 +235,10 @@ pub(super) fn slices(config: &Config, len: Sectors) -> Result<(Option<Slice>, Op
     if swap_len.0 == 0 {
         return Ok((None, None));
     }
-    let name = &config.name;
+    let names = MappingNames::of(config);
     Ok((
-        Some(Slice { name: format!("{name}-swap"), start: Sectors(0), len: swap_len }),
-        Some(Slice { name: format!("{name}-data"), start: swap_len, len: room }),
+        Some(Slice { name: names.swap, start: Sectors(0), len: swap_len }),
+        Some(Slice { name: names.data, start: swap_len, len: room }),
     ))
 }
 

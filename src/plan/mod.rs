@@ -313,34 +313,19 @@ pub(crate) fn unchecked(disks: &[Assessed]) -> Option<Vec<String>> {
 
 /// Decide everything. Pure: same inputs, same plan.
 pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
-    let mut disks = assess(config, &facts.disks);
-    // A header lists at most 64 members: the rest (last in serial order) wait for another machine.
-    for a in disks.iter_mut().filter(|a| a.verdict.is_use()).skip(header::MAX_MEMBERS) {
-        a.verdict =
-            Verdict::Refuse(vec![Refusal::NotTaken(format!("a volume has at most {} disks", header::MAX_MEMBERS))]);
-    }
+    let mut disks = assessed(config, facts);
     let chosen: Vec<&Disk> = disks.iter().filter(|a| a.verdict.is_use()).map(|a| &a.disk).collect();
-    let state = if !config.enabled {
-        State::Disabled
-    } else if let Some(live) = &facts.live {
-        if live.targets == ["crypt"] {
-            State::Live(Box::new(live.clone()))
-        } else {
-            State::Invalid(PlanError::ForeignMapping { name: config.name.clone(), targets: live.targets.clone() })
+    let state = early_state(config, facts, &disks).unwrap_or_else(|| {
+        match volume(config, &chosen, facts.caps, &facts.newroot) {
+            Err(e) => State::Invalid(e),
+            // A name the volume's mappings take is held by another mapping: a leftover of an
+            // interrupted setup, or another program's. Nothing is written.
+            Ok(v) => match facts.taken.iter().find(|(name, _)| v.mapping_names().contains(&name.as_str())) {
+                Some((name, dev)) => State::Invalid(PlanError::NameTaken { name: name.clone(), dev: *dev }),
+                None => State::Ready(Box::new(v)),
+            },
         }
-    } else if let Some(by) = held_by(config, &facts.newroot) {
-        State::Held { by, volumes: held_volumes(&disks) }
-    } else if let Some(excludes) = unchecked(&disks) {
-        State::Invalid(PlanError::ExcludeUnchecked { excludes })
-    } else if chosen.len() < config.expect as usize {
-        State::TooFew { found: chosen.len(), expected: config.expect }
-    } else if chosen.is_empty() {
-        State::Absent
-    } else if let Some((name, dev)) = facts.taken.first() {
-        State::Invalid(PlanError::NameTaken { name: name.clone(), dev: *dev })
-    } else {
-        volume(config, &chosen, facts.caps, &facts.newroot).map_or_else(State::Invalid, |v| State::Ready(Box::new(v)))
-    };
+    });
     if !matches!(state, State::Ready(_)) {
         // A disk is "use" only when setup takes it.
         let why = not_taken(&state);
@@ -380,6 +365,91 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         newroot_read: newroot.read,
         newroot_systemd: newroot.systemd,
         steps,
+    }
+}
+
+/// Each disk's verdict; a header lists at most 64 members: the rest (last in serial order) wait
+/// for another machine.
+fn assessed(config: &Config, facts: &Facts) -> Vec<Assessed> {
+    let mut disks = assess(config, &facts.disks);
+    for a in disks.iter_mut().filter(|a| a.verdict.is_use()).skip(header::MAX_MEMBERS) {
+        a.verdict =
+            Verdict::Refuse(vec![Refusal::NotTaken(format!("a volume has at most {} disks", header::MAX_MEMBERS))]);
+    }
+    disks
+}
+
+/// The state when it is decided before the kernel is asked anything (in this order: disabled,
+/// a live volume, held, an exclusion not checkable yet, too few disks, none); `None` when a
+/// volume is wanted and the kernel's facts ([`KERNEL_PHASE`]) decide the rest.
+fn early_state(config: &Config, facts: &Facts, disks: &[Assessed]) -> Option<State> {
+    let chosen = disks.iter().filter(|a| a.verdict.is_use()).count();
+    Some(if !config.enabled {
+        State::Disabled
+    } else if let Some(live) = &facts.live {
+        if live.targets == ["crypt"] {
+            State::Live(Box::new(live.clone()))
+        } else {
+            State::Invalid(PlanError::ForeignMapping { name: config.name.clone(), targets: live.targets.clone() })
+        }
+    } else if let Some(by) = held_by(config, &facts.newroot) {
+        State::Held { by, volumes: held_volumes(disks) }
+    } else if let Some(excludes) = unchecked(disks) {
+        State::Invalid(PlanError::ExcludeUnchecked { excludes })
+    } else if chosen < config.expect as usize {
+        State::TooFew { found: chosen, expected: config.expect }
+    } else if chosen == 0 {
+        State::Absent
+    } else {
+        return None;
+    })
+}
+
+/// What setup asks the kernel, in one phase between reading the disks and planning, when a volume
+/// is wanted ([`wants_volume`]); `plan` names it and the status times it.
+pub(crate) const KERNEL_PHASE: &str =
+    "load dm_mod and dm_crypt, read the crypt target's version, draw the volume id, check the mapping names are free";
+
+/// The modules the kernel phase loads: device-mapper and its crypt target, whose version decides
+/// the table's flags.
+pub(crate) const DM_MODULES: [&str; 2] = ["dm_mod", "dm_crypt"];
+
+/// A volume is wanted: nothing decided before the kernel phase stops it.
+pub(crate) fn wants_volume(config: &Config, facts: &Facts) -> bool {
+    early_state(config, facts, &assessed(config, facts)).is_none()
+}
+
+/// Setup waits for more disks: too few yet, or an exclusion whose link udev has not made yet.
+pub(crate) fn waits_for_disks(config: &Config, facts: &Facts) -> bool {
+    matches!(
+        early_state(config, facts, &assessed(config, facts)),
+        Some(State::TooFew { .. } | State::Invalid(PlanError::ExcludeUnchecked { .. }))
+    )
+}
+
+/// The names the volume's mappings take: `<name>-stripe` over several disks, `<name>` the crypt
+/// mapping, `<name>-swap` and `<name>-data` its slices when there is swap.
+pub(crate) struct MappingNames {
+    pub(crate) stripe: String,
+    pub(crate) crypt: String,
+    pub(crate) swap: String,
+    pub(crate) data: String,
+}
+
+impl MappingNames {
+    pub(crate) fn of(config: &Config) -> MappingNames {
+        let n = &config.name;
+        MappingNames {
+            stripe: format!("{n}-stripe"),
+            crypt: n.clone(),
+            swap: format!("{n}-swap"),
+            data: format!("{n}-data"),
+        }
+    }
+
+    /// All of them (the kernel phase asks which are taken).
+    pub(crate) fn all(self) -> [String; 4] {
+        [self.stripe, self.crypt, self.swap, self.data]
     }
 }
 

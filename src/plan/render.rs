@@ -190,8 +190,13 @@ impl fmt::Display for Plan {
                 )?;
             }
         }
-        if self.caps.crypt.is_none() && self.volume().is_some() {
-            writeln!(f, "(kernel features assumed: setup reads them from the running kernel)")?;
+        if self.volume().is_some() {
+            // What setup asked the kernel before this plan (plan::KERNEL_PHASE).
+            writeln!(f, "kernel phase, before planning: {}", super::KERNEL_PHASE)?;
+            match self.caps.crypt {
+                Some([a, b, c]) => writeln!(f, "(dm-crypt {a}.{b}.{c}, read from the running kernel)")?,
+                None => writeln!(f, "(kernel features assumed: setup reads them from the running kernel)")?,
+            }
         }
         if !self.newroot_read && !self.steps.is_empty() {
             writeln!(f, "(new root not read: its directories are taken to be present; see --newroot)")?;

@@ -72,12 +72,15 @@ deps:
 test: deps
 	$(MAKE) --no-print-directory lint unit fuzz-short check-static packages vm-test bench-smoke
 
+# tests/lint-shell.sh: shellcheck over every shell file (by name and by shebang); fails when
+# shellcheck is not installed (tests/install-deps.sh installs it).
 lint: toolchain
 	$(CARGO) fmt --all -- --check
 	@if command -v mandoc >/dev/null; then mandoc -Tlint -W warning doc/ephemcrypt.8 doc/ephemcrypt.conf.5; \
 	else echo "SKIPPED: mandoc -Tlint of doc/ (mandoc is not installed)"; fi
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --lib --features fault-injection -- -D warnings
+	bash tests/lint-shell.sh
 
 # Tests that need a kernel feature a machine may lack are #[ignore]d and run here where it is there;
 # elsewhere they are reported as skipped, with the reason.

@@ -72,6 +72,9 @@ deps:
 test: deps
 	$(MAKE) --no-print-directory lint unit fuzz-short check-static packages vm-test bench-smoke
 
+# The fuzz glue (src/fuzzing.rs, compiled only under cfg(fuzzing), which cargo fuzz sets) and the
+# fuzz targets (fuzz/, a workspace of its own) get clippy too, each build in a target directory of
+# its own so that the ordinary one is not rebuilt; the fuzz crate's check builds libFuzzer (g++).
 # tests/lint-shell.sh: shellcheck over every shell file (by name and by shebang); fails when
 # shellcheck is not installed (tests/install-deps.sh installs it).
 lint: toolchain
@@ -80,6 +83,8 @@ lint: toolchain
 	else echo "SKIPPED: mandoc -Tlint of doc/ (mandoc is not installed)"; fi
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --lib --features fault-injection -- -D warnings
+	RUSTFLAGS='--cfg fuzzing' $(CARGO) clippy --locked --all-targets --target-dir target/clippy-fuzzing -- -D warnings
+	cd fuzz && RUSTFLAGS='--cfg fuzzing' $(CARGO) clippy --locked --bins --target-dir target/clippy -- -D warnings
 	bash tests/lint-shell.sh
 
 # Tests that need a kernel feature a machine may lack are #[ignore]d and run here where it is there;

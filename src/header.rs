@@ -57,7 +57,7 @@ pub(crate) const VERSION: u32 = 1;
 pub(crate) const SIZE: usize = 4096;
 /// [`SIZE`] as the header's own size field holds it.
 #[allow(clippy::cast_possible_truncation)] // 4096 fits u32
-const SIZE_FIELD: u32 = SIZE as u32;
+pub(crate) const SIZE_FIELD: u32 = SIZE as u32;
 /// The reserved area at the start of each member disk: header and escrow room.
 pub(crate) const RESERVED: Sectors = Sectors(2048);
 /// The most members a header lists.

@@ -27,7 +27,7 @@ for t in age_header bech32 openssh_key; do
 done
 # seed TARGET NAME MODE-BYTE(hex, or '' for none) FILE
 seed() {
-  { [ -z "$3" ] || printf "\\x$3"; cat "$4"; } >"seeds/$1/$2"
+  { [ -z "$3" ] || printf '%b' "\\x$3"; cat "$4"; } >"seeds/$1/$2"
 }
 
 # age_header, mode 0: files as the stock age writes them.
@@ -47,13 +47,13 @@ tail -c 96 "$work/x25519.age" >"$work/payload"
 seed age_header payload 01 "$work/payload"
 # mode 2: a plaintext, to the age recipient (00), the ssh one (01) or both (02).
 for w in 00 01 02; do
-  { printf "\\x$w"; cat "$work/key"; } >"$work/plain-$w"
+  { printf '%b' "\\x$w"; cat "$work/key"; } >"$work/plain-$w"
   seed age_header "plaintext-to-$w" 02 "$work/plain-$w"
 done
 
 # bech32: recipients, identity files, Bech32 and base64 strings.
 printf '%s' "$AGE_R" >"$work/r"; seed bech32 recipient '' "$work/r"
-printf '%s' "$OTHER_R" | tr a-z A-Z >"$work/r"; seed bech32 recipient-upper '' "$work/r"
+printf '%s' "$OTHER_R" | tr '[:lower:]' '[:upper:]' >"$work/r"; seed bech32 recipient-upper '' "$work/r"
 seed bech32 identity-file '' "$work/other.txt"
 grep AGE-SECRET "$work/other.txt" >"$work/r"; seed bech32 identity-line '' "$work/r"
 age-keygen 2>/dev/null >"$work/r"; age-keygen 2>/dev/null | grep AGE-SECRET >>"$work/r"; seed bech32 identities-two '' "$work/r"
@@ -69,5 +69,5 @@ seed openssh_key public-other 02 "$work/other_ssh.pub"
 cut -d' ' -f2 "$work/other_ssh.pub" | base64 -d >"$work/blob"; seed openssh_key public-other-blob 03 "$work/blob"
 seed openssh_key public-fixed 02 "$work/fixed.pub"
 for t in age_header bech32 openssh_key; do
-  echo "$t: $(ls "seeds/$t" | wc -l) seeds, $(cat seeds/"$t"/* | wc -c) bytes" >&2
+  echo "$t: $(find "seeds/$t" -maxdepth 1 -type f | wc -l) seeds, $(cat seeds/"$t"/* | wc -c) bytes" >&2
 done

@@ -634,7 +634,7 @@ pub(crate) fn base64_decode_secret(text: &str, pad: bool) -> Option<Zeroizing<Ve
     for chunk in body.chunks(4) {
         let mut n = 0u32;
         for (i, c) in chunk.iter().enumerate() {
-            let v = B64.iter().position(|b| b == c)? as u32;
+            let v = u32::try_from(B64.iter().position(|b| b == c)?).ok()?;
             n |= v << (18 - 6 * i);
         }
         let len = chunk.len() - 1;
@@ -683,7 +683,7 @@ pub(crate) fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> 
     // leaving copies of the secret in freed memory.
     let mut values = Zeroizing::new(Vec::with_capacity(data.len()));
     for c in data.bytes() {
-        values.push(BECH32.iter().position(|b| *b == c)? as u8);
+        values.push(u8::try_from(BECH32.iter().position(|b| *b == c)?).ok()?);
     }
     if bech32_polymod(hrp_expand(hrp).chain(values.iter().copied())) != 1 {
         return None;
@@ -695,7 +695,9 @@ pub(crate) fn bech32_decode(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> 
         bits += 5;
         if bits >= 8 {
             bits -= 8;
-            out.push((acc >> bits) as u8);
+            #[allow(clippy::cast_possible_truncation)] // the low 8 bits, on purpose: the next byte
+            let byte = (acc >> bits) as u8;
+            out.push(byte);
         }
     }
     if bits >= 5 || (acc & ((1 << bits) - 1)) != 0 {

@@ -201,7 +201,7 @@ const ED25519_SMALL_ORDER: [&str; 8] = [
 fn ssh_public(point: &[u8; 32]) -> String {
     let mut blob = Vec::new();
     for part in [&b"ssh-ed25519"[..], &point[..]] {
-        blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        blob.extend_from_slice(&u32::try_from(part.len()).unwrap().to_be_bytes());
         blob.extend_from_slice(part);
     }
     format!("ssh-ed25519 {} low", base64_encode(&blob, true))

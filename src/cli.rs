@@ -266,7 +266,7 @@ pub fn main(args: &[String], out: &mut dyn Write) -> u8 {
         Ok(code) => code,
         Err(e) => {
             log::error!("{e}");
-            e.exit_code() as u8
+            u8::try_from(e.exit_code()).unwrap_or(1)
         }
     }
 }

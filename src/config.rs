@@ -1067,7 +1067,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x % n as u64) as usize
+            usize::try_from(x % n as u64).unwrap()
         };
         for _ in 0..20_000 {
             let plen = next(8);

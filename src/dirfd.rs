@@ -112,7 +112,9 @@ impl Dir {
             // Before the RNG is seeded: unique enough with the pid and the clock; O_EXCL makes a
             // collision a retry, never a write through someone else's file.
             let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            r = (t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
+            #[allow(clippy::cast_possible_truncation)] // the clock's low 64 bits, on purpose
+            let nanos = t.as_nanos() as u64;
+            r = (nanos ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
         }
         let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
         OsString::from(format!(".ephemcrypt.{hex}.tmp"))

@@ -696,7 +696,7 @@ fn disk_image(data: &[u8]) {
         0..20 => (data.len() as u64, data, 0, &[][..]),
         _ => {
             let body = &data[20..];
-            let (head, tail) = body.split_at((le(&data[8..12]) as usize).min(body.len()));
+            let (head, tail) = body.split_at(usize::try_from(le(&data[8..12])).unwrap_or(usize::MAX).min(body.len()));
             (le(&data[..8]), head, le(&data[12..20]), tail)
         }
     };
@@ -707,7 +707,9 @@ fn disk_image(data: &[u8]) {
         [(0, head), (tail_at, tail)].into_iter().filter_map(move |(at, piece)| {
             let start = at.max(off);
             let end = (at + piece.len() as u64).min(off + len as u64).min(size);
-            (start < end).then(|| ((start - off) as usize, &piece[(start - at) as usize..(end - at) as usize]))
+            // Each difference is below `len` or `piece.len()`, a usize.
+            let us = |n: u64| usize::try_from(n).expect("below a slice's length");
+            (start < end).then(|| (us(start - off), &piece[us(start - at)..us(end - at)]))
         })
     };
     let read = |off: u64, len: usize| -> Vec<u8> {
@@ -740,11 +742,11 @@ fn check_regions(size: u64, regions: &[(u64, usize)]) {
     let p = signature::PROBE_BYTES as u64;
     let block = signature::BLOCK as u64;
     if size <= 2 * p {
-        assert_eq!(regions, [(0, size as usize)]);
+        assert_eq!(regions, [(0, usize::try_from(size).expect("at most 2 MiB"))]);
         return;
     }
     assert_eq!(regions[..2], [(0, signature::PROBE_BYTES), (size - p, signature::PROBE_BYTES)]);
-    assert!(regions.len() <= 2 + 9 + signature::SPREAD_BLOCKS as usize, "{regions:?}");
+    assert!(regions.len() <= 2 + 9 + usize::try_from(signature::SPREAD_BLOCKS).expect("64"), "{regions:?}");
     for &(off, len) in &regions[2..] {
         assert!(len as u64 == block && off % block == 0 && off >= p && off + block <= size - p, "{regions:?}");
     }
@@ -826,7 +828,7 @@ fn check_refused(e: &HeaderError) {
 }
 
 fn check_header(h: &Header) {
-    assert!((1..=header::MAX_MEMBERS as u32).contains(&h.members) && h.member < h.members);
+    assert!((1..=u32::try_from(header::MAX_MEMBERS).expect("64")).contains(&h.members) && h.member < h.members);
     assert_eq!(h.serials.len(), h.members as usize);
     assert_eq!(h.check(), Ok(()));
     assert!(crate::escape::is_plain(&h.to_string()), "{h}");
@@ -963,11 +965,17 @@ fn ne64(b: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// A length or offset in a device-mapper reply built from a fuzz input (a few KiB) as the u32 the
+/// kernel writes.
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).expect("a reply of a fuzz input's size")
+}
+
 /// A reply's `struct dm_ioctl`: data area right after it, `data_len` bytes long.
 fn reply_header(data_len: usize, target_count: u32) -> Vec<u8> {
     let mut b = vec![0u8; DM_HEADER];
     for (at, v) in
-        [(0, 4), (4, 48), (8, 0), (12, (DM_HEADER + data_len) as u32), (16, DM_HEADER as u32), (20, target_count)]
+        [(0, 4), (4, 48), (8, 0), (12, len32(DM_HEADER + data_len)), (16, len32(DM_HEADER)), (20, target_count)]
     {
         b[at..at + 4].copy_from_slice(&u32::to_ne_bytes(v));
     }
@@ -980,7 +988,7 @@ fn versions_reply(versions: &[TargetVersion]) -> Vec<u8> {
     let mut data = Vec::new();
     for (i, v) in versions.iter().enumerate() {
         let len = (16 + v.name.len() + 1).next_multiple_of(8);
-        let next = if i + 1 == versions.len() { 0 } else { len as u32 };
+        let next = if i + 1 == versions.len() { 0 } else { len32(len) };
         data.extend(next.to_ne_bytes());
         v.version.iter().for_each(|n| data.extend(n.to_ne_bytes()));
         data.extend(v.name.as_bytes());
@@ -1000,14 +1008,14 @@ fn table_reply(lines: &[TableLine]) -> Vec<u8> {
         data.extend(l.start.0.to_ne_bytes());
         data.extend(l.len.0.to_ne_bytes());
         data.extend(0i32.to_ne_bytes());
-        data.extend(((at + DM_SPEC + l.params.len() + 1).next_multiple_of(8) as u32).to_ne_bytes());
+        data.extend(len32((at + DM_SPEC + l.params.len() + 1).next_multiple_of(8)).to_ne_bytes());
         let mut ty = [0u8; 16];
         ty[..l.target_type.len()].copy_from_slice(l.target_type.as_bytes());
         data.extend(ty);
         data.extend(l.params.as_bytes());
         data.push(0);
     }
-    let mut b = reply_header(data.len(), lines.len() as u32);
+    let mut b = reply_header(data.len(), len32(lines.len()));
     b.extend(data);
     b
 }

@@ -55,6 +55,9 @@ pub(crate) const MAGIC: &[u8; 16] = b"EPHEMCRYPT\0HDR\x01\x02";
 pub(crate) const VERSION: u32 = 1;
 /// The size of the header block.
 pub(crate) const SIZE: usize = 4096;
+/// [`SIZE`] as the header's own size field holds it.
+#[allow(clippy::cast_possible_truncation)] // 4096 fits u32
+pub(crate) const SIZE_FIELD: u32 = SIZE as u32;
 /// The reserved area at the start of each member disk: header and escrow room.
 pub(crate) const RESERVED: Sectors = Sectors(2048);
 /// The most members a header lists.
@@ -154,15 +157,15 @@ impl fmt::Display for HeaderError {
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
-        let mut i = 0;
+        let mut i: u32 = 0;
         while i < 256 {
-            let mut c = i as u32;
+            let mut c = i;
             let mut k = 0;
             while k < 8 {
                 c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
                 k += 1;
             }
-            t[i] = c;
+            t[i as usize] = c;
             i += 1;
         }
         t
@@ -246,7 +249,7 @@ impl Header {
         let mut b = vec![0u8; SIZE];
         put(&mut b, 0, MAGIC);
         put(&mut b, 16, &VERSION.to_le_bytes());
-        put(&mut b, 20, &(SIZE as u32).to_le_bytes());
+        put(&mut b, 20, &SIZE_FIELD.to_le_bytes());
         put(&mut b, 24, &self.volume_id);
         put(&mut b, 40, &self.boot_id);
         put(&mut b, 56, &self.created.to_le_bytes());
@@ -295,7 +298,7 @@ impl Header {
         if version != VERSION {
             return Err(HeaderError::UnknownVersion(version));
         }
-        if u32_at(b, 20) != SIZE as u32 {
+        if u32_at(b, 20) != SIZE_FIELD {
             return Err(HeaderError::bad("header size", format!("{}, not {SIZE}", u32_at(b, 20))));
         }
         let (member, members) = (u32_at(b, 64), u32_at(b, 68));
@@ -455,6 +458,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// `seconds` since 1970 as `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian; Howard Hinnant's
 /// days-to-civil algorithm).
 pub(crate) fn utc(seconds: u64) -> String {
+    #[allow(clippy::cast_possible_wrap)] // u64::MAX / 86400 < 2^48: fits i64
     let days = (seconds / 86400) as i64;
     let rem = seconds % 86400;
     let z = days + 719_468;
@@ -485,6 +489,9 @@ impl fmt::Display for Header {
 }
 
 #[cfg(test)]
+// The tests' casts: a random u64 to u8 or u32 keeps its low bits on purpose (random bytes); every
+// other is a `below(n)` draw or an offset in a 4 KiB block, far below u32::MAX.
+#[allow(clippy::cast_possible_truncation)]
 pub(crate) mod tests {
     use super::*;
 

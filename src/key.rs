@@ -48,8 +48,8 @@ struct Arena {
 static ARENA: Mutex<Arena> = Mutex::new(Arena { free: Vec::new(), warned: false });
 
 fn page_size() -> usize {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
-        Ok(Some(n)) if n > 0 => n as usize,
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).map(|n| n.map(usize::try_from)) {
+        Ok(Some(Ok(n))) if n > 0 => n,
         _ => 4096,
     }
 }

@@ -273,8 +273,8 @@ impl Death {
     pub(crate) fn parse(text: &str) -> Option<Death> {
         if let Ok(n) = text.parse::<u16>() {
             return Some(match n {
-                129..=159 => Death::Signal((n - 128) as u8),
-                0..=255 => Death::Exit(n as u8),
+                129..=159 => Death::Signal(u8::try_from(n - 128).ok()?),
+                0..=255 => Death::Exit(u8::try_from(n).ok()?),
                 _ => return None,
             });
         }

@@ -191,7 +191,7 @@ fn mapping_marker(i: usize) -> String {
 
 /// A volume of `strings.len()` members (1 to 3) on 100 GiB disks, as setup writes it.
 pub(crate) fn volume(name: &str, cipher: &str, key_bits: u32, fs: &str, swap: bool, serials: &[String]) -> Found {
-    let n = serials.len() as u32;
+    let n = u32::try_from(serials.len()).expect("1 to 3 members");
     let members = (0..n)
         .map(|i| {
             let member_len = Sectors(2_097_152);

@@ -399,7 +399,7 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).unwrap()
     }
     /// One to three hostile pieces and random characters from a hostile alphabet.
     fn hostile(&mut self) -> String {
@@ -641,7 +641,7 @@ fn the_script_of_any_header_runs_only_the_expected_programs() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut ran, mut refused) = (0usize, 0);
     for case in 0..120 {
-        let n = 1 + rng.below(3) as u32;
+        let n = 1 + u32::try_from(rng.below(3)).unwrap();
         let mut found = found_of(n, rng.below(2) == 0);
         let serials: Vec<String> = (0..n).map(|i| format!("{}#{i}", rng.hostile())).collect();
         let name = match rng.below(4) {
@@ -679,7 +679,7 @@ fn the_script_of_any_header_runs_only_the_expected_programs() {
 fn the_rendering_quotes_even_names_the_plan_refuses() {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     for case in 0..60 {
-        let n = 1 + rng.below(3) as u32;
+        let n = 1 + u32::try_from(rng.below(3)).unwrap();
         let found = found_of(n, case % 2 == 0);
         let mut steps = plan(&found, Some(Path::new("/x"))).unwrap();
         let renames: Vec<(String, String)> =

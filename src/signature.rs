@@ -50,9 +50,9 @@ pub(crate) const SPREAD_BLOCKS: u64 = 64;
 pub(crate) const BLOCK: usize = 4096;
 
 // The layout assumptions above, checked at compile time.
-const _: () = assert!(PROBE_BYTES >= BTRFS_MAGIC_OFF as usize + BTRFS_MAGIC.len());
-const _: () = assert!(PROBE_BYTES >= 2 * MD_RESERVED as usize);
-const _: () = assert!(PROBE_BYTES >= 2 * (ZFS_LABEL_SIZE as usize) + ZFS_LABEL_SIZE as usize);
+const _: () = assert!(PROBE_BYTES as u64 >= BTRFS_MAGIC_OFF + BTRFS_MAGIC.len() as u64);
+const _: () = assert!(PROBE_BYTES as u64 >= 2 * MD_RESERVED);
+const _: () = assert!(PROBE_BYTES as u64 >= 2 * ZFS_LABEL_SIZE + ZFS_LABEL_SIZE);
 
 /// A known on-disk signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,15 +240,18 @@ fn reserved_as_left(r: &Regions<'_>, h: &Header) -> bool {
 pub(crate) fn regions(size: u64) -> Vec<(u64, usize)> {
     let p = PROBE_BYTES as u64;
     if size <= 2 * p {
-        // At most 2 MiB: the cast is lossless.
-        return vec![(0, size as usize)];
+        #[allow(clippy::cast_possible_truncation)] // at most 2 MiB: fits usize on every target
+        let len = size as usize;
+        return vec![(0, len)];
     }
     let mut out = vec![(0, PROBE_BYTES), (size - p, PROBE_BYTES)];
     let inside = |off: u64| off >= p && off + BLOCK as u64 <= size - p;
     out.extend(LUKS2_SECONDARY_OFFSETS.iter().filter(|&&o| inside(o)).map(|&o| (o, BLOCK)));
     let span = size - 2 * p;
     for k in 1..=SPREAD_BLOCKS {
-        let off = (p + (u128::from(span) * u128::from(k) / u128::from(SPREAD_BLOCKS + 1)) as u64) & !(BLOCK as u64 - 1);
+        #[allow(clippy::cast_possible_truncation)] // span * k / (SPREAD_BLOCKS + 1) < span, a u64
+        let step = (u128::from(span) * u128::from(k) / u128::from(SPREAD_BLOCKS + 1)) as u64;
+        let off = (p + step) & !(BLOCK as u64 - 1);
         if inside(off) && !out.iter().any(|&(o, _)| o == off) {
             out.push((off, BLOCK));
         }
@@ -654,6 +657,9 @@ fn is_fat(d: &Regions<'_>) -> bool {
 }
 
 #[cfg(test)]
+// The tests' casts: offsets and sizes of in-memory images (at most tens of MiB) to usize and u32,
+// a random u64's high bits or a block number below 256 to u8 on purpose: none truncates.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

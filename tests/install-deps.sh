@@ -9,12 +9,13 @@ export DEBIAN_FRONTEND=noninteractive
 need=() update=''
 # binutils: the static-binary check; keyutils: the keyring probe of make unit; age and
 # openssh-client: the escrow's interoperability test and the escrow VM test; mandoc: the man
-# pages' lint; lintian, rpm and rpmlint: make packages (the .deb and the RPM, linted); the rest: the VM
+# pages' lint; shellcheck: make lint's shell lint (tests/lint-shell.sh); lintian, rpm and rpmlint:
+# make packages (the .deb and the RPM, linted); the rest: the VM
 # tests (VM_PACKAGES in tests/vm/lib.sh, which kernel.sh installs before it resolves the kernel);
 # g++: make fuzz-short, whose libfuzzer-sys builds libFuzzer from its C++ source; python3,
 # cryptsetup-bin and mdadm: make bench-smoke (bench/report.py and chart.py; dracut's crypt and mdraid
 # modules for the image-size comparison; the guest's tools come with its own Debian root).
-for pkg in binutils make g++ keyutils age openssh-client mandoc lintian rpm rpmlint qemu-system-x86 qemu-system-arm busybox-static cpio kmod \
+for pkg in binutils make g++ keyutils age openssh-client mandoc shellcheck lintian rpm rpmlint qemu-system-x86 qemu-system-arm busybox-static cpio kmod \
   zstd xz-utils dmsetup e2fsprogs xfsprogs util-linux dracut-core systemd udev debootstrap \
   python3 cryptsetup-bin mdadm; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -205,7 +205,7 @@ impl<'a> Request<'a> {
         DmIoctl {
             version: INTERFACE_VERSION,
             data_size: u32::try_from(size).map_err(|_| too_big())?,
-            data_start: HEADER as u32,
+            data_start: u32::try_from(HEADER).map_err(|_| too_big())?,
             target_count: u32::try_from(params.len()).map_err(|_| too_big())?,
             open_count: 0,
             flags: self.flags,
@@ -224,7 +224,7 @@ impl<'a> Request<'a> {
                 sector_start: target.start.0,
                 length: target.len.0,
                 status: 0,
-                next: next as u32, // < size, which fits u32
+                next: u32::try_from(next).map_err(|_| too_big())?, // < size, which fits u32
                 target_type: c_string(target.kind.type_name())
                     .ok_or(Error::Internal("target type names fit dm_target_spec"))?,
             }
@@ -538,6 +538,8 @@ mod tests {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn request_codes() {
         // _IOWR(0xfd, nr, 312): dir 3 << 30 | size 0x138 << 16 | 0xfd << 8 | nr.
+        // The request number's 32 bits, whether libc types it c_ulong (glibc) or c_int (musl).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let code = |c: Cmd| c.request() as u32;
         assert_eq!(code(Cmd::Version), 0xc138_fd00);
         assert_eq!(code(Cmd::RemoveAll), 0xc138_fd01);
@@ -659,8 +661,8 @@ mod tests {
         let mut b = vec![0; HEADER + data.len()];
         DmIoctl {
             version: [4, 48, 0],
-            data_size: b.len() as u32,
-            data_start: HEADER as u32,
+            data_size: u32::try_from(b.len()).unwrap(),
+            data_start: u32::try_from(HEADER).unwrap(),
             target_count,
             open_count: 0,
             flags,
@@ -725,7 +727,7 @@ mod tests {
                 sector_start: *start,
                 length: *len,
                 status: 0,
-                next: align(at + SPEC + params.len() + 1) as u32,
+                next: u32::try_from(align(at + SPEC + params.len() + 1)).unwrap(),
                 target_type: c_string(ty).unwrap(),
             }
             .write(&mut spec);

@@ -72,11 +72,11 @@ else
 	printf '/dev/vda / ext4 errors=remount-ro 0 1\n/dev/vdb /var ext4 defaults 0 2\n' >"$out/fstab"
 	"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/boot-systemd.sh" "$bin:/usr/sbin/ephemcrypt" \
 		"$out/fstab:/etc/fstab"
-	rm -rf "$out/var" && mkdir -p "$out/var"
+	rm -rf "${out:?}/var" && mkdir -p "$out/var"
 	debugfs -R "rdump /var $out/var" "$out/root.img" >/dev/null 2>&1
 	echo "a log line on the /var disk, hidden once /var/log is bound" >"$out/var/var/log/var-disk.log"
 	rm -f "$out/var.img" && mkfs.ext4 -q -F -L var -d "$out/var/var" "$out/var.img" 512M
-	rm -rf "$out/var"
+	rm -rf "${out:?}/var"
 	"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/separate-var.log" --timeout 900 --virtio "$out/root.img" \
 		--virtio "$out/var.img" --disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
 		--append "root=/dev/vda ro rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.swap=64M vmtest=separate-var" \

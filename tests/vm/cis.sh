@@ -70,7 +70,7 @@ rmdir "$out/var/log/audit"
 mkfs.ext4 -q -F -L var -d "$out/var" "$out/var.img" 512M
 mkfs.ext4 -q -F -L log -d "$out/log" "$out/log.img" 256M
 mkfs.ext4 -q -F -L audit -d "$out/audit" "$out/audit.img" 64M
-rm -rf "$out/var" "$out/log" "$out/audit"
+rm -rf "${out:?}/var" "${out:?}/log" "${out:?}/audit"
 # mkfs made each lost+found, unlabelled: labelled as the policy says, as an image builder's
 # relabel after mkfs would.
 for img in var log audit; do

@@ -47,6 +47,7 @@ host_check powered-off-cleanly grep -aq 'reboot: Power down' <(console)
 for line in '[Pp]ower key pressed' 'System is powering down'; do
 	if console | grep -aq "^LOGIND .*$line"; then log "logind: $line"; else log "logind's '$line' not copied to the console"; fi
 done
+# shellcheck disable=SC2016 # $1 is sh -c's argument
 host_check no-refusal sh -c '! grep -aq "^LOGIND .*[Rr]efusing" "$1"' _ <(console)
 rm -f "$out"/*.raw
 ((rc == 0)) || die "guard test failed (console log $out/boot.log)"

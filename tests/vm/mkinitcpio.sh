@@ -37,6 +37,7 @@ canon() {
 # shellcheck disable=SC2317 # the stand-ins are called by the hook
 build_image() (
 	local hook=$1 BUILDROOT=$2 errors=0
+	# shellcheck disable=SC2030 # build_image is a subshell: the change is meant to stay in it
 	PATH=$dest/usr/sbin:$dest/usr/bin:$PATH # where make install put ephemcrypt
 	miss() { echo "MISSING in $hook: $*" >&2; errors=$((errors + 1)); return 1; }
 	# resolve PATH: that path of the installed system, from make install's tree or this host
@@ -129,6 +130,7 @@ mkdir -p "$out/conf"
 echo "fs = xfs" >"$out/conf/ephemcrypt.conf"
 # shellcheck disable=SC2317 # called by the hook
 ephemcrypt() { command ephemcrypt "$@" --config "$out/conf/ephemcrypt.conf"; } # the image's configuration
+# shellcheck disable=SC2031 # the caller's PATH, which build_image's change leaves as it was
 if (PATH=$(tr ':' '\n' <<<"$PATH" | grep -v sbin | paste -sd:) build_image ephemcrypt "$out/image-noxfs") \
 	2>"$out/noxfs.err"; then
 	die "install/ephemcrypt built an image for fs=xfs without mkfs.xfs"

@@ -68,6 +68,7 @@ if ((${#monitors[@]})); then
 	# are kept beside the console log.
 	mon=$(mktemp -d "$CACHE/monitor.XXXXXX")
 	mkfifo "$mon/m.in" "$mon/m.out"
+	# shellcheck disable=SC2054 # the commas are qemu's option syntax
 	qemu+=(-chardev "pipe,id=mon0,path=$mon/m" -mon chardev=mon0,mode=readline)
 fi
 ms() { date +%s%3N; }
@@ -98,6 +99,7 @@ monitor() {
 		grep -aqE -- "${monitors[i]%%|*}" <<<"$text" || continue
 		fired[i]=1
 		log "monitor: ${monitors[i]#*|} (the console showed /${monitors[i]%%|*}/)"
+		# shellcheck disable=SC2016 # $1 and $2 are bash -c's arguments
 		timeout 10 bash -c 'echo "$1" >"$2"' _ "${monitors[i]#*|}" "$mon/m.in" || log "monitor: qemu did not take it"
 		[[ ${monitors[i]#*|} != system_reset ]] || reset=1
 		[[ ${monitors[i]#*|} != system_powerdown ]] || powerdown_at=$(ms)

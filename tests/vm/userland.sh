@@ -13,7 +13,7 @@ aarch64) arch=arm64 triplet=aarch64-linux-gnu ;;
 *) die "VM_ARCH=$VM_ARCH: x86_64 or aarch64" ;;
 esac
 # The programs of mkinitrd.sh (BINS there) and the packages of their libraries.
-BINS="/sbin/mke2fs /sbin/mkfs.ext4 /sbin/mkfs.xfs /sbin/blkid /sbin/dmsetup /bin/keyctl"
+BINS=(/sbin/mke2fs /sbin/mkfs.ext4 /sbin/mkfs.xfs /sbin/blkid /sbin/dmsetup /bin/keyctl)
 PACKAGES=(busybox-static e2fsprogs xfsprogs util-linux dmsetup keyutils
 	libc6 libext2fs2 libcom-err2 libblkid1 libuuid1 libdevmapper1.02.1 libselinux1 libudev1 libpcre2-8-0
 	libcap2 libkeyutils1 libinih1 liburcu8 libgcc-s1)
@@ -40,8 +40,8 @@ if [[ ! -e $root/.done ]]; then
 		dpkg -x "$(compgen -G "$debs/${p}_*.deb" | tail -n1)" "$root.tmp"
 	done <<<"$versions"
 	# Every library the programs of the test images need must be here.
-	missing=$(elf_libs "$root.tmp" "$triplet" $BINS | sed -n 's/^MISSING //p')
-	[[ -z $missing ]] || die "no package listed in $0 provides $(echo "$missing" | tr '\n' ' ')for $arch"
+	unprovided=$(elf_libs "$root.tmp" "$triplet" "${BINS[@]}" | sed -n 's/^MISSING //p')
+	[[ -z $unprovided ]] || die "no package listed in $0 provides $(echo "$unprovided" | tr '\n' ' ')for $arch"
 	touch "$root.tmp/.done"
 	rm -rf "$root"
 	mv "$root.tmp" "$root"

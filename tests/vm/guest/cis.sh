@@ -28,6 +28,7 @@ report "ephemcrypt status" ephemcrypt status
 labelled='/ /mnt /mnt/ephemcrypt /var /var/log /var/log/journal /var/log/audit /tmp /var/tmp /home'
 report "SELinux" sh -c 'echo "enforce: $(cat /sys/fs/selinux/enforce)"; sestatus'
 report "Labels (ls -Zd)" sh -c "ls -Zd $labelled /mnt/ephemcrypt/* /mnt/ephemcrypt/var/*"
+# shellcheck disable=SC2086 # $targets: a list of paths without spaces, split on purpose
 report "restorecon -Rnv on the volume's mount point and the bind targets" restorecon -Rnv /mnt/ephemcrypt $targets
 report "Units setup wrote" sh -c 'ls /run/systemd/system; head -n 30 /run/systemd/system/*.mount'
 
@@ -50,7 +51,7 @@ for m in $targets; do
 	check "shows-volume-$m" shows_volume "$m"
 	check "on-volume-$m" on_volume "$m"
 	# The last (visible) mount at the path is the volume's directory.
-	check "source-$m" test "$(findmnt -n -o SOURCE --mountpoint "$m" | tail -n1)" = "/dev/mapper/$data[$m]"
+	check "source-$m" test "$(findmnt -n -o SOURCE --mountpoint "$m" | tail -n1)" = "/dev/mapper/${data}[$m]"
 	check "unit-active-$m" mount_active "$m"
 done
 check options-/var/log has_opts /var/log nodev nosuid noexec

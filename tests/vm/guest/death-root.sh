@@ -24,7 +24,9 @@ check status-says-undone grep -q 'what it had made was undone' /run/status.txt
 for t in /var/log /tmp /var/tmp; do
 	check "tmpfs-on-$t" grep -q "^tmpfs $t tmpfs " /proc/mounts
 done
+# shellcheck disable=SC2016 # expands in sh -c
 check tmp-1777 sh -c 'test "$(stat -c %a /tmp)" = 1777'
+# shellcheck disable=SC2016 # expands in sh -c
 check no-mapping sh -c 'for d in /sys/block/dm-*; do [ ! -e "$d" ] || exit 1; done'
 check no-swap sh -c '! grep -q "^/" /proc/swaps'
 check volume-not-mounted sh -c '! grep -q " /mnt/ephemcrypt " /proc/mounts'

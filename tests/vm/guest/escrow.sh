@@ -39,6 +39,7 @@ case $boot in
 boot1)
 	journalctl -b -q --no-pager -u ephemcrypt-guard.service | sed 's/^/GUARD /'
 	systemd-inhibit --list --no-pager | sed 's/^/INHIBIT /'
+	# shellcheck disable=SC2012 # a listing shown in the log, not parsed
 	ls -l /run/systemd/inhibit/ 2>&1 | sed 's/^/INHIBIT-FILES /'
 	check boot-running test "$state" = running
 	check status-ok status_has '^result: ok'

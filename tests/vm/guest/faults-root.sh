@@ -11,6 +11,9 @@
 . /lib/vmtest.sh
 R=${R:-}
 . /run/vmtest.expect
+# guest/faults.sh writes every one of them (empty or not): a missing one is a broken test
+: "${case?}" "${result?}" "${step?}" "${reason?}" "${rc_want?}" "${rc?}" "${foreign?}" "${policy?}"
+: "${taken?}" "${refused?}" "${headers?}" "${untouched?}"
 export R foreign
 echo "VMTEST STAGE check ($case, in ${R:-the real root})"
 sed 's/^/SETUP /' /run/setup.log

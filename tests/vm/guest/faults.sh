@@ -24,7 +24,7 @@ fault='' result=degraded step='' reason='' rc_want=0 foreign='' setro='' taken='
 untouched=''
 bin=ephemcrypt
 module_gone() {
-	rm -f $(find /lib/modules -name "$1.ko*")
+	find /lib/modules -name "$1.ko*" -exec rm -f {} \;
 	[ -z "$(find /lib/modules -name "$1.ko*")" ] || fail "$c" "module $1 is still in the image"
 	grep -q "^$1 " /proc/modules && fail "$c" "module $1 is loaded already"
 }

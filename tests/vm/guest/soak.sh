@@ -26,6 +26,7 @@ yes EPHEMCRYPT-SOAK-KNOWN-PLAINTEXT-BLOCK | head -c 4096 >/run/plain
 # Where that lands on the raw disks, from the live tables: swap slice -> crypt -> stripe -> member.
 swap_off=$(dmsetup table ephemcrypt-swap | awk '{ print $5 }')
 crypt_off=$(dmsetup table ephemcrypt | awk '{ print $8 }')
+# shellcheck disable=SC2046 # the table's fields, split on purpose
 set -- $(dmsetup table ephemcrypt-stripe) # 0 LEN striped COUNT CHUNK DEV OFF DEV OFF ...
 count=$4 chunk=$5
 shift 5
@@ -33,6 +34,7 @@ s=$((crypt_off + swap_off + 8192)) # 4 MiB in 512-byte sectors
 i=$((s / chunk % count))
 shift $((i * 2))
 dev=$1 off=$2
+# shellcheck disable=SC2017 # integer division on purpose: the stripe's chunk row
 raw_sector=$((off + s / chunk / count * chunk + s % chunk))
 dd if=/run/plain of=/dev/mapper/ephemcrypt-swap bs=4096 seek=1024 count=1 oflag=direct conv=notrunc 2>/dev/null
 dd if="/dev/block/$dev" bs=512 skip=$raw_sector count=8 iflag=direct 2>/dev/null >/run/cipher

@@ -221,7 +221,7 @@ impl<'a, S: System> Run<'a, S> {
                 // The whole reserved area: the header, then zeros over whatever was there (a
                 // forced disk's old metadata), as the next boot's probe expects to find it.
                 let mut area = header.encode();
-                area.resize(crate::header::RESERVED.bytes().0 as usize, 0);
+                area.resize(crate::header::RESERVED_LEN, 0);
                 self.sys.write_header(device, &area, true)
             }
             Step::Mapping(m) => self.mapping(m),
@@ -235,10 +235,10 @@ impl<'a, S: System> Run<'a, S> {
                 })?;
                 for (device, header) in members {
                     let mut h = (**header).clone();
-                    h.escrow = (crate::header::SIZE as u32, len);
+                    h.escrow = (crate::header::SIZE_FIELD, len);
                     let mut area = h.encode();
                     area.extend_from_slice(&blob);
-                    area.resize(crate::header::RESERVED.bytes().0 as usize, 0);
+                    area.resize(crate::header::RESERVED_LEN, 0);
                     // Our stripe (or crypt mapping) holds the disk now: not O_EXCL.
                     self.sys.write_header(device, &area, false)?;
                 }

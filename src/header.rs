@@ -60,6 +60,10 @@ pub(crate) const SIZE: usize = 4096;
 pub(crate) const SIZE_FIELD: u32 = SIZE as u32;
 /// The reserved area at the start of each member disk: header and escrow room.
 pub(crate) const RESERVED: Sectors = Sectors(2048);
+
+/// [`RESERVED`] in bytes, as a buffer's length.
+pub(crate) const RESERVED_LEN: usize = 1 << 20;
+const _: () = assert!(RESERVED.0 * crate::units::SECTOR == 1 << 20, "RESERVED_LEN is RESERVED in bytes");
 /// The most members a header lists.
 pub(crate) const MAX_MEMBERS: usize = 64;
 /// The room for one serial: longer serials are cut to it.

@@ -24,7 +24,7 @@ pub(crate) fn getrandom(buf: &mut [u8], nonblocking: bool) -> std::result::Resul
     let flags = if nonblocking { libc::GRND_NONBLOCK } else { 0 };
     // SAFETY: `buf` is a valid, exclusively borrowed region of `buf.len()` writable bytes.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast::<c_void>(), buf.len(), flags) };
-    Errno::result(n).map(|n| n as usize)
+    Errno::result(n).map(isize::unsigned_abs)
 }
 
 /// mlock(2) the pages of `buf`.
@@ -101,7 +101,7 @@ pub(crate) fn add_key(
             keyring,
         )
     };
-    Errno::result(serial).map(|s| s as i32)
+    Errno::result(serial).and_then(|s| i32::try_from(s).map_err(|_| Errno::ERANGE))
 }
 
 /// keyctl(2) with integer arguments only.
@@ -123,7 +123,7 @@ pub(crate) fn keyctl_search(keyring: c_long, key_type: &CStr, description: &CStr
     let rc = unsafe {
         libc::syscall(libc::SYS_keyctl, KEYCTL_SEARCH, keyring, key_type.as_ptr(), description.as_ptr(), 0 as c_long)
     };
-    Errno::result(rc).map(|s| s as i32)
+    Errno::result(rc).and_then(|s| i32::try_from(s).map_err(|_| Errno::ERANGE))
 }
 
 /// KEYCTL_READ of key `serial` into `buf` (tests prove with it that a logon key cannot be read).
@@ -139,7 +139,7 @@ pub(crate) fn keyctl_read(serial: i32, buf: &mut [u8]) -> std::result::Result<c_
 /// EAFNOSUPPORT: no AF_ALG here (modules af_alg, algif_*); ENOENT: no such algorithm.
 pub(crate) fn alg_bind(kind: &str, name: &str) -> std::result::Result<(), Errno> {
     let mut addr = libc::sockaddr_alg {
-        salg_family: libc::AF_ALG as libc::sa_family_t,
+        salg_family: libc::sa_family_t::try_from(libc::AF_ALG).map_err(|_| Errno::EAFNOSUPPORT)?,
         salg_type: [0; 14],
         salg_feat: 0,
         salg_mask: 0,
@@ -158,7 +158,7 @@ pub(crate) fn alg_bind(kind: &str, name: &str) -> std::result::Result<(), Errno>
         libc::bind(
             fd,
             std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
-            std::mem::size_of::<libc::sockaddr_alg>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_alg>()).map_err(|_| Errno::EINVAL)?,
         )
     });
     // SAFETY: `fd` is ours and not used after this.
@@ -224,6 +224,8 @@ pub(crate) fn spawn_wait(program: &Path, args: &[String]) -> io::Result<Exited> 
     let mut sigdef = SigSet::empty();
     sigdef.add(Signal::SIGPIPE);
     let empty = SigSet::empty();
+    let flags = libc::c_short::try_from(libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
 
     let mut pid: libc::pid_t = 0;
     // SAFETY: the file-actions and attribute objects are initialised before use and destroyed
@@ -251,7 +253,7 @@ pub(crate) fn spawn_wait(program: &Path, args: &[String]) -> io::Result<Exited> 
             libc::posix_spawn_file_actions_adddup2(a, write.as_raw_fd(), 2),
             libc::posix_spawnattr_setsigdefault(at, sigdef.as_ref()),
             libc::posix_spawnattr_setsigmask(at, empty.as_ref()),
-            libc::posix_spawnattr_setflags(at, (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as _),
+            libc::posix_spawnattr_setflags(at, flags),
         ] {
             if rc == 0 {
                 rc = r;
@@ -307,10 +309,10 @@ fn sized_call(mut f: impl FnMut(*mut libc::c_void, usize) -> libc::ssize_t) -> i
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut buf = vec![0u8; n as usize];
+        let mut buf = vec![0u8; n.unsigned_abs()];
         let m = f(buf.as_mut_ptr().cast(), buf.len());
         if m >= 0 {
-            buf.truncate(m as usize);
+            buf.truncate(m.unsigned_abs());
             return Ok(buf);
         }
         let e = io::Error::last_os_error();

@@ -433,7 +433,11 @@ impl System for LinuxSystem {
     fn make_swap(&mut self, name: &str, len: Bytes) -> Result<()> {
         let path = self.dev_path(name);
         self.may_change("write swap signature", path.display())?;
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as usize;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| usize::try_from(p).ok())
+            .unwrap_or(4096);
         let header = crate::swap::header(page, len.0, random_uuid()?, name)
             .map_err(|e| Error::invalid(format!("swap area /dev/mapper/{name}"), "10 pages to 16 TiB", e))?;
         let mut f = fs::OpenOptions::new()
@@ -629,7 +633,7 @@ impl System for LinuxSystem {
     }
 
     fn now_ms(&mut self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 

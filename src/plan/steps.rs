@@ -41,8 +41,9 @@ pub(super) fn member_header(v: &Volume, name: &str, index: usize, identity: Opti
         volume_id: id.volume_id,
         boot_id: id.boot_id,
         created: id.now,
-        member: index as u32,
-        members: v.members.len() as u32,
+        // At most header::MAX_MEMBERS (64) members: plan refuses the rest.
+        member: u32::try_from(index).unwrap_or(u32::MAX),
+        members: u32::try_from(v.members.len()).unwrap_or(u32::MAX),
         data_offset: header::RESERVED,
         chunk: v.stripe.as_ref().map_or(Sectors(0), |s| s.chunk),
         member_len: v.stripe.as_ref().map_or(v.crypt.len, |s| s.per_disk),

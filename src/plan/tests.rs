@@ -525,7 +525,7 @@ fn every_fstab_combination_leaves_no_target_to_a_bind_made_too_early() {
             .map(|(i, m)| {
                 format!(
                     "/dev/vd{} {m} ext4 nodev,nosuid{} 0 2\n",
-                    (b'b' + i as u8) as char,
+                    char::from(b'b' + u8::try_from(i).unwrap()),
                     if i % 2 == 0 { ",noexec" } else { "" }
                 )
             })

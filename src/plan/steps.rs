@@ -17,20 +17,22 @@ use crate::paths::under;
 use crate::step::{Mapping, Step, MOUNT_OPTIONS};
 use crate::units::{DevNo, Sectors};
 
-pub(super) fn linear_mapping(role: &str, slice: &Slice, below: &str) -> Step {
-    Step::Mapping(Mapping {
-        name: slice.name.clone(),
-        uuid: uuid(role, &slice.name),
-        table: vec![Target {
-            start: Sectors(0),
-            len: slice.len,
-            kind: TargetKind::Linear(Linear { dev: Dev::Mapping(below.to_string()), offset: slice.start }),
-        }],
+/// A mapping of one target over `len` sectors, named `name` with the uuid of its `role`; no key.
+fn mapping(role: &str, name: &str, len: Sectors, kind: TargetKind) -> Mapping {
+    Mapping {
+        name: name.to_string(),
+        uuid: uuid(role, name),
+        table: vec![Target { start: Sectors(0), len, kind }],
         key: None,
         kernel: Vec::new(),
         escrow: Vec::new(),
         read_only: false,
-    })
+    }
+}
+
+pub(super) fn linear_mapping(role: &str, slice: &Slice, below: &str) -> Step {
+    let kind = TargetKind::Linear(Linear { dev: Dev::Mapping(below.to_string()), offset: slice.start });
+    Step::Mapping(mapping(role, &slice.name, slice.len, kind))
 }
 
 /// The header of member `index` of the volume.
@@ -74,47 +76,30 @@ pub(super) fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: 
         // A volume has at least one member (volume() refuses none); without: 0:0, refused at load.
         None => Dev::Num(v.members.first().map_or(DevNo { major: 0, minor: 0 }, |m| m.dev)),
         Some(st) => {
-            steps.push(Step::Mapping(Mapping {
-                name: st.name.clone(),
-                uuid: uuid("STRIPE", &st.name),
-                table: vec![Target {
-                    start: Sectors(0),
-                    len: st.len,
-                    kind: TargetKind::Striped(Striped {
-                        chunk: st.chunk,
-                        devs: v.members.iter().map(|m| (Dev::Num(m.dev), header::RESERVED)).collect(),
-                    }),
-                }],
-                key: None,
-                kernel: Vec::new(),
-                escrow: Vec::new(),
-                read_only: false,
-            }));
+            let kind = TargetKind::Striped(Striped {
+                chunk: st.chunk,
+                devs: v.members.iter().map(|m| (Dev::Num(m.dev), header::RESERVED)).collect(),
+            });
+            steps.push(Step::Mapping(mapping("STRIPE", &st.name, st.len, kind)));
             Dev::Mapping(st.name.clone())
         }
     };
     // On one disk the crypt mapping starts after the reserved area; over a stripe at its start.
     let offset = if v.stripe.is_some() { Sectors(0) } else { header::RESERVED };
     let c = &v.crypt;
+    let kind = TargetKind::Crypt(CryptTarget {
+        cipher: c.cipher.clone(),
+        key: CryptKey::Placeholder { bytes: c.key_bits as usize / 8 },
+        iv_offset: Sectors(0),
+        dev: below,
+        offset,
+        options: c.flags.clone(),
+    });
     steps.push(Step::Mapping(Mapping {
-        name: c.name.clone(),
-        uuid: uuid("CRYPT", &c.name),
-        table: vec![Target {
-            start: Sectors(0),
-            len: c.len,
-            kind: TargetKind::Crypt(CryptTarget {
-                cipher: c.cipher.clone(),
-                key: CryptKey::Placeholder { bytes: c.key_bits as usize / 8 },
-                iv_offset: Sectors(0),
-                dev: below,
-                offset,
-                options: c.flags.clone(),
-            }),
-        }],
         key: Some((c.key_path, c.key_bits)),
         kernel: CipherSpec::parse(&c.cipher).map(|s| s.kernel_algorithms()).unwrap_or_default(),
         escrow: v.escrow.clone(),
-        read_only: false,
+        ..mapping("CRYPT", &c.name, c.len, kind)
     }));
     if !v.escrow.is_empty() {
         steps.push(Step::Escrow {

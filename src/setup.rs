@@ -156,10 +156,15 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
     let (plan, timings) = match host.config(config_file) {
         Ok(config) => {
             let root = read_newroot(&config, Some(newroot), sys);
-            observe_and_plan(host, &config, root.clone(), sys, true).unwrap_or_else(|e| {
-                log::error!("{e}");
-                (plan::failed(&config, &root, State::Unreadable(e.to_string())), Vec::new())
-            })
+            if let Some(why) = image_refusal(host, config_file, &config) {
+                log::error!("{why}");
+                (plan::failed(&config, &root, State::BadConfig(why)), Vec::new())
+            } else {
+                observe_and_plan(host, &config, root.clone(), sys, true).unwrap_or_else(|e| {
+                    log::error!("{e}");
+                    (plan::failed(&config, &root, State::Unreadable(e.to_string())), Vec::new())
+                })
+            }
         }
         Err(e) => {
             // Without a configuration there is no policy to follow: keep data off the disks with
@@ -180,6 +185,24 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
     let status = execute(&plan, sys, timings);
     crate::progress::finished(sys);
     (plan, status)
+}
+
+/// Why this boot's `rd.ephemcrypt.cipher=` or `rd.ephemcrypt.fs=` is refused: the image was
+/// built for the file's configuration (`ephemcrypt needs`), and lacks the modules (per its own
+/// modules.dep, which the image builders write for the modules they add) or the program the
+/// override needs. Reads the image; needs.rs decides.
+fn image_refusal(host: &Host, config_file: Option<&Path>, config: &Config) -> Option<String> {
+    let built = host.config_file_only(config_file).ok()?;
+    let kver = read_small(&host.path("/proc/sys/kernel/osrelease")).map(|v| v.trim().to_string());
+    let image = kver.filter(|v| !v.is_empty() && !v.contains('/')).and_then(|v| {
+        let dir = host.path(Path::new("/lib/modules").join(v));
+        let dep = std::fs::read_to_string(dir.join("modules.dep")).ok()?;
+        let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+        Some(crate::needs::Kernel::parse(&builtin, &dep))
+    });
+    let has_program =
+        |p: &str| ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| host.path(d).join(p).is_file());
+    crate::needs::refusal(&built, config, image.as_ref(), has_program)
 }
 
 /// `ephemcrypt setup --died HOW`: the boot hook's second invocation after the first ended without

@@ -476,6 +476,41 @@ mod tests {
     }
 
     #[test]
+    fn an_override_the_image_has_no_modules_for_is_refused() {
+        let root = std::env::temp_dir().join(format!("ephemcrypt-image-refusal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let write = |p: &str, text: &str| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("proc/sys/kernel/osrelease", "6.1.0-9-cloud-amd64\n");
+        write(
+            "lib/modules/6.1.0-9-cloud-amd64/modules.dep",
+            "kernel/drivers/md/dm-mod.ko:\nkernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n\
+             kernel/crypto/xts.ko:\nkernel/crypto/ecb.ko:\nkernel/arch/x86/crypto/aesni-intel.ko:\n",
+        );
+        write("lib/modules/6.1.0-9-cloud-amd64/modules.builtin", "kernel/fs/ext4/ext4.ko\n");
+        write("usr/sbin/mkfs.ext4", "");
+        write("etc/ephemcrypt.conf", "swap = 0\n");
+        let host = Host::new(&root);
+        let refusal = |cmdline: &str| {
+            write("proc/cmdline", cmdline);
+            image_refusal(&host, None, &host.config(None).unwrap())
+        };
+        assert_eq!(refusal("ro"), None, "the image's own configuration");
+        assert_eq!(refusal("rd.ephemcrypt.cipher=aes-xts-plain64"), None, "the same cipher");
+        let why = refusal("rd.ephemcrypt.cipher=serpent-xts-plain64").unwrap();
+        assert!(why.starts_with("rd.ephemcrypt.cipher=serpent-xts-plain64 asks"), "{why}");
+        let why = refusal("rd.ephemcrypt.fs=xfs").unwrap();
+        assert!(why.contains("the file system xfs") && why.contains("the program mkfs.xfs"), "{why}");
+        // An image whose modules cannot be known (no modules.dep): the override is taken.
+        std::fs::remove_file(root.join("lib/modules/6.1.0-9-cloud-amd64/modules.dep")).unwrap();
+        assert_eq!(refusal("rd.ephemcrypt.cipher=serpent-xts-plain64"), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn only_candidate_disks_are_probed() {
         let host = Host::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws"));
         let disks = discover(&host, &Config::default()).unwrap();

@@ -180,11 +180,17 @@ while IFS= read -r f; do extras+=("$f:${f#"$out/image"}"); done < <(find "$out/i
 	--disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
 	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=30 rd.ephemcrypt.swap=64M" "$@"
 times=$(tr -d '\r' <"$out/console.log" | sed -n 's/^VMTEST \(TIME\|DONE\) //p' | tr '\n' ' ')
-# on-failure=halt with a disk short: the rescue shell, and after leaving it setup runs again and
-# the shell is offered again; the boot never reaches the real root.
+# on-failure=halt with a disk short: the hook powers the machine off (qemu exits), no rescue
+# shell; the boot never reaches the real root.
 rm -f "$out"/*.raw
 "$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/halt.log" --timeout 600 --virtio "$out/root.img" \
 	--disk "$out/a.raw:EPH-A:1G" \
-	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=1 rd.ephemcrypt.on-failure=halt vmtest=halt" "$@"
+	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=1 rd.ephemcrypt.on-failure=halt" "$@" ||
+	true # no VMTEST DONE: the machine powered off
 ! grep -aq 'VMTEST PASS pid-1' "$out/halt.log" || die "halt: the real root ran"
+! grep -aq 'VMTEST FAIL' "$out/halt.log" || die "halt: $(grep -a -m1 'VMTEST FAIL' "$out/halt.log")"
+if ! grep -aq 'powering the machine off' "$out/halt.log" || ! grep -aq 'reboot: Power down' "$out/halt.log"; then
+	die "halt: the machine did not power off (see $out/halt.log)"
+fi
+log "halt: the hook powered the machine off; the real root never ran"
 log "PASS: mkinitcpio hooks; boot times (guest uptime, s): $times"

@@ -22,9 +22,8 @@ depends() {
 installkernel() {
     local mods
     # The kernel modules `ephemcrypt needs` names for the image's configuration and this kernel
-    # (dm-mod, dm-crypt, the cipher's with the architecture's accelerated drivers, its mode's and
-    # IV's, AF_ALG, NVMe, the file system's; none that the kernel has built in). Not only what
-    # the build host has loaded: the image boots on machines with local disks.
+    # (ephemcrypt(8): needs); not only what the build host has loaded: the image boots on
+    # machines with local disks.
     if ! mods=$("$(find_binary ephemcrypt)" needs --modules --kver "$kernel" --moddir "$srcmods"); then
         dfatal "ephemcrypt: no module list for kernel $kernel (see above)"
         exit 1

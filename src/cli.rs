@@ -47,8 +47,15 @@ usage:
       ed25519 key); --mount mounts the file system read-only. --print-commands prints a shell
       script that does the same with age, dmsetup and cryptsetup instead.
   ephemcrypt needs [--host DIR] [--config FILE]
-      The programs setup will run with this configuration, one per line (for image builders:
-      the dracut and mkinitcpio hooks fail the build when one is missing).
+  ephemcrypt needs --files [--host DIR] [--config FILE]
+  ephemcrypt needs --modules --kver KVER [--moddir DIR] [--host DIR] [--config FILE]
+      What an initramfs must hold for this configuration, one per line, for the image builders'
+      hooks (dracut, initramfs-tools, mkinitcpio), which fail the build when one is missing:
+      the programs setup runs (mkfs); with --files, the files (the configuration, mke2fs.conf)
+      this host has; with --modules, the kernel modules for kernel KVER (its modules.dep and
+      modules.builtin in DIR, default DIR/lib/modules/KVER under --host): dm-mod, dm-crypt,
+      the cipher's, its mode's and IV's (with the architecture's accelerated drivers), AF_ALG,
+      NVMe and the file system's; those built into KVER are left out.
   ephemcrypt help | -h | --help
   ephemcrypt -V | --version
 
@@ -58,6 +65,8 @@ options:
   --newroot DIR    where the boot chain mounted the real root (dracut /sysroot, mkinitcpio /new_root);
                    for plan, optional: without it, /sysroot with its directories taken to be there
   --json           machine-readable output
+  --modules, --files, --kver KVER, --moddir DIR
+                   needs: what to list, and for which kernel (see needs above)
   -v, --verbose    more log lines on stderr
 
 exit codes: 0 done (also: nothing to do, disabled, or a failure the on-failure policy absorbed);
@@ -90,6 +99,10 @@ pub const OPTIONS: &[&str] = &[
     "--disks",
     "--print-commands",
     "--died",
+    "--modules",
+    "--files",
+    "--kver",
+    "--moddir",
 ];
 
 /// What the command line asks for.
@@ -102,7 +115,7 @@ pub(crate) enum Command {
     Status(Common),
     /// The real root's check at boot: one line, a warning when the volume is missing.
     Check(Common),
-    Needs(Common),
+    Needs(Common, Needs),
     /// Copy the directory skeleton of one directory to another (run by the units setup writes).
     Skeleton(PathBuf, PathBuf),
     Recover(Common, Recover),
@@ -127,6 +140,15 @@ impl Default for Common {
     fn default() -> Common {
         Common { host: PathBuf::from("/"), config: None, json: false, verbose: false, prometheus: false, output: None }
     }
+}
+
+/// What `needs` lists: the programs (neither flag), the files, or a kernel's modules.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Needs {
+    pub(crate) files: bool,
+    pub(crate) modules: bool,
+    pub(crate) kver: Option<String>,
+    pub(crate) moddir: Option<PathBuf>,
 }
 
 /// What `recover` is asked to do.
@@ -166,6 +188,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
     let mut newroot = None;
     let mut recover = Recover::default();
     let mut died = None;
+    let mut needs = Needs::default();
     let value = |it: &mut std::slice::Iter<'_, String>, flag: &str| {
         it.next().cloned().ok_or_else(|| Error::Usage(format!("{flag} needs a value")))
     };
@@ -199,6 +222,13 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
             "--mount" => recover.mount = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
             "--disks" => recover.disks = Some(inline.map_or_else(|| value(&mut it, flag), Ok)?),
             "--print-commands" => recover.print_commands = true,
+            "--modules" | "--files" | "--kver" | "--moddir" if sub != "needs" => {
+                return Err(Error::Usage(format!("{flag} goes with 'needs' only; try 'ephemcrypt --help'")))
+            }
+            "--modules" => needs.modules = true,
+            "--files" => needs.files = true,
+            "--kver" => needs.kver = Some(inline.map_or_else(|| value(&mut it, flag), Ok)?),
+            "--moddir" => needs.moddir = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
             "--died" if sub != "setup" => {
                 return Err(Error::Usage(format!("{flag} goes with 'setup' only; try 'ephemcrypt --help'")))
             }
@@ -239,7 +269,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
         "needs" => {
             only("--newroot", newroot.is_none())?;
             only("--json", !common.json)?;
-            Ok(Command::Needs(common))
+            only("--files with --modules (one list at a time)", !(needs.files && needs.modules))?;
+            only(
+                "--kver or --moddir without --modules",
+                needs.modules || (needs.kver.is_none() && needs.moddir.is_none()),
+            )?;
+            if needs.modules && needs.kver.is_none() {
+                return Err(Error::Usage("needs --modules needs --kver KVER (the image's kernel)".into()));
+            }
+            Ok(Command::Needs(common, needs))
         }
         "recover" => {
             only("--newroot", newroot.is_none())?;
@@ -296,12 +334,7 @@ pub(crate) fn run(cmd: &Command, out: &mut dyn Write) -> Result<u8> {
         Command::Setup(c, newroot) => return setup(c, newroot),
         Command::AfterDeath(c, newroot, how) => return after_death(c, newroot, *how),
         Command::Skeleton(from, to) => LinuxSystem::new("/").copy_skeleton(from, to)?,
-        Command::Needs(c) => {
-            // The image's configuration file only: the build host's kernel command line is not
-            // the booted machine's.
-            let config = Host::new(&c.host).config_file_only(c.config.as_deref())?;
-            write(out, &config.fs.programs().iter().map(|p| format!("{p}\n")).collect::<String>())?;
-        }
+        Command::Needs(c, n) => write(out, &needs(c, n)?)?,
         Command::Status(c) => {
             let (text, code) = status(c)?;
             write(out, &text)?;
@@ -403,6 +436,46 @@ fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `ephemcrypt needs`: what the image must hold, one per line. The image's configuration file
+/// only: the build host's kernel command line is not the booted machine's. Reads files; the
+/// lists come from needs.rs.
+fn needs(c: &Common, n: &Needs) -> Result<String> {
+    let host = Host::new(&c.host);
+    let config = host.config_file_only(c.config.as_deref())?;
+    let lines: Vec<String> = if n.modules {
+        let kver = n.kver.as_deref().unwrap_or_default();
+        if kver.is_empty() || kver.contains('/') || kver.starts_with('.') {
+            return Err(Error::Usage(format!(
+                "--kver '{}': a kernel release such as 6.1.0-28-cloud-amd64",
+                escape(kver)
+            )));
+        }
+        let dir = n.moddir.clone().unwrap_or_else(|| host.path(Path::new("/lib/modules").join(kver)));
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| Error::os("read", p.display(), e))
+        };
+        // No modules.builtin: a kernel whose modules are all modules (or one built without it).
+        let builtin = match read("modules.builtin") {
+            Err(e) if e.errno_value() == Some(libc::ENOENT) => String::new(),
+            r => r?,
+        };
+        let kernel = crate::needs::Kernel::parse(&builtin, &read("modules.dep")?);
+        crate::needs::modules(&config, &kernel).map_err(|m| {
+            Error::invalid(
+                format!("kernel {} ({})", escape(kver), dir.display()),
+                "the modules this configuration needs",
+                m,
+            )
+        })?
+    } else if n.files {
+        crate::needs::files(&config, "/etc/ephemcrypt.conf").into_iter().filter(|f| host.path(f).is_file()).collect()
+    } else {
+        crate::needs::programs(&config).iter().map(|p| p.to_string()).collect()
+    };
+    Ok(lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
 /// `ephemcrypt status`: the status file, with each mapping checked against the kernel.

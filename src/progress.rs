@@ -311,18 +311,18 @@ const UNIT_DIRS: [&str; 4] =
 
 /// The boot must stop (on-failure=halt). Shell hooks stop it themselves on exit status 1, and in a
 /// systemd initrd the unit fails and its `FailureAction=` powers the machine off. An image without
-/// emergency.service (a minimal one) is halted from here as well: it would go on with the bind
+/// emergency.service (a minimal one) is powered off from here as well, as every chain does: it would go on with the bind
 /// targets on the root disk under a unit that only has `OnFailure=emergency.target` (an older
 /// unit, or one edited locally).
 pub(crate) fn halt_without_shell(root: &Path) {
     if !no_emergency_shell(root) {
         return;
     }
-    log::error!("on-failure=halt: this initrd has no emergency.service to stop the boot: halting the machine");
-    match std::process::Command::new("systemctl").args(["--force", "halt"]).status() {
+    log::error!("on-failure=halt: this initrd has no emergency.service to stop the boot: powering the machine off");
+    match std::process::Command::new("systemctl").args(["--force", "poweroff"]).status() {
         Ok(s) if s.success() => {}
-        Ok(s) => log::error!("systemctl --force halt: {s}"),
-        Err(e) => log::error!("{}", Error::os("run", "systemctl --force halt", e)),
+        Ok(s) => log::error!("systemctl --force poweroff: {s}"),
+        Err(e) => log::error!("{}", Error::os("run", "systemctl --force poweroff", e)),
     }
 }
 

@@ -155,10 +155,15 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
     let (plan, timings) = match host.config(config_file) {
         Ok(config) => {
             let root = read_newroot(&config, Some(newroot), sys);
-            observe_and_plan(host, &config, root.clone(), sys, true).unwrap_or_else(|e| {
-                log::error!("{e}");
-                (plan::failed(&config, &root, State::Unreadable(e.to_string())), Vec::new())
-            })
+            if let Some(why) = image_refusal(host, config_file, &config) {
+                log::error!("{why}");
+                (plan::failed(&config, &root, State::BadConfig(why)), Vec::new())
+            } else {
+                observe_and_plan(host, &config, root.clone(), sys, true).unwrap_or_else(|e| {
+                    log::error!("{e}");
+                    (plan::failed(&config, &root, State::Unreadable(e.to_string())), Vec::new())
+                })
+            }
         }
         Err(e) => {
             // Without a configuration there is no policy to follow: keep data off the disks with
@@ -179,6 +184,24 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
     let status = execute(&plan, sys, timings);
     crate::progress::finished(sys);
     (plan, status)
+}
+
+/// Why this boot's `rd.ephemcrypt.cipher=` or `rd.ephemcrypt.fs=` is refused: the image was
+/// built for the file's configuration (`ephemcrypt needs`), and lacks the modules (per its own
+/// modules.dep, which the image builders write for the modules they add) or the program the
+/// override needs. Reads the image; needs.rs decides.
+fn image_refusal(host: &Host, config_file: Option<&Path>, config: &Config) -> Option<String> {
+    let built = host.config_file_only(config_file).ok()?;
+    let kver = read_small(&host.path("/proc/sys/kernel/osrelease")).map(|v| v.trim().to_string());
+    let image = kver.filter(|v| !v.is_empty() && !v.contains('/')).and_then(|v| {
+        let dir = host.path(Path::new("/lib/modules").join(v));
+        let dep = std::fs::read_to_string(dir.join("modules.dep")).ok()?;
+        let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+        Some(crate::needs::Kernel::parse(&builtin, &dep))
+    });
+    let has_program =
+        |p: &str| ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| host.path(d).join(p).is_file());
+    crate::needs::refusal(&built, config, image.as_ref(), has_program)
 }
 
 /// `ephemcrypt setup --died HOW`: the boot hook's second invocation after the first ended without
@@ -434,6 +457,41 @@ mod tests {
         assert!(!guard_active(&host));
         std::fs::write(inhibit.join("3"), lock(300)).unwrap();
         assert!(guard_active(&host));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_override_the_image_has_no_modules_for_is_refused() {
+        let root = std::env::temp_dir().join(format!("ephemcrypt-image-refusal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let write = |p: &str, text: &str| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("proc/sys/kernel/osrelease", "6.1.0-9-cloud-amd64\n");
+        write(
+            "lib/modules/6.1.0-9-cloud-amd64/modules.dep",
+            "kernel/drivers/md/dm-mod.ko:\nkernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n\
+             kernel/crypto/xts.ko:\nkernel/crypto/ecb.ko:\nkernel/arch/x86/crypto/aesni-intel.ko:\n",
+        );
+        write("lib/modules/6.1.0-9-cloud-amd64/modules.builtin", "kernel/fs/ext4/ext4.ko\n");
+        write("usr/sbin/mkfs.ext4", "");
+        write("etc/ephemcrypt.conf", "swap = 0\n");
+        let host = Host::new(&root);
+        let refusal = |cmdline: &str| {
+            write("proc/cmdline", cmdline);
+            image_refusal(&host, None, &host.config(None).unwrap())
+        };
+        assert_eq!(refusal("ro"), None, "the image's own configuration");
+        assert_eq!(refusal("rd.ephemcrypt.cipher=aes-xts-plain64"), None, "the same cipher");
+        let why = refusal("rd.ephemcrypt.cipher=serpent-xts-plain64").unwrap();
+        assert!(why.starts_with("rd.ephemcrypt.cipher=serpent-xts-plain64 asks"), "{why}");
+        let why = refusal("rd.ephemcrypt.fs=xfs").unwrap();
+        assert!(why.contains("the file system xfs") && why.contains("the program mkfs.xfs"), "{why}");
+        // An image whose modules cannot be known (no modules.dep): the override is taken.
+        std::fs::remove_file(root.join("lib/modules/6.1.0-9-cloud-amd64/modules.dep")).unwrap();
+        assert_eq!(refusal("rd.ephemcrypt.cipher=serpent-xts-plain64"), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -233,6 +233,50 @@ fn needs_names_the_programs_of_the_configuration() {
     assert!(stderr(&o).contains("invalid value 'zfs' for 'fs'"), "{}", stderr(&o));
 }
 
+/// `ephemcrypt needs --modules` reads the image kernel's modules.dep and modules.builtin (under
+/// --host, or --moddir) and names the modules not built in; `--files` what the host has.
+#[test]
+fn needs_names_the_modules_and_files_of_the_configuration() {
+    let m = Machine::new("aws", "rd.ephemcrypt.cipher=serpent-xts-plain64");
+    let dir = m.base.join("host/lib/modules/6.1.0-9-cloud-amd64");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("modules.dep"),
+        "kernel/drivers/md/dm-mod.ko:\nkernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko\n\
+         kernel/crypto/xts.ko:\nkernel/crypto/ecb.ko:\nkernel/arch/x86/crypto/aesni-intel.ko:\nkernel/fs/xfs/xfs.ko:\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("modules.builtin"), "kernel/fs/ext4/ext4.ko\nkernel/crypto/aes_generic.ko\n").unwrap();
+    let modules = |extra: &[&str]| {
+        let o =
+            run(&[&["needs", "--modules", "--kver", "6.1.0-9-cloud-amd64", "--host", &m.host()][..], extra].concat());
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o))
+    };
+    // The file's cipher (the command line's is the booted machine's), ext4 built in.
+    let (code, out, _) = modules(&[]);
+    assert_eq!((code, out.as_str()), (Some(0), "dm_mod\ndm_crypt\naesni_intel\nxts\necb\n"));
+    let (code, out, _) = modules(&["--moddir", &dir.display().to_string()]);
+    assert_eq!((code, out.as_str()), (Some(0), "dm_mod\ndm_crypt\naesni_intel\nxts\necb\n"));
+    std::fs::create_dir_all(m.base.join("host/etc")).unwrap();
+    std::fs::write(m.base.join("host/etc/ephemcrypt.conf"), "cipher = twofish-xts-plain64\nfs = xfs\n").unwrap();
+    let (code, _, err) = modules(&[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("the cipher twofish (twofish-xts-plain64): no module and nothing built in"), "{err}");
+    let o = run(&["needs", "--files", "--host", &m.host()]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "/etc/ephemcrypt.conf\n");
+    for (args, want) in [
+        (&["needs", "--modules"][..], "needs --modules needs --kver KVER"),
+        (&["needs", "--kver", "6.1"][..], "--kver or --moddir without --modules does not go with 'needs'"),
+        (&["needs", "--modules", "--files", "--kver", "6.1"][..], "--files with --modules"),
+        (&["needs", "--modules", "--kver", "../x"][..], "--kver '../x': a kernel release"),
+        (&["plan", "--modules"][..], "--modules goes with 'needs' only"),
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
+
 /// `recover`'s arguments: --identity or --print-commands; its options go with it only.
 #[test]
 fn recover_usage() {

@@ -18,51 +18,34 @@ depends() {
     return 0
 }
 
-# _ephemcrypt_conf KEY DEFAULT: KEY's value in the image's /etc/ephemcrypt.conf (unquoted), or DEFAULT
-_ephemcrypt_conf() {
-    local v
-    v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" /etc/ephemcrypt.conf 2> /dev/null | tail -n 1)
-    v=${v%"${v##*[![:space:]]}"}
-    v=${v#[\"\']} && v=${v%[\"\']}
-    echo "${v:-$2}"
-}
-
 # called by dracut
 installkernel() {
-    local cipher mode iv fs
-    # Not only what the build host has loaded: the image boots on machines with local disks.
-    # dm-crypt (dm_mod has the striped and linear targets), the NVMe driver, af_alg and algif_*
-    # (setup asks the kernel's crypto API for the cipher before making the volume).
-    hostonly='' instmods dm_mod dm_crypt nvme af_alg algif_skcipher algif_hash
-    # The configured cipher (cipher-mode-iv), through the kernel's crypto-* module aliases: every
-    # implementation of it this kernel has. For aes, also the implementations of every
-    # architecture ephemcrypt runs on by name (x86_64: aesni; arm64: aes-ce and aes-neon) with the
-    # generic one; instmods passes over those a kernel lacks.
-    cipher=$(_ephemcrypt_conf cipher aes-xts-plain64)
-    mode=${cipher#*-} && iv=${mode#*-} && mode=${mode%%-*}
-    hostonly='' instmods "crypto-${cipher%%-*}" "crypto-$mode" "crypto-$mode(${cipher%%-*})" cryptd crypto_simd
-    case $iv in
-        essiv:*) hostonly='' instmods crypto-essiv "crypto-${iv#essiv:}" ;;
-    esac
-    # The templates the modes are made of, for any cipher (xts runs over ecb(cipher)); the
-    # crypto-MODE(CIPHER) alias above does not name them on every kernel.
-    hostonly='' instmods xts ecb cbc
-    if [[ ${cipher%%-*} == aes ]]; then
-        hostonly='' instmods aes aes_generic aesni_intel aes_ce_blk aes_ce_cipher aes_neon_blk aes_neon_bs
+    local mods
+    # The kernel modules `ephemcrypt needs` names for the image's configuration and this kernel
+    # (ephemcrypt(8): needs); not only what the build host has loaded: the image boots on
+    # machines with local disks.
+    if ! mods=$("$(find_binary ephemcrypt)" needs --modules --kver "$kernel" --moddir "$srcmods"); then
+        dfatal "ephemcrypt: no module list for kernel $kernel (see above)"
+        exit 1
     fi
-    # The configured file system's module (none for fs = none).
-    fs=$(_ephemcrypt_conf fs ext4)
-    [[ $fs == none ]] || hostonly='' instmods "$fs"
+    [[ -n $mods ]] || return 0
+    local -a list
+    mapfile -t list <<< "$mods"
+    if ! hostonly='' instmods -c "${list[@]}"; then
+        dfatal "ephemcrypt: cannot add the modules ephemcrypt needs: ${list[*]}"
+        exit 1
+    fi
 }
 
 # called by dracut
 install() {
-    local needs prog
-    inst_binary "$(find_binary ephemcrypt)" /usr/sbin/ephemcrypt
-    # The programs setup runs with the image's configuration (mkfs for its `fs`), which
-    # `ephemcrypt needs` reads from /etc/ephemcrypt.conf: without them every boot would end
-    # degraded, so the build stops (dracut ignores install()'s status: exit), saying which.
-    if ! needs=$("$(find_binary ephemcrypt)" needs); then
+    local bin needs prog files f
+    bin=$(find_binary ephemcrypt)
+    inst_binary "$bin" /usr/sbin/ephemcrypt
+    # The programs setup runs with the image's configuration (mkfs for its `fs`) and the files
+    # it reads, as `ephemcrypt needs` names them: without them every boot would end degraded,
+    # so the build stops (dracut ignores install()'s status: exit), saying which.
+    if ! needs=$("$bin" needs) || ! files=$("$bin" needs --files); then
         dfatal "ephemcrypt: /etc/ephemcrypt.conf is not valid (see above)"
         exit 1
     fi
@@ -72,8 +55,10 @@ install() {
             exit 1
         fi
     done
-    inst_multiple -o modprobe /etc/mke2fs.conf
-    [[ -f /etc/ephemcrypt.conf ]] && inst_simple /etc/ephemcrypt.conf
+    for f in $files; do
+        inst_simple "$f"
+    done
+    inst_multiple -o modprobe
     # The device-mapper udev rules ephemcrypt relies on, and dmsetup, which they run: the base
     # rules (10-dm.rules upstream and on Fedora, 55-dm.rules on Debian) decode the udev flags
     # ephemcrypt passes with each mapping (DM_UDEV_PRIMARY_SOURCE_FLAG, in DM_COOKIE) and

@@ -47,9 +47,14 @@ cp "$initrd" "$out/initrd.img"
 # make install enables the check (a vendor link in multi-user.target.wants): nothing to enable.
 hcheck check-unit-static-by-install test "$(chroot "$mnt" systemctl is-enabled ephemcrypt-check.service)" = static
 chroot "$mnt" lsinitramfs "/boot/initrd.img-$KVER" >"$out/contents.txt"
-for f in usr/sbin/ephemcrypt scripts/local-bottom/ephemcrypt usr/sbin/mkfs.ext4 etc/mke2fs.conf \
-	"kernel/drivers/md/dm-crypt.ko" "kernel/crypto/xts.ko" "kernel/arch/x86/crypto/aesni-intel.ko"; do
+for f in usr/sbin/ephemcrypt scripts/local-bottom/ephemcrypt usr/sbin/mkfs.ext4 etc/mke2fs.conf; do
 	hcheck "image-has-${f##*/}" grep -q "$f" "$out/contents.txt"
+done
+# Every module the installed binary names for this kernel (the hook holds no list of its own).
+mods=$(chroot "$mnt" ephemcrypt needs --modules --kver "$KVER") || die "ephemcrypt needs --modules failed"
+for m in dm_crypt xts; do hcheck "needs-names-$m" grep -qx "$m" <<<"$mods"; done
+for m in $mods; do
+	hcheck "image-has-module-$m" grep -q "/${m//_/[-_]}\.ko" "$out/contents.txt"
 done
 cleanup
 trap - EXIT

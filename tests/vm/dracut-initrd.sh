@@ -89,6 +89,12 @@ if [[ ! -s $img ]]; then
 		grep -qx "$w" <<<"$files" || die "the image lacks $w (see lsinitrd $img.$$)"
 	done
 	! grep -qx "$unwanted" <<<"$files" || die "the image has $unwanted: the wrong init flavour"
+	# Every module the binary names for this kernel (the module holds no list of its own).
+	mods=$("$work/staging/usr/sbin/ephemcrypt" needs --modules --kver "$KVER" --moddir "$MODDIR") || die "ephemcrypt needs --modules failed"
+	for m in $mods; do
+		grep -q "/${m//_/[-_]}\.ko" <<<"$files" || die "the image lacks module $m, which ephemcrypt needs --modules names"
+	done
+	log "the image holds the modules ephemcrypt needs --modules names: $(paste -sd' ' <<<"$mods")"
 	mv "$img.$$" "$img"
 	log "dracut built $img in $((SECONDS - start)) s ($(du -h "$img" | cut -f1))"
 	find "$work" -maxdepth 1 -name 'initrd-*.img' -mtime +7 -delete # unused for a week

@@ -37,8 +37,20 @@ canon() {
 # shellcheck disable=SC2317 # the stand-ins are called by the hook
 build_image() (
 	local hook=$1 BUILDROOT=$2 errors=0
-	# shellcheck disable=SC2030 # build_image is a subshell: the change is meant to stay in it
+	# shellcheck disable=SC2034 # mkinitcpio's, read by the hook
+	local KERNELVERSION=$KVER
+	# shellcheck disable=SC2030 # this build's PATH only (a subshell)
 	PATH=$dest/usr/sbin:$dest/usr/bin:$PATH # where make install put ephemcrypt
+	# The hook's `ephemcrypt needs --modules --kver` reads /lib/modules/KVER: the cached kernel's
+	# here (and the test's configuration, where one is set).
+	# shellcheck disable=SC2317 # called by the hook
+	ephemcrypt() {
+		local a=("$@")
+		[[ " $* " != *" --modules "* ]] || a+=(--moddir "$MODDIR")
+		command ephemcrypt "${a[@]}" ${conf:+--config "$conf"}
+	}
+	mkdir -p "$BUILDROOT"
+	: >"$BUILDROOT.modules" # what the hook adds with add_module, one a line
 	miss() { echo "MISSING in $hook: $*" >&2; errors=$((errors + 1)); return 1; }
 	# resolve PATH: that path of the installed system, from make install's tree or this host
 	resolve() { if [[ -e $dest$1 ]]; then echo "$dest$1"; elif [[ -e $1 ]]; then echo "$1"; else return 1; fi; }
@@ -49,6 +61,7 @@ build_image() (
 		[[ $m != \?* ]] || { miss "module $1: optional is a '?' suffix (xfs?), not a prefix"; return 1; }
 		m=${m%.ko*} m=${m//-/_}
 		[[ -n ${kmods[$m]:-} || $1 == *\? ]] || miss "module $1 (not in $KVER)"
+		echo "$m" >>"$BUILDROOT.modules"
 	}
 	add_all_modules() {
 		local OPTIND=1 f list
@@ -128,18 +141,25 @@ build_image() (
 # The configured file system's mkfs missing on the build host: the build fails, naming it.
 mkdir -p "$out/conf"
 echo "fs = xfs" >"$out/conf/ephemcrypt.conf"
-# shellcheck disable=SC2317 # called by the hook
-ephemcrypt() { command ephemcrypt "$@" --config "$out/conf/ephemcrypt.conf"; } # the image's configuration
-# shellcheck disable=SC2031 # the caller's PATH, which build_image's change leaves as it was
-if (PATH=$(tr ':' '\n' <<<"$PATH" | grep -v sbin | paste -sd:) build_image ephemcrypt "$out/image-noxfs") \
+# shellcheck disable=SC2031 # PATH is this host's here
+if (conf=$out/conf/ephemcrypt.conf PATH=$(tr ':' '\n' <<<"$PATH" | grep -v sbin | paste -sd:) build_image ephemcrypt "$out/image-noxfs") \
 	2>"$out/noxfs.err"; then
 	die "install/ephemcrypt built an image for fs=xfs without mkfs.xfs"
 fi
 grep -q "ephemcrypt needs 'mkfs.xfs'" "$out/noxfs.err" || die "the failed build did not name mkfs.xfs: $(cat "$out/noxfs.err")"
-unset -f ephemcrypt
 log "install/ephemcrypt: without mkfs.xfs for fs=xfs the build fails, naming it"
-build_image ephemcrypt "$out/image"
-CRYPTO_MODULES='aesni_intel xts' build_image sd-ephemcrypt "$out/image-sd"
+conf='' build_image ephemcrypt "$out/image"
+conf='' build_image sd-ephemcrypt "$out/image-sd"
+# The modules each hook added are the ones the binary names for the kernel, no more and no fewer.
+want=$("$dest/usr/sbin/ephemcrypt" needs --modules --kver "$KVER" --moddir "$MODDIR")
+if ! grep -qx dm_crypt <<<"$want" || ! grep -qx xts <<<"$want"; then
+	die "ephemcrypt needs --modules: no dm_crypt or xts: $want"
+fi
+for img in image image-sd; do
+	[[ $(sort "$out/$img.modules") == $(sort <<<"$want") ]] ||
+		die "$img: the hook added modules $(paste -sd' ' "$out/$img.modules"), the binary names $(paste -sd' ' <<<"$want")"
+done
+log "both hooks add the modules ephemcrypt needs --modules names: $(paste -sd' ' <<<"$want")"
 sd=$out/image-sd units=/usr/lib/systemd/system
 link=$(readlink "$sd$units/initrd.target.wants/ephemcrypt.service") || die "sd-ephemcrypt: initrd.target wants nothing"
 [[ $link == /* ]] || link=$units/initrd.target.wants/$link
@@ -160,11 +180,17 @@ while IFS= read -r f; do extras+=("$f:${f#"$out/image"}"); done < <(find "$out/i
 	--disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
 	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=30 rd.ephemcrypt.swap=64M" "$@"
 times=$(tr -d '\r' <"$out/console.log" | sed -n 's/^VMTEST \(TIME\|DONE\) //p' | tr '\n' ' ')
-# on-failure=halt with a disk short: the rescue shell, and after leaving it setup runs again and
-# the shell is offered again; the boot never reaches the real root.
+# on-failure=halt with a disk short: the hook powers the machine off (qemu exits), no rescue
+# shell; the boot never reaches the real root.
 rm -f "$out"/*.raw
 "$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/halt.log" --timeout 600 --virtio "$out/root.img" \
 	--disk "$out/a.raw:EPH-A:1G" \
-	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=1 rd.ephemcrypt.on-failure=halt vmtest=halt" "$@"
+	--append "rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=1 rd.ephemcrypt.on-failure=halt" "$@" ||
+	true # no VMTEST DONE: the machine powered off
 ! grep -aq 'VMTEST PASS pid-1' "$out/halt.log" || die "halt: the real root ran"
+! grep -aq 'VMTEST FAIL' "$out/halt.log" || die "halt: $(grep -a -m1 'VMTEST FAIL' "$out/halt.log")"
+if ! grep -aq 'powering the machine off' "$out/halt.log" || ! grep -aq 'reboot: Power down' "$out/halt.log"; then
+	die "halt: the machine did not power off (see $out/halt.log)"
+fi
+log "halt: the hook powered the machine off; the real root never ran"
 log "PASS: mkinitcpio hooks; boot times (guest uptime, s): $times"

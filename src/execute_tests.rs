@@ -619,6 +619,18 @@ fn too_few_disks_after_waiting_is_a_failure() {
 }
 
 #[test]
+fn a_slow_read_with_every_disk_present_is_no_wait() {
+    let tree = two_disks("expect = 2");
+    let mut fake = Fake::new();
+    fake.tick = 400; // each clock reading 400 ms on: the first read of the disks takes 800 ms
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    assert_eq!(fake.sleeps, 0);
+    assert!(o.steps.iter().all(|t| t.step != "wait for disks"), "{:?}", o.steps);
+    assert!(o.steps[0].step.starts_with("read 2 disks") && o.steps[0].ms >= 400, "{:?}", o.steps[0]);
+}
+
+#[test]
 fn late_disks_are_waited_for() {
     let tree = Tree::new("expect = 2\nwait = 5");
     tree.disk("nvme1n1", 1, "A");

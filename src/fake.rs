@@ -69,6 +69,8 @@ pub(crate) struct Fake {
     /// The headers written, by device.
     pub(crate) headers: BTreeMap<PathBuf, Vec<u8>>,
     pub(crate) clock: u64,
+    /// How far the clock moves at each reading beyond the first ms (a slow machine).
+    pub(crate) tick: u64,
     pub(crate) sleeps: u32,
     /// Called with the number of sleeps so far after each sleep (late disks appear).
     #[allow(clippy::type_complexity)]
@@ -405,7 +407,7 @@ impl System for Fake {
         }
     }
     fn now_ms(&mut self) -> u64 {
-        self.clock += 1;
+        self.clock += 1 + self.tick;
         self.clock
     }
 }

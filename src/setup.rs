@@ -283,6 +283,7 @@ fn observe_and_plan<S: System>(
     let caps = Caps { fips: host.fips_enabled()?, ..Caps::ASSUMED };
     let mut facts = Facts { disks: Vec::new(), caps, newroot: root, live, identity: None, taken: Vec::new() };
     let start = sys.now_ms();
+    let mut slept = false;
     loop {
         let t = sys.now_ms();
         facts.disks = discover(host, config)?;
@@ -292,10 +293,13 @@ fn observe_and_plan<S: System>(
         // whose link udev has not made yet.
         if setup && plan::waits_for_disks(config, &facts) && waited < u64::from(config.wait_secs) * 1000 {
             sys.sleep_ms(POLL_MS);
+            slept = true;
             continue;
         }
-        if waited >= POLL_MS {
-            timings.push(Timing { step: "wait for disks".into(), ms: waited });
+        // Only time spent waiting is a wait: a slow first read of sysfs is not (it is timed
+        // below; counting it too made a wait of every read that took 250 ms or more).
+        if slept {
+            timings.push(Timing { step: "wait for disks".into(), ms: t.saturating_sub(start) });
         }
         // What reading sysfs and probing the candidates cost (the last time round).
         let probed = facts.disks.iter().filter(|d| !matches!(d.probe, crate::disk::Probe::NotProbed)).count();

@@ -287,12 +287,23 @@ pub(crate) struct NewRoot {
     pub(crate) systemd: bool,
     /// It has /etc/ephemcrypt.hold: leave the disks of earlier volumes alone.
     pub(crate) hold: bool,
+    /// The mount units of bind targets that its /etc/systemd/system holds (a unit file, an alias
+    /// or a mask): they outrank the units setup writes to /run/systemd/system.
+    pub(crate) units: Vec<String>,
 }
 
 impl NewRoot {
     /// A new root that was not looked at.
     pub(crate) fn assumed(path: impl Into<PathBuf>) -> NewRoot {
-        NewRoot { path: path.into(), dirs: Vec::new(), read: false, fstab: Vec::new(), systemd: false, hold: false }
+        NewRoot {
+            path: path.into(),
+            dirs: Vec::new(),
+            read: false,
+            fstab: Vec::new(),
+            systemd: false,
+            hold: false,
+            units: Vec::new(),
+        }
     }
 
     /// The mount of the root's fstab that would hide `dir` after switch_root: one at `dir` itself

@@ -78,18 +78,10 @@ fn volume_status(v: &Volume) -> VolumeStatus {
     }
 }
 
-/// What the bind targets that an fstab mount would hide are left with.
+/// What the bind targets that nothing can cover are left with ([`Plan::exposed`]).
 fn exposed_text(plan: &Plan) -> String {
-    let list: Vec<String> = plan
-        .exposed
-        .iter()
-        .map(|(t, by)| format!("{} would be hidden by {} from /etc/fstab", t.display(), by.display()))
-        .collect();
-    format!(
-        "{}: the real root does not run systemd, so nothing covers them after switch_root; \
-         they are neither on the volume nor on tmpfs",
-        list.join(", ")
-    )
+    let list: Vec<&str> = plan.exposed.iter().map(|(_, why)| why.as_str()).collect();
+    format!("{}; neither on the volume nor on tmpfs", list.join("; "))
 }
 
 /// The result when every step is taken.

@@ -495,6 +495,26 @@ fn no_disk_is_absent_and_touches_nothing() {
     assert!(fake.tmpfs.is_empty());
 }
 
+/// The root's own unit for a target's mount (here a mask) outranks setup's: the volume is made,
+/// the status is degraded and names the unit.
+#[test]
+fn a_roots_own_unit_for_a_target_leaves_it_uncovered_and_says_so() {
+    let tree = two_disks("");
+    let mut fake = Fake::new();
+    fake.files.insert("/sysroot/etc/fstab".into(), "UUID=1 / ext4 defaults 0 1\nUUID=2 /var ext4 nodev 0 2\n".into());
+    fake.links.insert("/sysroot/sbin/init".into(), "/lib/systemd/systemd".into());
+    fake.links.insert("/sysroot/etc/systemd/system/var-tmp.mount".into(), "/dev/null".into());
+    let o = run(&mut fake, &tree);
+    assert_eq!(o.result, SetupResult::Degraded, "{}", o.reason);
+    assert!(
+        o.reason
+            .contains("/etc/systemd/system/var-tmp.mount in the real root outranks the unit setup writes for /var/tmp"),
+        "{}",
+        o.reason
+    );
+    assert!(!o.reason.contains("var-log.mount"), "{}", o.reason);
+}
+
 /// A root whose fstab mounts /var (CIS-hardened images do): after switch_root that mount would
 /// hide binds made now on /var/log and /var/tmp. On a systemd root, units bind them again after
 /// it; /tmp is bound now. A failure anywhere removes the units too.

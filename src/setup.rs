@@ -380,7 +380,16 @@ fn read_newroot<S: System>(config: &Config, newroot: Option<&Path>, sys: &mut S)
         log::warn!("{e}; taking it to be there: no disk is touched");
         true
     });
-    NewRoot { path: path.to_path_buf(), dirs, read: true, fstab, systemd, hold }
+    // A unit of the root's own for a bind target's mount, which would outrank setup's.
+    let mut units = Vec::new();
+    for b in systemd.then_some(&config.bind).into_iter().flatten() {
+        let unit = format!("{}.mount", crate::paths::systemd_escape_path(b));
+        let file = under(path, &Path::new("/etc/systemd/system").join(&unit));
+        if sys.link_text(&file).is_some() || sys.read_text(&file).ok().flatten().is_some() {
+            units.push(unit);
+        }
+    }
+    NewRoot { path: path.to_path_buf(), dirs, read: true, fstab, systemd, hold, units }
 }
 
 /// The volume of this name, if it is live already, as the kernel shows it.

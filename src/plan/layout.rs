@@ -63,7 +63,7 @@ pub(crate) struct Volume {
     pub(crate) mount: PathBuf,
     pub(crate) binds: Vec<PathBuf>,
     /// See [`Plan::exposed`]: these targets are not bound.
-    pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
+    pub(crate) exposed: Vec<(PathBuf, String)>,
     /// Recipients of the key's escrow (none: no escrow).
     pub(crate) escrow: Vec<crate::age::Recipient>,
     /// A unit in the real root that blocks reboots while the volume is there (systemd roots).

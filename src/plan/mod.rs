@@ -267,21 +267,44 @@ pub(crate) struct Plan {
     pub(crate) steps: Vec<Step>,
     /// What setup does after a failure, once the steps taken are undone: the failure policy.
     pub(crate) fallback: Vec<Step>,
-    /// Bind targets that a mount of the real root's fstab would hide after switch_root and that
-    /// nothing can bind again (the root does not run systemd), with the mount that hides them:
-    /// neither the volume nor the failure policy's tmpfs can cover them, and the result says so.
-    pub(crate) exposed: Vec<(PathBuf, PathBuf)>,
+    /// Bind targets that neither the volume nor the failure policy's tmpfs can cover, with why: a
+    /// mount of the real root's fstab would hide them after switch_root and nothing can bind
+    /// again (the root does not run systemd), or the unit setup would write for them is
+    /// outranked by the root's own in /etc/systemd/system. The result says so.
+    pub(crate) exposed: Vec<(PathBuf, String)>,
     /// What becomes of each mount of the root's fstab at, above or inside a bind target: a line
     /// each (see [`fstab_notes`]).
     pub(crate) fstab: Vec<String>,
 }
 
 /// See [`Plan::exposed`].
-fn exposed(binds: &[PathBuf], newroot: &NewRoot) -> Vec<(PathBuf, PathBuf)> {
-    if newroot.systemd {
-        return Vec::new();
+fn exposed(binds: &[PathBuf], newroot: &NewRoot) -> Vec<(PathBuf, String)> {
+    let mut exposed = Vec::new();
+    for b in binds {
+        let Some(by) = newroot.shadowed_by(b) else { continue };
+        let unit = format!("{}.mount", crate::paths::systemd_escape_path(b));
+        let why = if !newroot.systemd {
+            format!(
+                "{} would be hidden by {} from /etc/fstab, and the real root does not run systemd: nothing \
+                 covers it after switch_root",
+                b.display(),
+                by.display()
+            )
+        } else if newroot.units.contains(&unit) {
+            // /etc/systemd/system comes before /run/systemd/system in systemd's unit path: the
+            // root's own unit (or its mask) is loaded, not setup's.
+            format!(
+                "/etc/systemd/system/{unit} in the real root outranks the unit setup writes for {}: remove it \
+                 or take {} out of 'bind'",
+                b.display(),
+                b.display()
+            )
+        } else {
+            continue;
+        };
+        exposed.push((b.clone(), why));
     }
-    binds.iter().filter_map(|b| Some((b.clone(), newroot.shadowed_by(b)?.clone()))).collect()
+    exposed
 }
 
 /// Classify every disk and order them: used disks first, by serial then path; never by the

@@ -90,6 +90,7 @@ impl Plan {
             ("disks", self.disks_json()),
             ("volume", self.volume().map_or(Value::Null, volume_json)),
             ("fstab", self.fstab.clone().into()),
+            ("not_covered", self.exposed.iter().map(|(_, why)| why.clone()).collect::<Vec<_>>().into()),
             ("steps", steps(&self.steps)),
             ("on_failure_steps", steps(&self.fallback)),
         ])
@@ -170,6 +171,9 @@ impl fmt::Display for Plan {
             for note in &self.fstab {
                 writeln!(f, "  {note}")?;
             }
+        }
+        for (_, why) in &self.exposed {
+            writeln!(f, "not covered: {}", escape(why))?;
         }
         if !self.steps.is_empty() {
             writeln!(f, "steps:")?;

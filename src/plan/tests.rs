@@ -581,6 +581,22 @@ fn x_systemd_options_keep_their_ordering_and_leave_the_file_system_s_own() {
     assert_eq!(p.exposed.len(), 3);
 }
 
+/// A mount unit of the root's own for a bind target (a unit file, an alias or a mask in
+/// /etc/systemd/system) outranks the one setup writes to /run: the target is not covered, and
+/// plan and the result say so.
+#[test]
+fn a_unit_of_the_roots_own_for_a_target_is_not_covered() {
+    let root = NewRoot { units: vec!["var-log.mount".into()], ..root_with(CIS) };
+    let p = plan(&Config::default(), &Facts { newroot: root, ..facts(&[disk("nvme1n1", "A")]) });
+    assert_eq!(p.exposed.len(), 1, "{:?}", p.exposed);
+    assert_eq!(p.exposed[0].0, Path::new("/var/log"));
+    assert!(p.exposed[0].1.starts_with("/etc/systemd/system/var-log.mount in the real root outranks"));
+    assert!(p.to_string().contains("not covered: /etc/systemd/system/var-log.mount"), "{p}");
+    // Without it, every target is covered by the units.
+    let p = plan(&Config::default(), &Facts { newroot: root_with(CIS), ..facts(&[disk("nvme1n1", "A")]) });
+    assert!(p.exposed.is_empty(), "{:?}", p.exposed);
+}
+
 #[test]
 fn json_has_the_documented_fields() {
     let mut refused = disk("nvme0n1", "vol");

@@ -23,8 +23,11 @@ def non_test(name, lines):
     if name.endswith("_tests") or name.split("::")[-1] in ("tests", "testutil", "fake") or name.startswith("fuzzing"):
         return []
     for i, l in enumerate(lines[:-1]):
-        if l.startswith("#[cfg(test)]") and any(re.match(r"(pub(\(crate\))? )?mod ", n) for n in lines[i + 1 : i + 4]):
-            return lines[:i]
+        if l.startswith("#[cfg(test)]"):
+            # the test module: `mod`, after attributes and comments only
+            rest = [n for n in lines[i + 1 : i + 12] if not n.startswith(("#[", "//"))]
+            if rest and re.match(r"(pub(\(crate\))? )?mod ", rest[0]):
+                return lines[:i]
     return lines
 
 code = {m: non_test(m, l) for m, l in mods.items()}

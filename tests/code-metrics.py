@@ -26,7 +26,7 @@ def non_test(name, lines):
         if l.startswith("#[cfg(test)]"):
             # the test module: `mod`, after attributes and comments only
             rest = [n for n in lines[i + 1 : i + 12] if not n.startswith(("#[", "//"))]
-            if rest and re.match(r"(pub(\(crate\))? )?mod ", rest[0]):
+            if rest and re.match(r"(pub(\(crate\))? )?mod \w+ \{", rest[0]):
                 return lines[:i]
     return lines
 

@@ -506,8 +506,16 @@ impl Stubs {
         std::fs::write(&file, &script).unwrap();
         std::fs::write(self.dir.join("age-fails"), format!("{age_fails}\n")).unwrap();
         let _ = std::fs::remove_file(self.dir.join("log"));
-        let mut cmd = std::process::Command::new(shell());
-        cmd.arg(&file).arg(self.dir.join("id")).arg(self.dir.join("mnt")).current_dir(&self.dir).env_clear();
+        // HUP, INT and TERM at their defaults in the script, whatever this process inherited (a
+        // shell cannot trap a signal ignored when it started, as under nohup): coreutils' env.
+        let mut cmd = std::process::Command::new("/usr/bin/env");
+        cmd.arg("--default-signal=HUP,INT,TERM")
+            .arg(shell())
+            .arg(&file)
+            .arg(self.dir.join("id"))
+            .arg(self.dir.join("mnt"))
+            .current_dir(&self.dir)
+            .env_clear();
         cmd.env("PATH", self.dir.join("bin")).env("T", &self.dir);
         if let Some(s) = signal {
             cmd.env("SIGNAL", s);

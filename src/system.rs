@@ -682,12 +682,9 @@ fn set_labels(path: &Path, labels: &[(CString, Vec<u8>)]) -> Result<()> {
 /// would stay unlabelled (`unlabeled_t`, which confined services may not use) in the real root.
 /// Before a policy is loaded the kernel reads and writes `security.selinux` as stored on disk.
 fn make_dir(path: &Path, mode: u32) -> Result<()> {
-    let labels = match path.parent() {
-        Some(parent) => labels(parent)?,
-        None => Vec::new(),
-    };
     fs::DirBuilder::new().mode(mode).create(path).map_err(|e| Error::os("create directory", path.display(), e))?;
-    set_labels(path, &labels).inspect_err(|_| {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    labels(parent).and_then(|labels| set_labels(path, &labels)).inspect_err(|_| {
         let _ = fs::remove_dir(path);
     })
 }

@@ -85,7 +85,7 @@ done </run/planned
 mkfs_argv=$(grep -o 'mkfs\.ext4 .*' /run/plan.txt)
 check mkfs-as-planned grep -qxF "ephemcrypt: running $mkfs_argv" /run/setup.log
 check plan-remounts-the-ro-root sh -c 'grep -q "mount -o remount,rw.* /sysroot\$" /run/plan.txt && grep -q "mount -o remount,ro.* /sysroot\$" /run/plan.txt'
-check mount-as-planned sh -c 'grep -q "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt\$" /run/plan.txt'
+check mount-as-planned grep -qF "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)" /run/plan.txt
 for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do
 	check "bind-as-planned-$t" grep -q "mount --bind /sysroot/mnt/ephemcrypt${t#/sysroot} $t\$" /run/plan.txt
 done

@@ -135,6 +135,13 @@ vm-test: $(X86_BIN) $(ARM_BIN) $(FAULT_BIN)
 vm-death: $(X86_BIN) $(FAULT_BIN)
 	bash tests/vm/death.sh all
 
+# The whole fault matrix (tests/vm/faults.sh: a fault at every step, crashes and the boots after
+# them, the upgrade from the release without headers), about 7 minutes; make test runs one case
+# of each kind (faults.sh quick, through tests/vm/all.sh), the unit tests fail every call.
+.PHONY: vm-faults
+vm-faults: $(X86_BIN) $(FAULT_BIN)
+	bash tests/vm/faults.sh
+
 # Twenty boots in a row of the whole boot chain on the same disks (tests/vm/soak.sh): every boot
 # ok, a new key each time, nothing left in the keyring; the summary gives each boot's setup time.
 # SOAK_BOOTS=N for another count. Not part of `make test`: about 20 s per boot.

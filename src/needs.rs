@@ -186,7 +186,7 @@ pub(crate) fn files(config: &Config, config_path: &str) -> Vec<String> {
 pub(crate) fn refusal(
     built: &Config,
     now: &Config,
-    image: Option<&Kernel>,
+    image: impl FnOnce() -> Option<Kernel>,
     has_program: impl Fn(&str) -> bool,
 ) -> Option<String> {
     let mut overrides = Vec::new();
@@ -199,7 +199,8 @@ pub(crate) fn refusal(
     if overrides.is_empty() {
         return None;
     }
-    let mut lacks: Vec<String> = image.map(|k| lacking(now, k)).unwrap_or_default();
+    // The image's modules are read only now: most boots override nothing.
+    let mut lacks: Vec<String> = image().map(|k| lacking(now, &k)).unwrap_or_default();
     lacks.extend(programs(now).iter().filter(|p| !has_program(p)).map(|p| format!("the program {p}")));
     if lacks.is_empty() {
         return None;
@@ -303,19 +304,27 @@ kernel/drivers/md/dm-crypt.ko: kernel/drivers/md/dm-mod.ko
         now.cipher = "serpent-xts-plain64".into();
         // The image holds what the build put in: here, none of serpent's modules.
         let image = Kernel::parse(BUILTIN, "kernel/crypto/xts.ko:\nkernel/crypto/ecb.ko:\nkernel/drivers/md/dm-mod.ko:\nkernel/drivers/md/dm-crypt.ko:\n");
-        let why = refusal(&built, &now, Some(&image), |_| true).unwrap();
+        let why = refusal(&built, &now, || Some(image.clone()), |_| true).unwrap();
         assert!(why.starts_with("rd.ephemcrypt.cipher=serpent-xts-plain64 asks"), "{why}");
         assert!(why.contains("the cipher serpent"), "{why}");
         // The same override where the image has it: taken.
-        assert_eq!(refusal(&built, &now, Some(&kernel()), |_| true), None);
+        assert_eq!(refusal(&built, &now, || Some(kernel()), |_| true), None);
         // No override: nothing to refuse, whatever the image holds.
-        assert_eq!(refusal(&built, &built, Some(&Kernel::default()), |_| false), None);
+        assert_eq!(
+            refusal(
+                &built,
+                &built,
+                || -> Option<Kernel> { panic!("the image is read only for an override") },
+                |_| false
+            ),
+            None
+        );
         // An fs override without its mkfs.
         let now = Config { fs: Fs::Xfs, ..built.clone() };
-        let why = refusal(&built, &now, Some(&kernel()), |p| p != "mkfs.xfs").unwrap();
+        let why = refusal(&built, &now, || Some(kernel()), |p| p != "mkfs.xfs").unwrap();
         assert!(why.starts_with("rd.ephemcrypt.fs=xfs asks") && why.contains("the program mkfs.xfs"), "{why}");
         // Unknown modules (no modules.dep in the image): only the program is checked.
-        assert_eq!(refusal(&built, &now, None, |_| true), None);
+        assert_eq!(refusal(&built, &now, || None, |_| true), None);
     }
 
     #[test]

@@ -192,16 +192,17 @@ pub(crate) fn setup<S: System>(host: &Host, config_file: Option<&Path>, newroot:
 /// override needs. Reads the image; needs.rs decides.
 fn image_refusal(host: &Host, config_file: Option<&Path>, config: &Config) -> Option<String> {
     let built = host.config_file_only(config_file).ok()?;
-    let kver = read_small(&host.path("/proc/sys/kernel/osrelease")).map(|v| v.trim().to_string());
-    let image = kver.filter(|v| !v.is_empty() && !v.contains('/')).and_then(|v| {
-        let dir = host.path(Path::new("/lib/modules").join(v));
+    let image = || {
+        let kver = read_small(&host.path("/proc/sys/kernel/osrelease")).map(|v| v.trim().to_string())?;
+        let kver = Some(kver).filter(|v| !v.is_empty() && !v.contains('/') && v != "..")?;
+        let dir = host.path(Path::new("/lib/modules").join(kver));
         let dep = std::fs::read_to_string(dir.join("modules.dep")).ok()?;
         let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
         Some(crate::needs::Kernel::parse(&builtin, &dep))
-    });
+    };
     let has_program =
         |p: &str| ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| host.path(d).join(p).is_file());
-    crate::needs::refusal(&built, config, image.as_ref(), has_program)
+    crate::needs::refusal(&built, config, image, has_program)
 }
 
 /// `ephemcrypt setup --died HOW`: the boot hook's second invocation after the first ended without

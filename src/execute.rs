@@ -206,14 +206,15 @@ impl<'a, S: System> Run<'a, S> {
         match step {
             // No undo: a header left by a failed setup only makes the disk recognisably ours,
             // which it now is (the next boot takes it again).
-            Step::Header { device, header } => {
+            Step::Header { device, header, write } => {
                 if header.volume_id == [0; 16] {
                     return Err(Error::Internal("a header is written with the volume's id"));
                 }
-                // The whole reserved area: the header, then zeros over whatever was there (a
-                // forced disk's old metadata), as the next boot's probe expects to find it.
+                // The header, then zeros over what the plan could not vouch is zero already (a
+                // forced disk's old metadata, an earlier escrow), so that the reserved area is as
+                // the next boot's probe expects to find it.
                 let mut area = header.encode();
-                area.resize(crate::header::RESERVED_LEN, 0);
+                area.resize((*write).clamp(crate::header::SIZE, crate::header::RESERVED_LEN), 0);
                 self.sys.write_header(device, &area, true)
             }
             Step::Mapping(m) => self.mapping(m),
@@ -228,9 +229,11 @@ impl<'a, S: System> Run<'a, S> {
                 for (device, header) in members {
                     let mut h = (**header).clone();
                     h.escrow = (crate::header::SIZE_FIELD, len);
+                    // The header step left the rest of the reserved area zero: header and blob only,
+                    // in whole blocks.
                     let mut area = h.encode();
                     area.extend_from_slice(&blob);
-                    area.resize(crate::header::RESERVED_LEN, 0);
+                    area.resize(area.len().div_ceil(crate::header::SIZE) * crate::header::SIZE, 0);
                     // Our stripe (or crypt mapping) holds the disk now: not O_EXCL.
                     self.sys.write_header(device, &area, false)?;
                 }

@@ -892,6 +892,36 @@ fn escrow_follows_each_header_and_reads_back_with_either_identity() {
         "{:?}",
         o.disks
     );
+    // A boot without escrow after one with it: the header step writes zeros over the old blob (an
+    // escrowed key must not survive beside the new volume's data), and no further.
+    tree.keep_headers(&next);
+    let ends: Vec<usize> = next
+        .headers
+        .values()
+        .map(|a| crate::header::Header::decode(a).map(|h| (h.escrow.0 + h.escrow.1) as usize).unwrap())
+        .collect();
+    std::fs::write(tree.root.join("etc/ephemcrypt.conf"), "swap = 4G\n").unwrap();
+    let mut third = Fake::new();
+    let p = crate::setup::setup(&tree.host(), None, Path::new(SYSROOT), &mut third).0;
+    let writes: Vec<usize> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            crate::step::Step::Header { write, .. } => Some(*write),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, ends.iter().map(|e| e.div_ceil(4096) * 4096).collect::<Vec<_>>());
+    tree.keep_headers(&third);
+    for device in third.headers.keys() {
+        use std::os::unix::fs::FileExt;
+        let mut image = vec![0xa5; crate::header::RESERVED_LEN];
+        let file = std::fs::File::open(tree.root.join(device.strip_prefix("/").unwrap())).unwrap();
+        file.read_exact_at(&mut image, 0).unwrap();
+        let h = crate::header::Header::decode(&image[..crate::header::SIZE]).unwrap();
+        assert_eq!(h.escrow, (0, 0));
+        assert!(image[crate::header::SIZE..crate::header::RESERVED_LEN].iter().all(|&b| b == 0), "{device:?}");
+    }
 }
 
 #[test]

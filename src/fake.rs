@@ -66,7 +66,7 @@ pub(crate) struct Fake {
     pub(crate) units: BTreeMap<String, String>,
     /// Configuration files written for the real root, by path.
     pub(crate) configs: BTreeMap<PathBuf, String>,
-    /// The headers written, by device.
+    /// The start of each disk as the header writes left it (the longest write's length), by device.
     pub(crate) headers: BTreeMap<PathBuf, Vec<u8>>,
     pub(crate) clock: u64,
     /// How far the clock moves at each reading beyond the first ms (a slow machine).
@@ -184,14 +184,23 @@ impl System for Fake {
         // Exclusive only before any mapping holds the disk; the escrow's rewrite comes after.
         assert_eq!(exclusive, self.mappings.is_empty(), "O_EXCL exactly while no mapping holds the disks");
         let h = crate::header::Header::decode(bytes).expect("a valid header");
-        assert_eq!(bytes.len(), 1 << 20, "the whole reserved area");
+        assert!(
+            bytes.len() % crate::header::SIZE == 0 && bytes.len() <= 1 << 20,
+            "whole blocks of the reserved area, {} bytes",
+            bytes.len()
+        );
         let (at, len) = (h.escrow.0 as usize, h.escrow.1 as usize);
         let (before, after) = if len == 0 { (bytes.len(), bytes.len()) } else { (at, at + len) };
         assert!(bytes[crate::header::SIZE..before].iter().all(|&b| b == 0), "zeros after the header");
         assert!(bytes[after..].iter().all(|&b| b == 0), "zeros after the escrow");
         assert!(len == 0 || bytes[at..].starts_with(b"age-encryption.org/v1\n"), "an age file as the escrow");
         self.call(format!("write_header {} {} {}/{}", device.display(), h.volume_id_hex(), h.member + 1, h.members))?;
-        self.headers.insert(device.to_path_buf(), bytes.to_vec());
+        // The disk's first bytes as the writes left them: a shorter write keeps what is beyond it.
+        let disk = self.headers.entry(device.to_path_buf()).or_default();
+        if disk.len() < bytes.len() {
+            disk.resize(bytes.len(), 0);
+        }
+        disk[..bytes.len()].copy_from_slice(bytes);
         Ok(())
     }
     fn make_key(&mut self, len: usize) -> Result<Key> {

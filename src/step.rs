@@ -77,9 +77,12 @@ pub(crate) struct Mapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Write ephemcrypt's header (no key material) at the start of a member disk.
+    /// `write` bytes from the disk's start: the header block, then zeros over what of the
+    /// reserved MiB may hold something (plan::layout::reserved_to_clear).
     Header {
         device: PathBuf,
         header: Box<Header>,
+        write: usize,
     },
     Mapping(Mapping),
     /// Write the escrow made at the crypt mapping (the key, encrypted to `recipients` in the age
@@ -178,7 +181,7 @@ impl Step {
     /// A short name for logs and the status' timings: what and on what.
     pub(crate) fn title(&self) -> String {
         match self {
-            Step::Header { device, header } => {
+            Step::Header { device, header, .. } => {
                 format!("header on {} (member {} of {})", device.display(), header.member + 1, header.members)
             }
             Step::Mapping(m) => match &m.key {
@@ -206,9 +209,10 @@ impl Step {
         let path = |p: &PathBuf| Value::from(p.display().to_string());
         let kind = |k: &str| ("kind", Value::from(k));
         match self {
-            Step::Header { device, header } => Value::obj([
+            Step::Header { device, header, write } => Value::obj([
                 kind("header"),
                 ("device", path(device)),
+                ("write_bytes", (*write as u64).into()),
                 ("volume_id", volume_id(header).into()),
                 ("member", (header.member + 1).into()),
                 ("members", header.members.into()),
@@ -286,11 +290,16 @@ pub(crate) fn remount_options(read_only: bool, kept: &[String]) -> Vec<String> {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Header { device, header } => write!(
+            Step::Header { device, header, write } => write!(
                 f,
-                "write ephemcrypt's header ({} bytes, no key; zeros to the end of the reserved MiB) at the start \
-                 of {}: volume {} '{}', member {} of {}, data from sector {}",
+                "write ephemcrypt's header ({} bytes, no key; {}) at the start of {}: volume {} '{}', member {} \
+                 of {}, data from sector {}",
                 header::SIZE,
+                match *write {
+                    w if w <= header::SIZE => "the rest of the reserved MiB was read as zeros".to_string(),
+                    w if w >= header::RESERVED_LEN => "zeros to the end of the reserved MiB".to_string(),
+                    w => format!("zeros over the earlier escrow, to byte {w}"),
+                },
                 EscPath(device),
                 volume_id(header),
                 Esc(&header.name),

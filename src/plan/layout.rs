@@ -6,7 +6,7 @@ use super::{exposed, Caps, MappingNames, PlanError};
 use std::path::PathBuf;
 
 use crate::config::{CipherSpec, Config, Fs, SectorSize, Swap, Workqueues};
-use crate::disk::{Disk, NewRoot};
+use crate::disk::{Disk, NewRoot, Probe};
 use crate::header::{self};
 use crate::step::KeyPath;
 use crate::units::{Bytes, DevNo, Sectors};
@@ -48,6 +48,26 @@ pub(crate) struct Member {
     pub(crate) serial: String,
     pub(crate) dev: DevNo,
     pub(crate) size: Bytes,
+    /// How many bytes from the start of the disk its header step writes: the header, then zeros
+    /// over what of the reserved MiB may not be zero ([`reserved_to_clear`]).
+    pub(crate) write: usize,
+}
+
+/// How much of a disk's reserved MiB setup must write: the header block where the probe read the
+/// rest of the MiB as zeros (a blank disk; ours with no escrow); up to the end of an earlier
+/// volume's escrow where there was one (an old escrowed key must never survive beside the data it
+/// opens); the whole MiB where what is there is unknown (a disk the operator forced). The probe
+/// reads the whole first MiB (signature.rs), so "blank" and "ours as left" vouch for all of it.
+pub(crate) fn reserved_to_clear(probe: &Probe) -> usize {
+    let block = |n: usize| n.div_ceil(header::SIZE).saturating_mul(header::SIZE);
+    match probe {
+        Probe::Blank => header::SIZE,
+        Probe::Ours(h) => {
+            let (at, len) = (h.escrow.0 as usize, h.escrow.1 as usize);
+            block(at.saturating_add(len)).clamp(header::SIZE, header::RESERVED_LEN)
+        }
+        _ => header::RESERVED_LEN,
+    }
 }
 
 /// The encrypted volume and what goes on it.
@@ -151,6 +171,7 @@ pub(super) fn volume(config: &Config, chosen: &[&Disk], caps: Caps, newroot: &Ne
             serial: d.serial.clone(),
             dev: d.dev,
             size: d.size,
+            write: reserved_to_clear(&d.probe),
         })
         .collect();
     Ok(Volume {

@@ -70,7 +70,11 @@ pub(super) fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: 
         .members
         .iter()
         .enumerate()
-        .map(|(i, m)| Step::Header { device: m.path.clone(), header: Box::new(member_header(v, name, i, identity)) })
+        .map(|(i, m)| Step::Header {
+            device: m.path.clone(),
+            header: Box::new(member_header(v, name, i, identity)),
+            write: m.write,
+        })
         .collect();
     let below = match &v.stripe {
         // A volume has at least one member (volume() refuses none); without: 0:0, refused at load.

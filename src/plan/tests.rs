@@ -162,9 +162,9 @@ fn steps_of_a_two_disk_volume_with_swap_on_a_read_only_root() {
     let p = plan(&cfg("swap = 4G"), &Facts { newroot, ..facts(&[a, b]) });
     let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
     let want = [
-        "write ephemcrypt's header (4096 bytes, no key; zeros to the end of the reserved MiB) at the start of /dev/nvme1n1: volume new 'ephemcrypt', \
+        "write ephemcrypt's header (4096 bytes, no key; the rest of the reserved MiB was read as zeros) at the start of /dev/nvme1n1: volume new 'ephemcrypt', \
          member 1 of 2, data from sector 2048",
-        "write ephemcrypt's header (4096 bytes, no key; zeros to the end of the reserved MiB) at the start of /dev/nvme2n1: volume new 'ephemcrypt', \
+        "write ephemcrypt's header (4096 bytes, no key; the rest of the reserved MiB was read as zeros) at the start of /dev/nvme2n1: volume new 'ephemcrypt', \
          member 2 of 2, data from sector 2048",
         "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        \
          0 419426304 striped 2 512 259:1 2048 259:2 2048",
@@ -626,4 +626,35 @@ fn json_has_the_documented_fields() {
     assert!(table[0].as_str().unwrap().contains(" crypt aes-xts-plain64 KEY 0 259:"), "{table:?}");
     let mkfs = steps.iter().find(|s| s.get("kind").unwrap().as_str() == Some("mkfs")).unwrap();
     assert_eq!(mkfs.get("argv").unwrap().as_array()[0].as_str(), Some("mkfs.ext4"));
+}
+
+/// The header step writes the header block where the probe vouched for the rest of the reserved
+/// MiB (blank; ours as left), up to the end of an earlier escrow, and the whole MiB over what a
+/// forced disk held there.
+#[test]
+fn a_header_write_covers_what_the_probe_could_not_vouch_for() {
+    use crate::disk::Probe;
+    let ours =
+        |escrow: (u32, u32)| Probe::Ours(Box::new(crate::header::Header { escrow, ..crate::header::tests::sample() }));
+    let mib = crate::header::RESERVED_LEN;
+    for (probe, want) in [
+        (Probe::Blank, 4096),
+        (ours((0, 0)), 4096),
+        (ours((4096, 1)), 8192),
+        (ours((4096, 4096)), 8192),
+        (ours((4096, 4097)), 12288),
+        (ours((4096, (mib - 4096) as u32)), mib),
+        (Probe::Data, mib),
+        (Probe::Found(crate::signature::Signature::Ext), mib),
+        (Probe::NotProbed, mib),
+        (Probe::Failed("read".into()), mib),
+    ] {
+        assert_eq!(reserved_to_clear(&probe), want, "{probe:?}");
+    }
+    // A forced disk's step says so.
+    let mut d = disk("nvme1n1", "A");
+    d.probe = Probe::Data;
+    let p = plan(&cfg("force = yes"), &facts(&[d]));
+    let header = p.steps.iter().find(|s| matches!(s, Step::Header { .. })).map(ToString::to_string);
+    assert!(header.is_some_and(|h| h.contains("; zeros to the end of the reserved MiB)")), "{:?}", p.steps);
 }

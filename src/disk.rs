@@ -131,6 +131,21 @@ pub(crate) enum Probe {
     Failed(String),
 }
 
+impl Probe {
+    /// A few words for the log: what the probe found.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Probe::NotProbed => "not probed".into(),
+            Probe::Blank => "blank".into(),
+            Probe::Ours(h) => format!("ephemcrypt volume {}", h.volume_id_hex()),
+            Probe::Found(sig) => sig.name().into(),
+            Probe::Damaged(e) => e.to_string(),
+            Probe::Data => "data".into(),
+            Probe::Failed(e) => e.clone(),
+        }
+    }
+}
+
 impl From<Content> for Probe {
     fn from(c: Content) -> Probe {
         match c {

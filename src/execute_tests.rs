@@ -111,8 +111,14 @@ fn order_of_operations_two_disks_with_swap() {
     assert_eq!(written.key.as_deref(), Some("kernel keyring (logon), never stored"));
     assert_eq!(written.mappings[1].dev, DevNo { major: 253, minor: 1 });
     assert_eq!(
-        written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..3],
-        ["read 2 disks, probe 2", "kernel: dm-crypt 1.27.0, names checked", "header on /dev/nvme1n1 (member 1 of 2)"]
+        written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..5],
+        [
+            "read sysfs: 2 disks",
+            "probe 2 disks side by side",
+            "load dm_mod, dm_crypt (beside the probe)",
+            "kernel: dm-crypt 1.27.0, names checked",
+            "header on /dev/nvme1n1 (member 1 of 2)"
+        ]
     );
     assert_eq!(written.disks.len(), 2);
     // The kernel phase is the only place modules are loaded, before the one planning call.
@@ -647,7 +653,7 @@ fn a_slow_read_with_every_disk_present_is_no_wait() {
     assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
     assert_eq!(fake.sleeps, 0);
     assert!(o.steps.iter().all(|t| t.step != "wait for disks"), "{:?}", o.steps);
-    assert!(o.steps[0].step.starts_with("read 2 disks") && o.steps[0].ms >= 400, "{:?}", o.steps[0]);
+    assert!(o.steps[0].step == "read sysfs: 2 disks" && o.steps[0].ms >= 400, "{:?}", o.steps[0]);
 }
 
 #[test]
@@ -675,6 +681,7 @@ fn disabled_does_nothing_but_say_so() {
     let o = run(&mut fake, &tree);
     assert_eq!(o.result, SetupResult::Disabled);
     assert_eq!(fake.calls, ["write_status"]);
+    assert!(fake.modules.is_empty(), "{:?}", fake.modules);
     assert!(o.disks.iter().all(|d| !d.used && d.reason.contains("disabled")), "{:?}", o.disks);
 }
 
@@ -970,6 +977,7 @@ fn hold_touches_no_disk_and_names_the_volume_left_alone() {
         let want = format!("held by {by}: no disk touched; left alone: volume 'ephemcrypt' {}", &id[..8]);
         assert!(o.reason.starts_with(&want), "{}", o.reason);
         assert!(fake.calls.iter().all(|c| c.starts_with("tmpfs ") || c == "write_status"), "{:?}", fake.calls);
+        assert!(fake.modules.is_empty(), "a held boot loads nothing: {:?}", fake.modules);
         assert_eq!(fake.tmpfs.len(), 3);
         assert!(
             o.disks.iter().all(|d| !d.used && d.reason == format!("eligible, but held by {by}: left alone")),

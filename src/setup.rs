@@ -7,8 +7,9 @@ use std::path::Path;
 
 use crate::classify::identity;
 use crate::config::Config;
-use crate::disk::{Disk, NewRoot};
+use crate::disk::{Disk, NewRoot, Probe};
 use crate::error::{Error, Result};
+use crate::escape::Esc;
 use crate::execute::execute;
 use crate::host::Host;
 use crate::paths::{under, STATUS_PATH};
@@ -285,10 +286,26 @@ fn observe_and_plan<S: System>(
     let mut facts = Facts { disks: Vec::new(), caps, newroot: root, live, identity: None, taken: Vec::new() };
     let start = sys.now_ms();
     let mut slept = false;
+    let mut loaded = false;
     loop {
         let t = sys.now_ms();
-        facts.disks = discover(host, config)?;
-        let read_ms = sys.now_ms().saturating_sub(t);
+        facts.disks = host.disks()?;
+        let sysfs_ms = sys.now_ms().saturating_sub(t);
+        // The kernel phase's modules load while the candidates are probed, when a volume may be
+        // wanted (were every candidate free): modprobe's time is then off the critical path. A
+        // machine whose candidates all turn out refused has loaded them for nothing.
+        let load = setup && !loaded && plan::may_want_volume(config, &facts);
+        let t = sys.now_ms();
+        let mut module_ms = 0;
+        let probed = probe_candidates(host, config, &mut facts.disks, || {
+            if load {
+                let t = sys.now_ms();
+                sys.load_modules(&plan::DM_MODULES);
+                module_ms = sys.now_ms().saturating_sub(t);
+            }
+        });
+        loaded |= load;
+        let probe_ms = sys.now_ms().saturating_sub(t);
         let waited = sys.now_ms().saturating_sub(start);
         // The plan's own early decision says whether to wait: too few disks yet, or an exclusion
         // whose link udev has not made yet.
@@ -303,8 +320,12 @@ fn observe_and_plan<S: System>(
             timings.push(Timing { step: "wait for disks".into(), ms: t.saturating_sub(start) });
         }
         // What reading sysfs and probing the candidates cost (the last time round).
-        let probed = facts.disks.iter().filter(|d| !matches!(d.probe, crate::disk::Probe::NotProbed)).count();
-        timings.push(Timing { step: format!("read {} disks, probe {probed}", facts.disks.len()), ms: read_ms });
+        timings.push(Timing { step: format!("read sysfs: {} disks", facts.disks.len()), ms: sysfs_ms });
+        timings.push(Timing { step: format!("probe {probed} disks side by side"), ms: probe_ms });
+        if load {
+            let names = plan::DM_MODULES.join(", ");
+            timings.push(Timing { step: format!("load {names} (beside the probe)"), ms: module_ms });
+        }
         break;
     }
     // The kernel phase (plan::KERNEL_PHASE), only when a volume is wanted: loading dm-crypt on
@@ -312,7 +333,7 @@ fn observe_and_plan<S: System>(
     // crypt target's version where it is loaded already, and shows the volume as new.
     if plan::wants_volume(config, &facts) {
         let t = sys.now_ms();
-        if setup {
+        if setup && !loaded {
             sys.load_modules(&plan::DM_MODULES);
         }
         let version = match sys.crypt_version() {
@@ -342,14 +363,56 @@ fn observe_and_plan<S: System>(
     Ok((plan::plan(config, &facts), timings))
 }
 
-/// The disks, with the signature probe for those a selector picks by identity: reading the root
-/// disk or an unselected one at boot would be wasted I/O, and their verdict never depends on it.
-fn discover(host: &Host, config: &Config) -> Result<Vec<Disk>> {
-    let mut disks = host.disks()?;
-    for d in disks.iter_mut().filter(|d| identity(d, config).is_none()) {
-        d.probe = host.probe(d);
+/// At most this many disks are probed at once, one thread each.
+const PROBE_THREADS: usize = 8;
+
+/// Probe the disks a selector picks by identity (reading the root disk or an unselected one at
+/// boot would be wasted I/O, and their verdict never depends on it), side by side, while `beside`
+/// runs on this thread; returns how many were probed. Each probe's time is logged. A thread that
+/// cannot be started leaves its share to this thread; one that ends abnormally fails its disks.
+fn probe_candidates(host: &Host, config: &Config, disks: &mut [Disk], beside: impl FnOnce()) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+    let which: Vec<usize> =
+        disks.iter().enumerate().filter(|(_, d)| identity(d, config).is_none()).map(|(i, _)| i).collect();
+    let next = AtomicUsize::new(0);
+    let shown: &[Disk] = disks;
+    let work = || {
+        let mut done = Vec::new();
+        while let Some(&i) = which.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let t = Instant::now();
+            let probe = shown.get(i).map_or(Probe::NotProbed, |d| host.probe(d));
+            done.push((i, probe, t.elapsed().as_millis()));
+        }
+        done
+    };
+    let results: Vec<(usize, Probe, u128)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..which.len().min(PROBE_THREADS))
+            .filter_map(|_| std::thread::Builder::new().name("probe".into()).spawn_scoped(s, work).ok())
+            .collect();
+        beside();
+        let mut results = work();
+        for t in threads {
+            results.extend(t.join().unwrap_or_default());
+        }
+        results
+    });
+    let mut probes: Vec<Option<Probe>> = vec![None; disks.len()];
+    for (i, probe, ms) in results {
+        if let Some(d) = disks.get(i) {
+            log::debug!("probed {} in {ms} ms: {}", Esc(&d.name), probe.describe());
+        }
+        if let Some(slot) = probes.get_mut(i) {
+            *slot = Some(probe);
+        }
     }
-    Ok(disks)
+    for &i in &which {
+        if let (Some(d), Some(p)) = (disks.get_mut(i), probes.get_mut(i)) {
+            d.probe =
+                p.take().unwrap_or_else(|| Probe::Failed(format!("the probe of /dev/{} ended abnormally", d.name)));
+        }
+    }
+    which.len()
 }
 
 /// The new root's directories that setup needs: the mount point and the bind targets. Without a
@@ -509,10 +572,33 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// More candidates than probe threads: every one is probed, each result on its own disk.
+    #[test]
+    fn many_disks_are_probed_side_by_side_each_to_its_own_result() {
+        let tree = crate::fake::Tree::new("");
+        for i in 1..=20u32 {
+            tree.disk(&format!("nvme{i}n1"), i, &format!("S{i}"));
+        }
+        // Disk 7 holds ext4's magic where the probe looks (offset 0x438), as a formatted disk would.
+        let ext = tree.root.join("dev/nvme7n1");
+        let f = std::fs::OpenOptions::new().write(true).open(&ext).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0x53, 0xef], 0x438).unwrap();
+        let host = tree.host();
+        let mut disks = host.disks().unwrap();
+        assert_eq!(probe_candidates(&host, &Config::default(), &mut disks, || {}), 20);
+        for d in &disks {
+            let want = if d.name == "nvme7n1" { "ext2/3/4 file system" } else { "blank" };
+            assert_eq!(d.probe.describe(), want, "{}", d.name);
+        }
+    }
+
     #[test]
     fn only_candidate_disks_are_probed() {
         let host = Host::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws"));
-        let disks = discover(&host, &Config::default()).unwrap();
+        let mut disks = host.disks().unwrap();
+        let mut beside = false;
+        assert_eq!(probe_candidates(&host, &Config::default(), &mut disks, || beside = true), 2);
+        assert!(beside, "what runs beside the probe ran");
         let probe = |name: &str| disks.iter().find(|d| d.name == name).unwrap().probe.clone();
         assert_eq!(probe("nvme1n1"), Probe::Blank, "instance store: probed");
         assert_eq!(probe("nvme0n1"), Probe::NotProbed, "the EBS root disk is never read");

@@ -430,8 +430,8 @@ fn early_state(config: &Config, facts: &Facts, disks: &[Assessed]) -> Option<Sta
 
 /// What setup asks the kernel, in one phase between reading the disks and planning, when a volume
 /// is wanted ([`wants_volume`]); `plan` names it and the status times it.
-pub(crate) const KERNEL_PHASE: &str =
-    "load dm_mod and dm_crypt, read the crypt target's version, draw the volume id, check the mapping names are free";
+pub(crate) const KERNEL_PHASE: &str = "load dm_mod and dm_crypt (while the disks are probed), read the crypt target's \
+     version, draw the volume id, check the mapping names are free";
 
 /// The modules the kernel phase loads: device-mapper and its crypt target, whose version decides
 /// the table's flags.
@@ -440,6 +440,18 @@ pub(crate) const DM_MODULES: [&str; 2] = ["dm_mod", "dm_crypt"];
 /// A volume is wanted: nothing decided before the kernel phase stops it.
 pub(crate) fn wants_volume(config: &Config, facts: &Facts) -> bool {
     early_state(config, facts, &assessed(config, facts)).is_none()
+}
+
+/// A volume may be wanted: were every disk not probed yet blank, nothing decided before the kernel
+/// phase would stop it, or only too few disks yet (setup may still wait for more). Setup loads the
+/// kernel phase's modules on this while the candidates are probed.
+pub(crate) fn may_want_volume(config: &Config, facts: &Facts) -> bool {
+    let blank = |d: &Disk| match d.probe {
+        crate::disk::Probe::NotProbed => Disk { probe: crate::disk::Probe::Blank, ..d.clone() },
+        _ => d.clone(),
+    };
+    let hoped = Facts { disks: facts.disks.iter().map(blank).collect(), ..facts.clone() };
+    matches!(early_state(config, &hoped, &assessed(config, &hoped)), None | Some(State::TooFew { .. }))
 }
 
 /// Setup waits for more disks: too few yet, or an exclusion whose link udev has not made yet.

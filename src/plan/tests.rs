@@ -643,7 +643,7 @@ fn a_header_write_covers_what_the_probe_could_not_vouch_for() {
         (ours((4096, 1)), 8192),
         (ours((4096, 4096)), 8192),
         (ours((4096, 4097)), 12288),
-        (ours((4096, (mib - 4096) as u32)), mib),
+        (ours((4096, 1_044_480)), mib),
         (Probe::Data, mib),
         (Probe::Found(crate::signature::Signature::Ext), mib),
         (Probe::NotProbed, mib),

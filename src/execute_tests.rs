@@ -115,14 +115,14 @@ fn order_of_operations_two_disks_with_swap() {
         [
             "read sysfs: 2 disks",
             "probe 2 disks side by side",
-            "load dm_mod, dm_crypt (beside the probe)",
+            "load dm_mod, dm_crypt, the cipher's (beside the probe)",
             "kernel: dm-crypt 1.27.0, names checked",
             "header on /dev/nvme1n1 (member 1 of 2)"
         ]
     );
     assert_eq!(written.disks.len(), 2);
     // The kernel phase is the only place modules are loaded, before the one planning call.
-    assert_eq!(fake.modules, ["dm_mod", "dm_crypt"]);
+    assert_eq!(fake.modules, ["dm_mod", "dm_crypt", "skcipher:xts(aes)"]);
 }
 
 /// Nothing outside `System` reads the clock, the pid or the environment: two runs on the same

@@ -140,6 +140,9 @@ impl System for Fake {
     fn load_modules(&mut self, modules: &[&str]) {
         self.modules.extend(modules.iter().map(|m| m.to_string()));
     }
+    fn load_crypto(&mut self, algorithms: &[(&'static str, String)]) {
+        self.modules.extend(algorithms.iter().map(|(kind, name)| format!("{kind}:{name}")));
+    }
     fn crypt_version(&mut self) -> Result<[u32; 3]> {
         self.call("crypt_version".into())?;
         self.crypt_version.ok_or(Error::NoCryptTarget)

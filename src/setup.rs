@@ -301,6 +301,10 @@ fn observe_and_plan<S: System>(
             if load {
                 let t = sys.now_ms();
                 sys.load_modules(&plan::DM_MODULES);
+                // The cipher's modules too (the crypt step checks again, then at no cost, and
+                // names what is missing).
+                let cipher = crate::config::CipherSpec::parse(&config.cipher).map(|s| s.kernel_algorithms());
+                sys.load_crypto(&cipher.unwrap_or_default());
                 module_ms = sys.now_ms().saturating_sub(t);
             }
         });
@@ -324,7 +328,7 @@ fn observe_and_plan<S: System>(
         timings.push(Timing { step: format!("probe {probed} disks side by side"), ms: probe_ms });
         if load {
             let names = plan::DM_MODULES.join(", ");
-            timings.push(Timing { step: format!("load {names} (beside the probe)"), ms: module_ms });
+            timings.push(Timing { step: format!("load {names}, the cipher's (beside the probe)"), ms: module_ms });
         }
         break;
     }

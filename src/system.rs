@@ -31,6 +31,10 @@ pub(crate) trait System {
     /// operation that needs the module. Only here: no other method loads a module behind the
     /// plan's back (the crypt step's crypto API check loads the algorithms it checks).
     fn load_modules(&mut self, modules: &[&str]);
+    /// Load what the kernel's crypto API needs for each (AF_ALG type, name), as
+    /// [`System::check_kernel_crypto`] does, without failing: that check, at the crypt step, says
+    /// what is missing.
+    fn load_crypto(&mut self, algorithms: &[(&'static str, String)]);
     /// The loaded dm-crypt target's version ([`Error::NoCryptTarget`] when it is not loaded).
     fn crypt_version(&mut self) -> Result<[u32; 3]>;
     /// The device number of a live mapping, `None` if there is no such mapping.
@@ -278,6 +282,12 @@ impl System for LinuxSystem {
     fn load_modules(&mut self, modules: &[&str]) {
         for m in modules {
             self.modprobe(m);
+        }
+    }
+
+    fn load_crypto(&mut self, algorithms: &[(&'static str, String)]) {
+        if let Err(e) = crate::syscall::check_kernel_crypto(algorithms, |module| self.modprobe(module)) {
+            log::debug!("before the crypt step: {e}");
         }
     }
 

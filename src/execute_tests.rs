@@ -88,7 +88,7 @@ fn order_of_operations_two_disks_with_swap() {
         "make_node ephemcrypt-data",
         "make_swap ephemcrypt-swap 4294967296",
         "swapon ephemcrypt-swap",
-        "run mkfs.ext4 -q -F -L ephemcrypt -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/ephemcrypt-data",
+        "run mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,packed_meta_blocks=1 /dev/mapper/ephemcrypt-data",
         "mkdir /sysroot/mnt",
         "mkdir /sysroot/mnt/ephemcrypt",
         "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev",

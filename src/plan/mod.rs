@@ -430,7 +430,8 @@ fn early_state(config: &Config, facts: &Facts, disks: &[Assessed]) -> Option<Sta
 
 /// What setup asks the kernel, in one phase between reading the disks and planning, when a volume
 /// is wanted ([`wants_volume`]); `plan` names it and the status times it.
-pub(crate) const KERNEL_PHASE: &str = "load dm_mod, dm_crypt and the cipher's modules (while the disks are probed), read \
+pub(crate) const KERNEL_PHASE: &str =
+    "load dm_mod, dm_crypt and the cipher's modules (while the disks are probed), read \
      the crypt target's version, draw the volume id, check the mapping names are free";
 
 /// The modules the kernel phase loads: device-mapper and its crypt target, whose version decides

@@ -157,7 +157,16 @@ soak: $(X86_BIN)
 #                     results in bench/results/
 #   make bench-smoke  one repetition on two 1 GiB disks, a few variants (part of make test): fails
 #                     unless every part measured something; results in $$VM_CACHE/bench-smoke/results
-.PHONY: bench bench-smoke
+#   make bench-speed  issue 22's setup-time ratios alone: ephemcrypt, mdadm + cryptsetup plain + ext4
+#                     and mdadm + ext4 on 2, 8 and 16 x 1 GiB, 2 x 1 TiB, 8 x 7.5 TiB; bench/results/speed/
+#                     (about 20 minutes; BENCH_BIN=FILE measures another binary, a before)
+#   make bench-boot   time to multi-user.target without ephemcrypt, with it, and with a crypt + mdraid
+#                     shell hook instead (bench/boot-time.sh); bench/results/boot-time.md
+.PHONY: bench bench-smoke bench-speed bench-boot
+bench-boot: $(X86_BIN)
+	bash bench/boot-time.sh
+bench-speed: $(X86_BIN)
+	bash bench/run.sh --speed
 bench: $(X86_BIN)
 	bash bench/run.sh
 bench-smoke: $(X86_BIN)

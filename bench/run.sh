@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/run.sh [--smoke]: ephemcrypt against what users run instead, in one VM (make bench,
+# bench/run.sh [--smoke|--speed]: ephemcrypt against what users run instead, in one VM (make bench,
 # make bench-smoke). No KVM here: qemu (TCG, -cpu max) emulates the CPU, AES included, so absolute
 # figures mean nothing; every variant meets the same kernel, disks and emulated CPU in the same
 # run, and only ratios within a run count.
@@ -14,6 +14,10 @@
 #   3. bench/report.py: results.json and results.md; bench/chart.py: the SVG charts.
 # Results: bench/results/ (the full run) or $VM_CACHE/bench-smoke/results (--smoke: one
 # repetition, 1 GiB disks, a few variants; fails unless every part produced its measurements).
+# --speed (make bench-speed): the setup-time ratios of issue 22 alone, in bench/results/speed/:
+# ephemcrypt, mdadm + cryptsetup plain + ext4 and mdadm + ext4 on 2, 8 and 16 disks of 1 GiB,
+# 2 x 1 TiB and 8 x 7.5 TiB (sparse files), with ephemcrypt's step breakdown
+# (bench/speed.py); BENCH_BIN: another binary to measure (a before).
 # Time on 2 shared cores: the full run took 42 minutes (with timed buffered writes; whole files,
 # as now, add about 5), the smoke run about 6. BENCH_OVERRIDES: more lines for the guest's bench.env.
 # A host-side guard stops the VM if the disk files hold more than BENCH_MAX_MIB (default 12000)
@@ -26,15 +30,17 @@ repo=$(cd "$here/.." && pwd)
 mode=full
 case ${1:-} in
 --smoke) mode=smoke ;;
+--speed) mode=speed ;;
 '') ;;
 *) die "usage: ${0##*/} [--smoke]" ;;
 esac
-bin=$repo/target/x86_64-unknown-linux-musl/release/ephemcrypt
+bin=${BENCH_BIN:-$repo/target/x86_64-unknown-linux-musl/release/ephemcrypt}
 [[ -x $bin ]] || die "no $bin: run 'make build' first"
 vm_kernel
 out=$CACHE/bench-$mode
 results=$here/results
 [[ $mode == full ]] || results=$out/results
+[[ $mode != speed ]] || results=${BENCH_RESULTS:-$here/results/speed}
 max_mib=${BENCH_MAX_MIB:-12000}
 mkdir -p "$out" "$results"
 avail=$(df --output=avail -B1M "$out" | tail -n1)
@@ -72,6 +78,22 @@ if [[ $mode == full ]]; then
 		SIZE_DISKS="BS-1G BS-16G BS-256G BS-1T BS-4T BS-16T"
 		SIZE_ONCE="BS-256G BS-1T BS-4T BS-16T"
 		TIMEOUT_SETUP=600
+	ENV
+elif [[ $mode == speed ]]; then
+	for i in $(seq -w 1 16); do disks+=("BC-$i:1G"); done
+	for i in 1 2; do disks+=("BT-$i:1T"); done
+	for i in $(seq 1 8); do disks+=("BX-$i:$((15 * 1024 ** 4 / 2))"); done
+	bc() { local n=$1 s='' i; for i in $(seq -w 1 "$n"); do s+=${s:+,}BC-$i; done; echo "$s"; }
+	bx=$(seq -s, -f 'BX-%g' 1 8)
+	cat >"$out/bench.env" <<-ENV
+		PARTS="groups"
+		REPS=1
+		VARIANTS="ephemcrypt"
+		VARIANT_DISKS="BC-01 BC-02"
+		GROUP_REPS=${BENCH_REPS:-3}
+		GROUP_VARIANTS="ephemcrypt plain mdadm"
+		GROUP_SETS="2x1G:$(bc 2) 8x1G:$(bc 8) 16x1G:$(bc 16) 2x1T:BT-1,BT-2 8x7.5T:$bx"
+		TIMEOUT_SETUP=900
 	ENV
 else
 	disks=("BC-01:1G" "BC-02:1G")
@@ -119,7 +141,7 @@ rm -rf "$out/disks" && mkdir -p "$out/disks" # fresh sparse files every run
 args=()
 for d in "${disks[@]}"; do args+=(--disk "$out/disks/${d%%:*}.raw:${d%%:*}:${d#*:}"); done
 timeout=5400
-[[ $mode == full ]] || timeout=900
+[[ $mode != smoke ]] || timeout=900
 # The guard: real data in the disk files (du counts allocated blocks, not sizes).
 guard() {
 	local run=$1 used q
@@ -152,6 +174,14 @@ peak=$(du -s -B1M "$out/disks" | cut -f1)
 rm -rf "$out/disks" "$out/root.img"
 [[ ! -e $out/guard-tripped ]] || die "stopped: the disk files grew past $max_mib MiB"
 ((rc == 0)) || die "the bench VM failed (console log $out/console.log)"
+
+if [[ $mode == speed ]]; then
+	mkdir -p "$results"
+	python3 "$here/speed.py" --console "$out/console.log" --json "$results/speed.json" --md "$results/speed.md" \
+		--conditions "$(date -u +%Y-%m-%dT%H:%M:%SZ); $(nproc) host cores, load at the VM's start $load_start, at its end $load_end; qemu TCG -cpu max, 2 vCPUs, 2 GiB; $KERNEL_PKG; VM $vm_secs s; binary $bin"
+	log "done in $((SECONDS - t0)) s: $results/speed.md"
+	exit 0
+fi
 
 # --- image sizes --------------------------------------------------------------------------------
 img_start=$SECONDS

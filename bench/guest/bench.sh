@@ -13,6 +13,8 @@
 #             setting and sector size (IO_CONFIGS), on IO_DISKS
 #   count     setup time of ephemcrypt and the LUKS recipe over 1..N disks (COUNTS of COUNT_DISKS)
 #   size      the same on one disk of each size (SIZE_DISKS)
+#   groups    setup time of GROUP_VARIANTS on each group of GROUP_SETS (NAME:SERIAL,SERIAL,...; e.g.
+#             2 x 1 GiB, 8 x 4 GiB, 2 x 1 TiB, 8 x 7.5 TiB), GROUP_REPS times (make bench-speed)
 # shellcheck disable=SC2086 # the lists of bench.env (serials, names) are split on purpose
 # shellcheck source=tests/vm/guest/lib.sh
 . /lib/vmtest.sh
@@ -145,7 +147,8 @@ luks_setup() {
 luks_down() { umount $MNT; udevadm settle; cryptsetup close bench; md_down; }
 
 # plain: mdadm (ephemcrypt's chunk) + cryptsetup plain with ephemcrypt's cipher, key size, sector
-# size and flags (CS_OPTS, from ephemcrypt's plan), ext4 with ephemcrypt's mkfs arguments.
+# size and flags (CS_OPTS, from ephemcrypt's plan), ext4 with ephemcrypt's mkfs arguments
+# (MKFS_EXT4, from its plan too, below: the variants differ in everything but the file system).
 MKFS_EXT4=(mkfs.ext4 -q -F -L bench -E 'nodiscard,lazy_itable_init=1,lazy_journal_init=1')
 plain_setup() {
 	MD_OPTS=--chunk=256 step mdadm md_create "$@" &&
@@ -419,6 +422,10 @@ CS_OPTS=()
 [[ $plan != *no_write_workqueue* ]] || CS_OPTS+=(--perf-no_write_workqueue)
 if [[ $plan =~ sector_size:([0-9]+) ]]; then CS_OPTS+=(--sector-size "${BASH_REMATCH[1]}"); else CS_OPTS+=(--sector-size 512); fi
 out "{\"t\":\"plan\",\"crypt\":\"$(clean "$(sed -E 's/^ *//' <<<"$plan")")\",\"cryptsetup_options\":\"${CS_OPTS[*]}\"}"
+# ephemcrypt's mkfs arguments, from its plan, for every ext4 variant (the device dropped)
+mkfs_line=$(ephemcrypt plan --config $B/ephemcrypt.conf 2>/dev/null | grep -m1 -oE 'mkfs\.ext4 .*')
+if [[ -n $mkfs_line ]]; then read -ra MKFS_EXT4 <<<"${mkfs_line% *}"; fi
+out "{\"t\":\"mkfs\",\"argv\":\"$(clean "${MKFS_EXT4[*]}")\"}"
 
 start=$(us)
 for part in $PARTS; do
@@ -442,6 +449,14 @@ for part in $PARTS; do
 				# the largest sizes once: their runs take minutes
 				[[ $rep == 1 || " $SIZE_ONCE " != *" $s "* ]] || continue
 				for v in $SCALE_VARIANTS; do run size "$v" "$rep" "$(devs "$s")"; done
+			done
+		done ;;
+	groups)
+		for rep in $(seq 0 "${GROUP_REPS:-3}"); do # rep 0 warms caches and is not counted
+			for g in $GROUP_SETS; do
+				IFS=, read -ra serials <<<"${g#*:}"
+				mapfile -t gdisks < <(devs "${serials[@]}")
+				for v in $GROUP_VARIANTS; do run "group-${g%%:*}" "$v" "$rep" "${gdisks[@]}"; done
 			done
 		done ;;
 	io) io_part ;;

@@ -1,5 +1,5 @@
 #!/bin/bash
-# dracut-initrd.sh OUT.img [--conf-d | --systemd]
+# dracut-initrd.sh OUT.img [--conf-d | --systemd | --systemd-none | --systemd-shell]
 # An initramfs made by Debian's real dracut (dracut-core) from the module `make install` puts in
 # a staging directory, for the cloud kernel of kernel.sh. The host's /usr and /etc stay as they
 # are: dracut's tree (/usr/lib/dracut) is copied to the cache with the installed module added, and
@@ -15,14 +15,19 @@
 # --conf-d, by the dracut.conf.d snippet that make install ships. lsinitrd must then show the
 # binary, dm-crypt, mkfs.ext4, the dm udev rules and the pre-pivot hook (shell init) or the unit
 # wanted by initrd.target (systemd). Images are cached by their inputs (installed files, this
-# script, kernel, host packages).
+# script, kernel, host packages). For bench/boot-time.sh: --systemd-none, the same systemd initrd
+# without ephemcrypt; --systemd-shell, with dracut's crypt and mdraid modules and the shell hook of
+# bench/shell-hook instead (needs mdadm and cryptsetup-bin on the host).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 (($# >= 1)) || die "usage: ${0##*/} OUT.img [--conf-d | --systemd | --without-mkfs]"
 out=$1 via=${2:---add}
-[[ $via == --add || $via == --conf-d || $via == --systemd || $via == --without-mkfs ]] || die "unknown option $via"
-need_pkgs dracut-core systemd udev dmsetup zstd
+case $via in
+--add | --conf-d | --systemd | --without-mkfs | --systemd-none) need_pkgs dracut-core systemd udev dmsetup zstd ;;
+--systemd-shell) need_pkgs dracut-core systemd udev dmsetup zstd mdadm cryptsetup-bin ;;
+*) die "unknown option $via" ;;
+esac
 vm_kernel
 
 work=$CACHE/dracut
@@ -32,7 +37,7 @@ mkdir -p "$work/conf.d" "$(dirname "$out")"
 make -s -C "$VM_DIR/../.." install DESTDIR="$work/staging" >&2
 
 key=$({
-	cat "$VM_DIR/dracut-initrd.sh" "$VM_DIR/lib.sh"
+	cat "$VM_DIR/dracut-initrd.sh" "$VM_DIR/lib.sh" "$VM_DIR"/../../bench/shell-hook/*
 	(cd "$work/staging" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 	echo "$KVER $via"
 	dpkg-query -W
@@ -48,9 +53,14 @@ if [[ ! -s $img ]]; then
 		cp "$work/staging/usr/share/doc/ephemcrypt/dracut.conf.d-ephemcrypt.conf" "$work/conf.d/ephemcrypt.conf"
 		add=() ;;
 	--systemd) add=(--add "systemd ephemcrypt") omit=() ;;
+	--systemd-none) add=(--add systemd) omit=() ;;
+	--systemd-shell)
+		cp -a "$VM_DIR/../../bench/shell-hook" "$work/lib/modules.d/91ephemhook"
+		add=(--add "systemd ephemhook") omit=() ;;
 	esac
-	omit+=(i18n console-setup lvm mdraid dmraid multipath crypt resume usrmount nvdimm lunmask virtiofs terminfo
+	omit+=(i18n console-setup lvm dmraid multipath resume usrmount nvdimm lunmask virtiofs terminfo
 		kernel-modules-extra modsign)
+	[[ $via == --systemd-shell ]] || omit+=(mdraid crypt)
 	start=$SECONDS
 	trap 'rm -f "$img.$$"' EXIT
 	path="$work/staging/usr/sbin /sbin /bin /usr/sbin /usr/bin"
@@ -80,6 +90,12 @@ if [[ ! -s $img ]]; then
 		--compress zstd --no-early-microcode "${add[@]}" "$img.$$" 2>"$work/dracut.log" ||
 		{ cat "$work/dracut.log" >&2; die "dracut failed"; }
 	grep -v "depends on '\?systemd" "$work/dracut.log" >&2 || true # the omitted module's dependants
+	if [[ $via == --systemd-none || $via == --systemd-shell ]]; then # bench/boot-time.sh's comparisons
+		mv "$img.$$" "$img"
+		log "dracut built $img in $((SECONDS - start)) s ($(du -h "$img" | cut -f1))"
+		cp "$img" "$out"
+		exit 0
+	fi
 	# The image must hold what the module installs; shell init must run the hook, systemd the unit.
 	files=$(dracutbasedir=$work/lib lsinitrd "$img.$$" | awk '{ print $9 }')
 	hook='usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'

@@ -276,6 +276,16 @@ pub(crate) fn probe_path(path: &Path, disk_size: u64) -> crate::Result<Option<Si
 pub(crate) fn probe_device(path: &Path) -> crate::Result<Content> {
     let mut file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
     let size = file.seek(SeekFrom::End(0)).map_err(|e| Error::os("find the size of", path.display(), e))?;
+    // No readahead: it would turn each 4 KiB spread block into 128 KiB or more read off the disk
+    // (a block device's default), some 10 MiB per disk instead of the 2.3 the probe needs. Only
+    // advice: where it is refused the reads are the same, only slower.
+    {
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        use std::os::fd::AsRawFd;
+        if let Err(e) = posix_fadvise(file.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_RANDOM) {
+            log::debug!("{}: no readahead advice: {e}", path.display());
+        }
+    }
     let parts = read_regions(&file, path, size)?;
     let content = examine(&Regions::from_parts(&parts, size));
     match &content {

@@ -83,7 +83,7 @@ elif [[ $mode == speed ]]; then
 	for i in $(seq -w 1 16); do disks+=("BC-$i:1G"); done
 	for i in 1 2; do disks+=("BT-$i:1T"); done
 	for i in $(seq 1 8); do disks+=("BX-$i:$((15 * 1024 ** 4 / 2))"); done
-	bc() { local n=$1 s='' i; for i in $(seq -w 1 "$n"); do s+=${s:+,}BC-$i; done; echo "$s"; }
+	bc() { seq -s, -f 'BC-%02g' 1 "$1"; }
 	bx=$(seq -s, -f 'BX-%g' 1 8)
 	cat >"$out/bench.env" <<-ENV
 		PARTS="groups"

@@ -456,6 +456,7 @@ for part in $PARTS; do
 			for g in $GROUP_SETS; do
 				IFS=, read -ra serials <<<"${g#*:}"
 				mapfile -t gdisks < <(devs "${serials[@]}")
+				if ((${#gdisks[@]} != ${#serials[@]})); then note "group ${g%%:*}: no disk for some of ${g#*:}"; continue; fi
 				for v in $GROUP_VARIANTS; do run "group-${g%%:*}" "$v" "$rep" "${gdisks[@]}"; done
 			done
 		done ;;

@@ -206,16 +206,22 @@ impl<'a, S: System> Run<'a, S> {
         match step {
             // No undo: a header left by a failed setup only makes the disk recognisably ours,
             // which it now is (the next boot takes it again).
-            Step::Header { device, header, write } => {
-                if header.volume_id == [0; 16] {
+            Step::Headers(members) => {
+                if members.iter().any(|m| m.header.volume_id == [0; 16]) {
                     return Err(Error::Internal("a header is written with the volume's id"));
                 }
                 // The header, then zeros over what the plan could not vouch is zero already (a
                 // forced disk's old metadata, an earlier escrow), so that the reserved area is as
                 // the next boot's probe expects to find it.
-                let mut area = header.encode();
-                area.resize((*write).clamp(crate::header::SIZE, crate::header::RESERVED_LEN), 0);
-                self.sys.write_header(device, &area, true)
+                let writes: Vec<(PathBuf, Vec<u8>)> = members
+                    .iter()
+                    .map(|m| {
+                        let mut area = m.header.encode();
+                        area.resize(m.write.clamp(crate::header::SIZE, crate::header::RESERVED_LEN), 0);
+                        (m.device.clone(), area)
+                    })
+                    .collect();
+                self.sys.write_headers(&writes, true)
             }
             Step::Mapping(m) => self.mapping(m),
             Step::Escrow { members, file, recipients } => {
@@ -226,6 +232,7 @@ impl<'a, S: System> Run<'a, S> {
                 let len = len.ok_or_else(|| {
                     Error::invalid("escrow", "room in the reserved MiB of each member", format!("{} bytes", blob.len()))
                 })?;
+                let mut writes = Vec::new();
                 for (device, header) in members {
                     let mut h = (**header).clone();
                     h.escrow = (crate::header::SIZE_FIELD, len);
@@ -234,9 +241,10 @@ impl<'a, S: System> Run<'a, S> {
                     let mut area = h.encode();
                     area.extend_from_slice(&blob);
                     area.resize(area.len().div_ceil(crate::header::SIZE) * crate::header::SIZE, 0);
-                    // Our stripe (or crypt mapping) holds the disk now: not O_EXCL.
-                    self.sys.write_header(device, &area, false)?;
+                    writes.push((device.clone(), area));
                 }
+                // Our stripe (or crypt mapping) holds the disks now: not O_EXCL.
+                self.sys.write_headers(&writes, false)?;
                 self.sys.write_escrow(file, &crate::age::armor(&blob))?;
                 self.undo.push(Undo::Escrow(file.clone()));
                 self.status.escrow = recipients.clone();

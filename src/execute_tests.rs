@@ -117,7 +117,7 @@ fn order_of_operations_two_disks_with_swap() {
             "probe 2 disks side by side",
             "load dm_mod, dm_crypt, the cipher's (beside the probe)",
             "kernel: dm-crypt 1.27.0, names checked",
-            "header on /dev/nvme1n1 (member 1 of 2)"
+            "headers on 2 disk(s): /dev/nvme1n1, /dev/nvme2n1"
         ]
     );
     assert_eq!(written.disks.len(), 2);
@@ -192,18 +192,22 @@ fn check_steps_are_calls(name: &str, steps: &[Value], fake: &Fake, calls: &[Stri
     };
     for step in steps {
         match step.get("kind").unwrap().as_str().unwrap() {
-            "header" => {
-                let Some(Value::Num(member)) = step.get("member") else { panic!("{name}: header member") };
-                let Some(Value::Num(members)) = step.get("members") else { panic!("{name}: header members") };
-                let call = next("write_header ");
-                let (device, rest) = call.split_once(' ').unwrap();
-                assert_eq!(device, s(step, "device"), "{name}");
-                // The plan shows the volume id as new: setup draws it then.
-                assert_eq!(s(step, "volume_id"), "new", "{name}");
-                assert!(rest.ends_with(&format!(" {member}/{members}")), "{name}: {call}");
-                let written = crate::header::Header::decode(&fake.headers[Path::new(device)]).unwrap();
-                let Some(Value::Num(offset)) = step.get("data_offset_sectors") else { panic!("{name}: offset") };
-                assert_eq!(written.data_offset.0, *offset, "{name}");
+            "headers" => {
+                for step in step.get("members").unwrap().as_array() {
+                    let Some(Value::Num(member)) = step.get("member") else { panic!("{name}: header member") };
+                    let Some(Value::Num(members)) = step.get("members") else { panic!("{name}: header members") };
+                    let call = next("write_header ");
+                    let (device, rest) = call.split_once(' ').unwrap();
+                    assert_eq!(device, s(step, "device"), "{name}");
+                    // The plan shows the volume id as new: setup draws it then.
+                    assert_eq!(s(step, "volume_id"), "new", "{name}");
+                    assert!(rest.ends_with(&format!(" {member}/{members}")), "{name}: {call}");
+                    let written = crate::header::Header::decode(&fake.headers[Path::new(device)]).unwrap();
+                    let Some(Value::Num(offset)) = step.get("data_offset_sectors") else { panic!("{name}: offset") };
+                    assert_eq!(written.data_offset.0, *offset, "{name}");
+                    let Some(Value::Num(bytes)) = step.get("write_bytes") else { panic!("{name}: write_bytes") };
+                    assert_eq!(fake.headers[Path::new(device)].len() as u64, *bytes, "{name}");
+                }
             }
             "mapping" => {
                 let mname = s(step, "name");
@@ -846,7 +850,7 @@ fn plan_of_a_fixture_host_shows_tables_argv_and_mounts() {
     let kinds: Vec<&str> = steps.iter().map(|s| s.get("kind").unwrap().as_str().unwrap()).collect();
     // An empty new root: /mnt, /mnt/ephemcrypt, /var, /var/log, /tmp and /var/tmp are made.
     let mkdirs = ["mkdir"; 6];
-    let want: Vec<&str> = ["header", "header", "mapping", "mapping", "mkfs"]
+    let want: Vec<&str> = ["headers", "mapping", "mapping", "mkfs"]
         .into_iter()
         .chain(mkdirs)
         .chain(["mount", "bind", "bind", "bind", "status"])
@@ -914,9 +918,10 @@ fn escrow_follows_each_header_and_reads_back_with_either_identity() {
         .steps
         .iter()
         .filter_map(|s| match s {
-            crate::step::Step::Header { write, .. } => Some(*write),
+            crate::step::Step::Headers(members) => Some(members.iter().map(|m| m.write)),
             _ => None,
         })
+        .flatten()
         .collect();
     assert_eq!(writes, ends.iter().map(|e| e.div_ceil(4096) * 4096).collect::<Vec<_>>());
     tree.keep_headers(&third);

@@ -183,27 +183,36 @@ impl System for Fake {
         let names: Vec<&str> = algorithms.iter().map(|(_, n)| n.as_str()).collect();
         self.call(format!("check_kernel_crypto {}", names.join(" ")))
     }
-    fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
-        // Exclusive only before any mapping holds the disk; the escrow's rewrite comes after.
-        assert_eq!(exclusive, self.mappings.is_empty(), "O_EXCL exactly while no mapping holds the disks");
-        let h = crate::header::Header::decode(bytes).expect("a valid header");
-        assert!(
-            bytes.len() % crate::header::SIZE == 0 && bytes.len() <= 1 << 20,
-            "whole blocks of the reserved area, {} bytes",
-            bytes.len()
-        );
-        let (at, len) = (h.escrow.0 as usize, h.escrow.1 as usize);
-        let (before, after) = if len == 0 { (bytes.len(), bytes.len()) } else { (at, at + len) };
-        assert!(bytes[crate::header::SIZE..before].iter().all(|&b| b == 0), "zeros after the header");
-        assert!(bytes[after..].iter().all(|&b| b == 0), "zeros after the escrow");
-        assert!(len == 0 || bytes[at..].starts_with(b"age-encryption.org/v1\n"), "an age file as the escrow");
-        self.call(format!("write_header {} {} {}/{}", device.display(), h.volume_id_hex(), h.member + 1, h.members))?;
-        // The disk's first bytes as the writes left them: a shorter write keeps what is beyond it.
-        let disk = self.headers.entry(device.to_path_buf()).or_default();
-        if disk.len() < bytes.len() {
-            disk.resize(bytes.len(), 0);
+    fn write_headers(&mut self, writes: &[(PathBuf, Vec<u8>)], exclusive: bool) -> Result<()> {
+        // One disk after the other, each its own call: a failure injected at any of them.
+        for (device, bytes) in writes {
+            // Exclusive only before any mapping holds the disk; the escrow's rewrite comes after.
+            assert_eq!(exclusive, self.mappings.is_empty(), "O_EXCL exactly while no mapping holds the disks");
+            let h = crate::header::Header::decode(bytes).expect("a valid header");
+            assert!(
+                bytes.len() % crate::header::SIZE == 0 && bytes.len() <= 1 << 20,
+                "whole blocks of the reserved area, {} bytes",
+                bytes.len()
+            );
+            let (at, len) = (h.escrow.0 as usize, h.escrow.1 as usize);
+            let (before, after) = if len == 0 { (bytes.len(), bytes.len()) } else { (at, at + len) };
+            assert!(bytes[crate::header::SIZE..before].iter().all(|&b| b == 0), "zeros after the header");
+            assert!(bytes[after..].iter().all(|&b| b == 0), "zeros after the escrow");
+            assert!(len == 0 || bytes[at..].starts_with(b"age-encryption.org/v1\n"), "an age file as the escrow");
+            self.call(format!(
+                "write_header {} {} {}/{}",
+                device.display(),
+                h.volume_id_hex(),
+                h.member + 1,
+                h.members
+            ))?;
+            // The disk's first bytes as the writes left them: a shorter write keeps what is beyond it.
+            let disk = self.headers.entry(device.to_path_buf()).or_default();
+            if disk.len() < bytes.len() {
+                disk.resize(bytes.len(), 0);
+            }
+            disk[..bytes.len()].copy_from_slice(bytes);
         }
-        disk[..bytes.len()].copy_from_slice(bytes);
         Ok(())
     }
     fn make_key(&mut self, len: usize) -> Result<Key> {

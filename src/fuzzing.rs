@@ -656,12 +656,14 @@ fn check_step(s: &Step, newroot: &Path) {
                 at += t.len.0;
             }
         }
-        Step::Header { header: h, .. } => {
-            let back = Header::decode(&h.encode()).expect("a planned header decodes");
-            assert_eq!(
-                (back.member, back.members, back.volume_len, back.member_len),
-                (h.member, h.members, h.volume_len, h.member_len)
-            );
+        Step::Headers(members) => {
+            for h in members.iter().map(|m| &m.header) {
+                let back = Header::decode(&h.encode()).expect("a planned header decodes");
+                assert_eq!(
+                    (back.member, back.members, back.volume_len, back.member_len),
+                    (h.member, h.members, h.volume_len, h.member_len)
+                );
+            }
         }
         Step::Mkdir { path } | Step::Tmpfs { target: path } | Step::Mount { target: path, .. } => under(path),
         Step::Bind { source, target } => {

@@ -73,17 +73,44 @@ pub(crate) struct Mapping {
     pub(crate) read_only: bool,
 }
 
+/// One member's header as [`Step::Headers`] writes it: `write` bytes from the disk's start, the
+/// header block, then zeros over what of the reserved MiB may hold something
+/// (plan::layout::reserved_to_clear).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeaderWrite {
+    pub(crate) device: PathBuf,
+    pub(crate) header: Box<Header>,
+    pub(crate) write: usize,
+}
+
+impl fmt::Display for HeaderWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.header;
+        write!(
+            f,
+            "{}: volume {} '{}', member {} of {}, data from sector {}; {}",
+            EscPath(&self.device),
+            volume_id(h),
+            Esc(&h.name),
+            h.member + 1,
+            h.members,
+            h.data_offset,
+            match self.write {
+                w if w <= header::SIZE => "the rest of the reserved MiB was read as zeros".to_string(),
+                w if w >= header::RESERVED_LEN => "zeros to the end of the reserved MiB".to_string(),
+                w => format!("zeros over the earlier escrow, to byte {w}"),
+            }
+        )
+    }
+}
+
 /// One step of setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Write ephemcrypt's header (no key material) at the start of a member disk.
-    /// `write` bytes from the disk's start: the header block, then zeros over what of the
-    /// reserved MiB may hold something (plan::layout::reserved_to_clear).
-    Header {
-        device: PathBuf,
-        header: Box<Header>,
-        write: usize,
-    },
+    /// Write ephemcrypt's header (no key material) at the start of every member disk, the disks
+    /// side by side.
+    Headers(Vec<HeaderWrite>),
     Mapping(Mapping),
     /// Write the escrow made at the crypt mapping (the key, encrypted to `recipients` in the age
     /// format) after each member's header, in its reserved area (the header rewritten to say
@@ -181,8 +208,9 @@ impl Step {
     /// A short name for logs and the status' timings: what and on what.
     pub(crate) fn title(&self) -> String {
         match self {
-            Step::Header { device, header, .. } => {
-                format!("header on {} (member {} of {})", device.display(), header.member + 1, header.members)
+            Step::Headers(members) => {
+                let devices: Vec<String> = members.iter().map(|m| m.device.display().to_string()).collect();
+                format!("headers on {} disk(s): {}", members.len(), devices.join(", "))
             }
             Step::Mapping(m) => match &m.key {
                 Some(_) => format!("crypt mapping {}", m.name),
@@ -209,14 +237,25 @@ impl Step {
         let path = |p: &PathBuf| Value::from(p.display().to_string());
         let kind = |k: &str| ("kind", Value::from(k));
         match self {
-            Step::Header { device, header, write } => Value::obj([
-                kind("header"),
-                ("device", path(device)),
-                ("write_bytes", (*write as u64).into()),
-                ("volume_id", volume_id(header).into()),
-                ("member", (header.member + 1).into()),
-                ("members", header.members.into()),
-                ("data_offset_sectors", header.data_offset.0.into()),
+            Step::Headers(members) => Value::obj([
+                kind("headers"),
+                (
+                    "members",
+                    members
+                        .iter()
+                        .map(|m| {
+                            Value::obj([
+                                ("device", path(&m.device)),
+                                ("write_bytes", (m.write as u64).into()),
+                                ("volume_id", volume_id(&m.header).into()),
+                                ("member", (m.header.member + 1).into()),
+                                ("members", m.header.members.into()),
+                                ("data_offset_sectors", m.header.data_offset.0.into()),
+                            ])
+                        })
+                        .collect::<Vec<_>>()
+                        .into(),
+                ),
             ]),
             Step::Mapping(m) => Value::obj([
                 kind("mapping"),
@@ -290,23 +329,17 @@ pub(crate) fn remount_options(read_only: bool, kept: &[String]) -> Vec<String> {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Header { device, header, write } => write!(
-                f,
-                "write ephemcrypt's header ({} bytes, no key; {}) at the start of {}: volume {} '{}', member {} \
-                 of {}, data from sector {}",
-                header::SIZE,
-                match *write {
-                    w if w <= header::SIZE => "the rest of the reserved MiB was read as zeros".to_string(),
-                    w if w >= header::RESERVED_LEN => "zeros to the end of the reserved MiB".to_string(),
-                    w => format!("zeros over the earlier escrow, to byte {w}"),
-                },
-                EscPath(device),
-                volume_id(header),
-                Esc(&header.name),
-                header.member + 1,
-                header.members,
-                header.data_offset
-            ),
+            Step::Headers(members) => {
+                write!(
+                    f,
+                    "write ephemcrypt's header ({} bytes, no key) at the start of each member, side by side:",
+                    header::SIZE
+                )?;
+                for m in members {
+                    write!(f, "\n        {m}")?;
+                }
+                Ok(())
+            }
             Step::Mapping(m) => {
                 let ro = if m.read_only { " read-only" } else { "" };
                 write!(f, "create mapping {} (uuid {}) with{ro} table:", Esc(&m.name), Esc(&m.uuid))?;

@@ -49,10 +49,11 @@ pub(crate) trait System {
     /// Check that the kernel's crypto API offers each (AF_ALG type, name), loading modules as
     /// dm-crypt would; the error names what is missing and the modules to add to the image.
     fn check_kernel_crypto(&mut self, algorithms: &[(&'static str, String)]) -> Result<()>;
-    /// Write `bytes` at the start of the disk `device` (a host path), and flush them to it.
-    /// `exclusive`: open the disk O_EXCL (it must not be in use); without it, for the escrow
+    /// Write each `(device, bytes)` at the start of the disk `device` (a host path), and flush
+    /// them to it, the disks side by side; the first failure in `writes`' order is the error.
+    /// `exclusive`: open each disk O_EXCL (it must not be in use); without it, for the escrow
     /// written into the reserved area of a disk our own mapping holds (which starts after it).
-    fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()>;
+    fn write_headers(&mut self, writes: &[(PathBuf, Vec<u8>)], exclusive: bool) -> Result<()>;
     /// A fresh key of `len` random bytes from the kernel's RNG (blocking until seeded).
     fn make_key(&mut self, len: usize) -> Result<Key>;
     /// Put `key` into the process keyring as a logon key whose description starts with `prefix:`
@@ -356,19 +357,44 @@ impl System for LinuxSystem {
         crate::syscall::check_kernel_crypto(algorithms, |module| self.modprobe(module))
     }
 
-    fn write_header(&mut self, device: &Path, bytes: &[u8], exclusive: bool) -> Result<()> {
-        let path = self.path(device);
-        self.may_change("write header to", path.display())?;
-        let f = fs::OpenOptions::new()
-            .write(true)
-            // A block device open O_EXCL fails while it is in use.
-            .custom_flags(if exclusive { libc::O_EXCL } else { 0 })
-            .open(&path)
-            .map_err(|e| Error::os("open for the header", path.display(), e))?;
-        use std::os::unix::fs::FileExt;
-        f.write_all_at(bytes, 0)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::os("write header to", path.display(), e))
+    fn write_headers(&mut self, writes: &[(PathBuf, Vec<u8>)], exclusive: bool) -> Result<()> {
+        let paths: Vec<PathBuf> = writes.iter().map(|(d, _)| self.path(d)).collect();
+        // Allowed (and, in the fault-injection build, the faults asked for) before any write.
+        for p in &paths {
+            self.may_change("write header to", p.display())?;
+        }
+        // One thread per disk (a volume has at most 64): each write waits for its own disk's flush.
+        let one = |path: &Path, bytes: &[u8]| -> Result<()> {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                // A block device open O_EXCL fails while it is in use.
+                .custom_flags(if exclusive { libc::O_EXCL } else { 0 })
+                .open(path)
+                .map_err(|e| Error::os("open for the header", path.display(), e))?;
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(bytes, 0)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::os("write header to", path.display(), e))
+        };
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let threads: Vec<_> = paths
+                .iter()
+                .zip(writes)
+                .map(|(p, (_, bytes))| {
+                    std::thread::Builder::new().name("header".into()).spawn_scoped(s, move || one(p, bytes))
+                })
+                .collect();
+            // A thread that could not start: its write is made here, after the others started.
+            threads
+                .into_iter()
+                .zip(paths.iter().zip(writes))
+                .map(|(t, (p, (_, bytes)))| match t {
+                    Ok(t) => t.join().unwrap_or_else(|_| Err(Error::Internal("a header write ended abnormally"))),
+                    Err(_) => one(p, bytes),
+                })
+                .collect()
+        });
+        results.into_iter().collect()
     }
 
     fn make_key(&mut self, len: usize) -> Result<Key> {

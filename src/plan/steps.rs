@@ -66,16 +66,12 @@ pub(super) fn member_header(v: &Volume, name: &str, index: usize, identity: Opti
 /// leaves the disks recognisably ours), then the mappings, swap, file system, directories, mounts
 /// and binds, and the status.
 pub(super) fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: Option<Identity>) -> Vec<Step> {
-    let mut steps: Vec<Step> = v
-        .members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Step::Header {
-            device: m.path.clone(),
-            header: Box::new(member_header(v, name, i, identity)),
-            write: m.write,
-        })
-        .collect();
+    let headers = v.members.iter().enumerate().map(|(i, m)| crate::step::HeaderWrite {
+        device: m.path.clone(),
+        header: Box::new(member_header(v, name, i, identity)),
+        write: m.write,
+    });
+    let mut steps = vec![Step::Headers(headers.collect())];
     let below = match &v.stripe {
         // A volume has at least one member (volume() refuses none); without: 0:0, refused at load.
         None => Dev::Num(v.members.first().map_or(DevNo { major: 0, minor: 0 }, |m| m.dev)),

@@ -162,10 +162,11 @@ fn steps_of_a_two_disk_volume_with_swap_on_a_read_only_root() {
     let p = plan(&cfg("swap = 4G"), &Facts { newroot, ..facts(&[a, b]) });
     let text: Vec<String> = p.steps.iter().map(ToString::to_string).collect();
     let want = [
-        "write ephemcrypt's header (4096 bytes, no key; the rest of the reserved MiB was read as zeros) at the start of /dev/nvme1n1: volume new 'ephemcrypt', \
-         member 1 of 2, data from sector 2048",
-        "write ephemcrypt's header (4096 bytes, no key; the rest of the reserved MiB was read as zeros) at the start of /dev/nvme2n1: volume new 'ephemcrypt', \
-         member 2 of 2, data from sector 2048",
+        "write ephemcrypt's header (4096 bytes, no key) at the start of each member, side by side:\n        \
+         /dev/nvme1n1: volume new 'ephemcrypt', member 1 of 2, data from sector 2048; the rest of the reserved MiB \
+         was read as zeros\n        \
+         /dev/nvme2n1: volume new 'ephemcrypt', member 2 of 2, data from sector 2048; the rest of the reserved MiB \
+         was read as zeros",
         "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        \
          0 419426304 striped 2 512 259:1 2048 259:2 2048",
         "create mapping ephemcrypt (uuid CRYPT-PLAIN-ephemcrypt) with table:\n        \
@@ -301,7 +302,7 @@ fn xfs_and_no_file_system() {
     let kinds: Vec<String> = p.steps.iter().map(|s| s.title()).collect();
     assert_eq!(
         kinds,
-        ["header on /dev/nvme1n1 (member 1 of 1)", "crypt mapping ephemcrypt", "write /run/ephemcrypt/status.json"]
+        ["headers on 1 disk(s): /dev/nvme1n1", "crypt mapping ephemcrypt", "write /run/ephemcrypt/status.json"]
     );
 }
 
@@ -376,7 +377,7 @@ fn a_mapping_name_taken_stops_the_plan_before_any_header() {
         "a mapping named ephemcrypt-stripe (253:0) exists already, without the volume (left by an interrupted \
          setup, or another program's): remove it (dmsetup remove ephemcrypt-stripe) or set 'name' to another prefix"
     );
-    assert!(p.steps.iter().all(|s| !matches!(s, Step::Header { .. } | Step::Mapping(_))));
+    assert!(p.steps.iter().all(|s| !matches!(s, Step::Headers(_) | Step::Mapping(_))));
     assert!(p.disks.iter().all(|a| !a.verdict.is_use()));
 }
 
@@ -617,8 +618,11 @@ fn json_has_the_documented_fields() {
     assert_eq!(j.get("state").unwrap().as_str(), Some("ready"));
     assert!(j.get("volume").unwrap().get("crypt").is_some());
     let steps = j.get("steps").unwrap().as_array();
-    assert_eq!(steps[0].get("kind").unwrap().as_str(), Some("header"));
-    assert_eq!(steps[0].get("volume_id").unwrap().as_str(), Some("new"));
+    assert_eq!(steps[0].get("kind").unwrap().as_str(), Some("headers"));
+    let members = steps[0].get("members").unwrap().as_array();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].get("volume_id").unwrap().as_str(), Some("new"));
+    assert_eq!(members[0].get("write_bytes"), Some(&Value::from(4096u64)));
     assert_eq!(steps[1].get("kind").unwrap().as_str(), Some("mapping"));
     assert_eq!(steps[1].get("uuid").unwrap().as_str(), Some("CRYPT-PLAIN-ephemcrypt"));
     assert_eq!(steps[1].get("kernel").unwrap().as_array(), [Value::from("xts(aes)")]);
@@ -655,6 +659,6 @@ fn a_header_write_covers_what_the_probe_could_not_vouch_for() {
     let mut d = disk("nvme1n1", "A");
     d.probe = Probe::Data;
     let p = plan(&cfg("force = yes"), &facts(&[d]));
-    let header = p.steps.iter().find(|s| matches!(s, Step::Header { .. })).map(ToString::to_string);
-    assert!(header.is_some_and(|h| h.contains("; zeros to the end of the reserved MiB)")), "{:?}", p.steps);
+    let header = p.steps.iter().find(|s| matches!(s, Step::Headers(_))).map(ToString::to_string);
+    assert!(header.is_some_and(|h| h.ends_with("; zeros to the end of the reserved MiB")), "{:?}", p.steps);
 }

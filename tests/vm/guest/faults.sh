@@ -33,8 +33,8 @@ case $c in
 wait-detach)
 	printf 'expect = 3\nwait = 25\n' >>$conf
 	reason='1 eligible disk(s), 3 expected' ;;
-# Each member's header, then each mapping: create, table load, resume, its /dev/mapper node.
-header) fault='write header to#2=EIO' step='header on /dev/nvme' reason='(EIO)' ;;
+# The members' headers (the second one fails: before any is written), then each mapping: create, table load, resume, its /dev/mapper node.
+header) fault='write header to#2=EIO' step='headers on 2 disk(s)' reason='(EIO)' ;;
 stripe-create) fault='device-mapper create#1=ENOMEM' step='mapping ephemcrypt-stripe' reason='(ENOMEM)' ;;
 stripe-load) fault='device-mapper table load#1=EINVAL' step='mapping ephemcrypt-stripe' reason='(EINVAL)' ;;
 random-key) fault='random key=EIO' step='crypt mapping ephemcrypt' reason='(EIO)' ;;

@@ -389,7 +389,7 @@ impl System for LinuxSystem {
                 .into_iter()
                 .zip(paths.iter().zip(writes))
                 .map(|(t, (p, (_, bytes)))| match t {
-                    Ok(t) => t.join().unwrap_or_else(|_| Err(Error::Internal("a header write ended abnormally"))),
+                    Ok(t) => t.join().unwrap_or(Err(Error::Internal("a header write ended abnormally"))),
                     Err(_) => one(p, bytes),
                 })
                 .collect()

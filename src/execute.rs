@@ -317,12 +317,22 @@ impl<'a, S: System> Run<'a, S> {
             .map(|t| t.with_devices(&|name| made.get(name).copied()))
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::invalid(format!("table of {}", m.name), "mappings made earlier", e.0))?;
+        // Where the time goes, logged when the step is slow (the status times the whole step).
+        let mut parts: Vec<(&str, u64)> = Vec::new();
+        let mut t = self.sys.now_ms();
+        let mut lap = |sys: &mut S, what: &'static str| {
+            let now = sys.now_ms();
+            parts.push((what, now.saturating_sub(t)));
+            t = now;
+        };
         // A cipher the kernel cannot run fails here, naming what to add to the image, before a
         // mapping or a key exists.
         if !m.kernel.is_empty() {
             self.sys.check_kernel_crypto(&m.kernel)?;
+            lap(self.sys, "cipher checked");
         }
         let dev = self.sys.dm_create(&m.name, &m.uuid)?;
+        lap(self.sys, "created");
         self.undo.push(Undo::Mapping { name: m.name.clone(), node: false });
         self.status.mappings.push(MappingStatus { name: m.name.clone(), dev, live: None });
         let loaded = match m.key {
@@ -340,7 +350,9 @@ impl<'a, S: System> Run<'a, S> {
             }
             (r, _) => r?,
         }
+        lap(self.sys, if m.key.is_some() { "key made, table loaded" } else { "table loaded" });
         self.sys.dm_resume(&m.name)?;
+        lap(self.sys, "resumed");
         self.made.insert(m.name.clone(), dev);
         if self.sys.make_node(&m.name, dev)? {
             if let Some(Undo::Mapping { node, .. }) =
@@ -348,6 +360,11 @@ impl<'a, S: System> Run<'a, S> {
             {
                 *node = true;
             }
+        }
+        lap(self.sys, "node");
+        if parts.iter().map(|(_, ms)| ms).sum::<u64>() >= 100 {
+            let parts: Vec<String> = parts.iter().map(|(what, ms)| format!("{what} {ms} ms")).collect();
+            log::info!("mapping {}: {}", m.name, parts.join(", "));
         }
         Ok(())
     }

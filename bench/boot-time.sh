@@ -37,7 +37,7 @@ for n in $(seq 1 "$boots"); do
 		"$VM_DIR/run.sh" --initrd "$out/$v.img" --log "$out/$v-$n.log" --timeout 900 --virtio "$out/root.img" \
 			--disk "$out/a.raw:EPH-A" --disk "$out/b.raw:EPH-B" "${args[@]}" >/dev/null ||
 			die "boot $n of $v failed (console $out/$v-$n.log)"
-		line=$(tr -d '\r' <"$out/$v-$n.log" | sed -n 's/^BOOTTIME //p' | tail -n1)
+		line=$(tr -d '\r' <"$out/$v-$n.log" | grep -ao 'BOOTTIME {.*}' | sed 's/^BOOTTIME //' | tail -n1)
 		[[ -n $line ]] || die "boot $n of $v printed no BOOTTIME line (console $out/$v-$n.log)"
 		echo "{\"variant\":\"$v\",\"boot\":$n,\"r\":$line}" >>"$out/lines"
 		log "$v boot $n: $line"

@@ -19,8 +19,6 @@ pub(crate) const RS_PW: u32 = 0x4000_0009;
 /// The largest response ephemcrypt reads: a PCR read of one bank is ~100 bytes, the bank list
 /// ~40; the kernel's TPM buffer is 4096.
 pub(crate) const MAX_RESPONSE: usize = 4096;
-/// The PCRs of a PC Client TPM: 0 to 23.
-pub(crate) const PCRS: u32 = 24;
 /// A response header: tag (2), size (4), response code (4).
 const HEADER: usize = 10;
 
@@ -81,6 +79,7 @@ impl Bank {
     }
 
     /// What extending a PCR holding `old` with `digest` gives: H(old || digest).
+    #[cfg(test)]
     pub(crate) fn extend(self, old: &[u8], digest: &[u8]) -> Vec<u8> {
         self.digest(&[old, digest].concat())
     }

@@ -1,0 +1,177 @@
+//! Setup measuring its outcome, against the fake kernel and a fake TPM: every bank extended, the
+//! log replaying to the PCR, each outcome its own value, no TPM handled as `measure` says, a
+//! hostile TPM refused, and the key nowhere.
+
+use std::path::Path;
+
+use crate::fake::{Fake, FakeTpm, Tree, PLANTED};
+use crate::setup::setup;
+use crate::status::{SetupResult, Status};
+use crate::tpm::Bank;
+
+fn tree(config: &str) -> Tree {
+    let t = Tree::new(config);
+    t.disk("nvme2n1", 2, "B").disk("nvme1n1", 1, "A");
+    t
+}
+
+fn with_tpm(banks: &[Bank]) -> Fake {
+    Fake { tpm: Some(FakeTpm::new(banks)), ..Fake::new() }
+}
+
+fn run(fake: &mut Fake, tree: &Tree) -> Status {
+    setup(&tree.host(), None, Path::new("/sysroot"), fake).1
+}
+
+/// The PCR computed from the log alone, from zeros: what a verifier does.
+fn replay(log: &str, pcr: u32, bank: Bank) -> Vec<u8> {
+    let mut value = vec![0u8; bank.len()];
+    for record in log.split('\u{1e}').filter(|r| !r.is_empty()) {
+        let v = crate::json::parse(record).unwrap();
+        if v.get("pcr") != Some(&crate::json::Value::Num(u64::from(pcr))) {
+            continue;
+        }
+        let text = v.get("content").and_then(|c| c.get("string")).and_then(|s| s.as_str()).unwrap();
+        value = bank.extend(&value, &bank.digest(text.as_bytes()));
+    }
+    value
+}
+
+fn pcr(fake: &Fake, bank: Bank) -> Vec<u8> {
+    fake.tpm.as_ref().unwrap().pcr(15, bank)
+}
+
+#[test]
+fn the_outcome_is_measured_into_every_bank_and_the_log_replays_it() {
+    let t = tree("measure = auto");
+    let mut fake = with_tpm(&[Bank::Sha1, Bank::Sha256, Bank::Sha384]);
+    let o = run(&mut fake, &t);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    let m = o.measurement.clone().unwrap();
+    let names: Vec<&str> = m.banks.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!((m.pcr, names.join(","), m.not_measured), (15, "sha1,sha256,sha384".to_string(), None));
+    assert!(m.event.contains(r#""result":"ok","policy":null,"died":false,"cipher":"aes-xts-plain64""#), "{}", m.event);
+    assert!(m.event.ends_with(r#""fs":"ext4","serials":["A","B"]}"#), "{}", m.event);
+    for (i, bank) in [Bank::Sha1, Bank::Sha256, Bank::Sha384].into_iter().enumerate() {
+        assert_eq!(replay(&fake.measure_log, 15, bank), pcr(&fake, bank), "{}", bank.name());
+        // The value the status reports is the one read back from the TPM.
+        let hex: String = pcr(&fake, bank).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(m.banks[i].1, hex);
+        assert_ne!(pcr(&fake, bank), vec![0; bank.len()]);
+    }
+    assert_eq!(fake.measure_log.matches('\u{1e}').count(), 1, "one event");
+    assert!(!fake.measure_locked);
+    // After every step that makes the volume, under the log's lock, right before the status.
+    let calls = &fake.calls;
+    let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c}: {calls:?}"));
+    assert!(at("lock_measure_log") < at("tpm 0x182") && at("tpm 0x182") < at("unlock_measure_log with a record"));
+    let tail = ["tpm 0x17a", "lock_measure_log", "tpm 0x182", "unlock_measure_log with a record", "tpm 0x17e"];
+    assert_eq!(&calls[calls.len() - 8..calls.len() - 3], tail);
+    assert_eq!(&calls[calls.len() - 3..], ["tpm 0x17e", "tpm 0x17e", "write_status"]);
+    // The status written carries it, and `status` shows it.
+    let written = crate::status::parse(fake.status.as_deref().unwrap()).unwrap();
+    assert_eq!(written.measurement, o.measurement);
+    assert!(written.render().contains("measured: PCR 15 (sha1, sha256, sha384): {"), "{}", written.render());
+    // No key byte in the event, the log or the status (the fake's keys are all 0xA5).
+    let key_hex = format!("{PLANTED:02x}").repeat(8);
+    for text in [&fake.measure_log, fake.status.as_ref().unwrap()] {
+        assert!(!text.to_lowercase().contains(&key_hex), "{text}");
+    }
+}
+
+#[test]
+fn each_outcome_gives_its_own_value_reproducible_from_the_log() {
+    let value = |config: &str, cmdline: &str, fail: Option<&str>| {
+        let t = tree(config);
+        std::fs::write(t.root.join("proc/cmdline"), cmdline).unwrap();
+        let mut fake = with_tpm(&[Bank::Sha256]);
+        fake.fail_all = fail.map(str::to_string);
+        let o = run(&mut fake, &t);
+        assert_eq!(replay(&fake.measure_log, 15, Bank::Sha256), pcr(&fake, Bank::Sha256));
+        (o, pcr(&fake, Bank::Sha256))
+    };
+    let (ok, v_ok) = value("measure = auto", "ro", None);
+    let (failed, v_failed) = value("measure = auto", "ro", Some("mount /dev/mapper/ephemcrypt"));
+    let (held, v_held) = value("measure = auto\nhold = yes", "ro", None);
+    let (disabled, v_disabled) = value("measure = auto", "ro rd.ephemcrypt=0", None);
+    assert_eq!(ok.result, SetupResult::Ok);
+    assert_eq!(failed.result, SetupResult::Degraded, "{}", failed.reason);
+    assert!(failed.measurement.unwrap().event.contains(r#""result":"degraded","policy":"tmpfs""#));
+    assert_eq!(held.result, SetupResult::Held);
+    assert!(held.measurement.unwrap().event.contains(r#""result":"held","policy":null"#));
+    assert_eq!(disabled.result, SetupResult::Disabled);
+    let values = [&v_ok, &v_failed, &v_held, &v_disabled];
+    for (i, a) in values.iter().enumerate() {
+        for b in &values[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+    // The same outcome, the same value: nothing of the boot (ids, times) is in the event.
+    assert_eq!(value("measure = auto", "ro", None).1, v_ok);
+}
+
+#[test]
+fn without_a_tpm_auto_goes_on_and_required_is_a_failure() {
+    let t = tree("measure = auto");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &t);
+    assert_eq!(o.result, SetupResult::Ok, "{}", o.reason);
+    let m = o.measurement.clone().unwrap();
+    assert!(m.banks.is_empty() && m.not_measured.as_deref().unwrap().contains("no TPM"), "{m:?}");
+    assert!(o.render().contains("not measured (PCR 15): no TPM"), "{}", o.render());
+    assert!(fake.measure_log.is_empty() && !fake.calls.iter().any(|c| c.contains("measure_log")));
+
+    let t = tree("measure = required\nmeasure-pcr = 14");
+    let mut fake = Fake::new();
+    let o = run(&mut fake, &t);
+    assert_eq!(o.result, SetupResult::Degraded);
+    assert_eq!(o.failed_step.as_deref(), Some("measure the outcome into PCR 14"));
+    assert!(o.reason.contains("a TPM to measure into (measure = required)"), "{}", o.reason);
+    // The failure policy took over: the volume undone, tmpfs over the targets.
+    assert!(fake.mappings.is_empty());
+    assert_eq!(fake.tmpfs.len(), 3);
+    let m = o.measurement.unwrap();
+    assert!(m.event.contains(r#""result":"degraded","policy":"tmpfs""#), "{}", m.event);
+
+    // measure = no (the default): no TPM call at all.
+    let t = tree("");
+    let mut fake = with_tpm(&[Bank::Sha256]);
+    let o = run(&mut fake, &t);
+    assert_eq!((o.result, o.measurement), (SetupResult::Ok, None));
+    assert!(!fake.calls.iter().any(|c| c.starts_with("tpm")));
+}
+
+#[test]
+fn a_hostile_tpm_is_refused_and_nothing_is_logged() {
+    for answer in ["", "80010000", "8001000000ff00000000", "800100000010000000000000"] {
+        let bytes: Vec<u8> =
+            (0..answer.len()).step_by(2).map(|i| u8::from_str_radix(&answer[i..i + 2], 16).unwrap()).collect();
+        let t = tree("measure = auto");
+        let mut fake = with_tpm(&[Bank::Sha256]);
+        fake.tpm.as_mut().unwrap().answer = Some(bytes);
+        let o = run(&mut fake, &t);
+        assert_eq!(o.result, SetupResult::Ok);
+        let why = o.measurement.unwrap().not_measured.unwrap();
+        assert!(why.starts_with("read the PCR banks of the TPM: "), "{why}");
+        assert!(fake.measure_log.is_empty() && !fake.measure_locked);
+    }
+    // A TPM that refuses the extend (TPM_RC_LOCALITY): the lock is released without a record.
+    let t = tree("measure = auto");
+    let mut fake = with_tpm(&[Bank::Sha256]);
+    fake.fail_all = Some("tpm 0x182".into());
+    let o = run(&mut fake, &t);
+    assert!(o.measurement.unwrap().not_measured.is_some());
+    assert!(fake.calls.contains(&"unlock_measure_log empty".to_string()), "{:?}", fake.calls);
+    assert!(fake.measure_log.is_empty() && !fake.measure_locked);
+}
+
+#[test]
+fn plan_shows_the_event() {
+    let t = tree("measure = required");
+    let plan = crate::setup::show(&t.host(), None, None, &mut Fake::new()).unwrap();
+    let text = plan.steps.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("extend PCR 15 in every active bank with the digest of {\"ephemcrypt\":"), "{text}");
+    assert!(text.contains(r#""result":"RESULT","policy":null"#), "{text}");
+    assert!(text.contains("no TPM is a failure (measure = required)"), "{text}");
+    assert!(plan.fallback.iter().any(|s| matches!(s, crate::step::Step::Measure(e) if e.policy == Some("tmpfs"))));
+}

@@ -175,3 +175,36 @@ fn plan_shows_the_event() {
     assert!(text.contains("no TPM is a failure (measure = required)"), "{text}");
     assert!(plan.fallback.iter().any(|s| matches!(s, crate::step::Step::Measure(e) if e.policy == Some("tmpfs"))));
 }
+
+/// tools/pcr-replay (what the docs give verifiers) computes from the log what the TPM holds.
+#[test]
+fn the_replay_script_agrees_with_the_tpm() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/pcr-replay");
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no python3 to run tools/pcr-replay");
+        return;
+    }
+    let t = tree("measure = auto");
+    let mut fake = with_tpm(&[Bank::Sha1, Bank::Sha256, Bank::Sha512]);
+    run(&mut fake, &t);
+    // A second event (systemd's, say) in the same PCR: replay takes both, in order.
+    let mut second = Fake { tpm: fake.tpm.clone(), measure_log: fake.measure_log.clone(), ..Fake::new() };
+    crate::tpm::measure(&mut second, 15, "enter-initrd").unwrap();
+    let log = t.root.join("tpm2-measure.log");
+    std::fs::write(&log, &second.measure_log).unwrap();
+    let out = std::process::Command::new("python3").arg(&script).args(["--pcr", "15"]).arg(&log).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let want: String = [Bank::Sha1, Bank::Sha256, Bank::Sha512]
+        .iter()
+        .map(|b| format!("15 {} {}\n", b.name(), hex(&pcr(&second, *b))))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // A record whose digest is not the hash of its string is refused.
+    let forged = second.measure_log.replacen(r#"\"result\":\"ok\""#, r#"\"result\":\"OK\""#, 1);
+    assert_ne!(forged, second.measure_log);
+    std::fs::write(&log, forged).unwrap();
+    let out = std::process::Command::new("python3").arg(&script).arg(&log).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the hash of content.string"));
+}

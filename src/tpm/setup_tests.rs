@@ -208,3 +208,37 @@ fn the_replay_script_agrees_with_the_tpm() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not the hash of content.string"));
 }
+
+/// The real log: made with its directory, appended under the lock, 0600 after (the sticky bit only
+/// while appending), never through a planted link, and left alone when a record is half written.
+#[test]
+fn the_log_is_appended_as_systemd_does() {
+    use crate::system::{LinuxSystem, System};
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::env::temp_dir().join(format!("ephemcrypt-measure-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let log_path = Path::new(crate::tpm::event::LOG_PATH);
+    let file = root.join("run/log/systemd/tpm2-measure.log");
+    let mut sys = LinuxSystem::new(&root);
+    sys.lock_measure_log(log_path).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777, 0o1600, "sticky while appending");
+    sys.unlock_measure_log(Some("\u{1e}{\"pcr\":15}\n")).unwrap();
+    sys.lock_measure_log(log_path).unwrap();
+    sys.unlock_measure_log(None).unwrap();
+    sys.lock_measure_log(log_path).unwrap();
+    sys.unlock_measure_log(Some("\u{1e}{\"pcr\":15}\n")).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "\u{1e}{\"pcr\":15}\n\u{1e}{\"pcr\":15}\n");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777, 0o600);
+    // A half-written record (the sticky bit left set): nothing more is appended.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o1600)).unwrap();
+    let e = sys.lock_measure_log(log_path).unwrap_err().to_string();
+    assert!(e.contains("half-written record"), "{e}");
+    // A link planted at the log's name is not followed.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(root.join("target"), "").unwrap();
+    std::os::unix::fs::symlink(root.join("target"), &file).unwrap();
+    assert!(sys.lock_measure_log(log_path).is_err());
+    assert_eq!(std::fs::read_to_string(root.join("target")).unwrap(), "");
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -27,7 +27,7 @@ pub(crate) enum Error {
     /// A device-mapper request that could not be encoded, or a reply that could not be decoded.
     Dm { op: &'static str, object: String, why: DmError },
     /// A TPM command whose response was refused: the command, the device, why.
-    Tpm { op: &'static str, object: String, why: crate::tpm::TpmError },
+    Tpm { op: &'static str, object: String, why: crate::tpm::codec::TpmError },
     /// The kernel has no dm-crypt target, even after trying to load `dm_crypt`.
     NoCryptTarget,
     /// The kernel's crypto API does not offer an algorithm the cipher needs (`xts(aes)`).

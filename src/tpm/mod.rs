@@ -4,7 +4,7 @@
 pub(crate) mod codec;
 mod sha1;
 
-pub(crate) use self::codec::{Bank, TpmError};
+pub(crate) use self::codec::Bank;
 pub(crate) mod event;
 
 use crate::error::{Error, Result};

@@ -470,6 +470,27 @@ for i, h in enumerate(hostile):
     seed("recover_script", "names-%02d" % i, recover([i % 3, 1, 2, 3, 0, 1], "", "", "", "A", "B", "C", h, h + "-", "d" + h))
     seed("recover_script", "header-%02d" % i, recover([2, 1, 0, 0, 1, 0], h, h, h, "A", h, "C"))
 
+# ---- tpm_response ------------------------------------------------------------------------------
+# The responses of TPM 2.0 Part 3's layouts, as swtpm gives them (src/tpm/codec_tests.rs).
+
+
+def tpm(tag, body, rc=0):
+    return struct.pack(">HII", tag, 10 + len(body), rc) + body
+
+
+def selection(alg, bitmap):
+    return struct.pack(">HB", alg, len(bitmap)) + bitmap
+
+
+banks = [(4, b"\xff\xff\xff"), (0xB, b"\xff\xff\xff"), (0xC, b"\0\0\0"), (0xD, b"\0\0\0")]
+seed("tpm_response", "banks-swtpm", b"\x00" + tpm(0x8001, b"\0" + struct.pack(">II", 5, 4) + b"".join(selection(a, m) for a, m in banks)))
+seed("tpm_response", "banks-sm3", b"\x00" + tpm(0x8001, b"\0" + struct.pack(">II", 5, 1) + selection(0x12, b"\xff\xff\xff")))
+seed("tpm_response", "error-failure-mode", b"\x00" + tpm(0x8001, b"", 0x101))
+seed("tpm_response", "extend-ok", b"\x01" + tpm(0x8002, struct.pack(">I", 0) + b"\0\0\x01\0\0"))
+seed("tpm_response", "extend-locality", b"\x01" + tpm(0x8001, b"", 0x907))
+seed("tpm_response", "read-15-sha256", b"\x02\x0f\x01" + tpm(0x8001, struct.pack(">II", 42, 1) + selection(0xB, b"\0\x80\0")
+                                                                + struct.pack(">IH", 1, 32) + b"\x11" * 32))
+
 # ---- write -------------------------------------------------------------------------------------
 
 for target, files in seeds.items():

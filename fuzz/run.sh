@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cmdline size_glob status_json dm_reply signature_header host_sysfs age_header bech32 openssh_key recover_script)
+[ ${#targets[@]} -gt 0 ] || targets=(config cmdline size_glob status_json dm_reply signature_header host_sysfs age_header bech32 openssh_key recover_script tpm_response)
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: cargo-fuzz is not installed; install it with: cargo install cargo-fuzz --locked --version 0.13.2" >&2
   exit 1

@@ -124,6 +124,21 @@ pub(crate) enum OnFailure {
     Halt,
 }
 
+/// Whether setup measures its outcome into a TPM PCR (docs/attestation.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Measure {
+    No,
+    /// Where there is a TPM; without one, setup goes on and the status says it did not measure.
+    Auto,
+    /// No TPM, or a TPM that refuses, is a failure the failure policy handles.
+    Required,
+}
+
+/// The PCRs `measure-pcr` may name: the OS's own (8-15 in the TCG PC Client profile) but IMA's
+/// 10, whose log the kernel keeps. Never 0-7 (firmware's), 16 and 23 (any process may reset them:
+/// they prove nothing) or 17-22 (dynamic root of trust, not extendable from locality 0).
+pub(crate) const MEASURE_PCRS: [u32; 7] = [8, 9, 11, 12, 13, 14, 15];
+
 impl OnFailure {
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -167,6 +182,9 @@ pub(crate) struct Config {
     pub(crate) hold: bool,
     /// Install a unit in the real root that blocks reboots while the volume is there.
     pub(crate) guard: bool,
+    /// Measure setup's outcome into the TPM PCR `measure_pcr`.
+    pub(crate) measure: Measure,
+    pub(crate) measure_pcr: u32,
 }
 
 /// A configuration key: its name, default and a description of what it accepts.
@@ -202,6 +220,8 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "escrow-fips", default: "refuse", accepts: "refuse or allow (whether escrow is made when the kernel runs in FIPS mode)" },
     Key { name: "hold", default: "no", accepts: BOOL },
     Key { name: "guard", default: "no", accepts: BOOL },
+    Key { name: "measure", default: "no", accepts: "no, auto (where there is a TPM) or required (no TPM is a failure)" },
+    Key { name: "measure-pcr", default: "15", accepts: "a PCR the OS may extend: 8, 9, 11, 12, 13, 14 or 15" },
 ];
 
 /// The names of [`KEYS`], in the same order (for the unknown-key message).
@@ -361,6 +381,15 @@ impl Raw {
             })?,
             hold: field(&self.get("hold"), parse_bool)?,
             guard: field(&self.get("guard"), parse_bool)?,
+            measure: field(&self.get("measure"), |v| match v {
+                "no" => Some(Measure::No),
+                "auto" => Some(Measure::Auto),
+                "required" => Some(Measure::Required),
+                _ => None,
+            })?,
+            measure_pcr: field(&self.get("measure-pcr"), |v| {
+                v.parse().ok().filter(|n| MEASURE_PCRS.contains(n) && !v.starts_with('+'))
+            })?,
         };
 
         let conflict = |a, b, why| Err(ConfigError::Conflict { a: Box::new(a), b: Box::new(b), why });
@@ -927,7 +956,8 @@ mod tests {
             e,
             "configuration: unknown key 'colour' (from /etc/ephemcrypt.conf line 2); known keys: devices, exclude, \
              force, min-size, expect, wait, cipher, key-bits, sector-size, discard, workqueues, chunk, swap, fs, \
-             mount, bind, on-failure, name, escrow, escrow-fips, hold, guard"
+             mount, bind, on-failure, name, escrow, escrow-fips, hold, guard, measure, \
+             measure-pcr"
         );
         assert_eq!(
             err("devices aws\n"),
@@ -1107,6 +1137,22 @@ mod tests {
         assert!(!Config::default().escrow_fips);
         assert!(file("escrow-fips = allow\n").unwrap().escrow_fips);
         assert!(err("escrow-fips = yes\n").contains("expected refuse or allow"));
+    }
+
+    #[test]
+    fn measure_and_its_pcr() {
+        let c = Config::default();
+        assert_eq!((c.measure, c.measure_pcr), (Measure::No, 15));
+        let c = file("measure = auto\nmeasure-pcr = 9\n").unwrap();
+        assert_eq!((c.measure, c.measure_pcr), (Measure::Auto, 9));
+        let c = Config::load(None, "rd.ephemcrypt.measure=required rd.ephemcrypt.measure-pcr=14").unwrap();
+        assert_eq!((c.measure, c.measure_pcr), (Measure::Required, 14));
+        assert!(err("measure = yes\n").contains("expected no, auto"));
+        // Firmware's, IMA's, the resettable ones, DRTM's, beyond the 24, and odd spellings.
+        for pcr in ["0", "7", "10", "16", "17", "23", "24", "-1", "+15", "015x", ""] {
+            let e = err(&format!("measure-pcr = {pcr}\n"));
+            assert!(e.contains("a PCR the OS may extend"), "{pcr}: {e}");
+        }
     }
 }
 

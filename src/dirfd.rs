@@ -120,6 +120,27 @@ impl Dir {
         OsString::from(format!(".ephemcrypt.{hex}.tmp"))
     }
 
+    /// The regular file `name` in this directory opened for appending (created with `mode` where
+    /// missing): never through a link, never blocking on a FIFO planted there.
+    pub(crate) fn open_append(&self, name: &OsStr, mode: u32) -> Result<std::fs::File> {
+        let path = self.path.join(name);
+        check_name(name, &path)?;
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_CREAT
+            | OFlag::O_APPEND
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC;
+        let fd = crate::syscall::openat(Some(&self.fd), name, flags, Mode::from_bits_truncate(mode))
+            .map_err(|e| Error::errno("open", path.display(), e))?;
+        let s = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::errno("stat", path.display(), e))?;
+        if SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            return Err(Error::invalid(path.display(), "a regular file", "another kind of file"));
+        }
+        Ok(std::fs::File::from(fd))
+    }
+
     /// Write `bytes` as `name` in this directory, atomically, with exactly `mode`: a reader sees
     /// the old file or the new one; a link at `name` is replaced, never written through.
     pub(crate) fn write_file(&self, name: &OsStr, bytes: &[u8], mode: u32) -> Result<()> {

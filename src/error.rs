@@ -26,6 +26,8 @@ pub(crate) enum Error {
     Invalid { what: String, expected: &'static str, found: String },
     /// A device-mapper request that could not be encoded, or a reply that could not be decoded.
     Dm { op: &'static str, object: String, why: DmError },
+    /// A TPM command whose response was refused: the command, the device, why.
+    Tpm { op: &'static str, object: String, why: crate::tpm::codec::TpmError },
     /// The kernel has no dm-crypt target, even after trying to load `dm_crypt`.
     NoCryptTarget,
     /// The kernel's crypto API does not offer an algorithm the cipher needs (`xts(aes)`).
@@ -105,6 +107,7 @@ impl fmt::Display for Error {
                 write!(f, "{}: expected {expected}, found '{}'", line(what), Esc(found))
             }
             Error::Dm { op, object, why } => write!(f, "{op} {}: {why}", line(object)),
+            Error::Tpm { op, object, why } => write!(f, "{op} {}: {why}", line(object)),
             Error::NoCryptTarget => f.write_str(
                 "the kernel has no dm-crypt target: module dm_crypt is neither built in nor loadable \
                  (add it to the initramfs)",

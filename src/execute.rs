@@ -303,7 +303,37 @@ impl<'a, S: System> Run<'a, S> {
                 self.undo.push(Undo::Config(path.clone()));
                 Ok(())
             }
+            Step::Measure(event) => self.measure(event),
             Step::Status { path } => self.sys.write_status(path, &self.status.to_json().pretty()),
+        }
+    }
+
+    /// Measure the outcome as it stands (tpm/event.rs); the status says what was measured, or
+    /// why nothing was. An error only with `measure = required`.
+    fn measure(&mut self, event: &crate::tpm::event::Event) -> Result<()> {
+        let text = event.text(self.status.result.name());
+        let r = crate::tpm::measure(self.sys, event.pcr, &text);
+        let (banks, not_measured) = match &r {
+            Ok(Some(banks)) => (banks.iter().map(|(b, v)| (b.name().to_string(), v.clone())).collect(), None),
+            Ok(None) => (Vec::new(), Some("no TPM (/dev/tpmrm0, /dev/tpm0)".to_string())),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        match &not_measured {
+            None => {
+                let names: Vec<&str> = banks.iter().map(|(b, _)| b.as_str()).collect();
+                log::info!("measured the outcome into PCR {} ({})", event.pcr, names.join(", "));
+            }
+            Some(why) => log::warn!("the outcome is not measured: {why}"),
+        }
+        self.status.measurement =
+            Some(crate::status::Measurement { pcr: event.pcr, event: text, banks, not_measured: not_measured.clone() });
+        match (not_measured, event.required) {
+            (Some(why), true) => Err(r.err().unwrap_or(Error::Invalid {
+                what: "the TPM".into(),
+                expected: "a TPM to measure into (measure = required)",
+                found: why,
+            })),
+            _ => Ok(()),
         }
     }
 

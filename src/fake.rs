@@ -75,6 +75,86 @@ pub(crate) struct Fake {
     /// Called with the number of sleeps so far after each sleep (late disks appear).
     #[allow(clippy::type_complexity)]
     pub(crate) on_sleep: Option<Box<dyn FnMut(u32)>>,
+    /// A TPM at /dev/tpmrm0 (`None`: there is none).
+    pub(crate) tpm: Option<FakeTpm>,
+    /// systemd's measurement log as appended, and whether it is locked now.
+    pub(crate) measure_log: String,
+    pub(crate) measure_locked: bool,
+}
+
+/// A TPM that runs the three commands ephemcrypt sends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FakeTpm {
+    pub(crate) banks: Vec<crate::tpm::Bank>,
+    /// Each PCR's value by (pcr, bank); a missing one is all zeros.
+    pub(crate) pcrs: BTreeMap<(u32, crate::tpm::Bank), Vec<u8>>,
+    /// Answer every command with this (a hostile or broken TPM).
+    pub(crate) answer: Option<Vec<u8>>,
+}
+
+impl FakeTpm {
+    pub(crate) fn new(banks: &[crate::tpm::Bank]) -> FakeTpm {
+        FakeTpm { banks: banks.to_vec(), ..FakeTpm::default() }
+    }
+
+    pub(crate) fn pcr(&self, pcr: u32, bank: crate::tpm::Bank) -> Vec<u8> {
+        self.pcrs.get(&(pcr, bank)).cloned().unwrap_or_else(|| vec![0; bank.len()])
+    }
+
+    fn run(&mut self, cmd: &[u8]) -> Vec<u8> {
+        use crate::tpm::Bank;
+        if let Some(a) = &self.answer {
+            return a.clone();
+        }
+        let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
+        let respond = |tag: u16, body: &[u8]| {
+            let mut r = tag.to_be_bytes().to_vec();
+            r.extend_from_slice(&u32::try_from(10 + body.len()).unwrap().to_be_bytes());
+            r.extend_from_slice(&0u32.to_be_bytes());
+            r.extend_from_slice(body);
+            r
+        };
+        match be32(&cmd[6..10]) {
+            0x17A => {
+                let mut body = vec![0u8];
+                body.extend_from_slice(&5u32.to_be_bytes());
+                body.extend_from_slice(&u32::try_from(Bank::ALL.len()).unwrap().to_be_bytes());
+                for b in Bank::ALL {
+                    body.extend_from_slice(&b.alg().to_be_bytes());
+                    body.push(3);
+                    body.extend_from_slice(if self.banks.contains(&b) { &[0xff; 3] } else { &[0; 3] });
+                }
+                respond(0x8001, &body)
+            }
+            0x182 => {
+                let pcr = be32(&cmd[10..14]);
+                let count = be32(&cmd[27..31]);
+                let mut at = 31;
+                for _ in 0..count {
+                    let alg = u16::from_be_bytes([cmd[at], cmd[at + 1]]);
+                    let bank = Bank::ALL.into_iter().find(|b| b.alg() == alg).unwrap();
+                    let digest = &cmd[at + 2..at + 2 + bank.len()];
+                    let new = bank.extend(&self.pcr(pcr, bank), digest);
+                    self.pcrs.insert((pcr, bank), new);
+                    at += 2 + bank.len();
+                }
+                assert_eq!(at, cmd.len());
+                respond(0x8002, &[0, 0, 0, 0, 0, 0, 1, 0, 0])
+            }
+            0x17E => {
+                let alg = u16::from_be_bytes([cmd[14], cmd[15]]);
+                let bank = Bank::ALL.into_iter().find(|b| b.alg() == alg).unwrap();
+                let pcr = (0..24u32).find(|p| cmd[17 + (*p / 8) as usize] & (1 << (p % 8)) != 0).unwrap();
+                let mut body = 7u32.to_be_bytes().to_vec();
+                body.extend_from_slice(&cmd[10..20]);
+                body.extend_from_slice(&1u32.to_be_bytes());
+                body.extend_from_slice(&u16::try_from(bank.len()).unwrap().to_be_bytes());
+                body.extend_from_slice(&self.pcr(pcr, bank));
+                respond(0x8001, &body)
+            }
+            other => panic!("a TPM command ephemcrypt does not send: {other:#x}"),
+        }
+    }
 }
 
 impl Fake {
@@ -419,6 +499,25 @@ impl System for Fake {
     fn read_progress(&mut self, path: &Path) -> Result<Option<String>> {
         assert_eq!(path, Path::new(crate::progress::PROGRESS_PATH));
         Ok(self.progress.clone())
+    }
+    fn tpm(&mut self, command: &[u8]) -> Result<Option<Vec<u8>>> {
+        let code = command.get(6..10).map_or(0, |c| u32::from_be_bytes(c.try_into().unwrap()));
+        self.call(format!("tpm {code:#x}"))?;
+        Ok(self.tpm.as_mut().map(|t| t.run(command)))
+    }
+    fn lock_measure_log(&mut self, path: &Path) -> Result<()> {
+        assert_eq!(path, Path::new(crate::tpm::event::LOG_PATH));
+        assert!(!self.measure_locked, "the measurement log is locked twice");
+        self.call("lock_measure_log".into())?;
+        self.measure_locked = true;
+        Ok(())
+    }
+    fn unlock_measure_log(&mut self, record: Option<&str>) -> Result<()> {
+        assert!(self.measure_locked, "the measurement log is unlocked, not locked");
+        self.measure_locked = false;
+        self.call(format!("unlock_measure_log {}", if record.is_some() { "with a record" } else { "empty" }))?;
+        self.measure_log.extend(record);
+        Ok(())
     }
     fn sleep_ms(&mut self, ms: u64) {
         self.clock += ms;

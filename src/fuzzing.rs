@@ -839,6 +839,59 @@ fn check_header(h: &Header) {
 
 // ---- the status file and the JSON reader ----
 
+// ---- TPM responses ----
+
+/// A TPM's response to one of the three commands setup sends (`/dev/tpmrm0`: hostile bytes). Byte
+/// 0 chooses the command (GetCapability of the PCR banks, PCR_Extend, PCR_Read); for PCR_Read
+/// bytes 1 and 2 the PCR and the bank asked for; the rest is the response. Whatever the bytes: a
+/// response accepted is exactly as long as its header says, with code 0; the banks are unique,
+/// sorted, not empty, and a response written from them decodes to them again; a PCR value has its
+/// bank's size; an error's text is short and free of control characters.
+pub fn tpm_response(data: &[u8]) {
+    use crate::tpm::codec::{self, Bank, TpmError};
+    let Some((&which, rest)) = data.split_first() else { return };
+    let sized = |r: &[u8]| {
+        r.len() >= 10
+            && r.get(2..6).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes) == u32::try_from(r.len()).ok()
+            && r.get(6..10) == Some(&[0, 0, 0, 0][..])
+    };
+    let error = |e: TpmError| {
+        let text = e.to_string();
+        assert!(text.len() < 200 && !text.chars().any(char::is_control), "{text:?}");
+    };
+    match which % 3 {
+        0 => match codec::parse_pcr_banks(rest) {
+            Ok(banks) => {
+                assert!(sized(rest) && !banks.is_empty() && banks.windows(2).all(|w| w[0] < w[1]), "{banks:?}");
+                let mut body = vec![0u8, 0, 0, 0, 5];
+                body.extend_from_slice(&u32::try_from(banks.len()).unwrap_or(0).to_be_bytes());
+                for b in &banks {
+                    body.extend_from_slice(&b.alg().to_be_bytes());
+                    body.extend_from_slice(&[3, 0xff, 0xff, 0xff]);
+                }
+                let mut again = vec![0x80, 0x01];
+                again.extend_from_slice(&u32::try_from(10 + body.len()).unwrap_or(0).to_be_bytes());
+                again.extend_from_slice(&[0, 0, 0, 0]);
+                again.extend_from_slice(&body);
+                assert_eq!(codec::parse_pcr_banks(&again), Ok(banks));
+            }
+            Err(e) => error(e),
+        },
+        1 => match codec::parse_pcr_extend(rest) {
+            Ok(()) => assert!(sized(rest) && rest.len() >= 19),
+            Err(e) => error(e),
+        },
+        _ => {
+            let (Some(&pcr), Some(&bank), Some(resp)) = (rest.first(), rest.get(1), rest.get(2..)) else { return };
+            let bank = Bank::ALL[usize::from(bank) % Bank::ALL.len()];
+            match codec::parse_pcr_read(resp, u32::from(pcr % 24), bank) {
+                Ok(value) => assert!(sized(resp) && value.len() == bank.len()),
+                Err(e) => error(e),
+            }
+        }
+    }
+}
+
 /// `/run/ephemcrypt/status.json` (read as text: here lossily, so that any bytes count). Any JSON
 /// reads back the same after writing it out, nests at most 32 levels, and writes out at most a
 /// fixed multiple of its size; a status document reads back the same after writing it out.

@@ -86,6 +86,9 @@ mod syscall;
 mod system;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
+mod tpm;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod units;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]

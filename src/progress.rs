@@ -69,7 +69,7 @@ impl Leftover {
 /// What a step can leave behind if the process dies during or after it.
 fn leftovers(step: &Step) -> Vec<Leftover> {
     match step {
-        Step::Headers(_) | Step::Mkfs { .. } | Step::Status { .. } => Vec::new(),
+        Step::Headers(_) | Step::Mkfs { .. } | Step::Measure(_) | Step::Status { .. } => Vec::new(),
         Step::Mapping(m) => vec![Leftover::Mapping(m.name.clone())],
         Step::Escrow { file, .. } => vec![Leftover::Escrow(file.clone())],
         Step::Config { path, .. } => vec![Leftover::Config(path.clone())],

@@ -246,7 +246,12 @@ pub(crate) fn after_death<S: System>(
         Err(e) => (Config::default(), format!("{reason}; {e}")),
     };
     let root = read_newroot(&config, Some(newroot), sys);
-    let plan = plan::failed(&config, &root, State::Unreadable(reason));
+    let mut plan = plan::failed(&config, &root, State::Unreadable(reason));
+    for step in &mut plan.fallback {
+        if let crate::step::Step::Measure(event) = step {
+            event.died = true;
+        }
+    }
     let mut status = execute(&plan, sys, Vec::new());
     status.failed_step = Some(step);
     if let Err(e) = sys.write_status(Path::new(STATUS_PATH), &status.to_json().pretty()) {

@@ -92,6 +92,19 @@ pub(crate) struct MappingStatus {
     pub(crate) live: Option<bool>,
 }
 
+/// Setup's outcome measured into a TPM PCR (tpm/event.rs), or why it was not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Measurement {
+    pub(crate) pcr: u32,
+    /// The measured text, exactly (its record in the measurement log carries the same).
+    pub(crate) event: String,
+    /// The banks extended, each with the PCR's value read back right after (empty where it could
+    /// not be read); none when not measured.
+    pub(crate) banks: Vec<(String, String)>,
+    /// Why the outcome was not measured (no TPM, the TPM refused, the log could not be opened).
+    pub(crate) not_measured: Option<String>,
+}
+
 /// How long one step took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Timing {
@@ -140,6 +153,8 @@ pub(crate) struct Status {
     pub(crate) guard_active: Option<bool>,
     /// Each step and how long it took.
     pub(crate) steps: Vec<Timing>,
+    /// The measurement of the outcome (`measure` on), or why there is none.
+    pub(crate) measurement: Option<Measurement>,
 }
 
 impl Status {
@@ -167,6 +182,7 @@ impl Status {
             guard: None,
             guard_active: None,
             steps: Vec::new(),
+            measurement: None,
         }
     }
 
@@ -227,6 +243,27 @@ impl Status {
         ]);
         if let Some(active) = self.guard_active {
             pairs.push(("guard_active", active.into()));
+        }
+        if let Some(m) = &self.measurement {
+            pairs.push((
+                "measurement",
+                Value::obj([
+                    ("pcr", Value::from(m.pcr)),
+                    ("event", m.event.as_str().into()),
+                    (
+                        "banks",
+                        Value::Arr(
+                            m.banks
+                                .iter()
+                                .map(|(b, v)| {
+                                    Value::obj([("bank", Value::from(b.as_str())), ("pcr_value", v.as_str().into())])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                    ("not_measured", m.not_measured.clone().into()),
+                ]),
+            ));
         }
         Value::obj(pairs)
     }
@@ -312,6 +349,22 @@ impl Status {
             guard: doc.opt_str("guard")?,
             guard_active: None,
             steps,
+            measurement: match v.get("measurement") {
+                None | Some(Value::Null) => None,
+                Some(m) => {
+                    let f = Fields(m);
+                    Some(Measurement {
+                        pcr: f.num("pcr")?,
+                        event: f.str("event")?,
+                        banks: f
+                            .arr("banks")?
+                            .iter()
+                            .map(|b| Ok((Fields(b).str("bank")?, Fields(b).str("pcr_value")?)))
+                            .collect::<Result<_, StatusError>>()?,
+                        not_measured: f.opt_str("not_measured")?,
+                    })
+                }
+            },
         })
     }
 
@@ -389,6 +442,20 @@ impl Status {
                 None => "",
             };
             let _ = writeln!(out, "guard: {}{state}", line(g));
+        }
+        match &self.measurement {
+            Some(m @ Measurement { not_measured: None, .. }) => {
+                let banks: Vec<&str> = m.banks.iter().map(|(b, _)| b.as_str()).collect();
+                let _ = writeln!(out, "measured: PCR {} ({}): {}", m.pcr, line(&banks.join(", ")), Esc(&m.event));
+                for (bank, value) in &m.banks {
+                    let _ = writeln!(out, "  PCR {} {} after: {}", m.pcr, line(bank), line(value));
+                }
+            }
+            Some(m) => {
+                let why = line(m.not_measured.as_deref().unwrap_or_default());
+                let _ = writeln!(out, "not measured (PCR {}): {why}", m.pcr);
+            }
+            None => {}
         }
         if !self.steps.is_empty() {
             out += "steps:\n";

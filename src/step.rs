@@ -173,6 +173,9 @@ pub(crate) enum Step {
         path: PathBuf,
         text: String,
     },
+    /// Measure setup's outcome into a TPM PCR and append it to systemd's measurement log
+    /// (tpm/event.rs); right before the status, which says what was measured.
+    Measure(crate::tpm::event::Event),
     /// Write the status document.
     Status {
         path: PathBuf,
@@ -228,6 +231,7 @@ impl Step {
             Step::Tmpfs { target } => format!("tmpfs on {}", target.display()),
             Step::Unit { name, .. } => format!("unit {name}"),
             Step::Config { path, .. } => format!("config {}", path.display()),
+            Step::Measure(e) => format!("measure the outcome into PCR {}", e.pcr),
             Step::Status { path } => format!("write {}", path.display()),
         }
     }
@@ -305,6 +309,13 @@ impl Step {
             Step::Config { path: p, text } => {
                 Value::obj([kind("config"), ("path", path(p)), ("text", text.as_str().into())])
             }
+            Step::Measure(e) => Value::obj([
+                kind("measure"),
+                ("pcr", e.pcr.into()),
+                ("required", e.required.into()),
+                ("event", e.text("RESULT").into()),
+                ("log", crate::tpm::event::LOG_PATH.into()),
+            ]),
             Step::Status { path: p } => Value::obj([kind("status"), ("path", path(p))]),
         }
     }
@@ -424,6 +435,7 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::Measure(e) => e.fmt(f),
             Step::Status { path } => write!(f, "write {}", EscPath(path)),
         }
     }

@@ -115,6 +115,15 @@ pub(crate) trait System {
     fn write_progress(&mut self, path: &Path, text: Option<&str>) -> Result<()>;
     /// The progress record at `path` (a host path), if there is one.
     fn read_progress(&mut self, path: &Path) -> Result<Option<String>>;
+    /// Send one command to the TPM and read its response: `/dev/tpmrm0` (the kernel's resource
+    /// manager), or `/dev/tpm0` only where there is no tpmrm0; `None`: there is no TPM device.
+    fn tpm(&mut self, command: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Open systemd's measurement log at `path` (a host path) for appending, making its directory
+    /// where missing, and take the exclusive lock systemd takes on it; held until
+    /// [`System::unlock_measure_log`].
+    fn lock_measure_log(&mut self, path: &Path) -> Result<()>;
+    /// Append `record` (if any) to the locked log, then release the lock.
+    fn unlock_measure_log(&mut self, record: Option<&str>) -> Result<()>;
     fn sleep_ms(&mut self, ms: u64);
     /// Milliseconds since an arbitrary start.
     fn now_ms(&mut self) -> u64;
@@ -132,12 +141,14 @@ pub(crate) struct LinuxSystem {
     changes: bool,
     control: Option<Control>,
     start: Instant,
+    /// The measurement log, open and locked between `lock_measure_log` and `unlock_measure_log`.
+    measure_log: Option<(nix::fcntl::Flock<fs::File>, PathBuf)>,
 }
 
 impl LinuxSystem {
     /// The machine under `root`, for setup.
     pub(crate) fn new(root: impl Into<PathBuf>) -> LinuxSystem {
-        LinuxSystem { root: root.into(), changes: true, control: None, start: Instant::now() }
+        LinuxSystem { root: root.into(), changes: true, control: None, start: Instant::now(), measure_log: None }
     }
 
     /// The machine under `root`, only looked at (for `ephemcrypt plan`).
@@ -662,6 +673,66 @@ impl System for LinuxSystem {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::os("read", path.display(), e)),
         }
+    }
+
+    fn tpm(&mut self, command: &[u8]) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let rm = self.path("/dev/tpmrm0");
+        let dev = if fs::symlink_metadata(&rm).is_ok() { rm } else { self.path("/dev/tpm0") };
+        self.may_change("send a TPM command to", dev.display())?;
+        let open = fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&dev);
+        let mut f = match open {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            r => r.map_err(|e| Error::os("open", dev.display(), e))?,
+        };
+        let meta = f.metadata().map_err(|e| Error::os("stat", dev.display(), e))?;
+        if !meta.file_type().is_char_device() {
+            return Err(Error::invalid(dev.display(), "a character device", "another kind of file"));
+        }
+        // The TPM driver takes a command in one write and gives the response in one read.
+        let written = f.write(command).map_err(|e| Error::os("write a TPM command to", dev.display(), e))?;
+        if written != command.len() {
+            return Err(Error::invalid(dev.display(), "the whole command written", format!("{written} bytes")));
+        }
+        let mut buf = vec![0u8; crate::tpm::codec::MAX_RESPONSE + 1];
+        let n = f.read(&mut buf).map_err(|e| Error::os("read a TPM response from", dev.display(), e))?;
+        buf.truncate(n);
+        Ok(Some(buf))
+    }
+
+    fn lock_measure_log(&mut self, path: &Path) -> Result<()> {
+        use nix::fcntl::{Flock, FlockArg};
+        self.may_change("append to", path.display())?;
+        let path = self.path(path);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::invalid("measurement log", "a path that ends in a file name", path.display()));
+        };
+        let file = Dir::open(dir, true)?.open_append(name, 0o600)?;
+        let log =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::errno("lock", path.display(), e))?;
+        let meta = log.metadata().map_err(|e| Error::os("stat", path.display(), e))?;
+        // systemd's protocol: the sticky bit is set while a record is appended and cleared after;
+        // a log found with it set has a half-written record, and nothing more is appended.
+        if meta.mode() & libc::S_ISVTX != 0 {
+            return Err(Error::invalid(path.display(), "a complete log", "a half-written record (sticky bit set)"));
+        }
+        log.set_permissions(fs::Permissions::from_mode(0o600 | libc::S_ISVTX))
+            .map_err(|e| Error::os("mark as being appended to", path.display(), e))?;
+        self.measure_log = Some((log, path));
+        Ok(())
+    }
+
+    fn unlock_measure_log(&mut self, record: Option<&str>) -> Result<()> {
+        let Some((mut log, path)) = self.measure_log.take() else {
+            return Err(Error::Internal("the measurement log is locked before it is appended to"));
+        };
+        if let Some(r) = record {
+            log.write_all(r.as_bytes())
+                .and_then(|()| log.sync_data())
+                .map_err(|e| Error::os("append to", path.display(), e))?;
+        }
+        log.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| Error::os("chmod", path.display(), e))
     }
 
     fn sleep_ms(&mut self, ms: u64) {

@@ -14,10 +14,11 @@ need=() update=''
 # tests (VM_PACKAGES in tests/vm/lib.sh, which kernel.sh installs before it resolves the kernel);
 # g++: make fuzz-short, whose libfuzzer-sys builds libFuzzer from its C++ source; python3,
 # cryptsetup-bin and mdadm: make bench-smoke (bench/report.py and chart.py; dracut's crypt and mdraid
-# modules for the image-size comparison; the guest's tools come with its own Debian root).
+# modules for the image-size comparison; the guest's tools come with its own Debian root); swtpm
+# and swtpm-tools: the software TPM of the TPM VM test (tests/vm/tpm.sh).
 for pkg in binutils make g++ keyutils age openssh-client mandoc shellcheck lintian rpm rpmlint qemu-system-x86 qemu-system-arm busybox-static cpio kmod \
   zstd xz-utils dmsetup e2fsprogs xfsprogs util-linux dracut-core systemd udev debootstrap \
-  python3 cryptsetup-bin mdadm; do
+  python3 cryptsetup-bin mdadm swtpm swtpm-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] || update=1

@@ -13,12 +13,13 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::classify::{classify, unchecked_excludes, Refusal, Verdict};
-use crate::config::{Config, Fs, OnFailure};
+use crate::config::{Config, Fs, Measure, OnFailure};
 use crate::disk::{Disk, NewRoot};
 use crate::escape::{Esc, EscPath};
 use crate::header::{self, Identity};
 use crate::paths::{under, STATUS_PATH};
 use crate::step::Step;
+use crate::tpm::event::{Event, VolumeFacts};
 use crate::units::{Bytes, DevNo};
 
 mod layout;
@@ -376,9 +377,16 @@ pub(crate) fn plan(config: &Config, facts: &Facts) -> Plan {
         }
         State::TooFew { .. } | State::Invalid(_) | State::Unreadable(_) | State::BadConfig(_) => Vec::new(),
     };
+    let volume = match &state {
+        State::Ready(v) => Some(v.as_ref()),
+        _ => None,
+    };
+    let steps = measured(config, volume, None, steps);
+    let fallback =
+        measured(config, volume, Some(config.on_failure), fallback(config.on_failure, &config.bind, newroot));
     Plan {
         disks,
-        fallback: fallback(config.on_failure, &config.bind, newroot),
+        fallback,
         exposed: exposed(&config.bind, newroot),
         fstab: fstab_notes(&config.bind, newroot),
         state,
@@ -495,7 +503,7 @@ pub(crate) fn failed(config: &Config, newroot: &NewRoot, state: State) -> Plan {
     debug_assert!(matches!(state, State::Unreadable(_) | State::BadConfig(_)));
     Plan {
         disks: Vec::new(),
-        fallback: fallback(config.on_failure, &config.bind, newroot),
+        fallback: measured(config, None, Some(config.on_failure), fallback(config.on_failure, &config.bind, newroot)),
         exposed: exposed(&config.bind, newroot),
         fstab: fstab_notes(&config.bind, newroot),
         state,
@@ -539,6 +547,40 @@ fn not_taken(state: &State) -> String {
         State::Held { by, .. } => format!("held by {by}: left alone"),
         other => format!("no volume is made: {}", state_reason(other)),
     }
+}
+
+/// With `measure` on, the outcome is measured right before each status write: the status says
+/// what was measured. `policy`: the failure policy, for its steps.
+fn measured(config: &Config, volume: Option<&Volume>, policy: Option<OnFailure>, steps: Vec<Step>) -> Vec<Step> {
+    if config.measure == Measure::No {
+        return steps;
+    }
+    let volume = volume.map(|v| {
+        let mut serials: Vec<String> = v.members.iter().map(|m| m.serial.clone()).collect();
+        serials.sort();
+        VolumeFacts {
+            cipher: v.crypt.cipher.clone(),
+            key_bits: v.crypt.key_bits,
+            sector_size: v.crypt.sector_size,
+            fs: v.fs.name().to_string(),
+            serials,
+        }
+    });
+    let event = Event {
+        pcr: config.measure_pcr,
+        required: config.measure == Measure::Required,
+        policy: policy.map(OnFailure::name),
+        died: false,
+        volume,
+    };
+    let mut out = Vec::with_capacity(steps.len() + 1);
+    for s in steps {
+        if matches!(s, Step::Status { .. }) {
+            out.push(Step::Measure(event.clone()));
+        }
+        out.push(s);
+    }
+    out
 }
 
 fn status_step() -> Step {

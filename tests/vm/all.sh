@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 arm64=$(env -u KERNEL_PKG -u KVER -u VMLINUZ -u MODDIR VM_ARCH=aarch64 "$VM_DIR/kernel.sh") || die "no arm64 kernel"
 VM_ARCH=x86_64 vm_kernel
-for t in setup fips faults@quick death mkinitcpio boot-dracut boot-systemd cis boot-initramfs-tools package-deb escrow guard setup@aarch64; do
+for t in setup fips faults@quick death mkinitcpio boot-dracut boot-systemd cis boot-initramfs-tools package-deb escrow guard tpm setup@aarch64; do
 	start=$SECONDS
 	if [[ $t == *@aarch64 ]]; then
 		(eval "$arm64" && bash "$VM_DIR/${t%@*}.sh")

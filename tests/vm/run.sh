@@ -1,7 +1,7 @@
 #!/bin/bash
 # run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE[:BLOCK]]]... [--virtio FILE[:SIZE]]... [--append ARGS]
 #        [--log FILE] [--timeout SECONDS] [--first SECONDS] [--mem MIB] [--show]
-#        [--monitor 'PATTERN|COMMAND']...
+#        [--monitor 'PATTERN|COMMAND']... [--tpm SOCKET]
 # Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here), on
 # a PC, or with VM_ARCH=aarch64 on qemu's arm64 "virt" machine.
 # Each --disk is an NVMe controller with that serial (qemu device id disk0, disk1, ... in the
@@ -9,6 +9,7 @@
 # SIZE (truncate syntax, e.g. 512M) a missing FILE is created sparse. The console goes to the log
 # (default .cache/last.log); --show also streams it. Exit 0 only when the guest printed
 # "VMTEST DONE" and no "VMTEST FAIL"; on failure the log's tail is printed.
+# --tpm: a TPM 2.0 (tpm-tis) backed by the software TPM (swtpm socket --ctrl) listening on SOCKET.
 # --monitor: once the console shows a line matching PATTERN (grep -E), COMMAND goes to qemu's
 # monitor (e.g. 'device_del disk1', 'system_reset'). A system_reset ends the run (-no-reboot):
 # the machine stops as in a crash, without a clean shutdown, and the run passes if the guest
@@ -22,7 +23,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 mem=1024 show='' drives=() monitors=() nvme=0
+initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 mem=1024 show='' drives=() monitors=() nvme=0 tpm=()
 add_drive() { # add_drive FILE[:SIZE] DEVICE-OPTIONS
 	local file=${1%%:*} size=${1#*:} id=d${#drives[@]}
 	[[ $size == "$1" ]] && size=
@@ -41,6 +42,8 @@ while (($#)); do
 	--monitor) [[ $2 == *'|'* ]] || die "--monitor wants 'PATTERN|COMMAND', got $2"
 		monitors+=("$2") ;;
 	--virtio) add_drive "$2" virtio-blk-pci ;;
+	--tpm) # shellcheck disable=SC2054 # the commas are qemu's option syntax
+		tpm=(-chardev "socket,id=chrtpm,path=$2" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0) ;;
 	--append) append+=" $2" ;;
 	--log) logf=$2 ;;
 	--timeout) timeout=$2 ;;
@@ -61,7 +64,7 @@ aarch64) machine=(qemu-system-aarch64 -M virt) console=ttyAMA0 ;;
 esac
 qemu=("${machine[@]}" -accel tcg -cpu max -m "$mem" -smp 2 -nographic -no-reboot
 	-nic none -kernel "$VMLINUZ" -initrd "$initrd"
-	-append "console=$console panic=-1 quiet$append" "${drives[@]}")
+	-append "console=$console panic=-1 quiet$append" "${drives[@]}" "${tpm[@]}")
 mon='' fired=() reset='' powerdown_at=''
 if ((${#monitors[@]})); then
 	# The monitor on a pipe pair (qemu opens both ends read-write: nothing blocks); its replies

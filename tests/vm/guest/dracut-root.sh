@@ -35,6 +35,9 @@ no_volume() {
 check real-root grep -qx NAME=busybox-root /etc/os-release
 # All of setup's lines reached the kernel log (it rate-limits /dev/kmsg writers).
 check kmsg-complete sh -c 'dmesg | grep -q "ephemcrypt: " && ! dmesg | grep -q "ephemcrypt: .*suppressed"'
+# udev owns /dev/mapper: ephemcrypt made no node where the initramfs' udev wanted a link (its
+# warnings reach the kernel log with rd.udev.info: dracut's shell init starts udev at err level).
+check no-link-conflict no_link_conflict
 
 case $scenario in
 ok | reboot)

@@ -55,6 +55,15 @@ vm_done() {
 	fi
 }
 
+# no_link_conflict: no udev of this boot, in the initramfs or the real root, found another file
+# where it wanted a /dev/mapper link ("Failed to create/update device symlink ..., ignoring: File
+# exists"): in the journal where systemd runs, else in the kernel log (where udev logs in a
+# busybox initramfs). Lists the lines it found.
+no_link_conflict() {
+	if [ "$(cat /proc/1/comm)" = systemd ]; then _l=$(journalctl -b -q -o cat); else _l=$(dmesg); fi
+	! printf '%s\n' "$_l" | grep 'Failed to create/update device symlink'
+}
+
 # --- for a Debian real root (systemd, util-linux) ---
 # report TITLE CMD...: a section of the report
 report() {

@@ -12,6 +12,7 @@ for t in /var/log /tmp /var/tmp; do
 	check "bind-$t" sh -c "grep -q '^/dev/mapper/ephemcrypt-data $t ext4 rw,' /proc/mounts"
 done
 check image-log-hidden test ! -e /var/log/image.log
+check no-link-conflict no_link_conflict
 check tmp-1777 sh -c 'test "$(stat -c %a /tmp)" = 1777 && test "$(stat -c %a /var/tmp)" = 1777'
 check log-writable sh -c 'echo hello >/var/log/boot.log && grep -q hello /mnt/ephemcrypt/var/log/boot.log'
 check swap-on-volume sh -c 'grep -q "^/dev/mapper/ephemcrypt-swap " /proc/swaps'

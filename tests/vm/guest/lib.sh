@@ -64,6 +64,13 @@ no_link_conflict() {
 	! printf '%s\n' "$_l" | grep 'Failed to create/update device symlink'
 }
 
+# swap_on NAME: the first active swap is mapping NAME (/proc/swaps names the node the link
+# /dev/mapper/NAME leads to, /dev/dm-N, where the mapping has a link there)
+swap_on() {
+	_s=$(awk 'NR == 2 { print $1 }' /proc/swaps)
+	[ -n "$_s" ] && [ "$(readlink -f "$_s")" = "$(readlink -f "/dev/mapper/$1")" ]
+}
+
 # --- for a Debian real root (systemd, util-linux) ---
 # report TITLE CMD...: a section of the report
 report() {

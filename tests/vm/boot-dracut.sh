@@ -71,10 +71,8 @@ disks() {
 
 sel='rd.ephemcrypt.devices=serial:EPH-*'
 none='rd.ephemcrypt.devices=serial:NONE-* rd.ephemcrypt.expect=2 rd.ephemcrypt.wait=2'
-# rd.udev.info: udev's warnings (a /dev/mapper link it could not make) reach the kernel log,
-# which the root checks (dracut's shell init starts udev at err level).
-boot ok add.img ok "$sel rd.ephemcrypt.swap=64M rd.udev.info" "$@"
-boot reboot conf-d.img ok "$sel rd.ephemcrypt.swap=64M rd.udev.info" "$@"
+boot ok add.img ok "$sel rd.ephemcrypt.swap=64M" "$@"
+boot reboot conf-d.img ok "$sel rd.ephemcrypt.swap=64M" "$@"
 boot degraded add.img degraded "$none" "$@"
 # The halt boot ends with the machine powered off (qemu exits): no VMTEST DONE.
 boot halt add.img halt "$none rd.ephemcrypt.on-failure=halt" --timeout 120 "$@"

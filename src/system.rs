@@ -6,7 +6,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -67,7 +67,9 @@ pub(crate) trait System {
     fn dm_load(&mut self, name: &str, targets: &[Target], secure: bool, read_only: bool) -> Result<()>;
     fn dm_resume(&mut self, name: &str) -> Result<()>;
     fn dm_remove(&mut self, name: &str) -> Result<()>;
-    /// Make `/dev/mapper/<name>` where no udev did; true when this call created it.
+    /// Make `/dev/mapper/<name>` where udev has not made it yet: the link udev makes
+    /// (`../dm-N`), so that udev, where it runs, adopts it; a node only where there is no
+    /// `/dev/dm-N` to link to. True when this call created it.
     fn make_node(&mut self, name: &str, dev: DevNo) -> Result<bool>;
     fn remove_node(&mut self, name: &str) -> Result<()>;
     /// Write a swap signature on `/dev/mapper/<name>` for `len` bytes.
@@ -225,16 +227,31 @@ impl LinuxSystem {
         }
     }
 
+    /// The kernel's name of device-mapper device `dev` (`dm-3`, its node in /dev), from sysfs;
+    /// `None` where sysfs does not name it `dm-N`.
+    fn kernel_name(&self, dev: DevNo) -> Option<String> {
+        let sys = fs::read_link(self.path(format!("/sys/dev/block/{dev}"))).ok()?;
+        let name = sys.file_name()?.to_str()?;
+        let n = name.strip_prefix("dm-")?;
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| name.to_string())
+    }
+
     fn mknod(&self, path: &Path, kind: SFlag, dev: DevNo) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| Error::os("create directory", dir.display(), e))?;
-        }
+        make_dir_all(path.parent())?;
         nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(0o600), dev.to_dev_t())
             .map_err(|e| Error::errno("create device node", path.display(), e))
+    }
+}
+
+/// Create directory `dir` (mode 0755) and its missing parents.
+fn make_dir_all(dir: Option<&Path>) -> Result<()> {
+    match dir {
+        Some(dir) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| Error::os("create directory", dir.display(), e)),
+        None => Ok(()),
     }
 }
 
@@ -458,14 +475,30 @@ impl System for LinuxSystem {
     fn make_node(&mut self, name: &str, dev: DevNo) -> Result<bool> {
         let path = self.dev_path(name);
         self.may_change("create device node", path.display())?;
-        if let Ok(m) = fs::metadata(&path) {
-            if m.rdev() == dev.to_dev_t() {
-                return Ok(false); // udev was first
-            }
+        let ours =
+            |p: &Path| fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device() && m.rdev() == dev.to_dev_t());
+        if ours(&path) {
+            return Ok(false); // udev was first (its link to /dev/dm-N)
+        }
+        if fs::symlink_metadata(&path).is_ok() {
+            // A node or link of an earlier mapping of that name (a link that leads nowhere too).
             fs::remove_file(&path).map_err(|e| Error::os("remove stale device node", path.display(), e))?;
         }
-        self.mknod(&path, SFlag::S_IFBLK, dev)?;
-        Ok(true)
+        // udev owns /dev/mapper where it runs: it names /dev/mapper/<name> a link to the kernel's
+        // node (09-ephemcrypt.rules), and replaces a link there, but not a node ("Failed to
+        // create/update device symlink ... File exists", in the initramfs and again in the real
+        // root). So, until it has handled the mapping's event (or where no udev runs), the same
+        // link; a node only where devtmpfs made no /dev/dm-N.
+        let Some(kernel) = self.kernel_name(dev).filter(|n| ours(&self.path("/dev").join(n))) else {
+            self.mknod(&path, SFlag::S_IFBLK, dev)?;
+            return Ok(true);
+        };
+        make_dir_all(path.parent())?;
+        match std::os::unix::fs::symlink(Path::new("..").join(kernel), &path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && ours(&path) => Ok(false), // udev, meanwhile
+            Err(e) => Err(Error::os("create device link", path.display(), e)),
+            Ok(()) => Ok(true),
+        }
     }
 
     fn remove_node(&mut self, name: &str) -> Result<()> {
@@ -876,6 +909,40 @@ mod tests {
             assert!(!copied_xattr(&CString::new(n).unwrap()), "{n}");
         }
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// udev owns /dev/mapper: ephemcrypt makes the link udev would make (`../dm-N`), which udev
+    /// replaces without complaint, never a node where the kernel's node is there to link to.
+    #[test]
+    #[ignore = "makes block device nodes (root only): make unit runs it as root"]
+    fn mapper_entries_are_links_udev_can_take_over() {
+        let root = std::env::temp_dir().join(format!("ephemcrypt-mapper-{}", std::process::id()));
+        let dev = DevNo { major: 253, minor: 3 };
+        let node = |p: &Path, d: DevNo| {
+            nix::sys::stat::mknod(p, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), d.to_dev_t()).unwrap()
+        };
+        fs::create_dir_all(root.join("sys/dev/block")).unwrap();
+        fs::create_dir_all(root.join("dev/mapper")).unwrap();
+        std::os::unix::fs::symlink("../../devices/virtual/block/dm-3", root.join("sys/dev/block/253:3")).unwrap();
+        node(&root.join("dev/dm-3"), dev);
+        let mut sys = LinuxSystem::new(&root);
+        assert!(sys.make_node("v", dev).unwrap());
+        assert_eq!(fs::read_link(root.join("dev/mapper/v")).unwrap(), Path::new("../dm-3"));
+        // udev was first (or replaced ours): nothing to do, and nothing to remove on undo.
+        assert!(!sys.make_node("v", dev).unwrap());
+        // A stale node of an earlier mapping of that name gives way to the link.
+        node(&root.join("dev/mapper/w"), DevNo { major: 253, minor: 9 });
+        assert!(sys.make_node("w", dev).unwrap());
+        assert_eq!(fs::read_link(root.join("dev/mapper/w")).unwrap(), Path::new("../dm-3"));
+        // No /dev/dm-N (no devtmpfs): a node, as before.
+        let other = DevNo { major: 253, minor: 4 };
+        std::os::unix::fs::symlink("../../devices/virtual/block/dm-4", root.join("sys/dev/block/253:4")).unwrap();
+        assert!(sys.make_node("x", other).unwrap());
+        let m = fs::symlink_metadata(root.join("dev/mapper/x")).unwrap();
+        assert!(m.file_type().is_block_device() && m.rdev() == other.to_dev_t());
+        sys.remove_node("v").unwrap();
+        assert!(fs::symlink_metadata(root.join("dev/mapper/v")).is_err());
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -12,9 +12,9 @@ check() {
 
 # called by dracut
 depends() {
-    # Nothing: not even dm, which brings every md and dm module (=drivers/md), its hooks and the
-    # persistent-storage rules. What ephemcrypt needs of device-mapper's udev side comes in
-    # install() below.
+    # Nothing: not even dm, which brings every md and dm module (=drivers/md), dmsetup, its
+    # hooks and the persistent-storage rules. What ephemcrypt needs of udev comes in install()
+    # below: a rule of its own.
     return 0
 }
 
@@ -59,21 +59,12 @@ install() {
         inst_simple "$f"
     done
     inst_multiple -o modprobe
-    # The device-mapper udev rules ephemcrypt relies on, and dmsetup, which they run: the base
-    # rules (10-dm.rules upstream and on Fedora, 55-dm.rules on Debian) decode the udev flags
-    # ephemcrypt passes with each mapping (DM_UDEV_PRIMARY_SOURCE_FLAG, in DM_COOKIE) and
-    # 11-dm.rules (db_persist, the rule of dracut's dm module) keeps them in udev's database
-    # across switch_root. Without them a real root with the dm rules marks the mappings
-    # SYSTEMD_READY=0 and systemd never sees their devices (tests/vm/boot-systemd.sh).
-    if ! inst_multiple dmsetup; then
-        dfatal "ephemcrypt: dmsetup is missing on this host (the device-mapper udev rules run it): install it (dmsetup, or device-mapper) and build again"
-        exit 1
-    fi
-    inst_rules 10-dm.rules 55-dm.rules
-    inst_dir /etc/udev/rules.d
-    printf '%s\n' 'SUBSYSTEM!="block", GOTO="dm_end"' 'KERNEL!="dm-[0-9]*", GOTO="dm_end"' \
-        'ACTION!="add|change", GOTO="dm_end"' 'OPTIONS+="db_persist"' 'LABEL="dm_end"' \
-        > "$initdir/etc/udev/rules.d/11-dm.rules"
+    # ephemcrypt's own udev rule, not the device-mapper rules and dmsetup: it names the
+    # /dev/mapper links of ephemcrypt's mappings (udev owns /dev/mapper; systemd's device units
+    # come from it) and keeps the udev flag the real root's dm rules look for in udev's database
+    # across switch_root, without which they mark the mappings SYSTEMD_READY=0
+    # (tests/vm/boot-systemd.sh). See 09-ephemcrypt.rules.
+    inst_rules "$moddir/09-ephemcrypt.rules"
     if dracut_module_included "systemd"; then
         inst_simple "$moddir/ephemcrypt.service" "$systemdsystemunitdir/ephemcrypt.service"
         $SYSTEMCTL -q --root "$initdir" add-wants initrd.target ephemcrypt.service

@@ -10,14 +10,14 @@
 # Shell init (systemd omitted) or, with --systemd, dracut's systemd initrd; not host-only, with
 # the drivers of a virtio root and NVMe disks. Root stacks the test root does not have (lvm, md,
 # LUKS, multipath, resume, ...) are left out, as on a host without those tools: what ephemcrypt
-# needs (dm and its udev rules) must come from its own module's dependencies; and under TCG each
-# dracut module's hooks cost boot time. ephemcrypt comes in by --add ephemcrypt or, with
-# --conf-d, by the dracut.conf.d snippet that make install ships. lsinitrd must then show the
-# binary, dm-crypt, mkfs.ext4, the dm udev rules and the pre-pivot hook (shell init) or the unit
-# wanted by initrd.target (systemd). Images are cached by their inputs (installed files, this
-# script, kernel, host packages). For bench/boot-time.sh: --systemd-none, the same systemd initrd
-# without ephemcrypt; --systemd-shell, with dracut's crypt and mdraid modules and the shell hook of
-# bench/shell-hook instead (needs mdadm and cryptsetup-bin on the host).
+# needs (dm and its udev rule) must come from its own module; and under TCG each dracut module's
+# hooks cost boot time. ephemcrypt comes in by --add ephemcrypt or, with --conf-d, by the
+# dracut.conf.d snippet that make install ships. lsinitrd must then show the binary, dm-crypt,
+# mkfs.ext4, ephemcrypt's udev rule (and neither dmsetup nor the dm rules) and the pre-pivot hook
+# (shell init) or the unit wanted by initrd.target (systemd). Images are cached by their inputs
+# (installed files, this script, kernel, host packages). For bench/boot-time.sh: --systemd-none,
+# the same systemd initrd without ephemcrypt; --systemd-shell, with dracut's crypt and mdraid
+# modules and the shell hook of bench/shell-hook instead (needs mdadm and cryptsetup-bin on the host).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -101,10 +101,14 @@ if [[ ! -s $img ]]; then
 	hook='usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'
 	unit='.*/systemd/system/initrd\.target\.wants/ephemcrypt\.service'
 	if [[ $via == --systemd ]]; then want=$unit unwanted=$hook; else want=$hook unwanted=$unit; fi
-	for w in usr/sbin/ephemcrypt '.*/dm-crypt\.ko' 'usr/s\?bin/mkfs\.ext4' '.*/rules\.d/[0-9]*-dm\.rules' "$want"; do
+	for w in usr/sbin/ephemcrypt '.*/dm-crypt\.ko' 'usr/s\?bin/mkfs\.ext4' '.*/rules\.d/09-ephemcrypt\.rules' "$want"; do
 		grep -qx "$w" <<<"$files" || die "the image lacks $w (see lsinitrd $img.$$)"
 	done
 	! grep -qx "$unwanted" <<<"$files" || die "the image has $unwanted: the wrong init flavour"
+	# ephemcrypt's rule instead of the device-mapper rules: no dmsetup, no libdevmapper.
+	for u in '.*/dmsetup' '.*/libdevmapper\.so.*' '.*/rules\.d/[0-9]*-dm\.rules'; do
+		! grep -qx "$u" <<<"$files" || die "the image has $u (see lsinitrd $img.$$): ephemcrypt needs none of it"
+	done
 	# Every module the binary names for this kernel (the module holds no list of its own).
 	mods=$("$work/staging/usr/sbin/ephemcrypt" needs --modules --kver "$KVER" --moddir "$MODDIR") || die "ephemcrypt needs --modules failed"
 	for m in $mods; do

@@ -10,6 +10,8 @@
 #  2. boot: the busybox flavour's image tree, in an initramfs whose /init does what mkinitcpio's
 #     init does (guest/mkinitcpio-init.sh), boots a busybox real root that checks the volume
 #     (guest/mkinitcpio-root.sh). Disks: two throwaway 1G NVMe, chosen on the command line.
+#  3. boot with systemd as the initramfs' init: the sd flavour's image tree over Debian's systemd
+#     (see below), into a Debian 12 systemd root (guest/mkinitcpio-sd.sh).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -104,12 +106,18 @@ build_image() (
 		grep -q '^run_[a-z]*hook()' "$src" || miss "hooks/$name defines no run_*hook function"
 		put "$src" "/hooks/$name" 755
 	}
-	add_udev_rule() { # a name in udev's rules.d, or a path; Arch's names (device-mapper package,
-		# mkinitcpio's own initcpio/udev) are taken as they are: Debian ships these rules renamed.
-		local arch='10-dm.rules 13-dm-disk.rules 95-dm-notify.rules /usr/lib/initcpio/udev/11-dm-initramfs.rules'
-		[[ " $arch " == *" $1 "* ]] && return 0
-		if [[ $1 == /* ]]; then resolve "$1" >/dev/null; else compgen -G "/lib/udev/rules.d/$1" >/dev/null; fi ||
-			miss "udev rule $1"
+	add_udev_rule() { # a path, or a name looked up in udev's rules directories (as mkinitcpio's)
+		local src=$1 d
+		if [[ $1 != /* ]]; then
+			src=''
+			for d in /usr/lib/udev/rules.d /lib/udev/rules.d; do
+				src=$(resolve "$d/$1") && break
+			done
+		else
+			src=$(resolve "$1")
+		fi
+		[[ -n $src ]] || { miss "udev rule $1"; return 1; }
+		put "$src" "/usr/lib/udev/rules.d/${1##*/}" 644
 	}
 	add_systemd_unit() { # as install/systemd's: Requires=/OnFailure= units and Exec* binaries too
 		local dir unit='' key values
@@ -169,6 +177,14 @@ link=$(readlink "$sd$units/initrd.target.wants/ephemcrypt.service") || die "sd-e
 exe=$(sed -n 's/^ExecStart=[-@+!:]*\([^ ]*\).*/\1/p' "$sd$units/ephemcrypt.service")
 [[ -x $sd$(canon "$exe") ]] || die "sd-ephemcrypt: the unit runs $exe, which is not in the image"
 log "sd-ephemcrypt: initrd.target wants ephemcrypt.service, which runs $exe (in the image)"
+# udev owns /dev/mapper: both flavours add ephemcrypt's rule, and neither dmsetup nor the
+# device-mapper rules (10-dm.rules, ...) that once came with them.
+for img in image image-sd; do
+	[[ -f $out/$img/usr/lib/udev/rules.d/09-ephemcrypt.rules ]] || die "$img: no 09-ephemcrypt.rules in the image"
+	! compgen -G "$out/$img/usr/*/dmsetup" >/dev/null || die "$img: dmsetup in the image"
+	! compgen -G "$out/$img/usr/lib/udev/rules.d/*-dm*.rules" >/dev/null || die "$img: device-mapper rules in the image"
+done
+log "both hooks add 09-ephemcrypt.rules, neither dmsetup nor the dm rules"
 
 # The boot test: the busybox flavour's files at their image paths, plus the util-linux
 # switch_root of mkinitcpio's base hook (it moves /dev, /proc, /sys and /run to the new root).
@@ -193,4 +209,61 @@ if ! grep -aq 'powering the machine off' "$out/halt.log" || ! grep -aq 'reboot: 
 	die "halt: the machine did not power off (see $out/halt.log)"
 fi
 log "halt: the hook powered the machine off; the real root never ran"
+
+# The boot test with systemd as the initramfs' init, as Arch's default HOOKS build it (systemd ...
+# sd-ephemcrypt): what install/sd-ephemcrypt added (image-sd: the binary, mkfs, the udev rule,
+# the unit and its initrd.target.wants link, the modules it named) over a systemd initramfs of
+# Debian's own systemd and udev in place of mkinitcpio's base and systemd hooks (built by
+# Debian's dracut: its systemd module, no ephemcrypt module), in mkinitcpio's layout (/usr/sbin
+# is /usr/bin). It boots the Debian 12 systemd root of the other boot tests, with ephemcrypt and
+# its udev rule installed there as a package would; guest/mkinitcpio-sd.sh checks, after
+# multi-user.target, the volume, binds and swap as units, that ephemcrypt.service finished
+# before initrd-fs.target was reached (and so before the switch), and that no udev of the boot
+# logged a /dev/mapper link it could not make.
+sd_base() { # sd_base IMG: the systemd initramfs (cached by its inputs)
+	local mods key omit=(i18n console-setup lvm mdraid dmraid multipath crypt resume usrmount nvdimm lunmask
+		virtiofs terminfo kernel-modules-extra modsign dm ephemcrypt)
+	mods=$(paste -sd' ' "$out/image-sd.modules")
+	key=$({ declare -f sd_base; echo "$KVER $mods"; dpkg-query -W; } | sha256sum | cut -c1-16)
+	mkdir -p "$CACHE/mkinitcpio-sd"
+	lock mkinitcpio-sd
+	local img=$CACHE/mkinitcpio-sd/base-$KVER-$key.img
+	if [[ ! -s $img ]]; then
+		log "building the systemd base of the sd-ephemcrypt image (dracut --add systemd)"
+		mkdir -p "$out/sd-conf.d" && : >"$out/sd-dracut.conf"
+		DRACUT_PATH="/sbin /bin /usr/sbin /usr/bin" dracut --quiet --force --conf "$out/sd-dracut.conf" \
+			--confdir "$out/sd-conf.d" --kver "$KVER" --kmoddir "$MODDIR" --no-hostonly --omit "${omit[*]}" \
+			--add systemd --add-drivers "ext4 virtio_blk virtio_pci nvme $mods" --compress zstd \
+			--no-early-microcode "$img.$$" 2>"$out/sd-dracut.log" || { cat "$out/sd-dracut.log" >&2; die "dracut failed"; }
+		mv "$img.$$" "$img"
+		find "$CACHE/mkinitcpio-sd" -name 'base-*.img' -mtime +7 -delete
+	fi
+	cp "$img" "$1"
+}
+need_pkgs dracut-core systemd udev zstd cpio
+sd_base "$out/sd-base.img"
+tree=$out/sd-tree
+rm -rf "$tree" && mkdir -p "$tree"
+(cd "$tree" && zstd -dc "$out/sd-base.img" | cpio -id --quiet)
+# mkinitcpio's layout: one bin directory
+for f in "$tree"/usr/sbin/*; do [[ -e $tree/usr/bin/${f##*/} ]] || mv "$f" "$tree/usr/bin/"; done
+rm -rf "$tree/usr/sbin" && ln -s bin "$tree/usr/sbin"
+cp -a "$out/image-sd/." "$tree/"
+# The libraries of the programs the hook added (mkinitcpio's add_binary adds them itself).
+while IFS= read -r f; do
+	ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+done < <(find "$out/image-sd" -type f -perm -u+x) | sort -u | while IFS= read -r l; do
+	[[ -e $tree$l ]] || install -D -m 755 "$l" "$tree$l"
+done
+(cd "$tree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet | zstd -q -T0) \
+	>"$out/initrd-sd.img"
+rm -rf "$tree" "$out"/*.raw
+"$VM_DIR/rootfs-debian.sh" "$out/root-sd.img" "$VM_DIR/guest/mkinitcpio-sd.sh" \
+	"$dest/usr/sbin/ephemcrypt:/usr/sbin/ephemcrypt" \
+	"$dest/usr/lib/udev/rules.d/09-ephemcrypt.rules:/usr/lib/udev/rules.d/09-ephemcrypt.rules"
+"$VM_DIR/run.sh" --initrd "$out/initrd-sd.img" --log "$out/sd.log" --timeout 900 --virtio "$out/root-sd.img" \
+	--disk "$out/a.raw:EPH-A:1G" --disk "$out/b.raw:EPH-B:1G" \
+	--append "root=/dev/vda ro rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.expect=2 rd.ephemcrypt.swap=64M" \
+	--append "systemd.mask=serial-getty@ttyS0.service" "$@" || die "sd-ephemcrypt boot failed (see $out/sd.log)"
+rm -f "$out"/*.raw "$out/root-sd.img"
 log "PASS: mkinitcpio hooks; boot times (guest uptime, s): $times"

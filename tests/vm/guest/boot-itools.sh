@@ -16,6 +16,8 @@ state=$(systemctl is-system-running --wait)
 status=$(ephemcrypt status 2>&1)
 rc=$?
 status_has() { printf "%s\n" "$status" | grep -q "$1"; }
+# udev owns /dev/mapper: ephemcrypt makes no node where the initramfs' or the root's udev wants a link.
+check no-link-conflict no_link_conflict
 
 if grep -q ' vmtest=nohook' /proc/cmdline; then
 	report "ephemcrypt status (no hook in the image)" echo "$status"

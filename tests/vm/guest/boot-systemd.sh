@@ -19,6 +19,8 @@ status=$(ephemcrypt status 2>&1)
 status_has() { printf "%s\n" "$status" | grep -q "$1"; }
 check boot-finished-running test "$state" = running
 check no-failed-units test -z "$(systemctl --failed --plain --no-legend)"
+# udev owns /dev/mapper: ephemcrypt makes no node where the initrd's or the root's udev wants a link.
+check no-link-conflict no_link_conflict
 
 if grep -q ' vmtest=separate-var' /proc/cmdline; then
 	report "ephemcrypt status" echo "$status"

@@ -35,6 +35,7 @@ no_volume() {
 check real-root grep -qx NAME=busybox-root /etc/os-release
 # All of setup's lines reached the kernel log (it rate-limits /dev/kmsg writers).
 check kmsg-complete sh -c 'dmesg | grep -q "ephemcrypt: " && ! dmesg | grep -q "ephemcrypt: .*suppressed"'
+check no-link-conflict no_link_conflict
 
 case $scenario in
 ok | reboot)
@@ -45,7 +46,9 @@ ok | reboot)
 	check "disks-used-$(echo "$taken" | tr ' ' -)" sh -c "test \"\$(grep -c '(QEMU NVMe Ctrl EPH-[AB]): used: $taken' /run/status.txt)\" = 2"
 	check kmsg-done sh -c 'dmesg | grep -q "ephemcrypt: done: 2 disk(s) encrypted"'
 	check mounts-on-volume mounted $data ext4 /mnt/ephemcrypt /var/log /tmp /var/tmp
-	check swap-on-volume grep -q '^/dev/mapper/ephemcrypt-swap ' /proc/swaps
+	check swap-on-volume swap_on ephemcrypt-swap
+	# udev owns /dev/mapper: links there, never a node it cannot replace.
+	check mapper-links mapper_links ephemcrypt-stripe ephemcrypt ephemcrypt-swap ephemcrypt-data
 	check image-log-hidden test ! -e /var/log/image.log
 	check tmp-1777 sh -c 'test "$(stat -c %a /tmp)" = 1777 && test "$(stat -c %a /var/tmp)" = 1777'
 	# The ext4 UUID, from the superblock (at 1024, s_uuid at +104): busybox-static has no blkid.

@@ -36,7 +36,7 @@ if [ "$result" = ok ]; then
 	check volume-mounted on_mapping "$R/mnt/ephemcrypt"
 	for t in /var/log /tmp /var/tmp; do check "bind-$t" on_mapping "$R$t"; done
 	check volume-fresh sh -c "test \"\$(ls $R/var/log | wc -l)\" = 0"
-	check swap-on-volume grep -q '^/dev/mapper/ephemcrypt-swap ' /proc/swaps
+	check swap-on-volume swap_on ephemcrypt-swap
 	check writable sh -c "echo x >$R/var/log/probe && test -s $R/mnt/ephemcrypt/var/log/probe"
 	vm_done
 fi

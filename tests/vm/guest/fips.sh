@@ -53,7 +53,7 @@ setup_ok() {
 		done
 		check "table-as-planned-$name" test "$(dmsetup table "$name")" = "$want"
 	done </run/planned
-	check swap-active sh -c 'grep -q "^/dev/mapper/ephemcrypt-swap " /proc/swaps'
+	check swap-active swap_on ephemcrypt-swap
 	check fs-mounted sh -c 'grep -q "^/dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 rw,nosuid,nodev" /proc/mounts'
 	for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do
 		check "bind-$t" sh -c "grep -q '^/dev/mapper/ephemcrypt-data $t ext4 ' /proc/mounts"

@@ -55,6 +55,32 @@ vm_done() {
 	fi
 }
 
+# no_link_conflict: no udev of this boot, in the initramfs or the real root, found another file
+# where it wanted a /dev/mapper link ("Failed to create/update device symlink ..., ignoring: File
+# exists"): in the journal where systemd runs, else in the kernel log (udev logs there only when
+# told to: dracut's shell init starts it as a daemon with its output on /dev/null, so there
+# mapper_links below is the check that counts). Lists the lines it found.
+no_link_conflict() {
+	if [ "$(cat /proc/1/comm)" = systemd ]; then _l=$(journalctl -b -q -o cat); else _l=$(dmesg); fi
+	! printf '%s\n' "$_l" | grep 'Failed to create/update device symlink'
+}
+
+# mapper_links NAME...: each /dev/mapper/NAME is a link (udev's, or the same one ephemcrypt makes
+# before udev or without it), not a node: a node there is what udev cannot replace ("Failed to
+# create/update device symlink ... File exists").
+mapper_links() {
+	for _n; do
+		[ -L "/dev/mapper/$_n" ] || { ls -l "/dev/mapper/$_n"; return 1; }
+	done
+}
+
+# swap_on NAME: the first active swap is mapping NAME (/proc/swaps names the node the link
+# /dev/mapper/NAME leads to, /dev/dm-N, where the mapping has a link there)
+swap_on() {
+	_s=$(awk 'NR == 2 { print $1 }' /proc/swaps)
+	[ -n "$_s" ] && [ "$(readlink -f "$_s")" = "$(readlink -f "/dev/mapper/$1")" ]
+}
+
 # --- for a Debian real root (systemd, util-linux) ---
 # report TITLE CMD...: a section of the report
 report() {

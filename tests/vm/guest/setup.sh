@@ -55,7 +55,7 @@ case $(uname -m) in aarch64) want='aes-(ce|neon)' ;; *) want=aesni ;; esac
 check "aes-implementation-$(uname -m)" sh -c "echo '$used' | grep -Eq '$want'"
 check swap-slice-on-crypt sh -c "dmsetup table ephemcrypt-swap | grep -q '^0 131072 linear $(dm_dev ephemcrypt) 0\$'"
 check data-slice-on-crypt sh -c "dmsetup table ephemcrypt-data | grep -q ' linear $(dm_dev ephemcrypt) 131072\$'"
-check swap-active sh -c 'grep -q "^/dev/mapper/ephemcrypt-swap " /proc/swaps'
+check swap-active swap_on ephemcrypt-swap
 check swap-signature sh -c 'blkid -o value -s TYPE /dev/mapper/ephemcrypt-swap | grep -qx swap'
 check fs-mounted sh -c 'grep -q "^/dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 rw,nosuid,nodev" /proc/mounts'
 for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do

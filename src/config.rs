@@ -167,6 +167,9 @@ pub(crate) struct Config {
     pub(crate) hold: bool,
     /// Install a unit in the real root that blocks reboots while the volume is there.
     pub(crate) guard: bool,
+    /// node-feature-discovery's feature directory, where `ephemcrypt check` writes the file that
+    /// labels the node (nfd.rs); `None`: `node-features = none`.
+    pub(crate) node_features: Option<PathBuf>,
 }
 
 /// A configuration key: its name, default and a description of what it accepts.
@@ -202,6 +205,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "escrow-fips", default: "refuse", accepts: "refuse or allow (whether escrow is made when the kernel runs in FIPS mode)" },
     Key { name: "hold", default: "no", accepts: BOOL },
     Key { name: "guard", default: "no", accepts: BOOL },
+    Key { name: "node-features", default: crate::nfd::DEFAULT_DIR, accepts: "an absolute directory without white space, % or \\, or none" },
 ];
 
 /// The names of [`KEYS`], in the same order (for the unknown-key message).
@@ -361,6 +365,10 @@ impl Raw {
             })?,
             hold: field(&self.get("hold"), parse_bool)?,
             guard: field(&self.get("guard"), parse_bool)?,
+            node_features: field(&self.get("node-features"), |v| match v.trim() {
+                "none" => Some(None),
+                v => parse_dir(v).map(|d| Some(PathBuf::from(d))),
+            })?,
         };
 
         let conflict = |a, b, why| Err(ConfigError::Conflict { a: Box::new(a), b: Box::new(b), why });
@@ -911,6 +919,8 @@ mod tests {
             ("on-failure", "panic", "tmpfs, continue or halt"),
             ("name", "eph crypt", "1 to 64 characters"),
             ("name", "0abc", "starting with a letter"),
+            ("node-features", "relative/dir", "an absolute directory"),
+            ("node-features", "/etc/k8s/%i", "without white space, % or"),
         ];
         for (key, value, accepts) in cases {
             let e = err(&format!("# first line\n{key} = {value}\n"));
@@ -927,7 +937,7 @@ mod tests {
             e,
             "configuration: unknown key 'colour' (from /etc/ephemcrypt.conf line 2); known keys: devices, exclude, \
              force, min-size, expect, wait, cipher, key-bits, sector-size, discard, workqueues, chunk, swap, fs, \
-             mount, bind, on-failure, name, escrow, escrow-fips, hold, guard"
+             mount, bind, on-failure, name, escrow, escrow-fips, hold, guard, node-features"
         );
         assert_eq!(
             err("devices aws\n"),

@@ -114,6 +114,14 @@ fn order_of_operations_two_disks_with_swap() {
         written.steps.iter().map(|t| t.step.as_str()).collect::<Vec<_>>()[..3],
         ["read 2 disks, probe 2", "kernel: dm-crypt 1.27.0, names checked", "header on /dev/nvme1n1 (member 1 of 2)"]
     );
+    // The written status keeps each timing's kind (the metric's stable label).
+    assert_eq!(
+        written.steps.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
+        [
+            "read", "kernel", "header", "header", "stripe", "crypt", "linear", "linear", "swap", "mkfs", "mkdir",
+            "mkdir", "mount", "bind", "bind", "bind"
+        ]
+    );
     assert_eq!(written.disks.len(), 2);
     // The kernel phase is the only place modules are loaded, before the one planning call.
     assert_eq!(fake.modules, ["dm_mod", "dm_crypt"]);

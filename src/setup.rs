@@ -300,11 +300,12 @@ fn observe_and_plan<S: System>(
         // Only time spent waiting is a wait: a slow first read of sysfs is not (it is timed
         // below; counting it too made a wait of every read that took 250 ms or more).
         if slept {
-            timings.push(Timing { step: "wait for disks".into(), ms: t.saturating_sub(start) });
+            timings.push(Timing { kind: "wait".into(), step: "wait for disks".into(), ms: t.saturating_sub(start) });
         }
         // What reading sysfs and probing the candidates cost (the last time round).
         let probed = facts.disks.iter().filter(|d| !matches!(d.probe, crate::disk::Probe::NotProbed)).count();
-        timings.push(Timing { step: format!("read {} disks, probe {probed}", facts.disks.len()), ms: read_ms });
+        let step = format!("read {} disks, probe {probed}", facts.disks.len());
+        timings.push(Timing { kind: "read".into(), step, ms: read_ms });
         break;
     }
     // The kernel phase (plan::KERNEL_PHASE), only when a volume is wanted: loading dm-crypt on
@@ -337,7 +338,7 @@ fn observe_and_plan<S: System>(
             Some(v) => format!("kernel: dm-crypt {}.{}.{}, names checked", v[0], v[1], v[2]),
             None => "kernel: features assumed, names checked".to_string(),
         };
-        timings.push(Timing { step, ms: sys.now_ms().saturating_sub(t) });
+        timings.push(Timing { kind: "kernel".into(), step, ms: sys.now_ms().saturating_sub(t) });
     }
     Ok((plan::plan(config, &facts), timings))
 }

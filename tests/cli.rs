@@ -377,7 +377,8 @@ fn status_as_prometheus_metrics() {
                   {"name": "b", "path": "/dev/b", "dev": "259:2", "model": "m", "serial": "t", "size_bytes": 1, "use": false, "reason": "ext4"}],
         "cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 4096, "flags": [], "fs": "ext4", "volume_bytes": 1073741824,
         "mappings": [{"name": "ephemcrypt", "dev": "253:0", "live": null}],
-        "steps": [{"step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"step": "mount", "ms": 5}, {"step": "mount", "ms": 7}]}"#;
+        "steps": [{"kind": "mkfs", "step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"kind": "mount", "step": "mount", "ms": 5},
+                  {"kind": "mount", "step": "mount", "ms": 7}, {"step": "older", "ms": 1}, {"kind": "bogus\"", "step": "x", "ms": 0}]}"#;
     std::fs::write(format!("{dir}/status.json"), doc).unwrap();
     let out = format!("{}/textfile/ephemcrypt.prom", m.host());
     let o = run(&["status", "--format", "prometheus", "--output", &out, "--host", &m.host()]);
@@ -390,9 +391,12 @@ fn status_as_prometheus_metrics() {
         "ephemcrypt_disks{verdict=\"used\"} 1\nephemcrypt_disks{verdict=\"refused\"} 1\n",
         "ephemcrypt_volume_bytes 1073741824\n",
         "ephemcrypt_mappings{state=\"unknown\"} 1\n",
-        "ephemcrypt_setup_step_duration_seconds{step=\"mkfs \\\"ext4\\\" on /dev/mapper/x\"} 1.234\n",
-        "ephemcrypt_setup_step_duration_seconds{step=\"mount\"} 0.012\n",
-        "ephemcrypt_setup_duration_seconds 1.246\n",
+        "ephemcrypt_setup_step_duration_seconds{kind=\"mkfs\",step=\"mkfs \\\"ext4\\\" on /dev/mapper/x\"} 1.234\n",
+        "ephemcrypt_setup_step_duration_seconds{kind=\"mount\",step=\"mount\"} 0.012\n",
+        // A status without a kind (an older version's) or with one not known: other.
+        "ephemcrypt_setup_step_duration_seconds{kind=\"other\",step=\"older\"} 0.001\n",
+        "ephemcrypt_setup_step_duration_seconds{kind=\"other\",step=\"x\"} 0.000\n",
+        "ephemcrypt_setup_duration_seconds 1.247\n",
         "ephemcrypt_info{version=\"0.1.0\"} 1\n",
     ] {
         assert!(t.contains(want), "{want} in\n{t}");

@@ -193,6 +193,12 @@ plan-demo:
 # `make rpm` enable them).
 PREFIX      ?= /usr
 DESTDIR     ?=
+# node_exporter's textfile directory, where ephemcrypt-metrics.service writes ephemcrypt.prom: by
+# default the one Debian's and Ubuntu's prometheus-node-exporter and Fedora's and EPEL's
+# golang-github-prometheus-node-exporter read and make (make deb and make rpm pass it too); Arch's
+# package passes node_exporter's upstream example, /var/lib/node_exporter/textfile_collector (its
+# node_exporter has no textfile directory until one is configured). Written into the unit at install.
+TEXTFILE_DIR ?= /var/lib/prometheus/node-exporter
 SBINDIR     := $(PREFIX)/sbin
 DRACUTDIR   := $(PREFIX)/lib/dracut/modules.d/90ephemcrypt
 INITCPIODIR := $(PREFIX)/lib/initcpio
@@ -224,7 +230,10 @@ install: $(BIN)
 	install -Dm644 systemd/ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/ephemcrypt-check.service
 	install -d $(DESTDIR)$(UNITDIR)/multi-user.target.wants
 	ln -sfn ../ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/multi-user.target.wants/ephemcrypt-check.service
+	@case '$(TEXTFILE_DIR)' in /*[!/]) ;; *) echo 'TEXTFILE_DIR=$(TEXTFILE_DIR): an absolute directory' >&2; exit 1;; esac
+	@case '$(TEXTFILE_DIR)' in *[!A-Za-z0-9/._-]*) echo 'TEXTFILE_DIR=$(TEXTFILE_DIR): letters, digits, / . _ - only' >&2; exit 1;; esac
 	install -Dm644 systemd/ephemcrypt-metrics.service $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.service
+	sed -i 's|/var/lib/prometheus/node-exporter|$(TEXTFILE_DIR)|g' $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.service
 	install -Dm644 systemd/ephemcrypt-metrics.timer $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.timer
 	install -Dm644 doc/ephemcrypt.8 $(DESTDIR)$(MANDIR)/man8/ephemcrypt.8
 	install -Dm644 doc/ephemcrypt.conf.5 $(DESTDIR)$(MANDIR)/man5/ephemcrypt.conf.5

@@ -6,6 +6,8 @@
 #   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
 #                check and the VM tests (qemu, Debian cloud kernels; installed on first use)
 #   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
+#   make matrix  the setup VM test on every kernel tested (5.10, 6.1, 6.12 x86_64; 6.12 arm64);
+#                not part of make test
 #   make bench   ephemcrypt against mdadm + cryptsetup (LUKS, plain) and mdadm + mkfs in one VM:
 #                setup time, bytes written, I/O, scale, initramfs size; results and charts in
 #                bench/results/ (about 45 minutes; not part of make test, whose bench-smoke runs it small)
@@ -141,6 +143,15 @@ vm-death: $(X86_BIN) $(FAULT_BIN)
 .PHONY: vm-faults
 vm-faults: $(X86_BIN) $(FAULT_BIN)
 	bash tests/vm/faults.sh
+
+# The kernel matrix (tests/vm/matrix.sh): the setup VM test on each kernel generation ephemcrypt
+# is tested on, Debian's cloud kernels 5.10 (bullseye), 6.1 (bookworm) and 6.12 (trixie) on x86_64
+# and 6.12 on arm64, with a table of boot and setup times, the dm-crypt version and the flags
+# chosen (.cache/matrix/report.md). Not part of `make test`, which runs 6.1 on both architectures
+# and 6.12 on x86_64 (setup@trixie in tests/vm/all.sh). About 2 minutes per kernel here.
+.PHONY: matrix
+matrix: $(X86_BIN) $(ARM_BIN)
+	bash tests/vm/matrix.sh
 
 # Twenty boots in a row of the whole boot chain on the same disks (tests/vm/soak.sh): every boot
 # ok, a new key each time, nothing left in the keyring; the summary gives each boot's setup time.

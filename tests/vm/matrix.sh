@@ -35,8 +35,9 @@ for k in "${kernels[@]}"; do
 	[[ $arch == x86_64 ]] || dir+=-$arch
 	console=$out/$k.console.log
 	tr -d '\r' <"$dir/console.log" >"$console" 2>/dev/null || : >"$console"
-	kver=$(sed -n 's/^BOOT \([^ ]*\) .*/\1/p' "$console" | head -n1)
-	up=$(sed -n 's/^BOOT .* after \([0-9.]*\) s$/\1/p' "$console" | head -n1)
+	# (the console's first lines start with the firmware's terminal escapes)
+	kver=$(sed -n 's/^.*BOOT \([^ ]*\) [a-z0-9_]*: userspace ready after .*/\1/p' "$console" | head -n1)
+	up=$(sed -n 's/^.*BOOT .*: userspace ready after \([0-9.]*\) s$/\1/p' "$console" | head -n1)
 	setup_ms=$(awk '$1 == "STATUS-TEXT" && $3 == "ms" { s += $2 } END { print s + 0 }' "$console")
 	dmcrypt=$(grep -o 'STATUS-TEXT .*kernel: dm-crypt [0-9.]*' "$console" | grep -o '[0-9.]*$' | head -n1)
 	flags=$(sed -n 's/^STATUS-TEXT cipher: .*flags: //p' "$console" | head -n1)

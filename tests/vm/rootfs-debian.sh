@@ -28,6 +28,8 @@ need_pkgs debootstrap e2fsprogs
 # DEBIAN_SUITE=trixie: a Debian 13 root (systemd 257, initramfs-tools 0.148, dracut-ng) instead.
 suite=${DEBIAN_SUITE:-bookworm}
 [[ $suite =~ ^(bookworm|trixie)$ ]] || die "DEBIAN_SUITE=$suite: bookworm or trixie"
+# The host's apt sources name bookworm's mirror only: another suite's comes from Debian's.
+[[ $suite == bookworm ]] || DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian/}
 PACKAGES=systemd-sysv,udev,dmsetup${DEBIAN_EXTRA:+,$DEBIAN_EXTRA}
 selinux=${DEBIAN_SELINUX:-}
 [[ -z $selinux || $selinux == enforcing ]] || die "DEBIAN_SELINUX=$selinux: only 'enforcing' is known"

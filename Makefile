@@ -6,8 +6,8 @@
 #   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
 #                check and the VM tests (qemu, Debian cloud kernels; installed on first use)
 #   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
-#   make matrix  the setup VM test on every kernel tested (5.10, 6.1, 6.12 x86_64; 6.12 arm64);
-#                not part of make test
+#   make matrix  the setup VM test on every kernel tested (5.10, 6.1, 6.12 x86_64; 6.12 arm64)
+#                and the initramfs-tools boot in a Debian 13 root; not part of make test
 #   make bench   ephemcrypt against mdadm + cryptsetup (LUKS, plain) and mdadm + mkfs in one VM:
 #                setup time, bytes written, I/O, scale, initramfs size; results and charts in
 #                bench/results/ (about 45 minutes; not part of make test, whose bench-smoke runs it small)
@@ -146,9 +146,10 @@ vm-faults: $(X86_BIN) $(FAULT_BIN)
 
 # The kernel matrix (tests/vm/matrix.sh): the setup VM test on each kernel generation ephemcrypt
 # is tested on, Debian's cloud kernels 5.10 (bullseye), 6.1 (bookworm) and 6.12 (trixie) on x86_64
-# and 6.12 on arm64, with a table of boot and setup times, the dm-crypt version and the flags
-# chosen (.cache/matrix/report.md). Not part of `make test`, which runs 6.1 on both architectures
-# and 6.12 on x86_64 (setup@trixie in tests/vm/all.sh). About 2 minutes per kernel here.
+# and 6.12 on arm64, then the initramfs-tools boot in a Debian 13 root (initramfs-tools 0.148,
+# systemd 257) with its kernel, with a table of boot and setup times, the dm-crypt version and the
+# flags chosen (.cache/matrix/report.md). Not part of `make test`, which runs 6.1 on both
+# architectures and 6.12 on x86_64 (setup@trixie in tests/vm/all.sh). About 25 minutes here.
 .PHONY: matrix
 matrix: $(X86_BIN) $(ARM_BIN)
 	bash tests/vm/matrix.sh

@@ -31,6 +31,9 @@ suite=${DEBIAN_SUITE:-bookworm}
 # The host's apt sources name bookworm's mirror only: another suite's comes from Debian's.
 [[ $suite == bookworm ]] || DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian/}
 PACKAGES=systemd-sysv,udev,dmsetup${DEBIAN_EXTRA:+,$DEBIAN_EXTRA}
+# Debian 13's minbase has no e2fsprogs (no longer priority required): a root on ext4 has it, and
+# ephemcrypt's package depends on it (its hook refuses to build an image without mkfs.ext4).
+[[ $suite == bookworm ]] || PACKAGES+=,e2fsprogs
 selinux=${DEBIAN_SELINUX:-}
 [[ -z $selinux || $selinux == enforcing ]] || die "DEBIAN_SELINUX=$selinux: only 'enforcing' is known"
 [[ -z $selinux ]] || PACKAGES+=,selinux-policy-default,policycoreutils,auditd

@@ -71,5 +71,5 @@ for k in "${kernels[@]}"; do
 done
 mv "$report.tmp" "$report"
 cat "$report"
-((failed == 0)) || die "$failed kernel(s) failed (logs in $out)"
-log "PASS: setup on every kernel of the matrix"
+((failed == 0)) || die "$failed test(s) of the matrix failed (logs in $out)"
+log "PASS: every test of the matrix"

@@ -6,6 +6,8 @@
 #   make test    everything CI runs: lints, unit/fixture/fake-kernel tests, the static-binary
 #                check and the VM tests (qemu, Debian cloud kernels; installed on first use)
 #   make demo    boot a VM through dracut's systemd initrd and show what ephemcrypt did
+#   make matrix  the setup VM test on every kernel tested (5.10, 6.1, 6.12 x86_64; 6.12 arm64)
+#                and the initramfs-tools boot in a Debian 13 root; not part of make test
 #   make bench   ephemcrypt against mdadm + cryptsetup (LUKS, plain) and mdadm + mkfs in one VM:
 #                setup time, bytes written, I/O, scale, initramfs size; results and charts in
 #                bench/results/ (about 45 minutes; not part of make test, whose bench-smoke runs it small)
@@ -144,6 +146,16 @@ vm-death: $(X86_BIN) $(FAULT_BIN)
 vm-faults: $(X86_BIN) $(FAULT_BIN)
 	bash tests/vm/faults.sh
 
+# The kernel matrix (tests/vm/matrix.sh): the setup VM test on each kernel generation ephemcrypt
+# is tested on, Debian's cloud kernels 5.10 (bullseye), 6.1 (bookworm) and 6.12 (trixie) on x86_64
+# and 6.12 on arm64, then the initramfs-tools boot in a Debian 13 root (initramfs-tools 0.148,
+# systemd 257) with its kernel, with a table of boot and setup times, the dm-crypt version and the
+# flags chosen (.cache/matrix/report.md). Not part of `make test`, which runs 6.1 on both
+# architectures and 6.12 on x86_64 (setup@trixie in tests/vm/all.sh). About 25 minutes here.
+.PHONY: matrix
+matrix: $(X86_BIN) $(ARM_BIN)
+	bash tests/vm/matrix.sh
+
 # Twenty boots in a row of the whole boot chain on the same disks (tests/vm/soak.sh): every boot
 # ok, a new key each time, nothing left in the keyring; the summary gives each boot's setup time.
 # SOAK_BOOTS=N for another count. Not part of `make test`: about 20 s per boot.
@@ -204,6 +216,12 @@ plan-demo:
 # `make rpm` enable them).
 PREFIX      ?= /usr
 DESTDIR     ?=
+# node_exporter's textfile directory, where ephemcrypt-metrics.service writes ephemcrypt.prom: by
+# default the one Debian's and Ubuntu's prometheus-node-exporter and Fedora's and EPEL's
+# golang-github-prometheus-node-exporter read and make (make deb and make rpm pass it too); Arch's
+# package passes node_exporter's upstream example, /var/lib/node_exporter/textfile_collector (its
+# node_exporter has no textfile directory until one is configured). Written into the unit at install.
+TEXTFILE_DIR ?= /var/lib/prometheus/node-exporter
 SBINDIR     := $(PREFIX)/sbin
 DRACUTDIR   := $(PREFIX)/lib/dracut/modules.d/90ephemcrypt
 INITCPIODIR := $(PREFIX)/lib/initcpio
@@ -239,7 +257,10 @@ install: $(BIN)
 	install -Dm644 systemd/ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/ephemcrypt-check.service
 	install -d $(DESTDIR)$(UNITDIR)/multi-user.target.wants
 	ln -sfn ../ephemcrypt-check.service $(DESTDIR)$(UNITDIR)/multi-user.target.wants/ephemcrypt-check.service
+	@case '$(TEXTFILE_DIR)' in /*[!/]) ;; *) echo 'TEXTFILE_DIR=$(TEXTFILE_DIR): an absolute directory' >&2; exit 1;; esac
+	@case '$(TEXTFILE_DIR)' in *[!A-Za-z0-9/._-]*) echo 'TEXTFILE_DIR=$(TEXTFILE_DIR): letters, digits, / . _ - only' >&2; exit 1;; esac
 	install -Dm644 systemd/ephemcrypt-metrics.service $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.service
+	sed -i 's|/var/lib/prometheus/node-exporter|$(TEXTFILE_DIR)|g' $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.service
 	install -Dm644 systemd/ephemcrypt-metrics.timer $(DESTDIR)$(UNITDIR)/ephemcrypt-metrics.timer
 	install -Dm644 doc/ephemcrypt.8 $(DESTDIR)$(MANDIR)/man8/ephemcrypt.8
 	install -Dm644 doc/ephemcrypt.conf.5 $(DESTDIR)$(MANDIR)/man5/ephemcrypt.conf.5

@@ -13,7 +13,8 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root=$stage/root
-make --no-print-directory -s install ARCH="$arch" DESTDIR="$root" PREFIX=/usr
+# node_exporter's textfile directory: prometheus-node-exporter's (Debian, Ubuntu).
+make --no-print-directory -s install ARCH="$arch" DESTDIR="$root" PREFIX=/usr TEXTFILE_DIR=/var/lib/prometheus/node-exporter
 # mkinitcpio is Arch's: not on Debian. The initrd's unit is in the dracut module already (a copy in
 # the real root's unit directory is only for mkinitcpio's sd-ephemcrypt).
 rm -rf "$root/usr/lib/initcpio" "$root/usr/lib/systemd/system/ephemcrypt.service"

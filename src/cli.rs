@@ -33,10 +33,13 @@ usage:
       (degraded when a later mount hides the volume there). --format prometheus: the
       node_exporter textfile format (also when setup did not run: result not_run), written
       atomically to FILE with --output.
-  ephemcrypt check [--host DIR]
+  ephemcrypt check [--host DIR] [--node-features DIR]
       One line for the real root's boot (ephemcrypt-check.service): whether the volume is there,
       or a warning saying why not (setup failed, a mapping is gone, a bind target does not show
-      the volume, setup did not run).
+      the volume, setup did not run). Also writes the node-feature-discovery feature file
+      DIR/ephemcrypt (ephemcrypt.encrypted=true|false, result, cipher, key-bits: Kubernetes
+      node labels) when DIR exists; DIR: the configuration's node-features, default
+      /etc/kubernetes/node-feature-discovery/features.d; none: no file.
   ephemcrypt skeleton FROM TO
       Copy the directories of FROM (owner, mode, ACLs, security labels; no files) to TO. Run
       after switch_root by the units setup writes for bind targets under a separate fstab mount.
@@ -103,6 +106,7 @@ pub const OPTIONS: &[&str] = &[
     "--files",
     "--kver",
     "--moddir",
+    "--node-features",
 ];
 
 /// What the command line asks for.
@@ -134,11 +138,21 @@ pub(crate) struct Common {
     pub(crate) prometheus: bool,
     /// `status --output FILE`.
     pub(crate) output: Option<PathBuf>,
+    /// `check --node-features DIR`.
+    pub(crate) node_features: Option<PathBuf>,
 }
 
 impl Default for Common {
     fn default() -> Common {
-        Common { host: PathBuf::from("/"), config: None, json: false, verbose: false, prometheus: false, output: None }
+        Common {
+            host: PathBuf::from("/"),
+            config: None,
+            json: false,
+            verbose: false,
+            prometheus: false,
+            output: None,
+            node_features: None,
+        }
     }
 }
 
@@ -215,6 +229,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
                 other => return Err(Error::Usage(format!("--format {other}: the format is prometheus"))),
             },
             "--output" => common.output = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?)),
+            "--node-features" if sub != "check" => {
+                return Err(Error::Usage(format!("{flag} goes with 'check' only; try 'ephemcrypt --help'")))
+            }
+            "--node-features" => {
+                common.node_features = Some(PathBuf::from(inline.map_or_else(|| value(&mut it, flag), Ok)?))
+            }
             "--identity" | "--mount" | "--disks" | "--print-commands" if sub != "recover" => {
                 return Err(Error::Usage(format!("{flag} goes with 'recover' only; try 'ephemcrypt --help'")))
             }
@@ -409,7 +429,30 @@ fn recover(c: &Common, r: &Recover) -> Result<String> {
 /// `ephemcrypt check`: the volume is there (or nothing was to be done): one line on stdout, exit
 /// 0; it is not: a warning (the journal's priority too), exit 1, or 3 when setup did not run.
 fn check(c: &Common, out: &mut dyn Write) -> Result<u8> {
-    let status = crate::setup::status(&Host::new(&c.host), &mut LinuxSystem::observer(&c.host))?;
+    let host = Host::new(&c.host);
+    let status = crate::setup::status(&host, &mut LinuxSystem::observer(&c.host));
+    // Kubernetes learns the result first, whatever the check says next.
+    // The configured directory is the host's (under --host); the option's, like --output, a path
+    // on this machine. The file's key alone: the unit's sandbox (ProcSubset=pid) hides
+    // /proc/cmdline, and a label directory is no boot parameter. A configuration file that
+    // cannot be read: the default, and a warning.
+    let configured = match host.config_file_only(None) {
+        Ok(config) => config.node_features,
+        Err(e) => {
+            log::warn!("{e}: node-features taken to be {}", crate::nfd::DEFAULT_DIR);
+            Some(PathBuf::from(crate::nfd::DEFAULT_DIR))
+        }
+    };
+    let configured = configured.map(|d| host.path(d));
+    if let Some(dir) = crate::nfd::dir_from(c.node_features.as_deref(), configured) {
+        let known = match &status {
+            Ok(s) => crate::nfd::Known::Status(s),
+            Err(Error::NotRun { .. }) => crate::nfd::Known::NotRun,
+            Err(_) => crate::nfd::Known::Unknown,
+        };
+        crate::nfd::publish(&dir, &known);
+    }
+    let status = status?;
     if status.mapping_gone() {
         let gone: Vec<&str> =
             status.mappings.iter().filter(|m| m.live == Some(false)).map(|m| m.name.as_str()).collect();

@@ -185,6 +185,9 @@ pub(crate) struct Config {
     /// Measure setup's outcome into the TPM PCR `measure_pcr`.
     pub(crate) measure: Measure,
     pub(crate) measure_pcr: u32,
+    /// node-feature-discovery's feature directory, where `ephemcrypt check` writes the file that
+    /// labels the node (nfd.rs); `None`: `node-features = none`.
+    pub(crate) node_features: Option<PathBuf>,
 }
 
 /// A configuration key: its name, default and a description of what it accepts.
@@ -222,6 +225,7 @@ pub(crate) const KEYS: &[Key] = &[
     Key { name: "guard", default: "no", accepts: BOOL },
     Key { name: "measure", default: "no", accepts: "no, auto (where there is a TPM) or required (no TPM is a failure)" },
     Key { name: "measure-pcr", default: "15", accepts: "a PCR the OS may extend: 8, 9, 11, 12, 13, 14 or 15" },
+    Key { name: "node-features", default: crate::nfd::DEFAULT_DIR, accepts: "an absolute directory without white space, % or \\, or none" },
 ];
 
 /// The names of [`KEYS`], in the same order (for the unknown-key message).
@@ -389,6 +393,10 @@ impl Raw {
             })?,
             measure_pcr: field(&self.get("measure-pcr"), |v| {
                 v.parse().ok().filter(|n| MEASURE_PCRS.contains(n) && !v.starts_with('+'))
+            })?,
+            node_features: field(&self.get("node-features"), |v| match v.trim() {
+                "none" => Some(None),
+                v => parse_dir(v).map(|d| Some(PathBuf::from(d))),
             })?,
         };
 
@@ -940,6 +948,8 @@ mod tests {
             ("on-failure", "panic", "tmpfs, continue or halt"),
             ("name", "eph crypt", "1 to 64 characters"),
             ("name", "0abc", "starting with a letter"),
+            ("node-features", "relative/dir", "an absolute directory"),
+            ("node-features", "/etc/k8s/%i", "without white space, % or"),
         ];
         for (key, value, accepts) in cases {
             let e = err(&format!("# first line\n{key} = {value}\n"));
@@ -957,7 +967,7 @@ mod tests {
             "configuration: unknown key 'colour' (from /etc/ephemcrypt.conf line 2); known keys: devices, exclude, \
              force, min-size, expect, wait, cipher, key-bits, sector-size, discard, workqueues, chunk, swap, fs, \
              mount, bind, on-failure, name, escrow, escrow-fips, hold, guard, measure, \
-             measure-pcr"
+             measure-pcr, node-features"
         );
         assert_eq!(
             err("devices aws\n"),

@@ -132,7 +132,7 @@ pub(crate) fn execute<S: System>(plan: &Plan, sys: &mut S, timings: Vec<Timing>)
         let t = run.sys.now_ms();
         let r = run.step(step);
         let ms = run.sys.now_ms().saturating_sub(t);
-        run.status.steps.push(Timing { step: title.clone(), ms });
+        run.status.steps.push(Timing { kind: step.kind().into(), step: title.clone(), ms });
         match r {
             Ok(()) => {}
             // With no volume at stake, a status that cannot be written is only reported: a

@@ -120,6 +120,14 @@ fn order_of_operations_two_disks_with_swap() {
             "headers on 2 disk(s): /dev/nvme1n1, /dev/nvme2n1"
         ]
     );
+    // The written status keeps each timing's kind (the metric's stable label).
+    assert_eq!(
+        written.steps.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
+        [
+            "read", "read", "kernel", "kernel", "header", "stripe", "crypt", "linear", "linear", "swap", "mkfs",
+            "mkdir", "mkdir", "mount", "bind", "bind", "bind"
+        ]
+    );
     assert_eq!(written.disks.len(), 2);
     // The kernel phase is the only place modules are loaded, before the one planning call.
     assert_eq!(fake.modules, ["dm_mod", "dm_crypt", "skcipher:xts(aes)"]);

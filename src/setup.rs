@@ -326,14 +326,19 @@ fn observe_and_plan<S: System>(
         // Only time spent waiting is a wait: a slow first read of sysfs is not (it is timed
         // below; counting it too made a wait of every read that took 250 ms or more).
         if slept {
-            timings.push(Timing { step: "wait for disks".into(), ms: t.saturating_sub(start) });
+            timings.push(Timing { kind: "wait".into(), step: "wait for disks".into(), ms: t.saturating_sub(start) });
         }
         // What reading sysfs and probing the candidates cost (the last time round).
-        timings.push(Timing { step: format!("read sysfs: {} disks", facts.disks.len()), ms: sysfs_ms });
-        timings.push(Timing { step: format!("probe {probed} disks side by side"), ms: probe_ms });
+        timings.push(Timing {
+            kind: "read".into(),
+            step: format!("read sysfs: {} disks", facts.disks.len()),
+            ms: sysfs_ms,
+        });
+        timings.push(Timing { kind: "read".into(), step: format!("probe {probed} disks side by side"), ms: probe_ms });
         if load {
             let names = plan::DM_MODULES.join(", ");
-            timings.push(Timing { step: format!("load {names}, the cipher's (beside the probe)"), ms: module_ms });
+            let step = format!("load {names}, the cipher's (beside the probe)");
+            timings.push(Timing { kind: "kernel".into(), step, ms: module_ms });
         }
         break;
     }
@@ -367,7 +372,7 @@ fn observe_and_plan<S: System>(
             Some(v) => format!("kernel: dm-crypt {}.{}.{}, names checked", v[0], v[1], v[2]),
             None => "kernel: features assumed, names checked".to_string(),
         };
-        timings.push(Timing { step, ms: sys.now_ms().saturating_sub(t) });
+        timings.push(Timing { kind: "kernel".into(), step, ms: sys.now_ms().saturating_sub(t) });
     }
     Ok((plan::plan(config, &facts), timings))
 }

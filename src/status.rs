@@ -105,9 +105,15 @@ pub(crate) struct Measurement {
     pub(crate) not_measured: Option<String>,
 }
 
+/// The `kind` of a timing whose status did not name one of [`crate::step::STEP_KINDS`].
+pub(crate) const OTHER_KIND: &str = "other";
+
 /// How long one step took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Timing {
+    /// What kind of step: one of [`crate::step::STEP_KINDS`], or `other` (a status that did not
+    /// say, from an older version, or said something else).
+    pub(crate) kind: String,
     pub(crate) step: String,
     pub(crate) ms: u64,
 }
@@ -224,7 +230,13 @@ impl Status {
         let steps = self
             .steps
             .iter()
-            .map(|t| Value::obj([("step", Value::from(t.step.as_str())), ("ms", t.ms.into())]))
+            .map(|t| {
+                Value::obj([
+                    ("kind", Value::from(t.kind.as_str())),
+                    ("step", Value::from(t.step.as_str())),
+                    ("ms", t.ms.into()),
+                ])
+            })
             .collect();
         pairs.extend([
             ("mappings", Value::Arr(mappings)),
@@ -325,7 +337,14 @@ impl Status {
         let steps = doc
             .arr("steps")?
             .iter()
-            .map(|t| Ok(Timing { step: Fields(t).str("step")?, ms: Fields(t).num("ms")? }))
+            .map(|t| {
+                let kind = Fields(t).opt_str("kind")?.filter(|k| crate::step::STEP_KINDS.contains(&k.as_str()));
+                Ok(Timing {
+                    kind: kind.unwrap_or_else(|| OTHER_KIND.to_string()),
+                    step: Fields(t).str("step")?,
+                    ms: Fields(t).num("ms")?,
+                })
+            })
             .collect::<Result<_, StatusError>>()?;
         Ok(Status {
             result,
@@ -538,17 +557,24 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_step_duration_seconds Time each step of setup took.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_step_duration_seconds gauge");
-    // One sample per step title: a title that comes twice (a hand-made or older status) adds up,
-    // as a repeated series would make node_exporter reject the whole file.
-    let mut steps: Vec<(&str, u64)> = Vec::new();
+    // One sample per kind and step title: a pair that comes twice (a hand-made or older status)
+    // adds up, as a repeated series would make node_exporter reject the whole file. `kind` is the
+    // stable label (header, crypt, mkfs, ...) to aggregate and alert on; `step` names the device.
+    let mut steps: Vec<(&str, &str, u64)> = Vec::new();
     for t in &s.steps {
-        match steps.iter_mut().find(|(step, _)| *step == t.step) {
-            Some((_, ms)) => *ms += t.ms,
-            None => steps.push((&t.step, t.ms)),
+        match steps.iter_mut().find(|(kind, step, _)| *kind == t.kind && *step == t.step) {
+            Some((_, _, ms)) => *ms += t.ms,
+            None => steps.push((&t.kind, &t.step, t.ms)),
         }
     }
-    for (step, ms) in steps {
-        let _ = writeln!(out, "ephemcrypt_setup_step_duration_seconds{{step=\"{}\"}} {}", label(step), seconds(ms));
+    for (kind, step, ms) in steps {
+        let _ = writeln!(
+            out,
+            "ephemcrypt_setup_step_duration_seconds{{kind=\"{}\",step=\"{}\"}} {}",
+            label(kind),
+            label(step),
+            seconds(ms)
+        );
     }
     let _ = writeln!(out, "# HELP ephemcrypt_setup_duration_seconds Time setup took in all.");
     let _ = writeln!(out, "# TYPE ephemcrypt_setup_duration_seconds gauge");
@@ -700,7 +726,7 @@ mod tests {
             tmpfs: vec!["/var/tmp".into()],
             units: vec!["var-log.mount".into()],
             already_active: true,
-            steps: vec![Timing { step: "mapping ephemcrypt".into(), ms: 12 }],
+            steps: vec![Timing { kind: "stripe".into(), step: "mapping ephemcrypt".into(), ms: 12 }],
             ..Status::new(SetupResult::Degraded, "a reason with \"quotes\" and ünïcode")
         }
     }

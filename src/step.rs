@@ -182,6 +182,14 @@ pub(crate) enum Step {
     },
 }
 
+/// Every step kind ([`Step::kind`]) and the kinds of what setup times before its steps (waiting
+/// for disks, reading them, asking the kernel), in the order docs/operations.md lists them:
+/// the values of the step-duration metric's `kind` label.
+pub(crate) const STEP_KINDS: &[&str] = &[
+    "wait", "read", "kernel", "header", "stripe", "linear", "crypt", "escrow", "swap", "mkfs", "remount", "mkdir",
+    "mount", "bind", "tmpfs", "unit", "config", "measure", "status",
+];
+
 /// The mount option that keeps a read-only mount of `fs` from replaying its journal (which would
 /// write to the device even under `ro`).
 pub(crate) fn no_replay(fs: Fs) -> Option<&'static str> {
@@ -205,6 +213,33 @@ impl Step {
                 options.iter().any(|o| o == "ro") && no_replay(*fs).is_some_and(|n| options.iter().any(|o| o == n))
             }
             _ => false,
+        }
+    }
+
+    /// The step's kind, one of [`STEP_KINDS`]: the `kind` label of the step-duration metric,
+    /// which stays the same from boot to boot and machine to machine where the title names
+    /// devices and paths.
+    pub(crate) fn kind(&self) -> &'static str {
+        use crate::dm::table::TargetKind;
+        match self {
+            Step::Headers(_) => "header",
+            Step::Mapping(m) if m.key.is_some() || m.table.iter().any(|t| matches!(t.kind, TargetKind::Crypt(_))) => {
+                "crypt"
+            }
+            Step::Mapping(m) if m.table.iter().any(|t| matches!(t.kind, TargetKind::Striped(_))) => "stripe",
+            Step::Mapping(_) => "linear",
+            Step::Escrow { .. } => "escrow",
+            Step::Swap { .. } => "swap",
+            Step::Mkfs { .. } => "mkfs",
+            Step::Remount { .. } => "remount",
+            Step::Mkdir { .. } => "mkdir",
+            Step::Mount { .. } => "mount",
+            Step::Bind { .. } => "bind",
+            Step::Tmpfs { .. } => "tmpfs",
+            Step::Unit { .. } => "unit",
+            Step::Config { .. } => "config",
+            Step::Measure(_) => "measure",
+            Step::Status { .. } => "status",
         }
     }
 
@@ -438,5 +473,21 @@ impl fmt::Display for Step {
             Step::Measure(e) => e.fmt(f),
             Step::Status { path } => write!(f, "write {}", EscPath(path)),
         }
+    }
+}
+
+#[cfg(test)]
+mod kind_doc_tests {
+    /// docs/operations.md lists every value of the step-duration metric's `kind` label, in the
+    /// order of STEP_KINDS, then `other`, and no other.
+    #[test]
+    fn the_metrics_table_lists_every_step_kind() {
+        let doc = include_str!("../docs/operations.md");
+        let row = doc.lines().find(|l| l.starts_with("| `ephemcrypt_setup_step_duration_seconds` |")).unwrap();
+        let kinds = row.split("`kind`: ").nth(1).unwrap().split("; `step`").next().unwrap();
+        let listed: Vec<&str> = kinds.split(", ").map(|k| k.trim_matches('`')).collect();
+        let mut want = super::STEP_KINDS.to_vec();
+        want.push(crate::status::OTHER_KIND);
+        assert_eq!(listed, want, "docs/operations.md against STEP_KINDS");
     }
 }

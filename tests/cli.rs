@@ -377,7 +377,8 @@ fn status_as_prometheus_metrics() {
                   {"name": "b", "path": "/dev/b", "dev": "259:2", "model": "m", "serial": "t", "size_bytes": 1, "use": false, "reason": "ext4"}],
         "cipher": "aes-xts-plain64", "key_bits": 512, "sector_size": 4096, "flags": [], "fs": "ext4", "volume_bytes": 1073741824,
         "mappings": [{"name": "ephemcrypt", "dev": "253:0", "live": null}],
-        "steps": [{"step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"step": "mount", "ms": 5}, {"step": "mount", "ms": 7}]}"#;
+        "steps": [{"kind": "mkfs", "step": "mkfs \"ext4\" on /dev/mapper/x", "ms": 1234}, {"kind": "mount", "step": "mount", "ms": 5},
+                  {"kind": "mount", "step": "mount", "ms": 7}, {"step": "older", "ms": 1}, {"kind": "bogus\"", "step": "x", "ms": 0}]}"#;
     std::fs::write(format!("{dir}/status.json"), doc).unwrap();
     let out = format!("{}/textfile/ephemcrypt.prom", m.host());
     let o = run(&["status", "--format", "prometheus", "--output", &out, "--host", &m.host()]);
@@ -390,9 +391,12 @@ fn status_as_prometheus_metrics() {
         "ephemcrypt_disks{verdict=\"used\"} 1\nephemcrypt_disks{verdict=\"refused\"} 1\n",
         "ephemcrypt_volume_bytes 1073741824\n",
         "ephemcrypt_mappings{state=\"unknown\"} 1\n",
-        "ephemcrypt_setup_step_duration_seconds{step=\"mkfs \\\"ext4\\\" on /dev/mapper/x\"} 1.234\n",
-        "ephemcrypt_setup_step_duration_seconds{step=\"mount\"} 0.012\n",
-        "ephemcrypt_setup_duration_seconds 1.246\n",
+        "ephemcrypt_setup_step_duration_seconds{kind=\"mkfs\",step=\"mkfs \\\"ext4\\\" on /dev/mapper/x\"} 1.234\n",
+        "ephemcrypt_setup_step_duration_seconds{kind=\"mount\",step=\"mount\"} 0.012\n",
+        // A status without a kind (an older version's) or with one not known: other.
+        "ephemcrypt_setup_step_duration_seconds{kind=\"other\",step=\"older\"} 0.001\n",
+        "ephemcrypt_setup_step_duration_seconds{kind=\"other\",step=\"x\"} 0.000\n",
+        "ephemcrypt_setup_duration_seconds 1.247\n",
         "ephemcrypt_info{version=\"0.1.0\"} 1\n",
     ] {
         assert!(t.contains(want), "{want} in\n{t}");
@@ -431,4 +435,56 @@ fn status_as_prometheus_metrics() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(&format!("{textfile}/sub")) && stderr(&o).contains("symbolic link"), "{}", stderr(&o));
     assert!(!std::path::Path::new(&format!("{}/etc/ephemcrypt.prom", m.host())).exists());
+}
+
+/// `ephemcrypt check` writes node-feature-discovery's feature file (Kubernetes node labels) in
+/// the configured directory under the host root, or the one `--node-features` names; nothing
+/// where the directory does not exist or the configuration says none; the check's own exit
+/// status is unchanged.
+#[test]
+fn check_writes_the_node_feature_file() {
+    let m = Machine::new("aws", "");
+    let run_dir = format!("{}/run/ephemcrypt", m.host());
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let features = m.base.join("host/etc/kubernetes/node-feature-discovery/features.d");
+    // No directory: no file, and none made.
+    let o = run(&["check", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(!m.base.join("host/etc/kubernetes").exists());
+    std::fs::create_dir_all(&features).unwrap();
+    let o = run(&["check", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(3));
+    let file = features.join("ephemcrypt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.ends_with("\nephemcrypt.encrypted=false\nephemcrypt.result=not_run\n"), "{text}");
+    std::fs::write(
+        format!("{run_dir}/status.json"),
+        "{\"version\": \"0.1.0\", \"result\": \"ok\", \"reason\": \"1 disk(s) encrypted\", \"disks\": [], \
+         \"cipher\": \"aes-xts-plain64\", \"key_bits\": 512, \"sector_size\": 4096, \"flags\": [], \
+         \"fs\": \"ext4\", \"volume_bytes\": 1073741824, \
+         \"mappings\": [], \"steps\": [], \"binds\": [], \"tmpfs\": [], \"units\": []}",
+    )
+    .unwrap();
+    let o = run(&["check", "--host", &m.host()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.ends_with(
+            "\nephemcrypt.encrypted=true\nephemcrypt.result=ok\nephemcrypt.cipher=aes-xts-plain64\nephemcrypt.key-bits=512\n"
+        ),
+        "{text}"
+    );
+    // --node-features names another directory (a path on this machine).
+    let other = m.base.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let o = run(&["check", "--host", &m.host(), "--node-features", &other.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(other.join("ephemcrypt")).unwrap().contains("encrypted=true"));
+    // node-features = none: nothing written.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(m.base.join("host/etc/ephemcrypt.conf"), "node-features = none\n").unwrap();
+    run(&["check", "--host", &m.host()]);
+    assert!(!file.exists());
+    let o = run(&["status", "--host", &m.host(), "--node-features", "/x"]);
+    assert!(stderr(&o).contains("--node-features goes with 'check' only"), "{}", stderr(&o));
 }

@@ -433,7 +433,10 @@ fn hostile_strings_are_shown_escaped_and_forged_headers_refused() {
     // wants.
     let out = run(&["status", "--format", "prometheus", "--host", host]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("ephemcrypt_setup_step_duration_seconds{step=\"a\\\"b\\nc\\\\\"} 1.500\n"), "{text}");
+    assert!(
+        text.contains("ephemcrypt_setup_step_duration_seconds{kind=\"other\",step=\"a\\\"b\\nc\\\\\"} 1.500\n"),
+        "{text}"
+    );
     std::fs::remove_dir_all(copy).unwrap();
 
     // A value from the kernel command line in an error: escaped too.

@@ -194,6 +194,19 @@ fn steps_of_a_two_disk_volume_with_swap_on_a_read_only_root() {
         "write /run/ephemcrypt/status.json",
     ];
     assert_eq!(text, want);
+    // The metric's stable kind of each step, from the step itself (never from its title).
+    let kinds: Vec<&str> = p.steps.iter().map(Step::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "header", "stripe", "crypt", "linear", "linear", "swap", "mkfs", "remount", "mkdir", "mkdir", "remount",
+            "mount", "bind", "bind", "bind", "status"
+        ]
+    );
+    for s in p.steps.iter().chain(&p.fallback) {
+        assert!(crate::step::STEP_KINDS.contains(&s.kind()), "{} not in STEP_KINDS", s.kind());
+    }
+    assert_eq!(p.fallback.iter().map(Step::kind).collect::<Vec<_>>(), ["tmpfs", "tmpfs", "status"]);
     // The failure policy covers the bind targets the root has; /var/tmp is missing.
     let fallback: Vec<String> = p.fallback.iter().map(ToString::to_string).collect();
     assert_eq!(

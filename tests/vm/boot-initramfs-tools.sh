@@ -9,13 +9,15 @@
 # disk byte-identical, no plaintext marker on the raw disks. Last, the same root booted with the
 # stock image (ephemcrypt not in it): ephemcrypt status and ephemcrypt-check.service explain.
 # Sizes of both images and the boot time go to .cache/boot-itools/report.txt.
+# DEBIAN_SUITE=trixie KERNEL_SUITE=trixie: the same in a Debian 13 root (initramfs-tools 0.148,
+# systemd 257) with its 6.12 kernel (make matrix; .cache/boot-itools-trixie).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 vm_kernel
 
 repo=$VM_DIR/../..
 [[ -x $repo/target/x86_64-unknown-linux-musl/release/ephemcrypt ]] || die "no release binary: run 'make build' first"
-out=$CACHE/boot-itools
+out=$CACHE/boot-itools${DEBIAN_SUITE:+-$DEBIAN_SUITE}
 mkdir -p "$out"
 rm -f "$out"/*.raw "$out/report.txt"
 DEBIAN_KERNEL=yes "$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/boot-itools.sh"

@@ -9,6 +9,8 @@
 #   separate-var  /var on its own disk in the root's fstab: /var/log and /var/tmp on the volume
 #             after it is mounted (units setup wrote), status ok
 #   fallback  the mount point cannot be made: full rollback, tmpfs, the boot goes on
+# The volume boot also runs ephemcrypt-check.service (the sandboxed unit, wanted by
+# multi-user.target), which must write node-feature-discovery's feature file (Kubernetes labels).
 # The volume boot's report is kept in .cache/boot-systemd/report.txt; --demo makes only that
 # boot and prints the report (make demo).
 set -euo pipefail
@@ -33,12 +35,23 @@ log "initramfs ready in $((SECONDS - t)) s"
 if [[ -n $demo ]]; then exec 3>"$out/run.err"; else exec 3>&2; fi
 extra=("$@")
 
+# The volume boot's root also has ephemcrypt-check.service wanted by multi-user.target, as the
+# packages install it (a drop-in: debugfs writes no links), and node-feature-discovery's features.d
+# with another feature file in it: the check must write its own beside it.
+printf '[Unit]\nWants=ephemcrypt-check.service\n' >"$out/wants-check.conf"
+printf 'other.vendor=true\n' >"$out/other-feature"
+nfd=/etc/kubernetes/node-feature-discovery/features.d
+check_unit=("$VM_DIR/../../systemd/ephemcrypt-check.service:/etc/systemd/system/ephemcrypt-check.service"
+	"$out/wants-check.conf:/etc/systemd/system/multi-user.target.d/ephemcrypt-check.conf"
+	"$out/other-feature:$nfd/other")
+
 # boot NAME RUN.SH-ARGS...: boot a fresh copy of the root (console log NAME.log); vmtest=NAME
 # tells the guest script what to expect.
 boot() {
-	local name=$1
+	local name=$1 files=()
 	shift
-	"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/boot-systemd.sh" "$bin:/usr/sbin/ephemcrypt"
+	[[ $name != volume ]] || files=("${check_unit[@]}")
+	"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$VM_DIR/guest/boot-systemd.sh" "$bin:/usr/sbin/ephemcrypt" "${files[@]}"
 	"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/$name.log" --timeout 900 --virtio "$out/root.img" \
 		--append "root=/dev/vda ro rd.ephemcrypt.devices=serial:EPH-* rd.ephemcrypt.swap=64M vmtest=$name" \
 		--append "systemd.mask=serial-getty@ttyS0.service" "$@" "${extra[@]}" 2>&3

@@ -8,6 +8,7 @@
 # rebuilt only when the way it is built changes; each call copies it to OUT.img and
 # writes TEST_SCRIPT as /usr/local/sbin/vmtest, guest/lib.sh as /lib/vmtest.sh and each FILE at
 # DEST into the copy (debugfs: no mounting). Env: DEBIAN_MIRROR overrides apt's bookworm mirror.
+# DEBIAN_SUITE=trixie: a Debian 13 root instead (cached as images of their own).
 # DEBIAN_KERNEL=yes: a root that boots its own way, as a cloud image does: initramfs-tools and
 # this run's Debian cloud kernel (kernel.sh) installed in it, with the stock initramfs that
 # update-initramfs made at the kernel's installation (/boot/initrd.img-$KVER); a 2G image.
@@ -24,7 +25,15 @@ set -euo pipefail
 out=$1 script=$2
 shift 2
 need_pkgs debootstrap e2fsprogs
+# DEBIAN_SUITE=trixie: a Debian 13 root (systemd 257, initramfs-tools 0.148, dracut-ng) instead.
+suite=${DEBIAN_SUITE:-bookworm}
+[[ $suite =~ ^(bookworm|trixie)$ ]] || die "DEBIAN_SUITE=$suite: bookworm or trixie"
+# The host's apt sources name bookworm's mirror only: another suite's comes from Debian's.
+[[ $suite == bookworm ]] || DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian/}
 PACKAGES=systemd-sysv,udev,dmsetup${DEBIAN_EXTRA:+,$DEBIAN_EXTRA}
+# Debian 13's minbase has no e2fsprogs (no longer priority required): a root on ext4 has it, and
+# ephemcrypt's package depends on it (its hook refuses to build an image without mkfs.ext4).
+[[ $suite == bookworm ]] || PACKAGES+=,e2fsprogs
 selinux=${DEBIAN_SELINUX:-}
 [[ -z $selinux || $selinux == enforcing ]] || die "DEBIAN_SELINUX=$selinux: only 'enforcing' is known"
 [[ -z $selinux ]] || PACKAGES+=,selinux-policy-default,policycoreutils,auditd
@@ -41,12 +50,13 @@ build() { # build IMG: debootstrap into a tree, configure it, make the ext4 imag
 	tree=$(mktemp -d "$CACHE/debian/tree.XXXXXX")
 	trap 'rm -rf "$tree"' EXIT
 	# shellcheck disable=SC2016 # $(REPO_URI) is apt's, not ours
-	mirror=${DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI)' 'Codename: bookworm' \
+	mirror=${DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI)' "Codename: $suite" \
 		'Identifier: Packages' 2>/dev/null | grep -v security | head -n1)}
-	log "debootstrap bookworm from ${mirror:=http://deb.debian.org/debian/}"
+	log "debootstrap $suite from ${mirror:=http://deb.debian.org/debian/}"
 	mkdir -p "$CACHE/debs/debootstrap"
+	# shellcheck disable=SC2086 # one word (checked above), unquoted as the bookworm it replaced
 	debootstrap --variant=minbase --include="$PACKAGES" --cache-dir="$CACHE/debs/debootstrap" \
-		bookworm "$tree" "$mirror" >"$CACHE/debian/debootstrap.log" 2>&1 ||
+		$suite "$tree" "$mirror" >"$CACHE/debian/debootstrap.log" 2>&1 ||
 		die "debootstrap failed: see $CACHE/debian/debootstrap.log"
 	# Small and quiet: no docs, man pages, locales, apt lists or package cache.
 	rm -rf "$tree"/usr/share/{doc,man,info,locale}/* "$tree"/var/lib/apt/lists/* "$tree"/var/cache/apt/*.bin \
@@ -116,11 +126,15 @@ setfiles_in() {
 }
 getfattr_selinux() { python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], "security.selinux").decode())' "$1"; }
 
-key=$(printf '%s\n' "$(declare -f build)" "$PACKAGES" "${kernel##*/}" ${selinux:+"$(declare -f label)"} |
+# The function as it reads for bookworm: the key of a bookworm image is the one it had before
+# DEBIAN_SUITE existed (warm caches stay warm); another suite's differs by its name.
+# shellcheck disable=SC2016 # sed expressions, not expansions
+build_text=$(declare -f build | sed -e 's/"Codename: \$suite"/'\''Codename: '"$suite"\''/' -e 's/\$suite/'"$suite"'/g')
+key=$(printf '%s\n' "$build_text" "$PACKAGES" "${kernel##*/}" ${selinux:+"$(declare -f label)"} |
 	sha256sum | cut -c1-16)
 variant=${kernel:+kernel}
 variant=${variant:-plain}${DEBIAN_EXTRA:+-${DEBIAN_EXTRA//,/-}}${selinux:+-selinux}
-img=$CACHE/debian/bookworm-$variant-$key.img
+img=$CACHE/debian/$suite-$variant-$key.img
 [[ -s $img ]] || lock debian
 if [[ ! -s $img ]]; then
 	start=$SECONDS
@@ -128,7 +142,7 @@ if [[ ! -s $img ]]; then
 	build "$img"
 	log "Debian root $img built in $((SECONDS - start)) s ($(du -h "$img" | cut -f1) used of $size)"
 	# superseded images of this variant (and of the naming before variants)
-	find "$CACHE/debian" \( -name "bookworm-$variant-????????????????.img" -o -name 'bookworm-????????????????.img' \) \
+	find "$CACHE/debian" \( -name "$suite-$variant-????????????????.img" -o -name "$suite-????????????????.img" \) \
 		! -name "${img##*/}" -delete
 fi
 

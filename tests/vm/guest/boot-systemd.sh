@@ -99,4 +99,15 @@ for m in /var/log /tmp /var/tmp; do
 	check "after-trigger-on-volume-$m" on_volume "$m"
 done
 check after-trigger-swap one_swap_on ephemcrypt-swap
+# ephemcrypt-check.service (wanted by multi-user.target, sandboxed) wrote the feature file that
+# node-feature-discovery turns into node labels, beside another one it left alone.
+nfd=/etc/kubernetes/node-feature-discovery/features.d
+report "Node feature file ($nfd/ephemcrypt)" sh -c "grep -v '^#' $nfd/ephemcrypt; ls -l $nfd"
+check check-unit-ran sh -c 'systemctl is-active -q ephemcrypt-check.service &&
+	journalctl -b -q -o cat -u ephemcrypt-check.service | grep -q "ephemcrypt: ok: 2 disk(s) encrypted"'
+check nfd-feature-file sh -c 'test "$(grep -v "^#" "$1/ephemcrypt")" = "$(printf "%s\n" ephemcrypt.encrypted=true \
+	ephemcrypt.result=ok ephemcrypt.cipher=aes-xts-plain64 ephemcrypt.key-bits=512)"' _ "$nfd"
+check nfd-file-mode test "$(stat -c %a "$nfd/ephemcrypt")" = 644
+check nfd-other-untouched test "$(cat "$nfd/other")" = other.vendor=true
+check nfd-no-temporary test "$(find "$nfd" -mindepth 1 | wc -l)" = 2
 vm_done

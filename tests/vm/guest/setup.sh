@@ -6,6 +6,8 @@
 # shellcheck source=lib.sh
 . /lib/vmtest.sh
 vm_init
+# For the kernel matrix (matrix.sh): which kernel, and how long it took to reach here.
+echo "BOOT $(uname -r) $(uname -m): userspace ready after $(cut -d' ' -f1 /proc/uptime) s"
 vm_wait_dev /dev/nvme0n1 /dev/nvme1n1 /dev/nvme2n1 /dev/nvme3n1
 
 mkdir -p /sysroot

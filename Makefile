@@ -146,6 +146,14 @@ vm-death: $(X86_BIN) $(FAULT_BIN)
 vm-faults: $(X86_BIN) $(FAULT_BIN)
 	bash tests/vm/faults.sh
 
+# The package's path (tests/vm/package-deb.sh): apt-get install of the .deb in a Debian 12 root
+# through docs/recipes/install-ephemcrypt.sh, its trigger's initramfs, and a boot of that image.
+# About 11 minutes under TCG (two initramfs rebuilds in the guest): outside make test, whose
+# `packages` builds both packages and runs lintian and rpmlint on them.
+.PHONY: vm-packages
+vm-packages: $(X86_BIN)
+	bash tests/vm/package-deb.sh
+
 # The kernel matrix (tests/vm/matrix.sh): the setup VM test on each kernel generation ephemcrypt
 # is tested on, Debian's cloud kernels 5.10 (bullseye), 6.1 (bookworm) and 6.12 (trixie) on x86_64
 # and 6.12 on arm64, then the initramfs-tools boot in a Debian 13 root (initramfs-tools 0.148,

@@ -12,7 +12,7 @@ arm64=$(env -u KERNEL_PKG -u KVER -u VMLINUZ -u MODDIR VM_ARCH=aarch64 "$VM_DIR/
 trixie=$(env -u KERNEL_PKG -u KVER -u VMLINUZ -u MODDIR KERNEL_SUITE=trixie VM_ARCH=x86_64 "$VM_DIR/kernel.sh") ||
 	die "no trixie kernel"
 VM_ARCH=x86_64 vm_kernel
-for t in setup setup@trixie fips faults@quick death mkinitcpio boot-dracut boot-systemd cis boot-initramfs-tools package-deb escrow guard tpm setup@aarch64; do
+for t in setup setup@trixie fips faults@quick death mkinitcpio boot-dracut boot-systemd cis boot-initramfs-tools escrow guard tpm setup@aarch64; do
 	start=$SECONDS
 	if [[ $t == *@aarch64 ]]; then
 		(eval "$arm64" && bash "$VM_DIR/${t%@*}.sh")

@@ -39,7 +39,9 @@ for n in $(seq 1 "$boots"); do
 		for try in 1 2; do
 			"$VM_DIR/run.sh" --initrd "$out/$v.img" --log "$out/$v-$n.log" --timeout 900 --virtio "$out/root.img" \
 				--disk "$out/a.raw:EPH-A" --disk "$out/b.raw:EPH-B" "${args[@]}" >/dev/null && break
-			grep -aq 'Kernel panic' "$out/$v-$n.log" && ((try == 1)) || die "boot $n of $v failed (console $out/$v-$n.log)"
+			if ! grep -aq 'Kernel panic' "$out/$v-$n.log" || ((try == 2)); then
+				die "boot $n of $v failed (console $out/$v-$n.log)"
+			fi
 			log "boot $n of $v: the kernel panicked before userspace; once more"
 		done
 		line=$(tr -d '\r' <"$out/$v-$n.log" | grep -ao 'BOOTTIME {.*}' | sed 's/^BOOTTIME //' | tail -n1)

@@ -180,7 +180,8 @@ fn render(c: &Config) -> (String, &'static str) {
     let text = format!(
         "devices = {}\nexclude = {}\nforce = {}\nmin-size = {}\nexpect = {}\nwait = {}\ncipher = {}\nkey-bits = {}\n\
          sector-size = {sector_size}\ndiscard = {}\nworkqueues = {workqueues}\nchunk = {}\nswap = {swap}\nfs = {}\n\
-         mount = {}\nbind = {binds}\non-failure = {}\nname = {}\nescrow = {escrow}\nescrow-fips = {}\nhold = {}\nguard = {}\n",
+         mount = {}\nbind = {binds}\non-failure = {}\nname = {}\nescrow = {escrow}\nescrow-fips = {}\nhold = {}\nguard = {}\n\
+         measure = {}\nmeasure-pcr = {}\nnode-features = {}\n",
         selectors(&c.devices),
         selectors(&c.exclude),
         yes(c.force),
@@ -198,6 +199,13 @@ fn render(c: &Config) -> (String, &'static str) {
         if c.escrow_fips { "allow" } else { "refuse" },
         yes(c.hold),
         yes(c.guard),
+        match c.measure {
+            crate::config::Measure::No => "no",
+            crate::config::Measure::Auto => "auto",
+            crate::config::Measure::Required => "required",
+        },
+        c.measure_pcr,
+        c.node_features.as_ref().map_or_else(|| "none".to_string(), |d| d.display().to_string()),
     );
     // A key added to KEYS and not written here would be lost on the way back (found by fuzzing,
     // cmdline: three were missing, and the round trip ran only on values with three line breaks).

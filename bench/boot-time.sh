@@ -14,19 +14,24 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 . "$repo/tests/vm/lib.sh"
+# --report: only the tables again, from the last run's lines.
+report=''
+[[ ${1:-} != --report ]] || { report=1 && shift; }
 boots=${1:-3}
 bin=$repo/target/x86_64-unknown-linux-musl/release/ephemcrypt
 [[ -x $bin ]] || die "no $bin: run 'make build' first"
 vm_kernel
 out=$CACHE/boot-time
 mkdir -p "$out"
-rm -f "$out"/*.log "$out"/*.raw
+[[ -n $report ]] || rm -f "$out"/*.log "$out"/*.raw
 for v in none ephemcrypt shell; do
+	[[ -z $report ]] || break
 	case $v in none) via=--systemd-none ;; ephemcrypt) via=--systemd ;; shell) via=--systemd-shell ;; esac
 	"$VM_DIR/dracut-initrd.sh" "$out/$v.img" "$via"
 done
-: >"$out/lines"
+[[ -n $report ]] || : >"$out/lines"
 for n in $(seq 1 "$boots"); do
+	[[ -z $report ]] || break
 	for v in none ephemcrypt shell; do
 		"$VM_DIR/rootfs-debian.sh" "$out/root.img" "$here/guest/boot-time.sh" "$bin:/usr/sbin/ephemcrypt"
 		# the shell hook's mount point, made in the image (its root is read-only in the initrd)

@@ -12,5 +12,8 @@ setup_ms=''
 if [[ -f /run/ephemcrypt/status.json ]]; then
 	setup_ms=$(grep -o '"ms": *[0-9]*' /run/ephemcrypt/status.json | awk -F: '{ s += $2 } END { print s }')
 fi
+for u in ${failed//,/ }; do # why, for the console
+	journalctl -b -u "$u" --no-pager -o cat 2>/dev/null | tail -n 15 | sed "s/^/BOOTLOG $u: /"
+done
 echo "BOOTTIME {\"analyze\":\"$line\",\"var_log\":\"$src\",\"failed\":\"$failed\",\"setup_ms\":\"$setup_ms\"}"
 vm_done

@@ -2,7 +2,7 @@
 # The shell hook of bench/boot-time.sh: what ephemcrypt does, without its checks.
 set -eu
 disks=()
-for _ in $(seq 1 50); do
+for ((try = 0; try < 50; try++)); do
 	disks=()
 	for s in /sys/block/nvme*n1; do
 		[[ -e $s/device/serial ]] || continue

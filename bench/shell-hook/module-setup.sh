@@ -9,7 +9,7 @@
 check() { return 255; }
 depends() { echo systemd crypt mdraid; }
 install() {
-	inst_multiple mdadm cryptsetup mkfs.ext4 mount mkdir udevadm head cat
+	inst_multiple mdadm cryptsetup mkfs.ext4 mount mkdir udevadm cat sleep
 	inst_script "$moddir/ephemhook.sh" /usr/sbin/ephemhook
 	inst_simple "$moddir/ephemhook.service" "$systemdsystemunitdir/ephemhook.service"
 	mkdir -p "$initdir$systemdsystemunitdir/initrd.target.wants"

@@ -414,7 +414,7 @@ fn probe_candidates(host: &Host, config: &Config, disks: &mut [Disk], beside: im
     let mut probes: Vec<Option<Probe>> = vec![None; disks.len()];
     for (i, probe, ms) in results {
         if let Some(d) = disks.get(i) {
-            log::debug!("probed {} in {ms} ms: {}", Esc(&d.name), probe.describe());
+            log::debug!("probed {} in {ms} ms: {}", Esc(&d.name), Esc(&probe.describe()));
         }
         if let Some(slot) = probes.get_mut(i) {
             *slot = Some(probe);

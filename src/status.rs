@@ -563,7 +563,7 @@ pub(crate) fn prometheus(status: Option<&Status>) -> String {
     let mut steps: Vec<(&str, &str, u64)> = Vec::new();
     for t in &s.steps {
         match steps.iter_mut().find(|(kind, step, _)| *kind == t.kind && *step == t.step) {
-            Some((_, _, ms)) => *ms += t.ms,
+            Some((_, _, ms)) => *ms = ms.saturating_add(t.ms),
             None => steps.push((&t.kind, &t.step, t.ms)),
         }
     }

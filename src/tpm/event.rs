@@ -78,16 +78,12 @@ impl fmt::Display for Event {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The log record of extending `pcr` with the digests of `text`: an RS (0x1E), the JSON, a
 /// newline, as systemd writes its own.
 pub(crate) fn log_record(pcr: u32, digests: &[(Bank, Vec<u8>)], text: &str) -> String {
     let digests: Vec<Value> = digests
         .iter()
-        .map(|(b, d)| Value::obj([("hashAlg", Value::from(b.name())), ("digest", hex(d).into())]))
+        .map(|(b, d)| Value::obj([("hashAlg", Value::from(b.name())), ("digest", crate::header::hex(d).into())]))
         .collect();
     let record = Value::obj([
         ("pcr", Value::from(pcr)),
@@ -153,7 +149,7 @@ mod tests {
         assert_eq!(v.get("content_type").and_then(Value::as_str), Some("ephemcrypt"));
         let digests = v.get("digests").unwrap().as_array();
         assert_eq!(digests[0].get("hashAlg").and_then(Value::as_str), Some("sha1"));
-        assert_eq!(digests[1].get("digest").and_then(Value::as_str), Some(hex(&d256).as_str()));
+        assert_eq!(digests[1].get("digest").and_then(Value::as_str), Some(crate::header::hex(&d256).as_str()));
         // The measured bytes are in the record exactly: a verifier hashes content.string.
         let content = v.get("content").unwrap();
         assert_eq!(content.get("eventType").and_then(Value::as_str), Some("outcome"));

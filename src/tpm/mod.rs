@@ -34,7 +34,7 @@ pub(crate) fn measure<S: System>(sys: &mut S, pcr: u32, text: &str) -> Result<Op
     for bank in banks {
         let value = sys.tpm(&codec::pcr_read(pcr, bank)).map(|r| r.map(|r| codec::parse_pcr_read(&r, pcr, bank)));
         let value = match value {
-            Ok(Some(Ok(v))) => v.iter().map(|b| format!("{b:02x}")).collect(),
+            Ok(Some(Ok(v))) => crate::header::hex(&v),
             Ok(Some(Err(e))) => {
                 log::warn!("read PCR {pcr} ({}): {e}", bank.name());
                 String::new()

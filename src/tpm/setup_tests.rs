@@ -200,6 +200,14 @@ fn the_replay_script_agrees_with_the_tpm() {
         .map(|b| format!("15 {} {}\n", b.name(), hex(&pcr(&second, *b))))
         .collect();
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // systemd-cryptsetup's volume-key record in the same PCR: its digest is an HMAC keyed by the
+    // volume key, not the hash of its string; it is replayed, not refused.
+    let volume_key = "\u{1e}{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha256\",\"digest\":\"".to_string()
+        + &"ab".repeat(32)
+        + "\"}],\"content_type\":\"systemd\",\"content\":{\"eventType\":\"volume-key\",\"string\":\"cryptsetup:root\"}}\n";
+    std::fs::write(&log, second.measure_log.clone() + &volume_key).unwrap();
+    let out = std::process::Command::new("python3").arg(&script).args(["--pcr", "15"]).arg(&log).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A record whose digest is not the hash of its string is refused.
     let forged = second.measure_log.replacen(r#"\"result\":\"ok\""#, r#"\"result\":\"OK\""#, 1);
     assert_ne!(forged, second.measure_log);

@@ -160,7 +160,7 @@ guard() {
 rm -f "$out/guard-tripped" "$out/disk-mib"
 log "booting the VM with ${#disks[@]} disks ($mode run; the full run takes about 45 minutes)"
 vm_start=$SECONDS load_start=$(cut -d" " -f1-3 /proc/loadavg)
-"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/console.log" --timeout $timeout --first 400 --mem 2048 \
+"$VM_DIR/run.sh" --initrd "$out/initrd.img" --log "$out/console.log" --timeout $timeout --first 400 --silence 900 --mem 2048 \
 	--virtio "$out/root.img" --append "root=/dev/vda ro systemd.mask=serial-getty@ttyS0.service" "${args[@]}" &
 run=$!
 guard $run &

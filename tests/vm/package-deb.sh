@@ -25,7 +25,7 @@ initrd() { # initrd OUT: the root's /boot/initrd.img-$KVER
 	debugfs -R "dump /boot/initrd.img-$KVER $1" "$out/root.img" >/dev/null 2>&1
 	[[ -s $1 ]] || die "no /boot/initrd.img-$KVER in the root"
 }
-args=(--timeout 1500 --virtio "$out/root.img" --append "root=/dev/vda ro systemd.mask=serial-getty@ttyS0.service")
+args=(--timeout 1500 --silence 900 --virtio "$out/root.img" --append "root=/dev/vda ro systemd.mask=serial-getty@ttyS0.service")
 fails=0
 initrd "$out/stock.img"
 "$VM_DIR/run.sh" --initrd "$out/stock.img" --log "$out/install.log" "${args[@]}" --append vmtest=install "$@" ||

@@ -1,6 +1,6 @@
 #!/bin/bash
 # run.sh --initrd IMG [--disk FILE:SERIAL[:SIZE[:BLOCK]]]... [--virtio FILE[:SIZE]]... [--append ARGS]
-#        [--log FILE] [--timeout SECONDS] [--first SECONDS] [--mem MIB] [--show]
+#        [--log FILE] [--timeout SECONDS] [--first SECONDS] [--silence SECONDS] [--mem MIB] [--show]
 #        [--monitor 'PATTERN|COMMAND']... [--tpm SOCKET]
 # Boot the Debian cloud kernel from kernel.sh with IMG under qemu (TCG: nested KVM hangs here), on
 # a PC, or with VM_ARCH=aarch64 on qemu's arm64 "virt" machine.
@@ -19,11 +19,13 @@
 # A guest that shows no sign of life within --first seconds (default 180) fails at once rather
 # than at --timeout: no "VMTEST " line and no "ephemcrypt:" line yet means it never reached the
 # initramfs' work (a kernel without its modules, a root that never appears). A kernel panic
-# ends qemu at once (panic=-1 with -no-reboot).
+# ends qemu at once (panic=-1 with -no-reboot). A guest that was alive and then prints nothing
+# for --silence seconds (default 300) has hung: it fails then, with the console's last lines,
+# rather than at --timeout.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 mem=1024 show='' drives=() monitors=() nvme=0 tpm=()
+initrd='' append='' logf=$CACHE/last.log timeout=300 first=180 silence=300 mem=1024 show='' drives=() monitors=() nvme=0 tpm=()
 add_drive() { # add_drive FILE[:SIZE] DEVICE-OPTIONS
 	local file=${1%%:*} size=${1#*:} id=d${#drives[@]}
 	[[ $size == "$1" ]] && size=
@@ -48,6 +50,7 @@ while (($#)); do
 	--log) logf=$2 ;;
 	--timeout) timeout=$2 ;;
 	--first) first=$2 ;;
+	--silence) silence=$2 ;;
 	--mem) mem=$2 ;;
 	--show) show=1; shift; continue ;;
 	*) die "unknown argument $1 (see the header of $0)" ;;
@@ -127,6 +130,12 @@ while kill -0 "$pid" 2>/dev/null; do
 		break
 	fi
 	if [[ -z $alive ]] && milestone; then alive=1; fi
+	size=$(stat -c %s "$logf" 2>/dev/null || echo 0)
+	if [[ $size != "${last_size:-}" ]]; then last_size=$size last_change=$now; fi
+	if [[ -n $alive ]] && ((now - last_change > silence * 1000)); then
+		timed_out="hung: the console has been silent for $silence s"
+		break
+	fi
 	[[ -z $mon ]] || monitor
 	if [[ -z $alive ]] && ((now - start > first * 1000)); then
 		timed_out="no sign of life (no VMTEST or ephemcrypt line) after $first s"

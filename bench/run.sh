@@ -17,7 +17,8 @@
 # --speed (make bench-speed): the setup-time ratios of issue 22 alone, in bench/results/speed/:
 # ephemcrypt, mdadm + cryptsetup plain + ext4 and mdadm + ext4 on 2, 8 and 16 disks of 1 GiB,
 # 2 x 1 TiB and 8 x 7.5 TiB (sparse files), with ephemcrypt's step breakdown
-# (bench/speed.py); BENCH_BIN: another binary to measure (a before).
+# (bench/speed.py); BENCH_BIN: another binary to measure; BENCH_BEFORE: an earlier binary measured
+# beside it in the same VM as the variant `before` (BENCH_RESULTS: where the results go).
 # Time on 2 shared cores: the full run took 42 minutes (with timed buffered writes; whole files,
 # as now, add about 5), the smoke run about 6. BENCH_OVERRIDES: more lines for the guest's bench.env.
 # A host-side guard stops the VM if the disk files hold more than BENCH_MAX_MIB (default 12000)
@@ -91,7 +92,7 @@ elif [[ $mode == speed ]]; then
 		VARIANTS="ephemcrypt"
 		VARIANT_DISKS="BC-01 BC-02"
 		GROUP_REPS=${BENCH_REPS:-3}
-		GROUP_VARIANTS="ephemcrypt plain mdadm"
+		GROUP_VARIANTS="ephemcrypt${BENCH_BEFORE:+ before} plain mdadm"
 		GROUP_SETS="2x1G:$(bc 2) 8x1G:$(bc 8) 16x1G:$(bc 16) 2x1T:BT-1,BT-2 8x7.5T:$bx"
 		TIMEOUT_SETUP=900
 	ENV
@@ -130,8 +131,10 @@ fi
 
 # --- the VM -----------------------------------------------------------------------------------
 log "building the root (Debian 12 with mdadm, cryptsetup, fio, xfsprogs and the kernel's modules)"
+before=()
+[[ -z ${BENCH_BEFORE:-} ]] || before=("$BENCH_BEFORE:/usr/sbin/ephemcrypt-before")
 DEBIAN_KERNEL=yes DEBIAN_EXTRA=mdadm,cryptsetup-bin,fio,xfsprogs "$VM_DIR/rootfs-debian.sh" "$out/root.img" \
-	"$here/guest/bench.sh" "$bin:/usr/sbin/ephemcrypt" "$out/bench.env:/etc/bench.env"
+	"$here/guest/bench.sh" "$bin:/usr/sbin/ephemcrypt" "$out/bench.env:/etc/bench.env" "${before[@]}"
 # The root's own initramfs (initramfs-tools, made when the kernel was installed in it): nothing of
 # ephemcrypt's runs at boot; the guest runs every variant itself.
 debugfs -R "dump /boot/initrd.img-$KVER $out/initrd.img" "$out/root.img" >/dev/null 2>&1

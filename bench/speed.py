@@ -13,6 +13,8 @@ NAMES = {
     "plain": "mdadm + cryptsetup plain + ext4",
     "mdadm": "mdadm + ext4 (no encryption)",
 }
+# BENCH_BEFORE's binary, when the run had one
+BEFORE = "ephemcrypt before"
 
 
 def read(path):
@@ -52,13 +54,15 @@ def summarize(recs):
                     steps.setdefault(name, []).append(ms)
             entry["steps"] = {k: med(v) for k, v in steps.items()}
             mkfs = [ms for k, v in steps.items() if k.startswith("mkfs") for ms in v]
-            if v == "ephemcrypt" and mkfs and secs:
+            if v in ("ephemcrypt", "before") and mkfs and secs:
                 outside = [float(r["secs"]) * 1000 - next(ms for k, ms in r["detail"]["steps"] if k.startswith("mkfs"))
                            for r in counted if any(k.startswith("mkfs") for k, _ in r["detail"]["steps"])]
                 entry["outside_mkfs_ms"] = med(outside)
             row[v] = entry
         if row.get("ephemcrypt", {}).get("secs") and row.get("plain", {}).get("secs"):
             row["ratio_to_plain"] = row["ephemcrypt"]["secs"] / row["plain"]["secs"]
+        if row.get("ephemcrypt", {}).get("secs") and row.get("before", {}).get("secs"):
+            row["ratio_to_before"] = row["ephemcrypt"]["secs"] / row["before"]["secs"]
         out["sets"][s] = row
     ratios = {}
     for v in NAMES:
@@ -91,11 +95,24 @@ def markdown(res, conditions):
         outside = row.get("ephemcrypt", {}).get("outside_mkfs_ms")
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {'–' if ratio is None else f'{ratio:.2f}×'} | "
                      + ("–" if outside is None else f"{outside:.0f} ms") + " |")
-    lines += ["", "## ephemcrypt's steps (median ms)", ""]
-    for s, row in res["sets"].items():
-        steps = row.get("ephemcrypt", {}).get("steps", {})
-        if steps:
-            lines.append(f"- **{s}**: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
+    if any("before" in row for row in res["sets"].values()):
+        lines += ["", f"## {BEFORE} (BENCH_BEFORE, in the same VM)", "",
+                  "| disks | before | ephemcrypt ÷ before | before outside mkfs |", "|---|---:|---:|---:|"]
+        for s, row in res["sets"].items():
+            e, ratio = row.get("before"), row.get("ratio_to_before")
+            if e and e["secs"] is not None:
+                outside = e.get("outside_mkfs_ms")
+                lines.append(f"| {s} | {f2(e['secs'])} s ({f2(e['min'])}–{f2(e['max'])}) | "
+                             + ("–" if ratio is None else f"{ratio:.2f}×") + " | "
+                             + ("–" if outside is None else f"{outside:.0f} ms") + " |")
+    for v in ("ephemcrypt", "before"):
+        if not any(v in row for row in res["sets"].values()):
+            continue
+        lines += ["", f"## {'ephemcrypt' if v == 'ephemcrypt' else BEFORE}'s steps (median ms)", ""]
+        for s, row in res["sets"].items():
+            steps = row.get(v, {}).get("steps", {})
+            if steps:
+                lines.append(f"- **{s}**: " + ", ".join(f"{k} {ms:.0f}" for k, ms in steps.items()))
     lines += ["", "## Ratios", ""]
     lines += [f"- {k}: {v:.2f}×" for k, v in res["ratios"].items()]
     if res["failed"]:

@@ -88,10 +88,10 @@ fn order_of_operations_two_disks_with_swap() {
         "make_node ephemcrypt-data",
         "make_swap ephemcrypt-swap 4294967296",
         "swapon ephemcrypt-swap",
-        "run mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,packed_meta_blocks=1 /dev/mapper/ephemcrypt-data",
+        "run mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,num_backup_sb=0 -G 4096 /dev/mapper/ephemcrypt-data",
         "mkdir /sysroot/mnt",
         "mkdir /sysroot/mnt/ephemcrypt",
-        "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev",
+        "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev,noinit_itable",
         "copy_skeleton /sysroot/var/log /sysroot/mnt/ephemcrypt/var/log",
         "bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
         "copy_skeleton /sysroot/tmp /sysroot/mnt/ephemcrypt/tmp",
@@ -155,7 +155,7 @@ fn one_disk_no_swap_is_crypt_directly_on_the_disk() {
     let creates: Vec<&String> = fake.calls.iter().filter(|c| c.starts_with("dm_create")).collect();
     assert_eq!(creates, ["dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt"]);
     assert!(fake.calls.iter().any(|c| c.contains(" 0 259:1 2048 3 ")), "crypt on the disk itself: {:#?}", fake.calls);
-    assert!(fake.calls.contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev".to_string()));
+    assert!(fake.calls.contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev,noinit_itable".to_string()));
 }
 
 /// Fill a printed table line's placeholders from what the fake made: `KEY` with the key as the
@@ -736,7 +736,7 @@ fn a_live_volume_is_mounted_in_a_new_root() {
     assert_eq!(
         fake.calls[before..],
         [
-            "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev",
+            "mount /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt ext4 nosuid,nodev,noinit_itable",
             "copy_skeleton /sysroot/var/log /sysroot/mnt/ephemcrypt/var/log",
             "bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
             "copy_skeleton /sysroot/tmp /sysroot/mnt/ephemcrypt/tmp",

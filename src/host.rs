@@ -16,6 +16,21 @@ use crate::units::{Bytes, DevNo, Sectors};
 /// The largest disk size taken at its word, in sectors: 64 PiB.
 const MAX_SECTORS: u64 = 1 << 47;
 
+/// The kernel name of a resolved /dev path: `nvme1n1` for /dev/nvme1n1, `mapper/x` for
+/// /dev/mapper/x; `None` for anything else.
+fn dev_name(resolved: &Path) -> Option<String> {
+    let rest = resolved.strip_prefix("/dev").ok()?;
+    let rest = rest.to_string_lossy();
+    match rest.strip_prefix("mapper/") {
+        Some(_) => Some(rest.into_owned()),
+        None if !rest.is_empty() && !rest.contains('/') => Some(rest.into_owned()),
+        None => None,
+    }
+}
+
+/// At most this many threads read the disks' sysfs entries besides the calling one.
+const SYSFS_THREADS: usize = 3;
+
 /// Kernel names that are never physical disks.
 const VIRTUAL_PREFIXES: &[&str] = &["dm-", "md", "ram", "zram", "loop", "nbd", "sr", "fd", "zd"];
 
@@ -105,25 +120,52 @@ impl Host {
 
     /// All whole disks, sorted by name, with mounts, swaps and links; none probed yet.
     pub(crate) fn disks(&self) -> Result<Vec<Disk>> {
-        let mounts = self.mounts()?;
-        let swaps = self.swaps()?;
-        let links = self.dev_links();
+        let names = self.disk_names()?;
+        // The entries are read side by side (some 15 files and two listings each: on a machine
+        // with many disks, under emulation, most of setup's time before the probe), the mounts,
+        // swaps and links meanwhile.
+        let mut rest = None;
+        let read = |name: &Result<String, String>| match name {
+            Ok(name) => {
+                let disk = self.disk(name);
+                let devs = self.dev_numbers(&disk);
+                (disk, devs)
+            }
+            // Read through its name taken lossily, the entry could read as another one (one
+            // named with U+FFFD): it is refused unread.
+            Err(lossy) => {
+                let why = Error::invalid(self.path("/sys/block").display(), "kernel names (UTF-8)", lossy);
+                let disk =
+                    Disk { broken: Some(why.to_string()), ..Disk::new(lossy, DevNo { major: 0, minor: 0 }, Bytes(0)) };
+                (disk, Vec::new())
+            }
+        };
+        let t = std::time::Instant::now();
+        let mut beside_ms = 0;
+        let entries = crate::parallel::map(&names, SYSFS_THREADS, read, || {
+            let t = std::time::Instant::now();
+            rest = Some((self.mounts(), self.swaps(), self.dev_links()));
+            beside_ms = t.elapsed().as_millis();
+        });
+        log::debug!(
+            "read {} sysfs entries in {} ms (mounts, swaps and /dev/disk links beside them: {beside_ms} ms)",
+            names.len(),
+            t.elapsed().as_millis()
+        );
+        let (mounts, swaps, links) = rest.ok_or(Error::Internal("the mounts are read beside the disks"))?;
+        let (mounts, swaps) = (mounts?, swaps?);
         let mut disks = Vec::new();
-        for name in self.disk_names()? {
-            let mut disk = match name {
-                Ok(name) => self.disk(&name),
-                // Read through its name taken lossily, the entry could read as another one (one
-                // named with U+FFFD): it is refused unread.
-                Err(lossy) => {
-                    let why = Error::invalid(self.path("/sys/block").display(), "kernel names (UTF-8)", &lossy);
-                    Disk { broken: Some(why.to_string()), ..Disk::new(&lossy, DevNo { major: 0, minor: 0 }, Bytes(0)) }
-                }
+        for (name, entry) in names.iter().zip(entries) {
+            let Some((mut disk, devs)) = entry else {
+                let name = name.as_ref().unwrap_or_else(|n| n);
+                let why = format!("the read of {} ended abnormally", self.path("/sys/block").join(name).display());
+                disks.push(Disk { broken: Some(why), ..Disk::new(name, DevNo { major: 0, minor: 0 }, Bytes(0)) });
+                continue;
             };
             if disk.size.0 == 0 && disk.broken.is_none() {
                 continue; // an empty slot: a card reader without a card, say
             }
             let own = |dev: &str| dev == disk.name || disk.partitions.iter().any(|p| p == dev);
-            let devs = self.dev_numbers(&disk);
             disk.mounts = mounts
                 .iter()
                 .filter(|m| own(&m.source) || m.dev.is_some_and(|d| devs.contains(&d)))
@@ -231,7 +273,12 @@ impl Host {
             read_only: ro == "1",
             removable: removable == "1",
             holders,
-            partitions: entries.into_iter().filter(|p| self.path(sys.join(p).join("partition")).exists()).collect(),
+            // The kernel names a partition after its disk (nvme0n1p1, vda1): only those entries
+            // are asked whether they are one (a disk's entry has some 30 others).
+            partitions: entries
+                .into_iter()
+                .filter(|p| p.starts_with(name) && self.path(sys.join(p).join("partition")).exists())
+                .collect(),
             broken,
             ..Disk::new(name, dev.unwrap_or(DevNo { major: 0, minor: 0 }), Sectors(size.unwrap_or(0)).bytes())
         }
@@ -310,11 +357,12 @@ impl Host {
     /// Every link under /dev/disk/*/ with the kernel name it resolves to.
     fn dev_links(&self) -> Vec<(PathBuf, String)> {
         let mut out = Vec::new();
+        let mut plain = std::collections::HashSet::new();
         for kind in self.list("/dev/disk") {
             let dir = PathBuf::from("/dev/disk").join(kind);
             for link in self.list(&dir) {
                 let p = dir.join(link);
-                if let Some(n) = self.kernel_name(&p.to_string_lossy()) {
+                if let Some(n) = self.resolve_with(&p, &mut plain).and_then(|r| dev_name(&r)) {
                     out.push((p, n));
                 }
             }
@@ -325,19 +373,19 @@ impl Host {
     /// The kernel name a /dev path stands for, following symlinks inside the root
     /// (`/dev/disk/by-id/x` → `../../nvme1n1` → `nvme1n1`). `/dev/root` is left as is.
     pub(crate) fn kernel_name(&self, dev_path: &str) -> Option<String> {
-        let resolved = self.resolve(Path::new(dev_path))?;
-        let rest = resolved.strip_prefix("/dev").ok()?;
-        let rest = rest.to_string_lossy();
-        match rest.strip_prefix("mapper/") {
-            Some(_) => Some(rest.into_owned()),
-            None if !rest.is_empty() && !rest.contains('/') => Some(rest.into_owned()),
-            None => None,
-        }
+        dev_name(&self.resolve(Path::new(dev_path))?)
     }
 
     /// Follow symlinks of a host path inside the root, returning the host path (without root).
     /// Absolute link targets are taken inside the root. Gives up after 40 links.
     pub(crate) fn resolve(&self, p: &Path) -> Option<PathBuf> {
+        self.resolve_with(p, &mut std::collections::HashSet::new())
+    }
+
+    /// [`resolve`](Self::resolve), with the paths already found not to be links in `plain`
+    /// (shared by the many links of one directory: /dev, /dev/disk, /dev/disk/by-id are asked
+    /// once, not once per link).
+    fn resolve_with(&self, p: &Path, plain: &mut std::collections::HashSet<PathBuf>) -> Option<PathBuf> {
         let mut path = normalize(p)?;
         for _ in 0..40 {
             let mut done = PathBuf::from("/");
@@ -345,6 +393,10 @@ impl Host {
             let parts: Vec<_> = path.components().skip(1).collect();
             for (i, c) in parts.iter().enumerate() {
                 let candidate = done.join(c);
+                if plain.contains(&candidate) {
+                    done = candidate;
+                    continue;
+                }
                 match fs::read_link(self.path(&candidate)) {
                     Ok(target) => {
                         let base = if target.is_absolute() { target } else { done.join(target) };
@@ -356,7 +408,10 @@ impl Host {
                         changed = true;
                         break;
                     }
-                    Err(_) => done = candidate,
+                    Err(_) => {
+                        plain.insert(candidate.clone());
+                        done = candidate;
+                    }
                 }
             }
             if !changed {

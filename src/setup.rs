@@ -385,45 +385,25 @@ const PROBE_THREADS: usize = 8;
 /// runs on this thread; returns how many were probed. Each probe's time is logged. A thread that
 /// cannot be started leaves its share to this thread; one that ends abnormally fails its disks.
 fn probe_candidates(host: &Host, config: &Config, disks: &mut [Disk], beside: impl FnOnce()) -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
     let which: Vec<usize> =
         disks.iter().enumerate().filter(|(_, d)| identity(d, config).is_none()).map(|(i, _)| i).collect();
-    let next = AtomicUsize::new(0);
     let shown: &[Disk] = disks;
-    let work = || {
-        let mut done = Vec::new();
-        while let Some(&i) = which.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let t = Instant::now();
-            let probe = shown.get(i).map_or(Probe::NotProbed, |d| host.probe(d));
-            done.push((i, probe, t.elapsed().as_millis()));
-        }
-        done
+    let probe = |&i: &usize| {
+        let t = Instant::now();
+        let probe = shown.get(i).map_or(Probe::NotProbed, |d| host.probe(d));
+        (probe, t.elapsed().as_millis())
     };
-    let results: Vec<(usize, Probe, u128)> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..which.len().min(PROBE_THREADS))
-            .filter_map(|_| std::thread::Builder::new().name("probe".into()).spawn_scoped(s, work).ok())
-            .collect();
-        beside();
-        let mut results = work();
-        for t in threads {
-            results.extend(t.join().unwrap_or_default());
-        }
-        results
-    });
-    let mut probes: Vec<Option<Probe>> = vec![None; disks.len()];
-    for (i, probe, ms) in results {
-        if let Some(d) = disks.get(i) {
-            log::debug!("probed {} in {ms} ms: {}", Esc(&d.name), Esc(&probe.describe()));
-        }
-        if let Some(slot) = probes.get_mut(i) {
-            *slot = Some(probe);
-        }
-    }
-    for &i in &which {
-        if let (Some(d), Some(p)) = (disks.get_mut(i), probes.get_mut(i)) {
-            d.probe =
-                p.take().unwrap_or_else(|| Probe::Failed(format!("the probe of /dev/{} ended abnormally", d.name)));
+    let results = crate::parallel::map(&which, PROBE_THREADS, probe, beside);
+    for (&i, result) in which.iter().zip(results) {
+        if let Some(d) = disks.get_mut(i) {
+            d.probe = match result {
+                Some((probe, ms)) => {
+                    log::debug!("probed {} in {ms} ms: {}", Esc(&d.name), Esc(&probe.describe()));
+                    probe
+                }
+                None => Probe::Failed(format!("the probe of /dev/{} ended abnormally", d.name)),
+            };
         }
     }
     which.len()

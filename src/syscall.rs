@@ -1,6 +1,6 @@
 //! The few system calls nix 0.29 lacks: getrandom, mlock and the locked pages of secrets, the kernel keyring (add_key,
 //! keyctl), swapon/swapoff, the extended-attribute calls used to copy SELinux labels and ACLs, and
-//! posix_spawn.
+//! posix_spawn, and Linux AIO (io_setup, io_submit, io_getevents) for the probe's reads.
 //! Each is a thin, checked wrapper; with `dm/ioctl.rs` this is the only `unsafe` in the crate.
 #![allow(unsafe_code)]
 
@@ -399,6 +399,138 @@ pub(crate) fn check_kernel_crypto(algorithms: &[(&'static str, String)], mut mod
         }
     }
     Ok(())
+}
+
+/// One Linux AIO request (`struct iocb`, linux/aio_abi.h): 64 bytes, laid out for a
+/// little-endian machine (x86_64, aarch64: `aio_key` before `aio_rw_flags`).
+#[repr(C)]
+#[derive(Default)]
+struct Iocb {
+    data: u64,
+    key: u32,
+    rw_flags: i32,
+    opcode: u16,
+    reqprio: i16,
+    fildes: u32,
+    buf: u64,
+    nbytes: u64,
+    offset: i64,
+    reserved2: u64,
+    flags: u32,
+    resfd: u32,
+}
+
+/// One completion (`struct io_event`).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct IoEvent {
+    data: u64,
+    obj: u64,
+    res: i64,
+    res2: i64,
+}
+
+const IOCB_CMD_PREAD: u16 = 0;
+// The kernel's sizes, and the field order above holds only on a little-endian machine.
+const _: () = assert!(std::mem::size_of::<Iocb>() == 64 && std::mem::size_of::<IoEvent>() == 32);
+const _: () = assert!(cfg!(target_endian = "little"), "struct iocb's aio_key/aio_rw_flags order is little-endian");
+
+/// An AIO context, destroyed when dropped: io_destroy(2) waits for every request still in
+/// flight, so the buffers they write into must outlive it (declared before it).
+struct AioContext(libc::c_ulong);
+
+impl Drop for AioContext {
+    fn drop(&mut self) {
+        // SAFETY: io_destroy takes the context by value; it was made by io_setup below and is
+        // destroyed once, here.
+        unsafe { libc::syscall(libc::SYS_io_destroy, self.0) };
+    }
+}
+
+/// Read every `(offset, len)` of `reads` from `fd` at once, through Linux AIO: one io_submit of
+/// all of them, so the device gets them together (a disk's 70 probe reads one after the other
+/// cost a round trip each). `fd` must be open with O_DIRECT (without it io_submit reads one at a
+/// time); `buf` receives the reads back to back, in order, and must be aligned and sized as
+/// O_DIRECT wants (the caller's business: the kernel says EINVAL otherwise). An error of any
+/// kind, a short read included, is returned as is: the caller then reads the ordinary way.
+pub(crate) fn read_all_at(
+    fd: std::os::fd::BorrowedFd<'_>,
+    reads: &[(u64, usize)],
+    buf: &mut [u8],
+) -> std::result::Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let total: usize = reads.iter().map(|&(_, len)| len).sum();
+    if total > buf.len() || reads.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    let n = reads.len();
+    let fildes = u32::try_from(fd.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+    let mut iocbs: Vec<Iocb> = Vec::with_capacity(n);
+    let mut at = 0usize;
+    for (i, &(offset, len)) in reads.iter().enumerate() {
+        let region = buf.get_mut(at..at + len).ok_or(Errno::EINVAL)?;
+        iocbs.push(Iocb {
+            data: i as u64,
+            opcode: IOCB_CMD_PREAD,
+            fildes,
+            buf: region.as_mut_ptr() as u64,
+            nbytes: len as u64,
+            offset: i64::try_from(offset).map_err(|_| Errno::EINVAL)?,
+            ..Iocb::default()
+        });
+        at += len;
+    }
+    let mut ctx: libc::c_ulong = 0;
+    let nr = libc::c_long::try_from(n).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: io_setup writes one aio_context_t (an unsigned long) to `ctx`, which it must be 0.
+    Errno::result(unsafe { libc::syscall(libc::SYS_io_setup, nr, &mut ctx as *mut libc::c_ulong) })?;
+    let ctx = AioContext(ctx);
+    let mut ptrs: Vec<*mut Iocb> = iocbs.iter_mut().map(|c| c as *mut Iocb).collect();
+    let mut submitted = 0usize;
+    while submitted < n {
+        let rest = ptrs.get_mut(submitted..).ok_or(Errno::EINVAL)?;
+        let count = libc::c_long::try_from(rest.len()).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: `rest` holds pointers to live iocbs (in `iocbs`, not moved or freed until after
+        // the context is destroyed) whose buffers are disjoint parts of `buf`, which outlives
+        // the context too; the kernel reads `count` pointers from `rest`.
+        let r = unsafe { libc::syscall(libc::SYS_io_submit, ctx.0, count, rest.as_mut_ptr()) };
+        match Errno::result(r) {
+            Ok(k) if k > 0 => submitted += usize::try_from(k).map_err(|_| Errno::EINVAL)?,
+            Ok(_) => return Err(Errno::EAGAIN),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e), // the context's drop waits for those in flight
+        }
+    }
+    let mut events = vec![IoEvent::default(); n];
+    let mut done = 0usize;
+    let mut result = Ok(());
+    while done < n {
+        let rest = events.get_mut(done..).ok_or(Errno::EINVAL)?;
+        let count = libc::c_long::try_from(rest.len()).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: the kernel writes at most `count` io_events into `rest`, which has room for
+        // them; no timeout (a null pointer): as a blocking pread would.
+        let r = unsafe {
+            libc::syscall(libc::SYS_io_getevents, ctx.0, 1 as libc::c_long, count, rest.as_mut_ptr(), std::ptr::null::<u8>())
+        };
+        match Errno::result(r) {
+            Ok(k) => {
+                let k = usize::try_from(k).map_err(|_| Errno::EINVAL)?;
+                for e in rest.iter().take(k) {
+                    let want = usize::try_from(e.data).ok().and_then(|i| reads.get(i)).and_then(|&(_, len)| i64::try_from(len).ok());
+                    if e.res < 0 {
+                        result = result.and(Err(Errno::from_raw(i32::try_from(-e.res).unwrap_or(libc::EIO))));
+                    } else if Some(e.res) != want {
+                        result = result.and(Err(Errno::EIO)); // short: the end of the device
+                    }
+                }
+                done += k;
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    drop(ctx);
+    result
 }
 
 /// openat(2) of `path` relative to `dir` (the working directory when `None`), as an owned

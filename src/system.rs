@@ -208,8 +208,10 @@ impl LinuxSystem {
     /// Load a kernel module with modprobe where there is one (an initramfs has it; a built-in
     /// module needs nothing). Failures are left to the operation that needs the module. Never
     /// for a `--host` tree other than `/` (that is not the running machine), nor for `plan`.
+    /// A module already in the kernel (the usual case: udev or an earlier step loaded it) costs
+    /// no modprobe: under emulation each exec of it costs tens of milliseconds.
     fn modprobe(&self, module: &str) {
-        if self.root != Path::new("/") || !self.changes {
+        if self.root != Path::new("/") || !self.changes || module_present(&self.path("/sys/module"), module) {
             return;
         }
         if let Some(p) = find_program("modprobe") {
@@ -240,6 +242,22 @@ impl LinuxSystem {
         make_dir_all(path.parent())?;
         nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(0o600), dev.to_dev_t())
             .map_err(|e| Error::errno("create device node", path.display(), e))
+    }
+}
+
+/// Whether module `name` (as modprobe takes it: `dm_mod`, `dm-crypt`) is in the kernel under
+/// sysfs module directory `sys_module`: loaded and live, or built in (a directory without
+/// `initstate`). One still loading (`coming`) is not: modprobe waits for it. An alias
+/// (`crypto-xts`) never names a directory, so it is always asked for.
+fn module_present(sys_module: &Path, name: &str) -> bool {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return false;
+    }
+    let dir = sys_module.join(name.replace('-', "_"));
+    match fs::read(dir.join("initstate")) {
+        Ok(state) => state.trim_ascii() == b"live",
+        Err(e) if e.kind() == io::ErrorKind::NotFound => dir.is_dir(),
+        Err(_) => false,
     }
 }
 
@@ -884,6 +902,26 @@ mod tests {
         assert!(!to.join("syslog").exists(), "files are not copied");
         let e = copy_dir_tree(&base.join("missing"), &to).unwrap_err().to_string();
         assert!(e.contains("stat") && e.contains("missing"), "{e}");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// modprobe is spawned only for a module that is not in the kernel yet (issue 22: each
+    /// spawn costs tens of milliseconds under emulation).
+    #[test]
+    fn a_module_already_in_the_kernel_is_not_loaded_again() {
+        let base = std::env::temp_dir().join(format!("ephemcrypt-modules-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        for (name, state) in [("dm_mod", Some("live\n")), ("dm_crypt", Some("coming\n")), ("aes_generic", None)] {
+            fs::create_dir_all(base.join(name)).unwrap();
+            if let Some(state) = state {
+                fs::write(base.join(name).join("initstate"), state).unwrap();
+            }
+        }
+        assert!(module_present(&base, "dm_mod") && module_present(&base, "dm-mod"), "loaded");
+        assert!(!module_present(&base, "dm_crypt"), "still loading: modprobe waits for it");
+        assert!(module_present(&base, "aes_generic"), "built in");
+        assert!(!module_present(&base, "xts") && !module_present(&base, "crypto-xts(aes)"), "absent, an alias");
+        assert!(!module_present(&base, "../modules/dm_mod") && !module_present(&base, ""), "not a module name");
         fs::remove_dir_all(&base).unwrap();
     }
 

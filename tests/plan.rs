@@ -185,8 +185,8 @@ fn text_output_lists_disks_and_steps() {
         "write ephemcrypt's header (4096 bytes, no key) at the start of each member, side by side:\n        /dev/nvme2n1: volume new 'ephemcrypt', member 1 of 2, data from sector 2048; the rest of the reserved MiB was read as zeros\n",
         "create mapping ephemcrypt-stripe (uuid EPHEMCRYPT-STRIPE-ephemcrypt-stripe) with table:\n        0 7419719680 striped 2 512 259:4 2048 259:3 2048\n",
         " crypt aes-xts-plain64 KEY 0 /dev/mapper/ephemcrypt-stripe 0 3 no_read_workqueue no_write_workqueue sector_size:4096\n",
-        "mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,packed_meta_blocks=1 /dev/mapper/ephemcrypt\n",
-        "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)\n",
+        "mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,num_backup_sb=0 -G 4096 /dev/mapper/ephemcrypt\n",
+        "mount -t ext4 -o nosuid,nodev,noinit_itable /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)\n",
         "mount --bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log\n",
         "on failure: undo the steps taken, in reverse order, then on-failure=tmpfs:\n",
     ] {

@@ -94,7 +94,7 @@ ephemcrypt_pre() { # untimed: the new root, as the initramfs has it
 	rm -rf /run/ephemcrypt
 }
 ephemcrypt_setup() {
-	ephemcrypt setup --newroot $NR --config $B/ephemcrypt.conf 2>$B/ephemcrypt.log &&
+	ephemcrypt setup ${EPH_VERBOSE:+-v} --newroot $NR --config $B/ephemcrypt.conf 2>$B/ephemcrypt.log &&
 		grep -q '"result": *"ok"' /run/ephemcrypt/status.json
 }
 ephemcrypt_down() {
@@ -107,6 +107,14 @@ ephemcrypt_down() {
 		if dmsetup info "$m" >/dev/null 2>&1; then settle_remove "$m"; fi
 	done
 }
+# before: the same with BENCH_BEFORE's binary (/usr/sbin/ephemcrypt-before), an earlier build to
+# compare with in the same VM (bench/run.sh --speed)
+before_pre() { ephemcrypt_pre "$@"; }
+before_setup() {
+	ephemcrypt-before setup ${EPH_VERBOSE:+-v} --newroot $NR --config $B/ephemcrypt.conf 2>$B/ephemcrypt.log &&
+		grep -q '"result": *"ok"' /run/ephemcrypt/status.json
+}
+before_down() { ephemcrypt_down "$@"; }
 # ephemcrypt's step timings and crypt table (key redacted) from its status, for the record
 ephemcrypt_detail() {
 	python3 - <<-'PY'
@@ -187,17 +195,19 @@ run() {
 	# In a shell of its own, for the bound; the times are taken inside it.
 	rm -f $B/time
 	t0=$(us)
-	if ! timeout "$TIMEOUT_SETUP" bash -c "$(declare -f); $(declare -p B NR MNT MD MKFS_EXT4 CS_OPTS 2>/dev/null)
+	if ! timeout "$TIMEOUT_SETUP" bash -c "$(declare -f); $(declare -p B NR MNT MD MKFS_EXT4 CS_OPTS EPH_VERBOSE 2>/dev/null)
 		s=\$(us); ${v}_setup $*; rc=\$?; echo \$s \$(us) >$B/time; exit \$rc"; then
 		ok=false
 	fi
 	t1=$(us)
 	[[ ! -s $B/time ]] || read -r t0 t1 <$B/time
-	[[ $v != ephemcrypt ]] || mnt=$NR/mnt/ephemcrypt
+	[[ $v != ephemcrypt && $v != before ]] || mnt=$NR/mnt/ephemcrypt
 	if mountpoint -q "$mnt" && [[ $(findmnt -n -o FSTYPE "$mnt") == ext4 ]]; then mount -o remount,noinit_itable "$mnt"; fi
 	sync
 	w1=$(written "$@")
-	if [[ $v == ephemcrypt && -f /run/ephemcrypt/status.json ]]; then
+	# EPH_VERBOSE=1: ephemcrypt's timed debug lines (sysfs, each probe) for the record
+	[[ -z ${EPH_VERBOSE:-} || ! -f $B/ephemcrypt.log ]] || grep -E ' in [0-9]+ ms' $B/ephemcrypt.log | sed "s/^/BENCH-LOG $set $v $rep: /" || true
+	if [[ ($v == ephemcrypt || $v == before) && -f /run/ephemcrypt/status.json ]]; then
 		detail=,\"detail\":$(ephemcrypt_detail)
 	elif [[ -s $B/steps ]]; then
 		detail=',"detail":{"steps":['$(awk '{ printf "%s[\"%s\", %d]", (NR > 1 ? ", " : ""), $1, $2 }' $B/steps)']}'

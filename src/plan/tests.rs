@@ -179,12 +179,12 @@ fn steps_of_a_two_disk_volume_with_swap_on_a_read_only_root() {
         "create mapping ephemcrypt-data (uuid EPHEMCRYPT-DATA-ephemcrypt-data) with table:\n        \
          0 411037696 linear /dev/mapper/ephemcrypt 8388608",
         "write a swap signature for 4G on /dev/mapper/ephemcrypt-swap; swapon /dev/mapper/ephemcrypt-swap",
-        "mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,packed_meta_blocks=1 /dev/mapper/ephemcrypt-data",
+        "mkfs.ext4 -q -F -L ephemcrypt -O sparse_super2,^resize_inode -E nodiscard,lazy_itable_init=1,lazy_journal_init=1,num_backup_sb=0 -G 4096 /dev/mapper/ephemcrypt-data",
         "mount -o remount,rw,nosuid,relatime /sysroot",
         "mkdir -m 0755 /sysroot/mnt/ephemcrypt (labelled as its parent)",
         "mkdir -m 0755 /sysroot/var/tmp (labelled as its parent)",
         "mount -o remount,ro,nosuid,relatime /sysroot",
-        "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)",
+        "mount -t ext4 -o nosuid,nodev,noinit_itable /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)",
         "copy the directories of /sysroot/var/log (owner, mode, ACLs, labels; no files) to \
          /sysroot/mnt/ephemcrypt/var/log; mount --bind /sysroot/mnt/ephemcrypt/var/log /sysroot/var/log",
         "copy the directories of /sysroot/tmp (owner, mode, ACLs, labels; no files) to \

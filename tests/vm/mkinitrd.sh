@@ -25,7 +25,7 @@ esac
 MODULES="dm-mod dm-crypt nvme nvme-core ext4 jbd2 mbcache crc16 crc32c xfs libcrc32c
 	$aes xts ecb cbc sha256 loop virtio_pci virtio_blk virtio-rng
 	${VM_MODULES:-}"
-BINS="/sbin/mke2fs /sbin/mkfs.ext4 /sbin/mkfs.xfs /sbin/blkid /sbin/dmsetup /bin/keyctl"
+BINS="/sbin/mke2fs /sbin/mkfs.ext4 /sbin/dumpe2fs /sbin/mkfs.xfs /sbin/blkid /sbin/dmsetup /bin/keyctl"
 DATA="/etc/mke2fs.conf"
 PKGS=(busybox-static e2fsprogs xfsprogs util-linux dmsetup keyutils libc6)
 

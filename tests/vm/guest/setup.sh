@@ -63,6 +63,12 @@ check fs-mounted sh -c 'grep -q "^/dev/mapper/ephemcrypt-data /sysroot/mnt/ephem
 for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do
 	check "bind-$t" sh -c "grep -q '^/dev/mapper/ephemcrypt-data $t ext4 ' /proc/mounts"
 done
+# No background zeroing of the inode tables mke2fs left unwritten (noinit_itable): the kernel
+# lists init_itable=N among a file system's options when it would (/proc/fs/ext4/DEV/options).
+data_dm=$(basename "$(readlink -f /dev/mapper/ephemcrypt-data)")
+check no-itable-zeroing sh -c "test -s /proc/fs/ext4/$data_dm/options && ! grep -q '^init_itable' /proc/fs/ext4/$data_dm/options"
+# mke2fs as planned: no backup superblock, flex groups of 4096
+check mkfs-no-backups sh -c "dumpe2fs -h /dev/mapper/ephemcrypt-data 2>/dev/null | grep -Eq '^Flex block group size: +4096\$' && ! dumpe2fs -h /dev/mapper/ephemcrypt-data 2>/dev/null | grep -q '^Backup block groups:.*[0-9]'"
 check skeleton-tmp-1777 sh -c 'test "$(stat -c %a /sysroot/tmp)" = 1777 && test "$(stat -c %a /sysroot/var/tmp)" = 1777'
 check skeleton-subdir sh -c 'test "$(stat -c %a /sysroot/tmp/.X11-unix)" = 1777'
 check skeleton-journal sh -c 'test "$(stat -c "%a %u %g" /sysroot/var/log/journal)" = "2755 0 4"'
@@ -87,7 +93,7 @@ done </run/planned
 mkfs_argv=$(grep -o 'mkfs\.ext4 .*' /run/plan.txt)
 check mkfs-as-planned grep -qxF "ephemcrypt: running $mkfs_argv" /run/setup.log
 check plan-remounts-the-ro-root sh -c 'grep -q "mount -o remount,rw.* /sysroot\$" /run/plan.txt && grep -q "mount -o remount,ro.* /sysroot\$" /run/plan.txt'
-check mount-as-planned grep -qF "mount -t ext4 -o nosuid,nodev /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)" /run/plan.txt
+check mount-as-planned grep -qF "mount -t ext4 -o nosuid,nodev,noinit_itable /dev/mapper/ephemcrypt-data /sysroot/mnt/ephemcrypt (its root labelled as /sysroot/mnt/ephemcrypt was)" /run/plan.txt
 for t in /sysroot/var/log /sysroot/tmp /sysroot/var/tmp; do
 	check "bind-as-planned-$t" grep -q "mount --bind /sysroot/mnt/ephemcrypt${t#/sysroot} $t\$" /run/plan.txt
 done

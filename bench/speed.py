@@ -120,6 +120,107 @@ def markdown(res, conditions):
     return "\n".join(lines) + "\n"
 
 
+STEP_GROUPS = [  # (label, colour, step name prefixes) for the breakdown chart
+    ("read sysfs", "#a6cee3", ("read sysfs",)),
+    ("probe (modules beside it)", "#1f78b4", ("probe",)),
+    ("kernel: version, names", "#b2df8a", ("kernel:", "load ")),
+    ("headers", "#33a02c", ("headers",)),
+    ("mappings", "#fb9a99", ("mapping", "crypt mapping")),
+    ("mkfs", "#e31a1c", ("mkfs",)),
+    ("mount and binds", "#fdbf6f", ("mount", "bind", "mkdir")),
+]
+
+
+def charts(res, outdir):
+    """speed-sets.svg: each variant's median setup time per disk set (min-max whiskers);
+    speed-steps.svg: ephemcrypt's median step times per disk set, stacked. Returns the paths."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from chart import Svg, nice_max, NOTE, COLORS
+    colors = dict(COLORS, before="#999999")
+    sets = [(name, row) for name, row in res["sets"].items()]
+    variants = [v for v in ("ephemcrypt", "before", "plain", "mdadm") if any(v in row for _, row in sets)]
+    names = dict(NAMES, before=BEFORE)
+    out = []
+    # -- speed-sets.svg
+    left, right, bar, top = 110, 230, 14, 70
+    block = len(variants) * bar + 16
+    w, h = 980, top + len(sets) * block + 70
+    g = Svg(w, h)
+    g.text(20, 24, "Setup time by disk set, start to mounted file system (median, min-max)", 15, weight="bold")
+    g.text(20, 44, NOTE, 11, fill="#666")
+    xmax = nice_max(max((row[v]["max"] or 0) for _, row in sets for v in variants if v in row))
+    pw = w - left - right
+    for i in range(6):
+        x = left + pw * i / 5
+        g.line(x, top - 5, x, h - 55, "#e5e5e5")
+        g.text(x, h - 40, f"{xmax * i / 5:g} s", 11, "middle")
+    for j, (name, row) in enumerate(sets):
+        y0 = top + j * block
+        g.text(left - 8, y0 + block / 2, name, 12, "end", weight="bold")
+        for k, v in enumerate(variants):
+            e = row.get(v)
+            if not e or e["secs"] is None:
+                continue
+            y = y0 + k * bar
+            g.rect(left, y, pw * e["secs"] / xmax, bar - 2, colors.get(v, "#888"), f"{names[v]}: {e['secs']:.2f} s")
+            if e["min"] is not None and e["max"] is not None and e["n"] > 1:
+                x1, x2 = left + pw * e["min"] / xmax, left + pw * e["max"] / xmax
+                g.line(x1, y + bar / 2 - 1, x2, y + bar / 2 - 1, "#000")
+            label = f"{e['secs']:.2f} s"
+            if v == "ephemcrypt" and row.get("ratio_to_plain"):
+                label += f" ({row['ratio_to_plain']:.2f}× plain)"
+            g.text(left + pw * (e["max"] or e["secs"]) / xmax + 6, y + bar - 4, label, 10)
+    for k, v in enumerate(variants):
+        x = 20 + k * 235
+        g.rect(x, h - 22, 12, 12, colors.get(v, "#888"))
+        g.text(x + 16, h - 12, names[v], 10)
+    path = os.path.join(outdir, "speed-sets.svg")
+    g.save(path)
+    out.append(path)
+    # -- speed-steps.svg
+    rows = [(name, row["ephemcrypt"].get("steps", {})) for name, row in sets if row.get("ephemcrypt", {}).get("steps")]
+    if rows:
+        def grouped(steps):
+            parts = []
+            for label, colour, prefixes in STEP_GROUPS:
+                ms = sum(v for k, v in steps.items() if k.startswith(prefixes) and not
+                         (label == "kernel: version, names" and k.startswith("load ")))
+                parts.append((label, colour, ms))
+            return parts
+        left, right, bar, top = 110, 120, 22, 70
+        w, h = 980, top + len(rows) * (bar + 10) + 80
+        g = Svg(w, h)
+        g.text(20, 24, "ephemcrypt's setup by step (median ms per step; module loads run beside the probe)", 15,
+               weight="bold")
+        g.text(20, 44, NOTE, 11, fill="#666")
+        totals = [sum(ms for _, _, ms in grouped(st)) for _, st in rows]
+        xmax = nice_max(max(totals))
+        pw = w - left - right
+        for i in range(6):
+            x = left + pw * i / 5
+            g.line(x, top - 5, x, h - 65, "#e5e5e5")
+            g.text(x, h - 50, f"{xmax * i / 5 / 1000:g} s", 11, "middle")
+        for j, (name, st) in enumerate(rows):
+            y = top + j * (bar + 10)
+            g.text(left - 8, y + bar * 0.7, name, 12, "end", weight="bold")
+            x = left
+            for label, colour, ms in grouped(st):
+                g.rect(x, y, pw * ms / xmax, bar, colour, f"{label}: {ms:.0f} ms")
+                x += pw * ms / xmax
+            g.text(x + 6, y + bar * 0.7, f"{totals[j] / 1000:.2f} s", 10)
+        for k, (label, colour, _) in enumerate(STEP_GROUPS):
+            x = 20 + (k % 4) * 235
+            yy = h - 32 + (k // 4) * 16
+            g.rect(x, yy - 10, 12, 12, colour)
+            g.text(x + 16, yy, label, 10)
+        path = os.path.join(outdir, "speed-steps.svg")
+        g.save(path)
+        out.append(path)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--console", required=True)
@@ -135,6 +236,8 @@ def main():
         json.dump(res, f, indent=1)
     with open(a.md, "w") as f:
         f.write(markdown(res, a.conditions))
+    import os
+    charts(res, os.path.dirname(os.path.abspath(a.md)))
     print(open(a.md).read())
 
 

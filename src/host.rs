@@ -16,6 +16,36 @@ use crate::units::{Bytes, DevNo, Sectors};
 /// The largest disk size taken at its word, in sectors: 64 PiB.
 const MAX_SECTORS: u64 = 1 << 47;
 
+/// A sysfs attribute's bytes: open, one read (an attribute is at most a page, and sysfs gives it
+/// whole), close. `fs::read` would also ask the size and read again to see the end: under
+/// emulation each system call counts, and a disk has some fifteen attributes.
+fn read_attribute(path: &Path) -> io::Result<Vec<u8>> {
+    const MAX_ATTRIBUTE: usize = 64 * 1024;
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        match file.read(buf.get_mut(len..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    break; // short: the whole attribute (a regular file's end, in a test tree)
+                }
+                if buf.len() >= MAX_ATTRIBUTE {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "longer than 64 KiB: not a sysfs attribute"));
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
 /// The kernel name of a resolved /dev path: `nvme1n1` for /dev/nvme1n1, `mapper/x` for
 /// /dev/mapper/x; `None` for anything else.
 fn dev_name(resolved: &Path) -> Option<String> {
@@ -216,7 +246,7 @@ impl Host {
         let mut broken: Option<String> = None;
         let mut attr = |a: &str| -> String {
             let full = self.path(sys.join(a));
-            match fs::read(&full) {
+            match read_attribute(&full) {
                 Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
                 Err(e) => {
@@ -468,6 +498,21 @@ mod tests {
                 (got, _) => panic!("{text:?}: {got:?}"),
             }
         }
+    }
+
+    /// An attribute is read whole at any length up to 64 KiB (one read where sysfs gives it all),
+    /// and a file longer than that is refused, not read into memory to its end.
+    #[test]
+    fn attributes_are_read_whole_and_bounded() {
+        let long = "x".repeat(5000);
+        let huge = "y".repeat(70 * 1024);
+        let tree = Tree::new("attrs", &[("a", "nvme0n1\n"), ("empty", ""), ("long", &long), ("huge", &huge)]);
+        assert_eq!(read_attribute(&tree.0.join("a")).unwrap(), b"nvme0n1\n");
+        assert_eq!(read_attribute(&tree.0.join("empty")).unwrap(), b"");
+        assert_eq!(read_attribute(&tree.0.join("long")).unwrap(), long.as_bytes(), "past the first 4 KiB");
+        let e = read_attribute(&tree.0.join("huge")).unwrap_err();
+        assert!(e.to_string().contains("longer than 64 KiB"), "{e}");
+        assert_eq!(read_attribute(&tree.0.join("missing")).unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 
     /// Found by fuzzing (fuzz/ host_sysfs): two entries with one device number were both taken,

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, Selector};
 use crate::disk::{parse_mountinfo, parse_mounts, Disk, Mount, Probe};
 use crate::error::{Error, Result};
 use crate::paths::{normalize, under, unescape_octal};
@@ -34,7 +34,10 @@ fn read_attribute(path: &Path) -> io::Result<Vec<u8>> {
                     break; // short: the whole attribute (a regular file's end, in a test tree)
                 }
                 if buf.len() >= MAX_ATTRIBUTE {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "longer than 64 KiB: not a sysfs attribute"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "longer than 64 KiB: not a sysfs attribute",
+                    ));
                 }
                 buf.resize(buf.len() * 2, 0);
             }
@@ -150,6 +153,18 @@ impl Host {
 
     /// All whole disks, sorted by name, with mounts, swaps and links; none probed yet.
     pub(crate) fn disks(&self) -> Result<Vec<Disk>> {
+        self.read_disks(true)
+    }
+
+    /// [`disks`](Self::disks) as `config` needs them: the /dev/disk links (some 140 on a machine
+    /// with 27 NVMe disks, each resolved) only where a `path:` selector of `devices` or `exclude`
+    /// looks at them; otherwise every disk's `links` is empty.
+    pub(crate) fn disks_for(&self, config: &Config) -> Result<Vec<Disk>> {
+        let paths = config.devices.iter().chain(&config.exclude).any(|s| matches!(s, Selector::Path(_)));
+        self.read_disks(paths)
+    }
+
+    fn read_disks(&self, with_links: bool) -> Result<Vec<Disk>> {
         let names = self.disk_names()?;
         // The entries are read side by side (some 15 files and two listings each: on a machine
         // with many disks, under emulation, most of setup's time before the probe), the mounts,
@@ -174,7 +189,8 @@ impl Host {
         let mut beside_ms = 0;
         let entries = crate::parallel::map(&names, SYSFS_THREADS, read, || {
             let t = std::time::Instant::now();
-            rest = Some((self.mounts(), self.swaps(), self.dev_links()));
+            let links = if with_links { self.dev_links() } else { Vec::new() };
+            rest = Some((self.mounts(), self.swaps(), links));
             beside_ms = t.elapsed().as_millis();
         });
         log::debug!(
@@ -513,6 +529,40 @@ mod tests {
         let e = read_attribute(&tree.0.join("huge")).unwrap_err();
         assert!(e.to_string().contains("longer than 64 KiB"), "{e}");
         assert_eq!(read_attribute(&tree.0.join("missing")).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    /// The /dev/disk links are read only for a configuration that selects or excludes by path:
+    /// then a disk is found by its link; otherwise none is resolved.
+    #[test]
+    fn links_are_read_only_for_path_selectors() {
+        let tree = Tree::new(
+            "links",
+            &[
+                ("sys/block/nvme1n1/dev", "259:1\n"),
+                ("sys/block/nvme1n1/size", "3709861888\n"),
+                ("sys/block/nvme1n1/device/serial", "S1\n"),
+                ("dev/nvme1n1", ""),
+                ("proc/mounts", "proc /proc proc rw 0 0\n"),
+            ],
+        );
+        fs::create_dir_all(tree.0.join("dev/disk/by-id")).unwrap();
+        std::os::unix::fs::symlink("../../nvme1n1", tree.0.join("dev/disk/by-id/nvme-scratch")).unwrap();
+        let host = Host::new(&tree.0);
+        let by_path =
+            Config::load(Some((Path::new("t.conf"), "devices = path:/dev/disk/by-id/nvme-scratch\n")), "").unwrap();
+        let disks = host.disks_for(&by_path).unwrap();
+        assert_eq!(disks[0].links, vec![PathBuf::from("/dev/disk/by-id/nvme-scratch")]);
+        assert!(crate::classify::identity(&disks[0], &by_path).is_none(), "found by its link");
+        let excluding = Config::load(
+            Some((Path::new("t.conf"), "devices = serial:S*\nexclude = path:/dev/disk/by-id/nvme-*\n")),
+            "",
+        )
+        .unwrap();
+        assert_eq!(host.disks_for(&excluding).unwrap()[0].links.len(), 1, "an exclusion by path reads them too");
+        let by_serial = Config::load(Some((Path::new("t.conf"), "devices = serial:S1\n")), "").unwrap();
+        let disks = host.disks_for(&by_serial).unwrap();
+        assert!(disks[0].links.is_empty() && crate::classify::identity(&disks[0], &by_serial).is_none());
+        assert_eq!(host.disks().unwrap()[0].links.len(), 1, "disks() reads them always");
     }
 
     /// Found by fuzzing (fuzz/ host_sysfs): two entries with one device number were both taken,

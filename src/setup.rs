@@ -294,7 +294,7 @@ fn observe_and_plan<S: System>(
     let mut loaded = false;
     loop {
         let t = sys.now_ms();
-        facts.disks = host.disks()?;
+        facts.disks = host.disks_for(config)?;
         let sysfs_ms = sys.now_ms().saturating_sub(t);
         // The kernel phase's modules load while the candidates are probed, when a volume may be
         // wanted (were every candidate free): modprobe's time is then off the critical path. A

@@ -153,18 +153,24 @@ impl Host {
 
     /// All whole disks, sorted by name, with mounts, swaps and links; none probed yet.
     pub(crate) fn disks(&self) -> Result<Vec<Disk>> {
-        self.read_disks(true)
+        self.read_disks(true, &|_| true)
     }
 
     /// [`disks`](Self::disks) as `config` needs them: the /dev/disk links (some 140 on a machine
     /// with 27 NVMe disks, each resolved) only where a `path:` selector of `devices` or `exclude`
-    /// looks at them; otherwise every disk's `links` is empty.
+    /// looks at them, otherwise every disk's `links` is empty; and without links, the details of
+    /// a disk that `config` refuses by its identity (`classify::identity`) are left unread: the
+    /// refusal does not depend on them.
     pub(crate) fn disks_for(&self, config: &Config) -> Result<Vec<Disk>> {
         let paths = config.devices.iter().chain(&config.exclude).any(|s| matches!(s, Selector::Path(_)));
-        self.read_disks(paths)
+        if paths {
+            // A path selector needs the links, which are read beside the entries: all in full.
+            return self.read_disks(true, &|_| true);
+        }
+        self.read_disks(false, &|d| crate::classify::identity(d, config).is_none())
     }
 
-    fn read_disks(&self, with_links: bool) -> Result<Vec<Disk>> {
+    fn read_disks(&self, with_links: bool, details: &(dyn Fn(&Disk) -> bool + Sync)) -> Result<Vec<Disk>> {
         let names = self.disk_names()?;
         // The entries are read side by side (some 15 files and two listings each: on a machine
         // with many disks, under emulation, most of setup's time before the probe), the mounts,
@@ -172,7 +178,7 @@ impl Host {
         let mut rest = None;
         let read = |name: &Result<String, String>| match name {
             Ok(name) => {
-                let disk = self.disk(name);
+                let disk = self.disk(name, details);
                 let devs = self.dev_numbers(&disk);
                 (disk, devs)
             }
@@ -254,31 +260,38 @@ impl Host {
         Ok(names)
     }
 
+    /// One sysfs attribute of a disk's entry `sys`, trimmed; empty when it is missing. A read that
+    /// fails makes the disk `broken` (the first such reason is kept).
+    fn attr(&self, sys: &Path, a: &str, broken: &mut Option<String>) -> String {
+        let full = self.path(sys.join(a));
+        match read_attribute(&full) {
+            Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                broken.get_or_insert_with(|| Error::os("read", full.display(), e).to_string());
+                String::new()
+            }
+        }
+    }
+
     /// One disk from its sysfs entry. Never an error: a disk whose entry cannot be read, or makes
     /// no sense, comes back `broken` (refused, with the reason) and the others are read on.
     /// Attributes are read as bytes; a model or serial that is not UTF-8 is taken lossily.
-    fn disk(&self, name: &str) -> Disk {
+    /// What identifies the disk (number, size, model, serial, vendor, wwid, nsid) is read first;
+    /// the rest (block size, read-only, removable, holders, partitions) only when `details` wants
+    /// it of the disk so far: a disk no selector picks is refused by its identity alone.
+    fn disk(&self, name: &str, details: &(dyn Fn(&Disk) -> bool + Sync)) -> Disk {
         let sys = PathBuf::from("/sys/block").join(name);
         let mut broken: Option<String> = None;
-        let mut attr = |a: &str| -> String {
-            let full = self.path(sys.join(a));
-            match read_attribute(&full) {
-                Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-                Err(e) => {
-                    broken.get_or_insert_with(|| Error::os("read", full.display(), e).to_string());
-                    String::new()
-                }
-            }
-        };
-        let (dev_text, size_text, lbs_text) = (attr("dev"), attr("size"), attr("queue/logical_block_size"));
-        let serial = match attr("device/serial") {
-            s if s.is_empty() => attr("serial"),
+        let (dev_text, size_text) = (self.attr(&sys, "dev", &mut broken), self.attr(&sys, "size", &mut broken));
+        let serial = match self.attr(&sys, "device/serial", &mut broken) {
+            s if s.is_empty() => self.attr(&sys, "serial", &mut broken),
             s => s,
         };
-        let (model, vendor, wwid, ro, removable) =
-            (attr("device/model"), attr("device/vendor"), attr("wwid"), attr("ro"), attr("removable"));
-        let nsid = attr("nsid").parse().ok();
+        let model = self.attr(&sys, "device/model", &mut broken);
+        let vendor = self.attr(&sys, "device/vendor", &mut broken);
+        let wwid = self.attr(&sys, "wwid", &mut broken);
+        let nsid = self.attr(&sys, "nsid", &mut broken).parse().ok();
         let invalid = |a: &str, expected: &'static str, found: &str| {
             Error::invalid(self.path(sys.join(a)).display(), expected, found).to_string()
         };
@@ -291,6 +304,19 @@ impl Host {
         if size.is_none() {
             broken.get_or_insert_with(|| invalid("size", "a number of 512-byte sectors up to 2^47", &size_text));
         }
+        let known = Disk {
+            model,
+            serial,
+            vendor,
+            wwid,
+            nsid,
+            ..Disk::new(name, dev.unwrap_or(DevNo { major: 0, minor: 0 }), Sectors(size.unwrap_or(0)).bytes())
+        };
+        if !details(&known) {
+            return Disk { broken, ..known };
+        }
+        let lbs_text = self.attr(&sys, "queue/logical_block_size", &mut broken);
+        let (ro, removable) = (self.attr(&sys, "ro", &mut broken), self.attr(&sys, "removable", &mut broken));
         let lbs = match lbs_text.as_str() {
             "" => Some(512),
             t => t.parse::<u32>().ok().filter(|n| n.is_power_of_two() && (512..=65536).contains(n)),
@@ -310,11 +336,6 @@ impl Host {
         };
         let (holders, entries) = (listed(holders), listed(entries));
         Disk {
-            model,
-            serial,
-            vendor,
-            wwid,
-            nsid,
             logical_block_size: lbs.unwrap_or(512),
             read_only: ro == "1",
             removable: removable == "1",
@@ -326,7 +347,7 @@ impl Host {
                 .filter(|p| p.starts_with(name) && self.path(sys.join(p).join("partition")).exists())
                 .collect(),
             broken,
-            ..Disk::new(name, dev.unwrap_or(DevNo { major: 0, minor: 0 }), Sectors(size.unwrap_or(0)).bytes())
+            ..known
         }
     }
 
@@ -563,6 +584,40 @@ mod tests {
         let disks = host.disks_for(&by_serial).unwrap();
         assert!(disks[0].links.is_empty() && crate::classify::identity(&disks[0], &by_serial).is_none());
         assert_eq!(host.disks().unwrap()[0].links.len(), 1, "disks() reads them always");
+    }
+
+    /// Without path selectors, a disk refused by its identity is not read further: its holders,
+    /// partitions and flags are left unread; a candidate's are read.
+    #[test]
+    fn only_candidates_are_read_in_full() {
+        let entry = |name: &str, serial: &str| {
+            let d = format!("sys/block/{name}");
+            [
+                (format!("{d}/dev"), format!("259:{}\n", name.len())),
+                (format!("{d}/size"), "3709861888\n".to_string()),
+                (format!("{d}/device/serial"), format!("{serial}\n")),
+                (format!("{d}/ro"), "1\n".to_string()),
+                (format!("{d}/holders/dm-0"), String::new()),
+                (format!("{d}/{name}p1/partition"), "1\n".to_string()),
+            ]
+        };
+        let files: Vec<(String, String)> = [entry("nvme1n1", "PICK"), entry("nvme10n1", "OTHER")]
+            .concat()
+            .into_iter()
+            .chain([("proc/mounts".to_string(), "proc /proc proc rw 0 0\n".to_string())])
+            .collect();
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let tree = Tree::new("candidates", &files);
+        let host = Host::new(&tree.0);
+        let config = Config::load(Some((Path::new("t.conf"), "devices = serial:PICK\n")), "").unwrap();
+        let disks = host.disks_for(&config).unwrap();
+        let get = |name: &str| disks.iter().find(|d| d.name == name).unwrap();
+        let (pick, other) = (get("nvme1n1"), get("nvme10n1"));
+        assert!(pick.read_only && pick.holders == ["dm-0"] && pick.partitions == ["nvme1n1p1"], "{pick:?}");
+        assert!(!other.read_only && other.holders.is_empty() && other.partitions.is_empty(), "{other:?}");
+        assert_eq!(other.serial, "OTHER", "its identity is read");
+        let all = host.disks().unwrap();
+        assert!(all.iter().all(|d| d.read_only && d.holders.len() == 1 && d.partitions.len() == 1), "{all:?}");
     }
 
     /// Found by fuzzing (fuzz/ host_sysfs): two entries with one device number were both taken,

@@ -104,9 +104,6 @@ unit:
 	@if python3 -c 'import os, tempfile; t = tempfile.TemporaryDirectory(); os.setxattr(t.name, "security.selinux", b"x")' 2>/dev/null; then \
 		$(CARGO) test --locked --lib -- --ignored new_directories_take_their_parents_label; \
 	else echo "SKIPPED: system::tests::new_directories_take_their_parents_label (no security.* xattrs in $${TMPDIR:-/tmp})"; fi
-	@if [ -e /proc/sys/fs/aio-max-nr ] && python3 -c 'import os, tempfile; f = tempfile.NamedTemporaryFile(); os.close(os.open(f.name, os.O_RDONLY | os.O_DIRECT))' 2>/dev/null; then \
-		$(CARGO) test --locked --lib -- --ignored direct_reads_return_what_ordinary_reads_do; \
-	else echo "SKIPPED: signature::tests::direct_reads_return_what_ordinary_reads_do (no O_DIRECT in $${TMPDIR:-/tmp} or no Linux AIO)"; fi
 	@if [ "$$(id -u)" = 0 ]; then $(CARGO) test --locked --lib -- --ignored mapper_entries_are_links; \
 	else echo "SKIPPED: system::tests::mapper_entries_are_links_udev_can_take_over (makes block device nodes: root only)"; fi
 

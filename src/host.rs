@@ -61,9 +61,6 @@ fn dev_name(resolved: &Path) -> Option<String> {
     }
 }
 
-/// At most this many threads read the disks' sysfs entries besides the calling one.
-const SYSFS_THREADS: usize = 3;
-
 /// Kernel names that are never physical disks.
 const VIRTUAL_PREFIXES: &[&str] = &["dm-", "md", "ram", "zram", "loop", "nbd", "sr", "fd", "zd"];
 
@@ -170,12 +167,8 @@ impl Host {
         self.read_disks(false, &|d| crate::classify::identity(d, config).is_none())
     }
 
-    fn read_disks(&self, with_links: bool, details: &(dyn Fn(&Disk) -> bool + Sync)) -> Result<Vec<Disk>> {
+    fn read_disks(&self, with_links: bool, details: &dyn Fn(&Disk) -> bool) -> Result<Vec<Disk>> {
         let names = self.disk_names()?;
-        // The entries are read side by side (some 15 files and two listings each: on a machine
-        // with many disks, under emulation, most of setup's time before the probe), the mounts,
-        // swaps and links meanwhile.
-        let mut rest = None;
         let read = |name: &Result<String, String>| match name {
             Ok(name) => {
                 let disk = self.disk(name, details);
@@ -192,28 +185,20 @@ impl Host {
             }
         };
         let t = std::time::Instant::now();
-        let mut beside_ms = 0;
-        let entries = crate::parallel::map(&names, SYSFS_THREADS, read, || {
-            let t = std::time::Instant::now();
-            let links = if with_links { self.dev_links() } else { Vec::new() };
-            rest = Some((self.mounts(), self.swaps(), links));
-            beside_ms = t.elapsed().as_millis();
-        });
+        // One after another: side by side (three threads) was slower under emulation in every
+        // disk set of the bench (2 vCPUs; each read is a few short system calls).
+        let entries: Vec<(Disk, Vec<DevNo>)> = names.iter().map(read).collect();
+        let entries_ms = t.elapsed().as_millis();
+        let links = if with_links { self.dev_links() } else { Vec::new() };
         log::debug!(
-            "read {} sysfs entries in {} ms (mounts, swaps and /dev/disk links beside them: {beside_ms} ms)",
+            "read {} sysfs entries in {entries_ms} ms, then the mounts, swaps and {} /dev/disk links in {} ms",
             names.len(),
-            t.elapsed().as_millis()
+            links.len(),
+            t.elapsed().as_millis().saturating_sub(entries_ms)
         );
-        let (mounts, swaps, links) = rest.ok_or(Error::Internal("the mounts are read beside the disks"))?;
-        let (mounts, swaps) = (mounts?, swaps?);
+        let (mounts, swaps) = (self.mounts()?, self.swaps()?);
         let mut disks = Vec::new();
-        for (name, entry) in names.iter().zip(entries) {
-            let Some((mut disk, devs)) = entry else {
-                let name = name.as_ref().unwrap_or_else(|n| n);
-                let why = format!("the read of {} ended abnormally", self.path("/sys/block").join(name).display());
-                disks.push(Disk { broken: Some(why), ..Disk::new(name, DevNo { major: 0, minor: 0 }, Bytes(0)) });
-                continue;
-            };
+        for (mut disk, devs) in entries {
             if disk.size.0 == 0 && disk.broken.is_none() {
                 continue; // an empty slot: a card reader without a card, say
             }
@@ -280,7 +265,7 @@ impl Host {
     /// What identifies the disk (number, size, model, serial, vendor, wwid, nsid) is read first;
     /// the rest (block size, read-only, removable, holders, partitions) only when `details` wants
     /// it of the disk so far: a disk no selector picks is refused by its identity alone.
-    fn disk(&self, name: &str, details: &(dyn Fn(&Disk) -> bool + Sync)) -> Disk {
+    fn disk(&self, name: &str, details: &dyn Fn(&Disk) -> bool) -> Disk {
         let sys = PathBuf::from("/sys/block").join(name);
         let mut broken: Option<String> = None;
         let (dev_text, size_text) = (self.attr(&sys, "dev", &mut broken), self.attr(&sys, "size", &mut broken));

@@ -1,5 +1,5 @@
-//! Reads spread over a few threads: the disks' sysfs entries and their probes, which under
-//! emulation (and on a machine with many disks) cost more one after the other than side by side.
+//! Work spread over a few threads: the probes of the candidate disks, which on a machine with
+//! many disks cost more one after the other (each waits for its device) than side by side.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -27,7 +27,7 @@ pub(crate) fn map<T: Sync, R: Send>(
     };
     let results: Vec<(usize, R)> = std::thread::scope(|s| {
         let spawned: Vec<_> = (0..threads.min(items.len()))
-            .filter_map(|_| std::thread::Builder::new().name("read".into()).spawn_scoped(s, work).ok())
+            .filter_map(|_| std::thread::Builder::new().name("probe".into()).spawn_scoped(s, work).ok())
             .collect();
         beside();
         let mut results = work();

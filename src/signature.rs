@@ -27,7 +27,6 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -275,16 +274,7 @@ pub(crate) fn probe_path(path: &Path, disk_size: u64) -> crate::Result<Option<Si
 /// Read what a device (or an image file) holds; its size is its own: the end of the open file,
 /// which a block device and a fixture file report alike. One open, no sysfs size to trust.
 pub(crate) fn probe_device(path: &Path) -> crate::Result<Content> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_DIRECT where the device (or file system) takes it: the reads then go to the device all
-    // at once (read_direct), and nothing of the disk stays in the page cache.
-    let (mut file, direct) = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
-        Ok(f) => (f, true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            (File::open(path).map_err(|e| Error::os("open", path.display(), e))?, false)
-        }
-        Err(e) => return Err(Error::os("open", path.display(), e)),
-    };
+    let mut file = File::open(path).map_err(|e| Error::os("open", path.display(), e))?;
     let size = file.seek(SeekFrom::End(0)).map_err(|e| Error::os("find the size of", path.display(), e))?;
     // No readahead: it would turn each 4 KiB spread block into 128 KiB or more read off the disk
     // (a block device's default), some 10 MiB per disk instead of the 2.3 the probe needs. Only
@@ -296,22 +286,7 @@ pub(crate) fn probe_device(path: &Path) -> crate::Result<Content> {
             log::debug!("{}: no readahead advice: {e}", path.display());
         }
     }
-    let parts = match direct.then(|| read_direct(&file, size)) {
-        Some(Ok(parts)) => parts,
-        other => {
-            if let Some(Err(e)) = other {
-                // Unaligned regions, no AIO in the kernel, a short or failed read: the ordinary
-                // reads below say what is wrong, if anything is.
-                log::debug!("{}: reads one by one: {e}", path.display());
-                let flags = nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
-                    .map_err(|e| Error::errno("read the flags of", path.display(), e))?;
-                let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_DIRECT;
-                nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
-                    .map_err(|e| Error::errno("clear O_DIRECT on", path.display(), e))?;
-            }
-            read_regions(&file, path, size)?
-        }
-    };
+    let parts = read_regions(&file, path, size)?;
     let content = examine(&Regions::from_parts(&parts, size));
     match &content {
         Content::Blank => log::debug!("{}: blank", path.display()),
@@ -321,33 +296,6 @@ pub(crate) fn probe_device(path: &Path) -> crate::Result<Content> {
         Content::Data => log::debug!("{}: data", path.display()),
     }
     Ok(content)
-}
-
-/// The alignment of every direct read: offsets, lengths and the buffer. A disk whose logical
-/// blocks are larger (rare) refuses them, and is read the ordinary way.
-const DIRECT_ALIGN: usize = 4096;
-
-/// The probe's regions read with O_DIRECT, all submitted at once (syscall::read_all_at).
-fn read_direct(file: &File, size: u64) -> std::result::Result<Vec<(u64, Vec<u8>)>, nix::errno::Errno> {
-    use nix::errno::Errno;
-    use std::os::fd::AsFd;
-    let reads = regions(size);
-    let align = DIRECT_ALIGN as u64;
-    if reads.iter().any(|&(off, len)| off % align != 0 || len as u64 % align != 0) {
-        return Err(Errno::EINVAL);
-    }
-    let total: usize = reads.iter().map(|&(_, len)| len).sum();
-    let mut raw = vec![0u8; total + DIRECT_ALIGN];
-    let skip = raw.as_ptr().align_offset(DIRECT_ALIGN);
-    let buf = raw.get_mut(skip..skip + total).ok_or(Errno::EINVAL)?;
-    crate::syscall::read_all_at(file.as_fd(), &reads, buf)?;
-    let mut at = 0;
-    let mut parts = Vec::with_capacity(reads.len());
-    for (off, len) in reads {
-        parts.push((off, buf.get(at..at + len).ok_or(Errno::EINVAL)?.to_vec()));
-        at += len;
-    }
-    Ok(parts)
 }
 
 fn read_regions(file: &File, path: &Path, size: u64) -> crate::Result<Vec<(u64, Vec<u8>)>> {
@@ -724,69 +672,12 @@ fn is_fat(d: &Regions<'_>) -> bool {
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::OpenOptionsExt;
 
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * KIB;
     /// 10 MiB plus 7 sectors: not aligned to 4 KiB, 64 KiB or 256 KiB.
     const ODD_SIZE: u64 = 10 * MIB + 7 * 512;
     const P: u64 = PROBE_BYTES as u64;
-
-    /// A sparse file of `size` bytes in the temporary directory with `data` at `at`, removed when
-    /// dropped.
-    struct TempDisk(std::path::PathBuf);
-
-    impl TempDisk {
-        fn new(tag: &str, size: u64, data: &[(u64, &[u8])]) -> TempDisk {
-            let path = std::env::temp_dir().join(format!("ephemcrypt-probe-{tag}-{}", std::process::id()));
-            let f = File::create(&path).unwrap();
-            f.set_len(size).unwrap();
-            for (at, bytes) in data {
-                f.write_all_at(bytes, *at).unwrap();
-            }
-            TempDisk(path)
-        }
-    }
-
-    impl Drop for TempDisk {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    /// The probe's direct reads (O_DIRECT, all submitted at once through Linux AIO) return what
-    /// reads one by one return, region for region, and the verdict follows from them.
-    #[test]
-    #[ignore = "needs O_DIRECT in the temporary directory and Linux AIO: make unit runs it where they are"]
-    fn direct_reads_return_what_ordinary_reads_do() {
-        let size = 64 * MIB;
-        let spread = regions(size)[10].0;
-        let d = TempDisk::new("direct", size, &[(spread + 100, b"somebody's data"), (size - 3, b"end")]);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&d.0)
-            .expect("O_DIRECT in the temporary directory");
-        let direct = read_direct(&file, size).expect("direct reads");
-        let plain = read_regions(&File::open(&d.0).unwrap(), &d.0, size).unwrap();
-        assert_eq!(direct.len(), plain.len());
-        assert!(direct == plain, "the same bytes at the same offsets");
-        assert!(matches!(probe_device(&d.0).unwrap(), Content::Data));
-        let blank = TempDisk::new("direct-blank", size, &[]);
-        assert!(matches!(probe_device(&blank.0).unwrap(), Content::Blank));
-    }
-
-    /// Regions O_DIRECT cannot read (a size that is not a multiple of 4 KiB) are read the
-    /// ordinary way: the verdict is the same, data at the very end included.
-    #[test]
-    fn unaligned_disks_are_read_one_by_one() {
-        let size = ODD_SIZE;
-        let d = TempDisk::new("odd", size, &[(size - 5, b"tail!")]);
-        assert!(read_direct(&File::open(&d.0).unwrap(), size).is_err(), "unaligned: refused before any read");
-        assert!(matches!(probe_device(&d.0).unwrap(), Content::Data));
-        let blank = TempDisk::new("odd-blank", size, &[]);
-        assert!(matches!(probe_device(&blank.0).unwrap(), Content::Blank));
-    }
 
     /// A disk of any size, holding only what `probe_path` would read (head and tail), zeroed.
     struct Img {

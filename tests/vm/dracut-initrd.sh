@@ -87,6 +87,7 @@ if [[ ! -s $img && -n $chroot ]]; then
 		{ cat "$work/dracut.log" >&2; die "dracut of $suite failed"; }
 	cat "$work/dracut.log" >&2
 	mv "$chroot/tmp/initrd.img" "$img.$$"
+	# shellcheck disable=SC2016 # dpkg-query's ${Version}
 	log "$suite's $(in_root dracut --version 2>&1 | head -n1) built the image, with systemd" \
 		"$(in_root dpkg-query -W -f '${Version}' systemd) in it"
 elif [[ ! -s $img ]]; then

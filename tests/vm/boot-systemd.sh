@@ -13,6 +13,10 @@
 # multi-user.target), which must write node-feature-discovery's feature file (Kubernetes labels).
 # The volume boot's report is kept in .cache/boot-systemd/report.txt; --demo makes only that
 # boot and prints the report (make demo).
+# DEBIAN_SUITE=trixie KERNEL_SUITE=trixie: the same boots and checks in a Debian 13 root (systemd
+# 257) with dracut-core (dracut-ng 106) installed in it, whose own dracut builds the image in a
+# chroot (dracut-initrd.sh), with Debian 13's 6.12 kernel (make matrix: systemd@trixie;
+# .cache/boot-systemd-trixie).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 vm_kernel # once for the whole script: its images and its boots use the same kernel
@@ -22,6 +26,11 @@ demo=''
 bin=$VM_DIR/../../target/x86_64-unknown-linux-musl/release/ephemcrypt
 [[ -x $bin ]] || die "no $bin: run 'make build' first"
 out=$CACHE/boot-systemd
+if [[ ${DEBIAN_SUITE:-bookworm} != bookworm ]]; then
+	# The root whose dracut built the image is the one that boots (rootfs-debian.sh, dracut-initrd.sh).
+	export DEBIAN_SUITE DEBIAN_EXTRA=dracut-core,zstd
+	out+=-$DEBIAN_SUITE
+fi
 mkdir -p "$out"
 rm -f "$out"/*.raw "$out/report.txt"
 [[ -z $demo ]] || log "building a dracut initramfs and a Debian 12 root, then booting them under qemu with" \

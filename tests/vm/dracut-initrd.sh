@@ -18,6 +18,12 @@
 # (installed files, this script, kernel, host packages). For bench/boot-time.sh: --systemd-none,
 # the same systemd initrd without ephemcrypt; --systemd-shell, with dracut's crypt and mdraid
 # modules and the shell hook of bench/shell-hook instead (needs mdadm and cryptsetup-bin on the host).
+# DEBIAN_SUITE=trixie (--systemd only): the suite's own dracut instead of the host's, as that
+# distribution builds its image: a copy of a Debian 13 root with dracut-core (dracut-ng 106) and
+# systemd 257 in it (rootfs-debian.sh, DEBIAN_EXTRA=dracut-core,zstd: the root boot-systemd.sh
+# boots), `make install` into it, the kernel's modules bound at /usr/lib/modules/$KVER, and
+# dracut run in a chroot of it with the root's own configuration (/etc/dracut.conf{,.d},
+# /usr/lib/dracut/dracut.conf.d) and the same options; the image is checked as above.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -29,21 +35,62 @@ case $via in
 *) die "unknown option $via" ;;
 esac
 vm_kernel
+suite=${DEBIAN_SUITE:-bookworm}
+[[ $suite == bookworm || $via == --systemd ]] || die "DEBIAN_SUITE=$suite: --systemd only"
 
-work=$CACHE/dracut
-lock dracut
+work=$CACHE/dracut${DEBIAN_SUITE:+-$suite}
+lock "dracut${DEBIAN_SUITE:+-$suite}"
 rm -rf "${work:?}"/{staging,lib,conf.d}
 mkdir -p "$work/conf.d" "$(dirname "$out")"
 make -s -C "$VM_DIR/../.." install DESTDIR="$work/staging" >&2
+
+chroot=''
+if [[ $suite != bookworm ]]; then
+	# The suite's root, with ephemcrypt installed and the kernel's modules where its dracut looks.
+	chroot=$work/mnt
+	export DEBIAN_SUITE DEBIAN_EXTRA=${DEBIAN_EXTRA:-dracut-core,zstd}
+	"$VM_DIR/rootfs-debian.sh" "$work/root.img" "$VM_DIR/guest/boot-systemd.sh"
+	mkdir -p "$chroot"
+	unmount() {
+		umount "$chroot/usr/lib/modules/$KVER" "$chroot/proc" "$chroot/sys" "$chroot/dev" 2>/dev/null || true
+		umount "$chroot" 2>/dev/null || true
+		rm -f "$work/root.img"
+	}
+	trap unmount EXIT
+	mount -o loop "$work/root.img" "$chroot"
+	cp -a "$work/staging/." "$chroot/"
+	mkdir -p "$chroot/usr/lib/modules/$KVER"
+	mount --bind -o ro "$MODDIR" "$chroot/usr/lib/modules/$KVER"
+	mount --bind /proc "$chroot/proc" && mount --bind /sys "$chroot/sys" && mount --bind /dev "$chroot/dev"
+	chroot "$chroot" dracut --version >/dev/null 2>&1 || die "no dracut in the $suite root (DEBIAN_EXTRA=$DEBIAN_EXTRA)"
+fi
+# in_root CMD...: CMD in the suite's root (a clean environment), or on the host
+in_root() {
+	if [[ -n $chroot ]]; then chroot "$chroot" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; else "$@"; fi
+}
 
 key=$({
 	cat "$VM_DIR/dracut-initrd.sh" "$VM_DIR/lib.sh" "$VM_DIR"/../../bench/shell-hook/*
 	(cd "$work/staging" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 	echo "$KVER $via"
-	dpkg-query -W
+	in_root dpkg-query -W
 } | sha256sum | cut -c1-16)
 img=$work/initrd-$KVER-${via#--}-$key.img
-if [[ ! -s $img ]]; then
+if [[ ! -s $img && -n $chroot ]]; then
+	omit=(i18n console-setup lvm dmraid multipath resume usrmount nvdimm lunmask virtiofs terminfo
+		kernel-modules-extra modsign mdraid crypt)
+	start=$SECONDS
+	trap 'rm -f "$img.$$"; unmount' EXIT
+	in_root dracut --quiet --force --kver "$KVER" --no-hostonly --omit "${omit[*]}" \
+		--add-drivers "ext4 virtio_blk virtio_pci nvme" --compress zstd --no-early-microcode \
+		--add "systemd ephemcrypt" /tmp/initrd.img 2>"$work/dracut.log" ||
+		{ cat "$work/dracut.log" >&2; die "dracut of $suite failed"; }
+	cat "$work/dracut.log" >&2
+	mv "$chroot/tmp/initrd.img" "$img.$$"
+	# shellcheck disable=SC2016 # dpkg-query's ${Version}
+	log "$suite's $(in_root dracut --version 2>&1 | head -n1) built the image, with systemd" \
+		"$(in_root dpkg-query -W -f '${Version}' systemd) in it"
+elif [[ ! -s $img ]]; then
 	cp -a /usr/lib/dracut "$work/lib"
 	cp -a "$work/staging/usr/lib/dracut/modules.d/90ephemcrypt" "$work/lib/modules.d/"
 	: >"$work/dracut.conf"
@@ -96,8 +143,15 @@ if [[ ! -s $img ]]; then
 		cp "$img" "$out"
 		exit 0
 	fi
+fi
+if [[ ! -s $img ]]; then
 	# The image must hold what the module installs; shell init must run the hook, systemd the unit.
-	files=$(dracutbasedir=$work/lib lsinitrd "$img.$$" | awk '{ print $9 }')
+	if [[ -n $chroot ]]; then
+		cp "$img.$$" "$chroot/tmp/initrd.img"
+		files=$(in_root lsinitrd /tmp/initrd.img | awk '{ print $9 }')
+	else
+		files=$(dracutbasedir=$work/lib lsinitrd "$img.$$" | awk '{ print $9 }')
+	fi
 	hook='usr/lib/dracut/hooks/pre-pivot/[0-9]*-ephemcrypt-hook\.sh'
 	unit='.*/systemd/system/initrd\.target\.wants/ephemcrypt\.service'
 	if [[ $via == --systemd ]]; then want=$unit unwanted=$hook; else want=$hook unwanted=$unit; fi

@@ -1,20 +1,23 @@
 #!/bin/bash
-# matrix.sh [SUITE@ARCH | itools@trixie ...]: the setup VM test (setup.sh) on each Debian cloud
-# kernel ephemcrypt is tested on, one after another (make matrix; not part of make test, which
-# runs 6.1 on both architectures and 6.12 on x86_64 through all.sh). Default: bullseye@x86_64
-# (5.10), bookworm@x86_64 (6.1, the host apt's kernel: the one make test boots), trixie@x86_64
-# (6.12), trixie@aarch64 (6.12), then itools@trixie: the initramfs-tools boot
+# matrix.sh [SUITE@ARCH | itools@trixie | systemd@trixie ...]: the setup VM test (setup.sh) on
+# each Debian cloud kernel ephemcrypt is tested on, one after another (make matrix; not part of
+# make test, which runs 6.1 on both architectures and 6.12 on x86_64 through all.sh). Default:
+# bullseye@x86_64 (5.10), bookworm@x86_64 (6.1, the host apt's kernel: the one make test boots),
+# trixie@x86_64 (6.12), trixie@aarch64 (6.12), then itools@trixie: the initramfs-tools boot
 # (boot-initramfs-tools.sh) in a Debian 13 root (initramfs-tools 0.148, systemd 257) with its
-# 6.12 kernel. Each kernel is resolved and downloaded by kernel.sh (KERNEL_SUITE: an apt
-# configuration of its own for that suite). Afterwards a table, one row per test: the boot time
-# (setup: the guest's uptime when /init starts its checks; initramfs-tools: systemd-analyze's
-# line), setup's time (the sum of its step timings), the dm-crypt target version setup read and
-# the crypt flags it chose, the result; kept in .cache/matrix/report.md with each console log.
+# 6.12 kernel, and systemd@trixie: the dracut systemd boot (boot-systemd.sh) in a Debian 13 root
+# whose own dracut (dracut-ng 106) builds the image with its systemd 257, on the 6.12 kernel (not
+# in make test: one run takes 6-9 minutes under TCG here). Each kernel is resolved and downloaded
+# by kernel.sh (KERNEL_SUITE: an apt configuration of its own for that suite). Afterwards a table,
+# one row per test: the boot time (setup: the guest's uptime when /init starts its checks;
+# initramfs-tools and systemd: systemd-analyze's line), setup's time (the sum of its step
+# timings), the dm-crypt target version setup read and the crypt flags it chose, the result; kept
+# in .cache/matrix/report.md with each console log.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 kernels=("$@")
-((${#kernels[@]})) || kernels=(bullseye@x86_64 bookworm@x86_64 trixie@x86_64 trixie@aarch64 itools@trixie)
+((${#kernels[@]})) || kernels=(bullseye@x86_64 bookworm@x86_64 trixie@x86_64 trixie@aarch64 itools@trixie systemd@trixie)
 out=$CACHE/matrix
 mkdir -p "$out"
 report=$out/report.md
@@ -25,10 +28,12 @@ report=$out/report.md
 failed=0
 for k in "${kernels[@]}"; do
 	suite=${k%@*} arch=${k#*@} what=setup
-	if [[ $suite == itools ]]; then
-		# itools@SUITE: the initramfs-tools boot in that suite's root with its kernel.
-		what=initramfs-tools suite=$arch arch=x86_64
-		[[ $suite == trixie ]] || die "$k: itools@trixie"
+	if [[ $suite == itools || $suite == systemd ]]; then
+		# itools@SUITE, systemd@SUITE: the initramfs-tools or the dracut systemd boot in that
+		# suite's root with its kernel.
+		[[ $arch == trixie ]] || die "$k: $suite@trixie"
+		what=$suite suite=$arch arch=x86_64
+		[[ $what == systemd ]] || what=initramfs-tools
 	fi
 	[[ $k == *@* && $arch =~ ^(x86_64|aarch64)$ ]] || die "$k: SUITE@ARCH, ARCH x86_64 or aarch64"
 	# bookworm: the host's apt sources (the kernel make test runs); another suite: its own.
@@ -44,6 +49,9 @@ for k in "${kernels[@]}"; do
 			log=$CACHE/setup
 			[[ $arch == x86_64 ]] || log+=-$arch
 			log+=/console.log prefix=STATUS-TEXT
+		elif [[ $what == systemd ]]; then
+			(eval "$vars" && DEBIAN_SUITE=$suite bash "$VM_DIR/boot-systemd.sh") >>"$out/$k.log" 2>&1 || rc=$?
+			log=$CACHE/boot-systemd-$suite/volume.log prefix=REPORT
 		else
 			(eval "$vars" && DEBIAN_SUITE=$suite bash "$VM_DIR/boot-initramfs-tools.sh") >>"$out/$k.log" 2>&1 || rc=$?
 			log=$CACHE/boot-itools-$suite/volume.log prefix=REPORT

@@ -161,7 +161,8 @@ impl Host {
     pub(crate) fn disks_for(&self, config: &Config) -> Result<Vec<Disk>> {
         let paths = config.devices.iter().chain(&config.exclude).any(|s| matches!(s, Selector::Path(_)));
         if paths {
-            // A path selector needs the links, which are read beside the entries: all in full.
+            // A path selector looks at the links, matched to the disks once every entry is read:
+            // every entry in full.
             return self.read_disks(true, &|_| true);
         }
         self.read_disks(false, &|d| crate::classify::identity(d, config).is_none())

@@ -155,7 +155,9 @@ fn one_disk_no_swap_is_crypt_directly_on_the_disk() {
     let creates: Vec<&String> = fake.calls.iter().filter(|c| c.starts_with("dm_create")).collect();
     assert_eq!(creates, ["dm_create ephemcrypt CRYPT-PLAIN-ephemcrypt"]);
     assert!(fake.calls.iter().any(|c| c.contains(" 0 259:1 2048 3 ")), "crypt on the disk itself: {:#?}", fake.calls);
-    assert!(fake.calls.contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev,noinit_itable".to_string()));
+    assert!(fake
+        .calls
+        .contains(&"mount /dev/mapper/ephemcrypt /sysroot/mnt/ephemcrypt ext4 nosuid,nodev,noinit_itable".to_string()));
 }
 
 /// Fill a printed table line's placeholders from what the fake made: `KEY` with the key as the

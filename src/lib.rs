@@ -60,10 +60,10 @@ mod needs;
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod nfd;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-mod paths;
-#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod parallel;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+mod paths;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #[cfg_attr(not(test), deny(clippy::indexing_slicing))]
 mod plan;

@@ -510,13 +510,23 @@ pub(crate) fn read_all_at(
         // SAFETY: the kernel writes at most `count` io_events into `rest`, which has room for
         // them; no timeout (a null pointer): as a blocking pread would.
         let r = unsafe {
-            libc::syscall(libc::SYS_io_getevents, ctx.0, 1 as libc::c_long, count, rest.as_mut_ptr(), std::ptr::null::<u8>())
+            libc::syscall(
+                libc::SYS_io_getevents,
+                ctx.0,
+                1 as libc::c_long,
+                count,
+                rest.as_mut_ptr(),
+                std::ptr::null::<u8>(),
+            )
         };
         match Errno::result(r) {
             Ok(k) => {
                 let k = usize::try_from(k).map_err(|_| Errno::EINVAL)?;
                 for e in rest.iter().take(k) {
-                    let want = usize::try_from(e.data).ok().and_then(|i| reads.get(i)).and_then(|&(_, len)| i64::try_from(len).ok());
+                    let want = usize::try_from(e.data)
+                        .ok()
+                        .and_then(|i| reads.get(i))
+                        .and_then(|&(_, len)| i64::try_from(len).ok());
                     if e.res < 0 {
                         result = result.and(Err(Errno::from_raw(i32::try_from(-e.res).unwrap_or(libc::EIO))));
                     } else if Some(e.res) != want {

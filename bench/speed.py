@@ -131,6 +131,15 @@ STEP_GROUPS = [  # (label, colour, step name prefixes) for the breakdown chart
 ]
 
 
+def grid(g, left, pw, top, bottom, xmax, per_second=1):
+    """Six vertical grid lines from 0 to xmax (in units of which per_second make a second), labelled
+    in seconds below `bottom`."""
+    for i in range(6):
+        x = left + pw * i / 5
+        g.line(x, top - 5, x, bottom, "#e5e5e5")
+        g.text(x, bottom + 15, f"{xmax * i / 5 / per_second:g} s", 11, "middle")
+
+
 def charts(res, outdir):
     """speed-sets.svg: each variant's median setup time per disk set (min-max whiskers);
     speed-steps.svg: ephemcrypt's median step times per disk set, stacked. Returns the paths."""
@@ -152,10 +161,7 @@ def charts(res, outdir):
     g.text(20, 44, NOTE, 11, fill="#666")
     xmax = nice_max(max((row[v]["max"] or 0) for _, row in sets for v in variants if v in row))
     pw = w - left - right
-    for i in range(6):
-        x = left + pw * i / 5
-        g.line(x, top - 5, x, h - 55, "#e5e5e5")
-        g.text(x, h - 40, f"{xmax * i / 5:g} s", 11, "middle")
+    grid(g, left, pw, top, h - 55, xmax)
     for j, (name, row) in enumerate(sets):
         y0 = top + j * block
         g.text(left - 8, y0 + block / 2, name, 12, "end", weight="bold")
@@ -198,10 +204,7 @@ def charts(res, outdir):
         totals = [sum(ms for _, _, ms in grouped(st)) for _, st in rows]
         xmax = nice_max(max(totals))
         pw = w - left - right
-        for i in range(6):
-            x = left + pw * i / 5
-            g.line(x, top - 5, x, h - 65, "#e5e5e5")
-            g.text(x, h - 50, f"{xmax * i / 5 / 1000:g} s", 11, "middle")
+        grid(g, left, pw, top, h - 65, xmax, per_second=1000)
         for j, (name, st) in enumerate(rows):
             y = top + j * (bar + 10)
             g.text(left - 8, y + bar * 0.7, name, 12, "end", weight="bold")

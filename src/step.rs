@@ -207,7 +207,9 @@ pub(crate) const MOUNT_OPTIONS: [&str; 2] = ["nosuid", "nodev"];
 /// `noinit_itable`. mke2fs leaves the inode tables unwritten (lazy_itable_init); the kernel would
 /// then zero them in the background after the first mount (ext4lazyinit): 32 GiB at 2 TiB, half a
 /// TiB at 60, written through dm-crypt at every boot. Zeroing is for e2fsck after a crash, and
-/// this file system is never checked or mounted again: the next boot has another key.
+/// this file system is never checked, nor mounted read-write again: the next boot has another key
+/// (`ephemcrypt recover` mounts an escrowed one read-only, `noload`; its unzeroed inode tables
+/// read as noise, which the group descriptors' unused counts and metadata_csum tell from inodes).
 pub(crate) fn new_volume_options(fs: Fs) -> Vec<String> {
     let extra = match fs {
         Fs::Ext4 => Some("noinit_itable"),

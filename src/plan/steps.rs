@@ -126,7 +126,7 @@ pub(super) fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: 
             // mke2fs still writes grows with the size, mostly group descriptor copies: a backup in
             // every group numbered 1 or a power of 3, 5 or 7, and reserved blocks beside each for
             // growth (resize_inode). The volume never grows and lives one boot: sparse_super2 keeps
-            // no backup at all (num_backup_sb=0: nothing will ever look for one), ^resize_inode no
+            // no backup at all (num_backup_sb=0: only a read-only `recover` ever mounts it again), ^resize_inode no
             // reserve, and -G 4096 puts the bitmaps of 4096 groups (512 GiB) side by side, written
             // in few large writes (the default 16 made mke2fs 4-10 times slower at 2 to 16 TiB;
             // packed_meta_blocks, all metadata at the start, was slower still). Measured

@@ -173,7 +173,8 @@ fi
 # 2026-12-08). When the kernel oopsed that way before the guest printed anything of its own (no
 # VMTEST or ephemcrypt line: its test had not begun), the boot runs once more; the first log is
 # kept beside the log. Any other failure, and a second fault, fail as they are.
-if [[ -z ${RUN_SH_RETRY:-} && -z $alive && -z $reset && -z $powerdown_at ]] && clean | grep -aq 'Oops: int3'; then
+# (The whole log is read again: the poll loop may have ended before it saw the last lines.)
+if [[ -z ${RUN_SH_RETRY:-} && -z $res && -z $reset && -z $powerdown_at ]] && ! milestone && clean | grep -aq 'Oops: int3'; then
 	cp "$logf" "$logf.emulator-fault"
 	log "the kernel hit an int3 oops before the guest's test began (emulation under load; log kept in" \
 		"$logf.emulator-fault): booting once more"

@@ -126,10 +126,10 @@ pub(super) fn volume_steps(v: &Volume, newroot: &NewRoot, name: &str, identity: 
             // mke2fs still writes grows with the size, mostly group descriptor copies: a backup in
             // every group numbered 1 or a power of 3, 5 or 7, and reserved blocks beside each for
             // growth (resize_inode). The volume never grows and lives one boot: sparse_super2 keeps
-            // no backup at all (num_backup_sb=0: only a read-only `recover` ever mounts it again), ^resize_inode no
-            // reserve, and -G 4096 puts the bitmaps of 4096 groups (512 GiB) side by side, written
-            // in few large writes (the default 16 made mke2fs 4-10 times slower at 2 to 16 TiB;
-            // packed_meta_blocks, all metadata at the start, was slower still). Measured
+            // no backup at all (num_backup_sb=0: only a read-only `recover` ever mounts it again),
+            // ^resize_inode no reserve, and -G 4096 puts the bitmaps of 4096 groups (512 GiB) side
+            // by side, written in few large writes (the default 16 made mke2fs 5-15 times slower at
+            // 2 to 16 TiB; packed_meta_blocks, all metadata at the start, slower still). Measured
             // (docs/performance.md, mke2fs 1.47.0 on sparse files): 2 TiB 28.2 -> 2.2 MiB written,
             // 16 TiB 232 -> 12.6 MiB. Needs e2fsprogs 1.43 and Linux 3.16.
             Fs::Ext4 => &[
